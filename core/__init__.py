@@ -1,0 +1,1 @@
+"""Avaluma core: config, plugins, media types, errors, the gRPC server and sessions."""

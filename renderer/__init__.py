@@ -1,0 +1,1 @@
+"""Avaluma renderer: lip-sync inference, the .hvia avatar format, compositing and encoding."""
