@@ -11,11 +11,18 @@ import click
 
 
 @click.group()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="AVALUMA_CONFIG", default=None,
-              help="YAML config file (default: $AVALUMA_CONFIG, else built-in defaults).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="AVALUMA_CONFIG",
+    default=None,
+    help="YAML config file (default: $AVALUMA_CONFIG, else built-in defaults).",
+)
 @click.option("--log-level", default="INFO", show_default=True, envvar="AVALUMA_LOG_LEVEL")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              envvar="AVALUMA_LOG_FORMAT")
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True, envvar="AVALUMA_LOG_FORMAT"
+)
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, log_level: str, log_format: str) -> None:
     """Avaluma: open, self-hostable real-time talking avatars."""

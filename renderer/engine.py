@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from avaluma.core.media import AudioChunk
+from avaluma.core.media import AudioChunk  # noqa: F401 - used by RenderSession (added by the renderer)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 Backends (``energy`` baseline, the trained ONNX model, Triton) register through the ``register_lipsync_backends`` hook.
 The compositor only ever sees :class:`MouthFrames`, so backends and avatars evolve independently.
 
-Frame timing contract: frame ``i`` of a segment covers audio ``[i / fps, (i + 1) / fps)`` seconds from the segment start.
+Frame timing contract: frame ``i`` of a segment covers audio ``[i / fps, (i + 1) / fps)`` seconds from its start.
 ``push`` returns the frames whose audio (plus the backend's lookahead) has fully arrived; ``flush`` returns the rest,
 so a segment of ``n`` samples yields exactly ``ceil(n * fps / LIPSYNC_SAMPLE_RATE)`` frames in total.
 """
@@ -50,8 +50,8 @@ class MouthFrames:
         if not parts:
             return MouthFrames.empty()
         params = np.concatenate([p.params for p in parts], axis=0)
-        vis = [p.visemes for p in parts]
-        visemes = np.concatenate(vis, axis=0) if all(v is not None for v in vis) else None  # type: ignore[arg-type]
+        vis = [p.visemes for p in parts if p.visemes is not None]
+        visemes = np.concatenate(vis, axis=0) if len(vis) == len(parts) else None
         return MouthFrames(params, visemes)
 
 
