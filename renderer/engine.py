@@ -12,13 +12,19 @@ INTERFACE CONTRACT (issue 2): implemented by the renderer owner; the gRPC server
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+import soxr
 
-from avaluma.core.media import AudioChunk  # noqa: F401 - used by RenderSession (added by the renderer)
+from avaluma.core.errors import InvalidArgument
+from avaluma.core.media import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioChunk, validate_format
+from avaluma.renderer.avatar import Avatar
+from avaluma.renderer.compositor import Compositor
+from avaluma.renderer.lipsync.base import LIPSYNC_SAMPLE_RATE, MOUTH_PARAMS, REST_POSE, LipSyncBackend
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,3 +45,216 @@ class PlaybackEvent:
 
 
 RenderOutput = RenderedFrame | PlaybackEvent
+
+
+F32 = npt.NDArray[np.float32]
+
+
+class _Resampler:
+    """Streaming mono resampler; a pass-through when the rates are equal (exact, and no filter delay)."""
+
+    def __init__(self, in_rate: int, out_rate: int) -> None:
+        self._stream = None if in_rate == out_rate else soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32")
+
+    def __call__(self, samples: F32, *, last: bool = False) -> F32:
+        if self._stream is None:
+            return samples
+        return np.asarray(self._stream.resample_chunk(samples, last=last), dtype=np.float32)
+
+
+class RenderSession:
+    """Audio in, lip-synced :class:`RenderedFrame` s and :class:`PlaybackEvent` s out, for one stream.
+
+    Drive it with :meth:`push_audio` while a segment (one utterance) arrives, then :meth:`end_segment`; call
+    :meth:`clear` to interrupt, and :meth:`idle_frames` to fill time when nothing is playing. Frames are returned as
+    soon as both their mouth parameters and their audio are complete, so latency is the backend's lookahead plus the
+    resampler's few milliseconds. Output audio is exactly ``audio_sample_rate / fps`` samples per frame; the last frame
+    of a segment is padded with silence.
+
+    Not thread-safe: one owner drives it (the CLI loop, a gRPC stream handler, a LiveKit session task).
+    """
+
+    _in_rate: int | None
+    _to_lipsync: _Resampler | None
+    _to_output: _Resampler | None
+    _mouth: list[F32]
+    _audio: list[F32]
+
+    def __init__(
+        self,
+        avatar: Avatar,
+        backend: LipSyncBackend,
+        *,
+        fps: int = 25,
+        audio_sample_rate: int = 24000,
+        seed: int = 0,
+    ) -> None:
+        if not 1 <= fps <= 60:
+            raise InvalidArgument(f"fps {fps} is out of range: use 1..60 (25 is typical)")
+        if not MIN_SAMPLE_RATE <= audio_sample_rate <= MAX_SAMPLE_RATE:
+            raise InvalidArgument(
+                f"audio_sample_rate {audio_sample_rate} is out of range: use {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz"
+            )
+        if audio_sample_rate % fps:
+            raise InvalidArgument(
+                f"audio_sample_rate {audio_sample_rate} is not a multiple of fps {fps}: every frame must carry a whole "
+                "number of samples (e.g. 24000 or 48000 Hz at 25 fps)"
+            )
+        self._avatar = avatar
+        self._fps = fps
+        self._sr = audio_sample_rate
+        self._spf = audio_sample_rate // fps
+        self._compositor = Compositor(avatar, seed=seed)
+        self._lipsync = backend.open_stream(fps=fps)
+        self._index = 0
+        self._segment = 0
+        self._reset_segment()
+
+    # --- properties -------------------------------------------------------------------------------------------
+
+    @property
+    def fps(self) -> int:
+        return self._fps
+
+    @property
+    def audio_sample_rate(self) -> int:
+        return self._sr
+
+    @property
+    def width(self) -> int:
+        return self._avatar.width
+
+    @property
+    def height(self) -> int:
+        return self._avatar.height
+
+    @property
+    def frames_emitted(self) -> int:
+        """Frames returned so far (speech and idle), i.e. the index of the next frame."""
+        return self._index
+
+    @property
+    def in_segment(self) -> bool:
+        """True between the first audio of a segment and its :meth:`end_segment` or :meth:`clear`."""
+        return self._active
+
+    # --- driving ----------------------------------------------------------------------------------------------
+
+    def push_audio(self, chunk: AudioChunk) -> list[RenderOutput]:
+        """Add audio to the current segment (starting one if needed); return the frames it completed.
+
+        A chunk may use a different sample rate than the previous one; the resamplers are replaced without losing
+        audio. Empty chunks are accepted and return nothing.
+        """
+        validate_format(chunk.sample_rate, 1)
+        samples = np.asarray(chunk.samples, dtype=np.float32).reshape(-1)
+        if samples.size == 0:
+            return []
+        if chunk.sample_rate != self._in_rate:
+            self._flush_resamplers()
+            self._in_rate = chunk.sample_rate
+            self._to_lipsync = _Resampler(chunk.sample_rate, LIPSYNC_SAMPLE_RATE)
+            self._to_output = _Resampler(chunk.sample_rate, self._sr)
+        self._active = True
+        assert self._to_lipsync is not None and self._to_output is not None
+        self._feed(self._to_lipsync(samples), self._to_output(samples))
+        return self._drain(final=False)
+
+    def end_segment(self) -> list[RenderOutput]:
+        """Finish the segment: its remaining frames, then ``finished``. Returns ``[]`` when no audio was pushed."""
+        if not self._active:
+            return []
+        self._flush_resamplers()
+        self._mouth.append(self._lipsync.flush().params)
+        out = self._drain(final=True)
+        out.append(PlaybackEvent("finished", self._segment, self._real_samples / self._sr))
+        self._segment += 1
+        self._reset_segment()
+        return out
+
+    def clear(self) -> list[RenderOutput]:
+        """Interrupt: drop buffered audio and frames, reset lip-sync, mouth back to rest.
+
+        Returns ``finished(interrupted=True)`` (with the duration actually played) if a segment was in progress, else
+        ``[]``; answering a clear when idle is the caller's decision.
+        """
+        self._lipsync.reset()
+        if not self._active:
+            self._reset_segment()
+            return []
+        played = min(self._segment_frames * self._spf, self._real_samples) / self._sr
+        event = PlaybackEvent("finished", self._segment, played, interrupted=True)
+        self._segment += 1
+        self._reset_segment()
+        return [event]
+
+    def idle_frames(self, n: int) -> list[RenderedFrame]:
+        """``n`` silent rest-pose frames continuing the index/pts sequence (for time with nothing to play)."""
+        if n < 0:
+            raise InvalidArgument(f"idle frame count must be >= 0, got {n}")
+        silence = np.zeros(self._spf, dtype=np.float32)
+        silence.flags.writeable = False
+        return [self._frame(REST_POSE, silence, speaking=False) for _ in range(n)]
+
+    # --- internals --------------------------------------------------------------------------------------------
+
+    def _reset_segment(self) -> None:
+        self._active = False
+        self._started = False
+        self._segment_frames = 0
+        self._real_samples = 0
+        self._in_rate = None
+        self._to_lipsync = None
+        self._to_output = None
+        self._mouth = []
+        self._audio = []
+
+    def _flush_resamplers(self) -> None:
+        if self._to_lipsync is None or self._to_output is None:
+            return
+        empty = np.zeros(0, dtype=np.float32)
+        self._feed(self._to_lipsync(empty, last=True), self._to_output(empty, last=True))
+
+    def _feed(self, lipsync_audio: F32, output_audio: F32) -> None:
+        if lipsync_audio.size:
+            params = self._lipsync.push(lipsync_audio).params
+            if len(params):
+                self._mouth.append(params)
+        if output_audio.size:
+            self._audio.append(output_audio)
+            self._real_samples += int(output_audio.size)
+
+    def _drain(self, *, final: bool) -> list[RenderOutput]:
+        mouth = np.concatenate(self._mouth) if self._mouth else np.zeros((0, len(MOUTH_PARAMS)), np.float32)
+        audio = np.concatenate(self._audio) if self._audio else np.zeros(0, np.float32)
+        if final:
+            n = max(len(mouth), math.ceil(audio.size / self._spf))
+            # Rounding in the two resamplers can leave the video or the audio a frame short: pad, never drop.
+            if len(mouth) < n:
+                mouth = np.concatenate([mouth, np.tile(REST_POSE, (n - len(mouth), 1))])
+            if audio.size < n * self._spf:
+                audio = np.concatenate([audio, np.zeros(n * self._spf - audio.size, np.float32)])
+        else:
+            n = min(len(mouth), audio.size // self._spf)
+        out: list[RenderOutput] = []
+        if n and not self._started:
+            self._started = True
+            out.append(PlaybackEvent("started", self._segment, 0.0))
+        for i in range(n):
+            out.append(self._frame(mouth[i], audio[i * self._spf : (i + 1) * self._spf].copy(), speaking=True))
+        self._segment_frames += n
+        self._mouth = [mouth[n:]] if len(mouth) > n else []
+        rest = audio[n * self._spf :]
+        self._audio = [rest] if rest.size else []
+        return out
+
+    def _frame(self, params: F32, audio: F32, *, speaking: bool) -> RenderedFrame:
+        frame = RenderedFrame(
+            index=self._index,
+            pts_us=round(self._index * 1_000_000 / self._fps),
+            rgb=self._compositor.render(params),
+            audio=audio,
+            speaking=speaking,
+        )
+        self._index += 1
+        return frame

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Frames per second of the CPU render path on ONE core at 512x512 (DESIGN.md §7 goal: >= 100 frames/s per core).
+
+    .venv/bin/python bench/render.py [--seconds 20] [--core 0]
+
+Prints the machine, then, side by side in the same run:
+
+- ``baseline``: copying the base frame (the cost floor of producing any frame at all);
+- ``compositor``: :meth:`Compositor.render` on a realistic sequence of mouth parameters;
+- ``session``: the ``energy`` backend + compositor through :class:`RenderSession` (resampling included),
+  audio pushed in 100 ms chunks;
+- ``session+mp4``: the same, encoded to H.264 + AAC with :func:`write_mp4` (what ``avaluma render`` does).
+
+Not a test: numbers depend on the machine; nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import os
+
+# One core means one thread everywhere: set before numpy (and its BLAS) is imported.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import av  # noqa: E402
+import numpy as np  # noqa: E402
+import soxr  # noqa: E402
+
+from avaluma.core.media import AudioChunk  # noqa: E402
+from avaluma.renderer.compositor import Compositor  # noqa: E402
+from avaluma.renderer.engine import RenderedFrame, RenderSession  # noqa: E402
+from avaluma.renderer.hvia import load_hvia  # noqa: E402
+from avaluma.renderer.lipsync.base import LIPSYNC_SAMPLE_RATE  # noqa: E402
+from avaluma.renderer.lipsync.energy import EnergyBackend  # noqa: E402
+from avaluma.renderer.mp4 import write_mp4  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+FPS = 25
+SR = 24_000
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def speech_like(seconds: float, sr: int) -> np.ndarray:
+    """Syllables: 180 ms vowels at varying pitch and loudness, separated by short pauses and longer gaps."""
+    rng = np.random.default_rng(0)
+    parts, total = [], 0
+    while total < seconds * sr:
+        n = int(0.18 * sr)
+        t = np.arange(n) / sr
+        f0 = rng.uniform(110, 220)
+        tone = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 12))
+        env = np.sin(np.pi * t / t[-1]) * rng.uniform(0.05, 0.4)
+        gap = np.zeros(int(sr * (0.5 if rng.random() < 0.15 else 0.05)))
+        parts += [tone / 3 * env, gap]
+        total += n + gap.size
+    return np.concatenate(parts)[: int(seconds * sr)].astype(np.float32)
+
+
+def measure(fn: Callable[[], int]) -> tuple[int, float]:
+    fn()  # warm-up (imports, caches, first allocations)
+    start = time.perf_counter()
+    frames = fn()
+    return frames, time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Render-path frames/s on one core")
+    parser.add_argument("--seconds", type=float, default=20.0, help="seconds of audio per measurement")
+    parser.add_argument("--core", type=int, default=None, help="CPU to pin to (default: the first allowed one)")
+    parser.add_argument("--avatar", type=Path, default=ROOT / "assets" / "avatars" / "astronaut.hvia")
+    args = parser.parse_args()
+
+    core = args.core if args.core is not None else min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {core})
+
+    avatar = load_hvia(args.avatar)
+    audio = speech_like(args.seconds, SR)
+    n_frames = int(args.seconds * FPS)
+    params = EnergyBackend().analyze(soxr.resample(audio, SR, LIPSYNC_SAMPLE_RATE), fps=FPS).params
+    print(f"machine: {cpu_model()}; {os.cpu_count()} cores, pinned to core {core}")
+    print(
+        f"python {platform.python_version()} ({sys.implementation.name}), numpy {np.__version__}, PyAV {av.__version__}"
+    )
+    print(
+        f"avatar {avatar.id} {avatar.width}x{avatar.height}, "
+        f"{args.seconds:g} s of audio = {n_frames} frames at {FPS} fps"
+    )
+    opening = float((params[:, 0] > 0.05).mean())
+    print(f"mouth open in {opening:.0%} of the frames")
+
+    def baseline() -> int:
+        for _ in range(n_frames):
+            avatar.base.copy()
+        return n_frames
+
+    def compositor() -> int:
+        comp = Compositor(avatar)
+        for row in params[:n_frames]:
+            comp.render(row)
+        return min(n_frames, len(params))
+
+    def session_frames() -> list[RenderedFrame]:
+        s = RenderSession(avatar, EnergyBackend(), fps=FPS, audio_sample_rate=SR)
+        step = SR // 10
+        out = []
+        for i in range(0, len(audio), step):
+            out += s.push_audio(AudioChunk(audio[i : i + step], SR))
+        out += s.end_segment()
+        return [o for o in out if isinstance(o, RenderedFrame)]
+
+    def session() -> int:
+        return len(session_frames())
+
+    def session_mp4() -> int:
+        with tempfile.TemporaryDirectory() as tmp:
+            s = RenderSession(avatar, EnergyBackend(), fps=FPS, audio_sample_rate=SR)
+            step = SR // 10
+
+            def frames():  # type: ignore[no-untyped-def]
+                for i in range(0, len(audio), step):
+                    for o in s.push_audio(AudioChunk(audio[i : i + step], SR)):
+                        if isinstance(o, RenderedFrame):
+                            yield o
+                for o in s.end_segment():
+                    if isinstance(o, RenderedFrame):
+                        yield o
+
+            summary = write_mp4(
+                Path(tmp) / "bench.mp4",
+                frames(),
+                fps=FPS,
+                audio_sample_rate=SR,
+                width=avatar.width,
+                height=avatar.height,
+            )
+            return summary.frames
+
+    print(f"\n{'path':<14}{'frames/s':>10}{'ms/frame':>10}{'x real time':>13}")
+    for name, fn in [
+        ("baseline", baseline),
+        ("compositor", compositor),
+        ("session", session),
+        ("session+mp4", session_mp4),
+    ]:
+        frames, seconds = measure(fn)
+        fps = frames / seconds
+        print(f"{name:<14}{fps:>10.0f}{1000 / fps:>10.2f}{fps / FPS:>13.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""RenderSession: frame and audio accounting, event order, interruption, idle frames, resampling."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avaluma.core.errors import InvalidArgument
+from avaluma.core.media import AudioChunk
+from avaluma.renderer.avatar import Avatar
+from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderOutput, RenderSession
+from avaluma.renderer.hvia import load_hvia
+from avaluma.renderer.lipsync.energy import EnergyBackend
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def avatar() -> Avatar:
+    return load_hvia(ROOT / "assets" / "avatars" / "astronaut.hvia")
+
+
+def session(avatar: Avatar, **kwargs: int) -> RenderSession:
+    return RenderSession(avatar, EnergyBackend(), **kwargs)
+
+
+def vowel(seconds: float, sr: int, amplitude: float = 0.3) -> np.ndarray:
+    t = np.arange(round(seconds * sr)) / sr
+    tone = sum(np.sin(2 * np.pi * k * 150.0 * t) / k for k in range(1, 8))
+    return (amplitude * tone / 2.6).astype(np.float32)
+
+
+def push_all(s: RenderSession, audio: np.ndarray, sr: int, chunk_s: float = 0.1) -> list[RenderOutput]:
+    step = max(1, round(sr * chunk_s))
+    out: list[RenderOutput] = []
+    for i in range(0, len(audio), step):
+        out += s.push_audio(AudioChunk(audio[i : i + step], sr))
+    return out
+
+
+def frames_of(outputs: list[RenderOutput]) -> list[RenderedFrame]:
+    return [o for o in outputs if isinstance(o, RenderedFrame)]
+
+
+def events_of(outputs: list[RenderOutput]) -> list[PlaybackEvent]:
+    return [o for o in outputs if isinstance(o, PlaybackEvent)]
+
+
+def mouth_change(frame: RenderedFrame, avatar: Avatar) -> float:
+    rig = avatar.rig
+    ys = slice(int(rig.upper_lip_inner[1]), int(rig.chin[1]))
+    xs = slice(int(rig.mouth_left[0]), int(rig.mouth_right[0]))
+    return float(np.abs(frame.rgb[ys, xs].astype(int) - avatar.base[ys, xs].astype(int)).mean())
+
+
+@pytest.mark.parametrize("input_rate", [16_000, 22_050, 24_000, 48_000])
+def test_segment_frame_and_audio_counts(avatar: Avatar, input_rate: int) -> None:
+    s = session(avatar)
+    audio = vowel(1.3, input_rate)
+    outputs = push_all(s, audio, input_rate) + s.end_segment()
+    frames, events = frames_of(outputs), events_of(outputs)
+    assert math.ceil(1.3 * 25) <= len(frames) <= math.ceil(1.3 * 25) + 1
+    assert all(f.audio.shape == (960,) and f.audio.dtype == np.float32 for f in frames)
+    assert all(f.rgb.shape == (512, 512, 3) for f in frames)
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert [f.pts_us for f in frames] == [i * 40_000 for i in range(len(frames))]
+    # started before the first frame, finished after the last, nothing else.
+    assert isinstance(outputs[0], PlaybackEvent) and outputs[0].kind == "started"
+    assert isinstance(outputs[-1], PlaybackEvent) and outputs[-1].kind == "finished"
+    assert [(e.kind, e.segment, e.interrupted) for e in events] == [("started", 0, False), ("finished", 0, False)]
+    assert events[1].position_s == pytest.approx(1.3, abs=0.002)
+    assert s.frames_emitted == len(frames) and not s.in_segment
+
+
+def test_output_audio_is_the_input_when_rates_match(avatar: Avatar) -> None:
+    s = session(avatar, audio_sample_rate=24_000)
+    audio = vowel(0.5, 24_000)[:11_111]
+    frames = frames_of(push_all(s, audio, 24_000, chunk_s=0.037) + s.end_segment())
+    played = np.concatenate([f.audio for f in frames])
+    assert len(frames) == math.ceil(11_111 / 960)
+    np.testing.assert_array_equal(played[:11_111], audio)
+    assert not played[11_111:].any()  # the last frame is padded with silence
+
+
+def test_frames_stream_out_while_audio_arrives(avatar: Avatar) -> None:
+    s = session(avatar)
+    during = frames_of(push_all(s, vowel(1.0, 24_000), 24_000))
+    assert len(during) >= 24  # all but the frame still waiting on resampler delay / the segment end
+    assert all(f.speaking for f in during)
+
+
+def test_mouth_moves_with_speech_and_rests_in_silence(avatar: Avatar) -> None:
+    s = session(avatar)
+    sr = 16_000
+    audio = np.concatenate([np.zeros(sr // 2, np.float32), vowel(0.6, sr), np.zeros(sr // 2, np.float32)])
+    frames = frames_of(push_all(s, audio, sr) + s.end_segment())
+    change = [mouth_change(f, avatar) for f in frames]
+    assert max(change[:10]) == 0.0  # leading silence: exactly the rest pose
+    assert min(change[16:26]) > 5.0  # during the vowel the mouth is open
+    assert max(change[-4:]) == 0.0  # closed again after the release
+
+
+def test_clear_mid_segment_interrupts_and_next_segment_starts_fresh(avatar: Avatar) -> None:
+    s = session(avatar)
+    during = push_all(s, vowel(0.6, 24_000), 24_000)
+    played = len(frames_of(during))
+    cleared = s.clear()
+    assert cleared == [PlaybackEvent("finished", 0, pytest.approx(played * 0.04), interrupted=True)]  # type: ignore[arg-type]
+    assert not s.in_segment
+    assert s.end_segment() == []  # nothing left to flush after a clear
+    assert s.clear() == []  # clearing while idle: the caller decides how to answer
+    rest = s.idle_frames(1)[0]
+    np.testing.assert_array_equal(rest.rgb, avatar.base)
+    after = push_all(s, vowel(0.2, 24_000), 24_000) + s.end_segment()
+    events = events_of(after)
+    assert [(e.kind, e.segment) for e in events] == [("started", 1), ("finished", 1)]
+    first = frames_of(after)[0]
+    assert first.index == played + 1  # indices continue across the clear and the idle frame
+
+
+def test_idle_frames_continue_the_sequence(avatar: Avatar) -> None:
+    s = session(avatar, fps=30, audio_sample_rate=48_000)
+    idle = s.idle_frames(3)
+    assert [f.index for f in idle] == [0, 1, 2]
+    assert [f.pts_us for f in idle] == [0, 33_333, 66_667]
+    assert all(not f.speaking and f.audio.shape == (1600,) and not f.audio.any() for f in idle)
+    speech = frames_of(push_all(s, vowel(0.2, 48_000), 48_000) + s.end_segment())
+    assert speech[0].index == 3
+    assert s.idle_frames(0) == []
+    with pytest.raises(InvalidArgument):
+        s.idle_frames(-1)
+
+
+def test_empty_pushes_and_empty_segments_produce_nothing(avatar: Avatar) -> None:
+    s = session(avatar)
+    assert s.push_audio(AudioChunk(np.zeros(0, np.float32), 24_000)) == []
+    assert not s.in_segment
+    assert s.end_segment() == []
+    assert s.frames_emitted == 0
+
+
+def test_one_sample_segment_still_plays_one_frame(avatar: Avatar) -> None:
+    s = session(avatar)
+    outputs = s.push_audio(AudioChunk(np.full(1, 0.1, np.float32), 24_000)) + s.end_segment()
+    assert [type(o).__name__ for o in outputs] == ["PlaybackEvent", "RenderedFrame", "PlaybackEvent"]
+
+
+def test_sample_rate_may_change_within_and_between_segments(avatar: Avatar) -> None:
+    s = session(avatar)
+    outputs = push_all(s, vowel(0.5, 16_000), 16_000) + push_all(s, vowel(0.5, 48_000), 48_000) + s.end_segment()
+    frames = frames_of(outputs)
+    assert 25 <= len(frames) <= 26  # 1.0 s of audio: nothing lost or duplicated at the switch
+    assert events_of(outputs)[-1].position_s == pytest.approx(1.0, abs=0.002)
+    outputs = push_all(s, vowel(0.2, 22_050), 22_050) + s.end_segment()
+    assert 5 <= len(frames_of(outputs)) <= 6
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"fps": 24, "audio_sample_rate": 22_050}, "not a multiple of fps"),
+        ({"fps": 0}, "fps 0 is out of range"),
+        ({"audio_sample_rate": 1_000}, "out of range"),
+    ],
+)
+def test_invalid_settings(avatar: Avatar, kwargs: dict[str, int], message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        session(avatar, **kwargs)
+
+
+def test_invalid_input_rate_is_rejected_and_the_session_survives(avatar: Avatar) -> None:
+    s = session(avatar)
+    with pytest.raises(InvalidArgument, match="unsupported sample rate"):
+        s.push_audio(AudioChunk(np.zeros(10, np.float32), 44))
+    assert len(frames_of(push_all(s, vowel(0.2, 24_000), 24_000) + s.end_segment())) == 5
+
+
+def test_properties(avatar: Avatar) -> None:
+    s = session(avatar, fps=20, audio_sample_rate=16_000)
+    assert (s.fps, s.audio_sample_rate, s.width, s.height, s.frames_emitted) == (20, 16_000, 512, 512, 0)
