@@ -44,6 +44,36 @@ class RenderConfig(Closed):
     seed: int = 0
 
 
+class AvatarLinkConfig(Closed):
+    """Where agent-1 starts its avatar: an Avaluma server's gRPC address. Its API key: ``AVALUMA_API_KEY``."""
+
+    server: str = "127.0.0.1:8080"
+    tls: bool = False
+    #: Empty = the server's default avatar.
+    avatar_id: str = ""
+    identity: str = "avaluma-avatar"
+    #: Extra participants (agent-2 senders) allowed to send audio to the same avatar.
+    accepted_senders: tuple[str, ...] = ()
+
+
+class AgentConfig(Closed):
+    """agent-1 (``avaluma agent``): every stage is a provider picked by name; defaults are the seed's."""
+
+    instructions: str = "You are a friendly, concise voice assistant shown as a talking avatar."
+    #: Said (generated from these instructions) when a user joins; empty = wait for the user.
+    greeting: str = "Greet the user in one short sentence."
+    #: Explicit dispatch name for LiveKit; empty = automatic dispatch to every room.
+    agent_name: str = ""
+    stt: ProviderRef = ProviderRef(name="assemblyai")
+    llm: ProviderRef = ProviderRef(name="openai")
+    tts: ProviderRef = ProviderRef(name="cartesia")
+    vad: ProviderRef = ProviderRef(name="silero")
+    turn_detector: ProviderRef | None = ProviderRef(name="multilingual")
+    noise_cancellation: ProviderRef | None = ProviderRef(name="bvc")
+    #: ``null`` = voice only, no avatar.
+    avatar: AvatarLinkConfig | None = AvatarLinkConfig()
+
+
 class Config(Closed):
     server: ServerConfig = ServerConfig()
     render: RenderConfig = RenderConfig()
@@ -56,3 +86,4 @@ class Config(Closed):
     stt: ProviderRef | None = None
     llm: ProviderRef | None = None
     vad: ProviderRef | None = None
+    agent: AgentConfig = AgentConfig()

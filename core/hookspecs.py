@@ -83,6 +83,12 @@ def register_turn_detectors(register: Register) -> None:
 
 
 @hookspec
+def register_noise_cancellers(register: Register) -> None:
+    """Register noise-cancellation factories for the agent's microphone input, returning what LiveKit Agents'
+    room input accepts: ``rtc.NoiseCancellationOptions`` or an ``rtc.FrameProcessor[rtc.AudioFrame]``."""
+
+
+@hookspec
 def register_audio_sources(register: Register) -> None:
     """Register factories of audio sources feeding the avatar (Avaluma interface)."""
 
