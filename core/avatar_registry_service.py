@@ -1,0 +1,110 @@
+"""``AvatarRegistry``: a thin gRPC adapter over :class:`avaluma.core.avatar_store.AvatarStore`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc.aio
+
+from avaluma.core.avatar_store import AvatarStore, check_avatar_id
+from avaluma.core.errors import InvalidArgument
+from avaluma.proto.v1 import avatar_registry_pb2, avatar_registry_pb2_grpc, common_pb2
+from avaluma.renderer.avatar import Avatar
+from avaluma.renderer.hvia import MAX_HVIA_BYTES
+
+_KINDS = {"photo": common_pb2.AVATAR_KIND_PHOTO, "video": common_pb2.AVATAR_KIND_VIDEO}
+
+
+def avatar_info(avatar: Avatar) -> common_pb2.AvatarInfo:
+    """The wire form of an avatar's metadata."""
+    return common_pb2.AvatarInfo(
+        id=avatar.id,
+        name=avatar.name,
+        kind=_KINDS.get(avatar.kind, common_pb2.AVATAR_KIND_UNSPECIFIED),
+        width=avatar.width,
+        height=avatar.height,
+        fps=avatar.fps,
+        format_version=avatar.format_version,
+        size_bytes=avatar.size_bytes,
+        license=avatar.license,
+    )
+
+
+class AvatarRegistryServicer(avatar_registry_pb2_grpc.AvatarRegistryServicer):
+    """``avaluma.v1.AvatarRegistry``. Domain errors are mapped to status codes by the error interceptor."""
+
+    def __init__(self, store: AvatarStore) -> None:
+        self._store = store
+
+    async def ListAvatars(
+        self, request: avatar_registry_pb2.ListAvatarsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> avatar_registry_pb2.ListAvatarsResponse:
+        return avatar_registry_pb2.ListAvatarsResponse(avatars=[avatar_info(a) for a in self._store.list()])
+
+    async def GetAvatar(
+        self, request: avatar_registry_pb2.GetAvatarRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> common_pb2.AvatarInfo:
+        return avatar_info(self._store.get(request.avatar_id))
+
+    async def UploadAvatar(
+        self,
+        request_iterator: AsyncIterator[avatar_registry_pb2.UploadAvatarRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> common_pb2.AvatarInfo:
+        metadata: avatar_registry_pb2.UploadAvatarMetadata | None = None
+        parts: list[bytes] = []
+        size = 0
+        # A malformed upload is reported after the client's last message, not at the first bad one: grpc-python's
+        # asyncio client reports INTERNAL instead of the real status when the call ends while it is still writing
+        # (grpc/grpc#36066). Only the size limit ends the call early, so an endless stream cannot tie up the server.
+        problem: InvalidArgument | None = None
+        async for request in request_iterator:
+            kind = request.WhichOneof("request")
+            size += len(request.chunk)
+            if size > MAX_HVIA_BYTES:
+                raise InvalidArgument(f"the avatar file is larger than the {MAX_HVIA_BYTES} byte limit for .hvia files")
+            if problem is not None:
+                continue
+            if metadata is None:
+                if kind != "metadata":
+                    problem = InvalidArgument(
+                        "the first UploadAvatar message must be `metadata` (avatar_id, overwrite)"
+                    )
+                    continue
+                metadata = request.metadata
+                if metadata.avatar_id:
+                    try:
+                        check_avatar_id(metadata.avatar_id)
+                    except InvalidArgument as exc:
+                        problem = exc
+                continue
+            if kind != "chunk":
+                problem = InvalidArgument("metadata may only be sent once, as the first UploadAvatar message")
+                continue
+            parts.append(request.chunk)
+        if problem is not None:
+            raise problem
+        if metadata is None:
+            raise InvalidArgument("empty upload: send a `metadata` message, then the .hvia file in `chunk` messages")
+        if not size:
+            raise InvalidArgument("the upload has no data: send the .hvia file in `chunk` messages after the metadata")
+        data = b"".join(parts)
+        # Validation decodes images: keep it off the event loop.
+        avatar_id = metadata.avatar_id or await asyncio.to_thread(_manifest_id, data)
+        avatar = await asyncio.to_thread(self._store.add, data, avatar_id, overwrite=metadata.overwrite)
+        return avatar_info(avatar)
+
+    async def DeleteAvatar(
+        self, request: avatar_registry_pb2.DeleteAvatarRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> avatar_registry_pb2.DeleteAvatarResponse:
+        self._store.delete(request.avatar_id)
+        return avatar_registry_pb2.DeleteAvatarResponse()
+
+
+def _manifest_id(data: bytes) -> str:
+    """The id recorded in the file, for uploads that leave avatar_id empty."""
+    from avaluma.renderer.hvia import load_hvia_bytes
+
+    return load_hvia_bytes(data, source="upload").id

@@ -1,0 +1,121 @@
+"""The one place that maps Avaluma's domain errors to gRPC status codes: a server interceptor.
+
+Servicers raise :class:`~avaluma.core.errors.AvalumaError` subclasses and never call ``context.abort`` for domain
+errors; this interceptor turns them into the status named by the error's ``code`` with its message unchanged (the
+messages are written for the caller). Anything else is a bug: it is logged with its traceback and the caller gets
+``INTERNAL`` with a generic message (internals never leak), while the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import grpc.aio
+
+from avaluma.core.errors import AvalumaError
+
+if TYPE_CHECKING:
+    _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:  # not subscriptable at run time
+    _ServerInterceptor = grpc.aio.ServerInterceptor
+
+log = logging.getLogger(__name__)
+
+INTERNAL_MESSAGE = "internal server error: the server logged the details; retry, and report it if it persists"
+
+
+def status_code(error: AvalumaError) -> grpc.StatusCode:
+    """The gRPC status of a domain error (``INTERNAL`` for an unknown code name, which is a bug in the error class)."""
+    code: grpc.StatusCode | None = getattr(grpc.StatusCode, error.code, None)
+    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.INTERNAL
+
+
+def status_number(error: AvalumaError) -> int:
+    """The numeric status (google.rpc.Code) of a domain error, for in-band ``StreamError.code`` fields."""
+    number: int = status_code(error).value[0]
+    return number
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], method: str, exc: BaseException) -> None:
+    """Translate ``exc`` into the RPC's final status; never returns normally."""
+    if isinstance(exc, AvalumaError):
+        log.info("request failed", extra={"rpc_method": method, "status": exc.code, "error_type": type(exc).__name__})
+        await context.abort(status_code(exc), exc.message)
+    log.error("unexpected error in RPC handler", exc_info=exc, extra={"rpc_method": method})
+    await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+
+
+def _passes_through(exc: BaseException) -> bool:
+    # AbortError is how context.abort ends an RPC (it already carries its status); cancellation must propagate.
+    return isinstance(exc, grpc.aio.AbortError) or not isinstance(exc, Exception)
+
+
+def _wrap_unary_response(
+    behavior: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]], method: str
+) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await behavior(request, context)
+        except BaseException as exc:
+            if _passes_through(exc):
+                raise
+            await _abort(context, method, exc)
+
+    return wrapped
+
+
+def _wrap_stream_response(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+    # grpc.aio inspects the handler: an async generator function streams what it yields, a coroutine function
+    # writes through context.write. The wrapper keeps the kind of the function it wraps.
+    if inspect.isasyncgenfunction(behavior):
+
+        async def wrapped_gen(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            try:
+                async for response in behavior(request, context):
+                    yield response
+            except BaseException as exc:
+                if _passes_through(exc):
+                    raise
+                await _abort(context, method, exc)
+
+        return wrapped_gen
+    return _wrap_unary_response(behavior, method)
+
+
+def wrap_handler(handler: grpc.RpcMethodHandler[Any, Any], method: str) -> grpc.RpcMethodHandler[Any, Any]:
+    """Return ``handler`` with its behaviour wrapped by the error mapping (same kind, same (de)serializers)."""
+    ser: dict[str, Any] = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    # The stubs type behaviours as sync callables; on a grpc.aio server they are coroutine/async-generator functions.
+    behaviour: Any
+    if handler.unary_unary is not None:
+        behaviour = handler.unary_unary
+        return grpc.unary_unary_rpc_method_handler(_wrap_unary_response(behaviour, method), **ser)
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(_wrap_stream_response(handler.unary_stream, method), **ser)
+    if handler.stream_unary is not None:
+        behaviour = handler.stream_unary
+        return grpc.stream_unary_rpc_method_handler(_wrap_unary_response(behaviour, method), **ser)
+    if handler.stream_stream is not None:
+        return grpc.stream_stream_rpc_method_handler(_wrap_stream_response(handler.stream_stream, method), **ser)
+    return handler
+
+
+class ErrorMappingInterceptor(_ServerInterceptor):
+    """Maps :class:`AvalumaError` to its status code and unexpected exceptions to ``INTERNAL`` (logged)."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        return wrap_handler(handler, handler_call_details.method)

@@ -1,0 +1,437 @@
+"""Avatar sessions: the registry behind ``AvatarService`` and the capacity shared with render streams.
+
+A session is the avatar's presence in one LiveKit room. This module validates a start request, takes a slot of the
+server's capacity, joins the room and keeps the session findable (get / list / stop / watch) until it ends.
+
+ISSUE 5 (LiveKit server) builds on this: once joined, a session must receive ``lk.audio_stream`` from the accepted
+senders, render with :class:`avaluma.renderer.engine.RenderSession`, publish ``avatar_video`` + ``avatar_audio``
+through ``rtc.AVSynchronizer``, answer ``lk.clear_buffer`` and publish the playback / stats events through
+:meth:`Session.publish`; idle timeout and room-empty clean-up end it with :meth:`SessionRegistry.stop`. The hooks
+for that are :class:`RoomConnector` (how a room is joined) and :class:`Session` (state + events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import builtins
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+from urllib.parse import urlsplit
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from avaluma.core.avatar_store import AvatarStore
+from avaluma.core.config import RenderConfig as RenderDefaults
+from avaluma.core.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from avaluma.proto.v1 import avatar_service_pb2, common_pb2
+
+log = logging.getLogger(__name__)
+
+SessionEvent = avatar_service_pb2.SessionEvent
+
+#: Attribute of the avatar's token naming the agent it publishes on behalf of (``livekit.agents.types``).
+PUBLISH_ON_BEHALF_ATTRIBUTE: Final = "lk.publish_on_behalf"
+LIVEKIT_URL_SCHEMES: Final = ("ws", "wss", "http", "https")
+#: Events kept per session for watchers that subscribe late.
+EVENT_HISTORY: Final = 64
+#: Events buffered per watcher; a watcher that falls further behind loses the oldest ones, never stalls the session.
+WATCHER_BUFFER: Final = 256
+DEFAULT_IDLE_TIMEOUT_S: Final = 300
+DEFAULT_CONNECT_TIMEOUT_S: Final = 15.0
+MAX_TOKEN_BYTES: Final = 16 * 1024
+
+
+# --- capacity ---------------------------------------------------------------------------------------------------
+
+
+class Slot:
+    """One unit of the server's capacity; :meth:`release` is idempotent."""
+
+    def __init__(self, owner: SessionSlots) -> None:
+        self._owner: SessionSlots | None = owner
+
+    def release(self) -> None:
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            owner._used -= 1
+
+
+class SessionSlots:
+    """Concurrent sessions *and* render streams share one limit (``server.max_sessions``): both cost a CPU share."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._used = 0
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+    def take(self, what: str) -> Slot:
+        """Take a slot or raise :class:`ResourceExhausted` (event-loop only: no locking needed)."""
+        if self._used >= self.limit:
+            raise ResourceExhausted(
+                f"cannot start a {what}: the server is at its limit of {self.limit} concurrent sessions and render "
+                "streams; retry later, or raise server.max_sessions (AVALUMA_SERVER__MAX_SESSIONS)"
+            )
+        self._used += 1
+        return Slot(self)
+
+    @contextlib.contextmanager
+    def acquire(self, what: str) -> Iterator[Slot]:
+        slot = self.take(what)
+        try:
+            yield slot
+        finally:
+            slot.release()
+
+
+# --- request validation (pure) ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """What the server reads from a LiveKit token without verifying it (LiveKit verifies it on join)."""
+
+    identity: str
+    room: str
+    publish_on_behalf: str
+    expires_at: int | None
+
+
+def check_livekit_url(url: str) -> str:
+    """Return ``url`` if it is a LiveKit server URL we can dial, else raise :class:`InvalidArgument`."""
+    if not url:
+        raise InvalidArgument("livekit_url is empty: set it to your LiveKit server, e.g. wss://example.livekit.cloud")
+    parts = urlsplit(url)
+    if parts.scheme not in LIVEKIT_URL_SCHEMES or not parts.hostname:
+        raise InvalidArgument(
+            "livekit_url must be a ws://, wss://, http:// or https:// URL with a host, "
+            "e.g. wss://example.livekit.cloud or ws://localhost:7880"
+        )
+    return url
+
+
+def _b64_json(segment: str) -> Any:
+    padded = segment + "=" * (-len(segment) % 4)
+    return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+
+
+def parse_livekit_token(token: str, *, now: float | None = None) -> TokenInfo:
+    """Check that ``token`` looks like a LiveKit JWT and read its identity, room and agent attribute.
+
+    The signature is not checked here (the avatar server need not hold the API secret); the LiveKit server does that
+    when the avatar joins. This catches the common mistakes early with a clear message.
+    """
+    hint = "pass a LiveKit access token (a JWT) minted for the avatar participant, e.g. with livekit.api.AccessToken"
+    if not token:
+        raise InvalidArgument(f"livekit_token is empty: {hint}")
+    if len(token) > MAX_TOKEN_BYTES:
+        raise InvalidArgument(f"livekit_token is {len(token)} characters, more than a LiveKit token has: {hint}")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise InvalidArgument(f"livekit_token is not a JWT (expected three dot-separated parts): {hint}")
+    try:
+        header, claims = _b64_json(parts[0]), _b64_json(parts[1])
+    except (ValueError, binascii.Error, UnicodeError):
+        raise InvalidArgument(f"livekit_token is not a JWT (its parts are not base64url JSON): {hint}") from None
+    if not isinstance(header, dict) or "alg" not in header or not isinstance(claims, dict):
+        raise InvalidArgument(f"livekit_token is not a JWT (no header alg or claims object): {hint}")
+    identity = claims.get("sub")
+    if not isinstance(identity, str) or not identity:
+        raise InvalidArgument("livekit_token has no identity (sub claim): mint it with an identity for the avatar")
+    video = claims.get("video")
+    room = video.get("room", "") if isinstance(video, dict) else ""
+    attributes = claims.get("attributes")
+    on_behalf = attributes.get(PUBLISH_ON_BEHALF_ATTRIBUTE, "") if isinstance(attributes, dict) else ""
+    exp = claims.get("exp")
+    expires_at = int(exp) if isinstance(exp, int | float) else None
+    if expires_at is not None and expires_at <= (time.time() if now is None else now):
+        raise InvalidArgument("livekit_token has expired: mint a new token for the avatar")
+    return TokenInfo(
+        identity=identity,
+        room=room if isinstance(room, str) else "",
+        publish_on_behalf=on_behalf if isinstance(on_behalf, str) else "",
+        expires_at=expires_at,
+    )
+
+
+# --- rooms ------------------------------------------------------------------------------------------------------
+
+
+class RoomHandle(Protocol):
+    """A joined room, as far as the session registry needs it."""
+
+    async def disconnect(self) -> None: ...
+
+
+class RoomConnector(Protocol):
+    """Joins a room. ``on_disconnected`` is called (on the event loop) when the connection is lost."""
+
+    async def __call__(self, url: str, token: str, *, on_disconnected: Callable[[str], None]) -> RoomHandle: ...
+
+
+class LiveKitRoom:
+    """A ``livekit.rtc.Room`` joined with the avatar's token."""
+
+    def __init__(self, room: Any) -> None:
+        self.room = room
+
+    async def disconnect(self) -> None:
+        await self.room.disconnect()
+
+
+async def connect_livekit(url: str, token: str, *, on_disconnected: Callable[[str], None]) -> RoomHandle:
+    """The real :class:`RoomConnector`. Raises :class:`Unavailable` naming the URL when the room cannot be joined."""
+    from livekit import rtc  # server extra; imported only when a session starts
+
+    room = rtc.Room()
+    room.on("disconnected", lambda reason: on_disconnected(str(reason)))
+    try:
+        await asyncio.wait_for(room.connect(url, token), DEFAULT_CONNECT_TIMEOUT_S)
+    except (rtc.ConnectError, TimeoutError, OSError) as exc:
+        with contextlib.suppress(Exception):
+            await room.disconnect()
+        reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
+        raise Unavailable(
+            f"could not join the LiveKit room at {url}: {reason}. Check that the LiveKit server is running and "
+            "reachable from the avatar server at that URL, and that the token is valid for it"
+        ) from exc
+    return LiveKitRoom(room)
+
+
+# --- sessions ---------------------------------------------------------------------------------------------------
+
+
+def _now() -> Timestamp:
+    ts = Timestamp()
+    ts.GetCurrentTime()
+    return ts
+
+
+@dataclass(eq=False)
+class Session:
+    """One avatar in one room. Events go to every watcher; a bounded history serves late subscribers."""
+
+    id: str
+    avatar_id: str
+    livekit_url: str
+    room_name: str
+    identity: str
+    agent_identity: str
+    accepted_senders: tuple[str, ...]
+    idle_timeout_s: int
+    render: common_pb2.RenderOptions
+    started_at: Timestamp = field(default_factory=_now)
+    state: int = avatar_service_pb2.SESSION_STATE_STARTING
+    room: RoomHandle | None = None
+    slot: Slot | None = None
+    _history: deque[SessionEvent] = field(default_factory=lambda: deque(maxlen=EVENT_HISTORY))
+    _watchers: set[asyncio.Queue[SessionEvent | None]] = field(default_factory=set)
+
+    @property
+    def ended(self) -> bool:
+        return self.state == avatar_service_pb2.SESSION_STATE_ENDED
+
+    def info(self) -> avatar_service_pb2.SessionInfo:
+        return avatar_service_pb2.SessionInfo(
+            session_id=self.id,
+            avatar_id=self.avatar_id,
+            state=self.state,  # type: ignore[arg-type]
+            livekit_url=self.livekit_url,
+            room_name=self.room_name,
+            avatar_participant_identity=self.identity,
+            agent_identity=self.agent_identity,
+            render=self.render,
+            started_at=self.started_at,
+        )
+
+    def publish(self, event: SessionEvent) -> None:
+        """Record ``event`` and hand it to every watcher (never blocks: slow watchers lose their oldest events)."""
+        event.session_id = self.id
+        if not event.HasField("time"):
+            event.time.CopyFrom(_now())
+        self._history.append(event)
+        for queue in self._watchers:
+            _put_dropping_oldest(queue, event)
+
+    async def watch(self) -> AsyncIterator[SessionEvent]:
+        """The history, then live events, until the session ends (its ``ended`` event is the last one)."""
+        queue: asyncio.Queue[SessionEvent | None] = asyncio.Queue(WATCHER_BUFFER)
+        for event in self._history:
+            _put_dropping_oldest(queue, event)
+        if self.ended:
+            _put_dropping_oldest(queue, None)
+        self._watchers.add(queue)
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                yield item
+        finally:
+            self._watchers.discard(queue)
+
+    def _close_watchers(self) -> None:
+        for queue in self._watchers:
+            _put_dropping_oldest(queue, None)
+
+
+def _put_dropping_oldest(queue: asyncio.Queue[SessionEvent | None], item: SessionEvent | None) -> None:
+    if queue.full():
+        queue.get_nowait()
+    queue.put_nowait(item)
+
+
+@dataclass(frozen=True, slots=True)
+class StartRequest:
+    """A validated-to-be ``StartSessionRequest`` in plain types (the servicer translates)."""
+
+    livekit_url: str
+    livekit_token: str
+    avatar_id: str
+    render: common_pb2.RenderOptions
+    accepted_senders: tuple[str, ...] = ()
+    agent_identity: str | None = None
+    idle_timeout_s: int = 0
+
+
+class SessionRegistry:
+    """Live sessions by id. Lives on the server's event loop (not thread-safe)."""
+
+    def __init__(
+        self,
+        *,
+        store: AvatarStore,
+        slots: SessionSlots,
+        defaults: RenderDefaults,
+        default_avatar: str,
+        connector: RoomConnector = connect_livekit,
+    ) -> None:
+        self._default_avatar = default_avatar
+        self._store = store
+        self._slots = slots
+        self._defaults = defaults
+        self._connector = connector
+        self._sessions: dict[str, Session] = {}
+        #: Strong references to clean-up tasks started from LiveKit callbacks, so they are not garbage-collected.
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def effective_render(self, options: common_pb2.RenderOptions) -> common_pb2.RenderOptions:
+        """Fill server defaults into ``options`` and validate it (:class:`InvalidArgument` naming the field)."""
+        if bool(options.width) != bool(options.height):
+            raise InvalidArgument("render.width and render.height must be set together (or both left 0)")
+        fps = options.fps or self._defaults.fps
+        if not 1 <= fps <= 60:
+            raise InvalidArgument(f"render.fps {fps} is out of range: use 1..60, or 0 for the default")
+        rate = options.audio_sample_rate or self._defaults.audio_sample_rate
+        if not 8_000 <= rate <= 48_000:
+            raise InvalidArgument(f"render.audio_sample_rate {rate} is out of range: use 8000..48000 Hz, or 0")
+        return common_pb2.RenderOptions(
+            width=options.width,
+            height=options.height,
+            fps=fps,
+            audio_sample_rate=rate,
+            seed=options.seed or self._defaults.seed,
+        )
+
+    async def start(self, request: StartRequest) -> Session:
+        url = check_livekit_url(request.livekit_url)
+        token = parse_livekit_token(request.livekit_token)
+        avatar = self._store.get(request.avatar_id or self._default_avatar)
+        render = self.effective_render(request.render)
+        slot = self._slots.take("session")
+        session = Session(
+            id="ses_" + secrets.token_hex(8),
+            avatar_id=avatar.id,
+            livekit_url=url,
+            room_name=token.room,
+            identity=token.identity,
+            agent_identity=request.agent_identity or token.publish_on_behalf,
+            accepted_senders=request.accepted_senders,
+            idle_timeout_s=request.idle_timeout_s or DEFAULT_IDLE_TIMEOUT_S,
+            render=render,
+            slot=slot,
+        )
+        self._sessions[session.id] = session
+        try:
+            session.room = await self._connector(
+                url, request.livekit_token, on_disconnected=lambda reason: self._on_disconnected(session, reason)
+            )
+        except BaseException:
+            self._sessions.pop(session.id, None)
+            slot.release()
+            raise
+        session.state = avatar_service_pb2.SESSION_STATE_ACTIVE
+        session.publish(
+            SessionEvent(
+                started=avatar_service_pb2.SessionStarted(
+                    room_name=session.room_name, avatar_participant_identity=session.identity
+                )
+            )
+        )
+        log.info("session started", extra={"session_id": session.id, "avatar_id": avatar.id})
+        return session
+
+    def get(self, session_id: str) -> Session:
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise NotFound("unknown session id: it never existed or has ended; ListSessions shows the live ones")
+        return session
+
+    def list(self) -> builtins.list[Session]:
+        return sorted(self._sessions.values(), key=lambda s: (s.started_at.ToNanoseconds(), s.id))
+
+    async def stop(
+        self, session_id: str, reason: int = avatar_service_pb2.END_REASON_STOPPED, detail: str = ""
+    ) -> None:
+        """End the session: leave the room, free its slot, tell watchers. :class:`NotFound` when unknown."""
+        session = self.get(session_id)
+        await self._end(session, reason, detail)
+
+    async def close_all(self, *, timeout_s: float = 5.0) -> None:
+        """End every session (server shutdown), each bounded so a hung room cannot hold the server up."""
+        sessions = list(self._sessions.values())
+        await asyncio.gather(
+            *(
+                self._end(s, avatar_service_pb2.END_REASON_SERVER_SHUTDOWN, "server shutdown", timeout_s=timeout_s)
+                for s in sessions
+            ),
+            return_exceptions=True,
+        )
+
+    async def _end(self, session: Session, reason: int, detail: str, *, timeout_s: float = 5.0) -> None:
+        if self._sessions.pop(session.id, None) is None:
+            return  # already ending
+        session.state = avatar_service_pb2.SESSION_STATE_ENDING
+        room, session.room = session.room, None
+        if room is not None:
+            try:
+                await asyncio.wait_for(room.disconnect(), timeout_s)
+            except Exception as exc:  # leaving is best effort; the slot must be freed regardless
+                log.warning(
+                    "leaving the room failed", extra={"session_id": session.id, "error_type": type(exc).__name__}
+                )
+        if session.slot is not None:
+            session.slot.release()
+        session.state = avatar_service_pb2.SESSION_STATE_ENDED
+        session.publish(SessionEvent(ended=avatar_service_pb2.SessionEnded(reason=reason, detail=detail)))  # type: ignore[arg-type]
+        session._close_watchers()
+        log.info("session ended", extra={"session_id": session.id, "reason": reason})
+
+    def _on_disconnected(self, session: Session, reason: str) -> None:
+        if session.id in self._sessions and session.state == avatar_service_pb2.SESSION_STATE_ACTIVE:
+            task = asyncio.ensure_future(
+                self._end(session, avatar_service_pb2.END_REASON_DISCONNECTED, f"disconnected from the room: {reason}")
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
