@@ -33,7 +33,6 @@ def test_no_bare_top_level_imports() -> None:
         for folder in ("core", "renderer", "agent", "proto", "tests", "bench", "plugins", "scripts")
         if (ROOT / folder).exists()
         for path in (ROOT / folder).rglob("*.py")
-        if ".venv" not in path.parts
-        and any(bare.match(line) for line in path.read_text(encoding="utf-8").splitlines())
+        if ".venv" not in path.parts and any(bare.match(line) for line in path.read_text(encoding="utf-8").splitlines())
     ]
     assert offenders == [], "import through avaluma.* instead"
