@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
-"""Frames per second of the CPU render path on ONE core at 512x512 (DESIGN.md §7 goal: >= 100 frames/s per core).
+"""Frames per second of the CPU render path on ONE core at 512x512 and 512x640 (DESIGN.md §7 goal: >= 100 frames/s
+per core), and memory per loaded avatar and per extra session.
 
     .venv/bin/python bench/render.py [--seconds 20] [--core 0]
 
-Prints the machine, then, side by side in the same run:
+Prints the machine, then per demo avatar, side by side in the same run:
 
 - ``baseline``: copying the base frame (the cost floor of producing any frame at all);
-- ``compositor``: :meth:`Compositor.render` on a realistic sequence of mouth parameters;
-- ``session``: the ``energy`` backend + compositor through :class:`RenderSession` (resampling included),
+- ``mouth only``: :meth:`Compositor.render` with mouth parameters only (the foundation's path);
+- ``animator``: mouth smoothing + idle life (blinks, breathing, head motion) + compositor, i.e. a live frame;
+- ``session``: the ``energy`` backend + animator through :class:`RenderSession` (resampling included),
   audio pushed in 100 ms chunks;
 - ``session+mp4``: the same, encoded to H.264 + AAC with :func:`write_mp4` (what ``avaluma render`` does).
+
+Memory: the avatar's shared pixel data, the Python heap growth of loading it (tracemalloc), and the heap growth per
+extra session (10 sessions opened, each rendering a frame, averaged).
 
 Not a test: numbers depend on the machine; nothing here asserts a speed.
 """
@@ -27,6 +32,7 @@ import platform  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+import tracemalloc  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -35,6 +41,8 @@ import numpy as np  # noqa: E402
 import soxr  # noqa: E402
 
 from avaluma.core.media import AudioChunk  # noqa: E402
+from avaluma.renderer.animator import Animator  # noqa: E402
+from avaluma.renderer.avatar import Avatar  # noqa: E402
 from avaluma.renderer.compositor import Compositor  # noqa: E402
 from avaluma.renderer.engine import RenderedFrame, RenderSession  # noqa: E402
 from avaluma.renderer.hvia import load_hvia  # noqa: E402
@@ -80,40 +88,53 @@ def measure(fn: Callable[[], int]) -> tuple[int, float]:
     return frames, time.perf_counter() - start
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description="Render-path frames/s on one core")
-    parser.add_argument("--seconds", type=float, default=20.0, help="seconds of audio per measurement")
-    parser.add_argument("--core", type=int, default=None, help="CPU to pin to (default: the first allowed one)")
-    parser.add_argument("--avatar", type=Path, default=ROOT / "assets" / "avatars" / "astronaut.hvia")
-    args = parser.parse_args()
+def bench_avatar(path: Path, seconds: float) -> None:
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    avatar = load_hvia(path)
+    Compositor(avatar)  # the shared per-avatar geometry is part of what loading costs
+    loaded = tracemalloc.get_traced_memory()[0] - before
+    sessions = []
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(10):
+        s = RenderSession(avatar, EnergyBackend(), fps=FPS, audio_sample_rate=SR, seed=i)
+        s.idle_frames(1)
+        sessions.append(s)
+    per_session = (tracemalloc.get_traced_memory()[0] - before) / 10
+    tracemalloc.stop()
+    del sessions
 
-    core = args.core if args.core is not None else min(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {core})
-
-    avatar = load_hvia(args.avatar)
-    audio = speech_like(args.seconds, SR)
-    n_frames = int(args.seconds * FPS)
+    audio = speech_like(seconds, SR)
+    n_frames = int(seconds * FPS)
     params = EnergyBackend().analyze(soxr.resample(audio, SR, LIPSYNC_SAMPLE_RATE), fps=FPS).params
-    print(f"machine: {cpu_model()}; {os.cpu_count()} cores, pinned to core {core}")
-    print(
-        f"python {platform.python_version()} ({sys.implementation.name}), numpy {np.__version__}, PyAV {av.__version__}"
-    )
-    print(
-        f"avatar {avatar.id} {avatar.width}x{avatar.height}, "
-        f"{args.seconds:g} s of audio = {n_frames} frames at {FPS} fps"
-    )
     opening = float((params[:, 0] > 0.05).mean())
-    print(f"mouth open in {opening:.0%} of the frames")
+    print(
+        f"\navatar {avatar.id} {avatar.width}x{avatar.height} ({avatar.kind}, .hvia v{avatar.format_version}): "
+        f"{seconds:g} s of audio = {n_frames} frames at {FPS} fps, mouth open in {opening:.0%} of the frames"
+    )
+    print(
+        f"memory: {avatar.memory_bytes / 1e6:.1f} MB shared pixels, {loaded / 1e6:.1f} MB heap to load, "
+        f"{per_session / 1e6:.2f} MB per extra session"
+    )
+    _bench_paths(avatar, audio, params, n_frames)
 
+
+def _bench_paths(avatar: Avatar, audio: np.ndarray, params: np.ndarray, n_frames: int) -> None:
     def baseline() -> int:
         for _ in range(n_frames):
             avatar.base.copy()
         return n_frames
 
-    def compositor() -> int:
+    def mouth_only() -> int:
         comp = Compositor(avatar)
         for row in params[:n_frames]:
             comp.render(row)
+        return min(n_frames, len(params))
+
+    def animator() -> int:
+        anim = Animator(avatar, fps=FPS, seed=0)
+        for row in params[:n_frames]:
+            anim.next_frame(row, speaking=True)
         return min(n_frames, len(params))
 
     def session_frames() -> list[RenderedFrame]:
@@ -152,16 +173,41 @@ def main() -> int:
             )
             return summary.frames
 
-    print(f"\n{'path':<14}{'frames/s':>10}{'ms/frame':>10}{'x real time':>13}")
+    print(f"{'path':<14}{'frames/s':>10}{'ms/frame':>10}{'x real time':>13}")
     for name, fn in [
         ("baseline", baseline),
-        ("compositor", compositor),
+        ("mouth only", mouth_only),
+        ("animator", animator),
         ("session", session),
         ("session+mp4", session_mp4),
     ]:
-        frames, seconds = measure(fn)
-        fps = frames / seconds
+        frames, secs = measure(fn)
+        fps = frames / secs
         print(f"{name:<14}{fps:>10.0f}{1000 / fps:>10.2f}{fps / FPS:>13.1f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Render-path frames/s on one core, and memory")
+    parser.add_argument("--seconds", type=float, default=20.0, help="seconds of audio per measurement")
+    parser.add_argument("--core", type=int, default=None, help="CPU to pin to (default: the first allowed one)")
+    parser.add_argument(
+        "--avatar",
+        type=Path,
+        action="append",
+        default=None,
+        help="avatar file(s) (default: the demo avatars, 512x512 astronaut and 512x640 grace-hopper)",
+    )
+    args = parser.parse_args()
+
+    core = args.core if args.core is not None else min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {core})
+    print(f"machine: {cpu_model()}; {os.cpu_count()} cores, pinned to core {core}")
+    print(
+        f"python {platform.python_version()} ({sys.implementation.name}), numpy {np.__version__}, PyAV {av.__version__}"
+    )
+    demo = ROOT / "assets" / "avatars"
+    for path in args.avatar or [demo / "astronaut.hvia", demo / "grace-hopper.hvia"]:
+        bench_avatar(path, args.seconds)
     return 0
 
 

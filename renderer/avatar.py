@@ -1,11 +1,14 @@
 """The in-memory avatar: what a loaded ``.hvia`` file gives the compositor.
 
-An :class:`Avatar` is immutable and shared by every session that renders it; its base image is a read-only array.
-The :class:`MouthRig` holds hand-measured (or, later, detected) mouth landmarks in pixel coordinates of the base image.
+An :class:`Avatar` is immutable and shared by every session that renders it; its arrays are read-only.
+The :class:`MouthRig` and :class:`EyeRig` hold mouth and eyelid landmarks in pixel coordinates of the base image
+(detected by ``avaluma avatar build``, or measured by hand in format version 1 files). A ``video`` avatar also carries
+a :class:`VideoAssets`: the idle loop's frames, where the mouth is in each of them, and the mouth atlas.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -15,7 +18,8 @@ import numpy.typing as npt
 
 from avaluma.core.errors import InvalidArgument
 
-AvatarKind = Literal["photo"]
+AvatarKind = Literal["photo", "video"]
+AVATAR_KINDS: tuple[str, ...] = ("photo", "video")
 Point = tuple[float, float]
 
 #: Avatar ids name files and appear in URLs and CLI flags: keep them boring.
@@ -52,6 +56,10 @@ class MouthRig:
     lower_lip_bottom: Point
     chin: Point
     jaw: tuple[Point, ...]
+    #: Optional inner lip contours, corner to corner, left to right (detected rigs have them; the compositor then
+    #: follows the real lip line instead of a parabola).
+    upper_inner: tuple[Point, ...] = ()
+    lower_inner: tuple[Point, ...] = ()
 
     @property
     def mouth_width(self) -> float:
@@ -74,10 +82,22 @@ class MouthRig:
             )
         if len(self.jaw) < 3:
             raise InvalidArgument(f"{source}: rig jaw needs at least 3 points (left cheek, chin, right cheek)")
+        for name in ("upper_inner", "lower_inner"):
+            contour = getattr(self, name)
+            if contour and (len(contour) < 3 or any(b[0] <= a[0] for a, b in itertools.pairwise(contour))):
+                raise InvalidArgument(f"{source}: rig {name} needs 3 or more points with increasing x")
+            for x, y in contour:
+                if not (0 <= x < width and 0 <= y < height):
+                    raise InvalidArgument(
+                        f"{source}: rig {name} point ({x}, {y}) is outside the {width}x{height} image"
+                    )
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {name: list(getattr(self, name)) for name in _RIG_POINTS}
         data["jaw"] = [list(p) for p in self.jaw]
+        for name in ("upper_inner", "lower_inner"):
+            if getattr(self, name):
+                data[name] = [list(p) for p in getattr(self, name)]
         return data
 
     @staticmethod
@@ -88,7 +108,7 @@ class MouthRig:
         missing = [k for k in (*_RIG_POINTS, "jaw") if k not in data]
         if missing:
             raise InvalidArgument(f"{source}: rig is missing {', '.join(missing)}")
-        unknown = sorted(set(data) - {*_RIG_POINTS, "jaw"})
+        unknown = sorted(set(data) - {*_RIG_POINTS, "jaw", "upper_inner", "lower_inner"})
         if unknown:
             raise InvalidArgument(f"{source}: rig has unknown keys {', '.join(unknown)}")
 
@@ -98,16 +118,93 @@ class MouthRig:
                 raise InvalidArgument(f"{source}: rig {name} must be [x, y] numbers")
             return (float(value[0]), float(value[1]))
 
-        jaw = data["jaw"]
-        if not isinstance(jaw, list):
-            raise InvalidArgument(f"{source}: rig jaw must be a list of [x, y] points")
         return MouthRig(
             **{name: point(data[name], name) for name in _RIG_POINTS},
-            jaw=tuple(point(p, f"jaw[{i}]") for i, p in enumerate(jaw)),
+            jaw=_points(data["jaw"], "jaw", source),
+            upper_inner=_points(data.get("upper_inner", []), "upper_inner", source),
+            lower_inner=_points(data.get("lower_inner", []), "lower_inner", source),
+        )
+
+
+def _points(value: Any, name: str, source: str) -> tuple[Point, ...]:
+    """A JSON list of [x, y] number pairs; every problem is an :class:`InvalidArgument` naming ``source``."""
+    if not isinstance(value, list) or len(value) > 512:
+        raise InvalidArgument(f"{source}: rig {name} must be a list of at most 512 [x, y] points")
+    out = []
+    for i, p in enumerate(value):
+        ok = isinstance(p, list | tuple) and len(p) == 2
+        if not ok or not all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in p):
+            raise InvalidArgument(f"{source}: rig {name}[{i}] must be [x, y] numbers")
+        out.append((float(p[0]), float(p[1])))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class EyeRig:
+    """One eye's lid contours in pixels, each from corner to corner with increasing x (corners shared).
+
+    A blink moves the upper contour down onto the lower one; the skin above the lid stretches to cover the eye.
+    """
+
+    upper: tuple[Point, ...]
+    lower: tuple[Point, ...]
+
+    @property
+    def width(self) -> float:
+        return float(self.upper[-1][0] - self.upper[0][0])
+
+    def validate(self, width: int, height: int, *, source: str) -> None:
+        for name in ("upper", "lower"):
+            contour = getattr(self, name)
+            if len(contour) < 3 or any(b[0] <= a[0] for a, b in itertools.pairwise(contour)):
+                raise InvalidArgument(f"{source}: eye {name} lid needs 3 or more points with increasing x")
+            for x, y in contour:
+                if not (0 <= x < width and 0 <= y < height):
+                    raise InvalidArgument(f"{source}: eye {name} lid point ({x}, {y}) is outside the image")
+        if self.width < 4:
+            raise InvalidArgument(f"{source}: eye is narrower than 4 px")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"upper": [list(p) for p in self.upper], "lower": [list(p) for p in self.lower]}
+
+    @staticmethod
+    def from_json(data: Any, *, source: str) -> EyeRig:
+        if not isinstance(data, dict) or set(data) != {"upper", "lower"}:
+            raise InvalidArgument(f"{source}: each eye must be an object with exactly 'upper' and 'lower' lid points")
+        return EyeRig(
+            upper=_points(data["upper"], "eye upper", source), lower=_points(data["lower"], "eye lower", source)
         )
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class MouthAtlas:
+    """Mouth patches cut from a video, clustered by shape.
+
+    ``tiles`` is ``[k, th, tw, 3]`` uint8, each centred on the mouth (the mouth centre sits at ``anchor`` inside the
+    tile) in a frame rotated and scaled so the mouth corners are level and ``ref_width`` apart. ``params`` is
+    ``[k, len(MOUTH_PARAMS)]``: the mouth parameters each tile shows.
+    """
+
+    tiles: npt.NDArray[np.uint8]
+    params: npt.NDArray[np.float32]
+    anchor: Point
+    ref_width: float
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class VideoAssets:
+    """What a ``video`` avatar adds: a seamless idle loop and a mouth atlas.
+
+    ``frames`` is ``[n, H, W, 3]`` uint8 (the loop; frame ``n - 1`` flows into frame 0). ``mouth`` is ``[n, 4]``
+    float32: per loop frame the mouth centre x, y, the mouth width and the mouth line's angle (radians).
+    """
+
+    frames: npt.NDArray[np.uint8]
+    mouth: npt.NDArray[np.float32]
+    atlas: MouthAtlas
+
+
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
 class Avatar:
     """A loaded avatar. Build one with :func:`avaluma.renderer.hvia.load_hvia` (or directly, for tests)."""
 
@@ -125,6 +222,12 @@ class Avatar:
     metadata: dict[str, Any] = field(default_factory=dict)
     #: Size of the ``.hvia`` file it came from (0 when built in memory).
     size_bytes: int = 0
+    #: Eyelid rigs (none in version 1 files: no blinks then).
+    eyes: tuple[EyeRig, ...] = ()
+    #: The 468 face-mesh landmarks of the base image, ``[468, 3]`` float32, when the builder detected them.
+    landmarks: npt.NDArray[np.float32] | None = None
+    #: Idle loop and mouth atlas of a ``video`` avatar.
+    video: VideoAssets | None = None
 
     def __post_init__(self) -> None:
         if not AVATAR_ID_RE.match(self.id):
@@ -137,7 +240,21 @@ class Avatar:
                 f"avatar {self.id}: base image must be {self.height}x{self.width}x3 uint8, got "
                 f"{'x'.join(map(str, self.base.shape))} {self.base.dtype}"
             )
+        if self.kind not in AVATAR_KINDS:
+            raise InvalidArgument(f"avatar {self.id}: kind must be one of {', '.join(AVATAR_KINDS)}, got {self.kind!r}")
+        if (self.kind == "video") != (self.video is not None):
+            raise InvalidArgument(f"avatar {self.id}: a video avatar needs its loop and atlas, and only it has them")
+        if self.video is not None and self.video.frames.shape[1:] != (self.height, self.width, 3):
+            raise InvalidArgument(f"avatar {self.id}: loop frames must be {self.height}x{self.width}x3")
         if self.base.flags.writeable:
             base = self.base.copy()
             base.flags.writeable = False
             object.__setattr__(self, "base", base)
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of pixel data this avatar holds (shared by every session rendering it)."""
+        total = self.base.nbytes
+        if self.video is not None:
+            total += self.video.frames.nbytes + self.video.atlas.tiles.nbytes
+        return int(total)

@@ -247,3 +247,164 @@ def _render(
         f"{summary.video_s:.2f} s of video, {summary.frames} frames at {session.fps} fps, avatar {avatar.id}, "
         f"rendered and encoded at {summary.frames / elapsed:.0f} frames/s ({summary.video_s / elapsed:.1f}x real time)"
     )
+
+
+# --- avaluma avatar ------------------------------------------------------------------------------------------
+
+
+@click.group("avatar")
+def avatar_group() -> None:
+    """Build, inspect and preview .hvia avatar files."""
+
+
+class _Bar:
+    """A one-line progress bar on stderr (click's bar needs a known length; builds report fractions)."""
+
+    def __init__(self) -> None:
+        self._last = ""
+
+    def __call__(self, message: str, fraction: float | None) -> None:
+        if fraction is None:
+            line = f"  {message}..."
+        else:
+            filled = round(24 * fraction)
+            line = f"  [{'#' * filled}{'.' * (24 - filled)}] {fraction:4.0%} {message}"
+        if line != self._last:
+            click.echo(f"\r{line:<72}", nl=fraction is None or fraction >= 1.0, err=True)
+            self._last = line
+
+
+@avatar_group.command("build")
+@click.option("--photo", type=click.Path(dir_okay=False, path_type=Path), help="A photo of one face (JPEG/PNG).")
+@click.option("--video", type=click.Path(dir_okay=False, path_type=Path), help="A clip of the person speaking.")
+@click.option("--id", "avatar_id", required=True, help="Avatar id: 1-64 of a-z, 0-9, '-', '_'.")
+@click.option("--name", default=None, help="Display name (default: the id).")
+@click.option("--license", "license_", default="", help="Licence of the source picture, kept in the file.")
+@click.option("--size", default="512x512", show_default=True, help="Output WIDTHxHEIGHT, e.g. 512x512 or 512x640.")
+@click.option("--fps", type=click.IntRange(1, 60), default=25, show_default=True)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the .hvia (default: <avatars_dir>/<id>.hvia).",
+)
+@click.pass_context
+def build_command(
+    ctx: click.Context,
+    photo: Path | None,
+    video: Path | None,
+    avatar_id: str,
+    name: str | None,
+    license_: str,
+    size: str,
+    fps: int,
+    output: Path | None,
+) -> None:
+    """Make a .hvia avatar from --photo face.jpg or --video clip.mp4 (offline face detection and landmarks)."""
+    from avaluma.renderer import builder
+    from avaluma.renderer.hvia import save_hvia
+
+    if (photo is None) == (video is None):
+        raise click.UsageError("give exactly one of --photo face.jpg or --video clip.mp4")
+    if not AVATAR_ID_RE.fullmatch(avatar_id):
+        raise click.BadParameter("use 1-64 characters of a-z, 0-9, '-' and '_'", param_hint="--id")
+    try:
+        dims = builder.parse_size(size)
+        bar = _Bar()
+        if photo is not None:
+            avatar = builder.build_photo_avatar(
+                builder.read_image(photo), avatar_id=avatar_id, name=name, license=license_, size=dims, fps=fps,
+                source=photo.name, progress=bar,
+            )  # fmt: skip
+        else:
+            assert video is not None
+            bar("reading the clip", None)
+            frames, rate = builder.read_video(video)
+            avatar = builder.build_video_avatar(
+                frames, rate, avatar_id=avatar_id, name=name, license=license_, size=dims, fps=fps,
+                source=video.name, progress=bar,
+            )  # fmt: skip
+        if output is None:
+            output = resolve_avatars_dir(_config(ctx).avatars_dir) / f"{avatar_id}{SUFFIX}"
+        path = save_hvia(avatar, output)
+    except AvalumaError as e:
+        raise click.ClickException(e.message) from e
+    click.echo(
+        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {avatar.kind} avatar {avatar.width}x{avatar.height})"
+    )
+
+
+def _load_path_or_id(ctx: click.Context, target: str) -> Avatar:
+    path = Path(target)
+    if path.suffix == SUFFIX or path.exists():
+        return load_hvia(path)
+    return load_avatar_by_id(target, resolve_avatars_dir(_config(ctx).avatars_dir))
+
+
+@avatar_group.command("inspect")
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def inspect_command(ctx: click.Context, target: str, as_json: bool) -> None:
+    """Show what is inside an avatar (a .hvia path or an avatar id)."""
+    import json
+
+    try:
+        avatar = _load_path_or_id(ctx, target)
+    except AvalumaError as e:
+        raise click.ClickException(e.message) from e
+    info = describe(avatar)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    for key, value in info.items():
+        click.echo(f"{key:>16}: {value}")
+
+
+def describe(avatar: Avatar) -> dict[str, object]:
+    """A summary of an avatar for people and scripts."""
+    info: dict[str, object] = {
+        "id": avatar.id,
+        "name": avatar.name,
+        "kind": avatar.kind,
+        "size": f"{avatar.width}x{avatar.height}",
+        "fps": avatar.fps,
+        "format_version": avatar.format_version,
+        "license": avatar.license,
+        "file_bytes": avatar.size_bytes,
+        "memory_bytes": avatar.memory_bytes,
+        "mouth_width_px": round(avatar.rig.mouth_width, 1),
+        "eyes": len(avatar.eyes),
+        "landmarks": 0 if avatar.landmarks is None else len(avatar.landmarks),
+        "metadata": avatar.metadata,
+    }
+    if avatar.video is not None:
+        info["loop_frames"] = len(avatar.video.frames)
+        info["loop_s"] = round(len(avatar.video.frames) / avatar.fps, 2)
+        info["atlas_tiles"] = len(avatar.video.atlas.params)
+    return info
+
+
+@avatar_group.command("preview")
+@click.argument("target")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="PNG to write (default: out/<id>-preview.png).",
+)
+@click.pass_context
+def preview_command(ctx: click.Context, target: str, output: Path | None) -> None:
+    """Write a contact sheet PNG: the avatar at key mouth shapes and idle states."""
+    from avaluma.renderer.preview import contact_sheet
+
+    try:
+        avatar = _load_path_or_id(ctx, target)
+    except AvalumaError as e:
+        raise click.ClickException(e.message) from e
+    output = output or Path("out") / f"{avatar.id}-preview.png"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    contact_sheet(avatar).save(output, optimize=True)
+    click.echo(f"wrote {output}")

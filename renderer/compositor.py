@@ -1,187 +1,212 @@
-"""Photo-avatar compositor: mouth parameters in, a full RGB frame out.
+"""Compositor: mouth parameters and an idle pose in, a full frame out.
 
-Only a region of interest (ROI) around the mouth and jaw is recomputed; every other pixel is a copy of the base image.
-Inside the ROI a backward warp moves the lower lip and chin down (jaw open) and scales the mouth horizontally
-(stretch widens, rounding narrows); the gap that opens between the lips is filled with a synthesised mouth interior
-(dark cavity with a depth gradient, a hint of tongue, and upper teeth when the photo shows none). Every displacement
-field is multiplied by a feather window that is exactly zero on the ROI border, so there are no seams, and a zero
-parameter vector reproduces the base image exactly.
+A frame starts as a copy of the avatar's base (a photo, or the current frame of a video avatar's idle loop). Then:
 
-Everything that does not depend on the parameters (pixel grids, windows, the ROI of the base as float) is computed
-once in the constructor; :meth:`Compositor.render` is a few dozen vectorised numpy operations on the ROI.
+1. the mouth: for a photo, :class:`~avaluma.renderer.mouth.MouthWarp` warps a region around the mouth and jaw and
+   synthesises the interior; for a video avatar, :class:`~avaluma.renderer.atlas.AtlasMouth` blends the atlas patches
+   nearest to the parameters onto the loop frame's mouth;
+2. blinks: :class:`~avaluma.renderer.eyes.EyelidWarp` per eye (photo avatars with an eyelid rig);
+3. head motion: the head region moves by a sub-pixel offset (sway, breathing, state) and is blended back into the
+   untouched frame through a feathered elliptical mask, so background pixels never change.
+
+Every step works on a region of interest and is skipped when it has nothing to do: the rest pose with a still idle
+pose reproduces the base exactly. Per-avatar geometry is computed once and shared by all sessions rendering that
+avatar (:func:`prepared`); a :class:`Compositor` itself holds nothing per frame, so it is cheap per session.
 """
 
 from __future__ import annotations
 
+import math
+import threading
+import weakref
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 
-from avaluma.renderer.avatar import Avatar
-from avaluma.renderer.lipsync.base import JAW_OPEN, LIPS_CLOSED, MOUTH_PARAMS, ROUNDING, STRETCH
+from avaluma.renderer.avatar import Avatar, MouthRig
+from avaluma.renderer.eyes import EyelidWarp
+from avaluma.renderer.idle import IdlePose
+from avaluma.renderer.lipsync.base import MOUTH_PARAMS
+from avaluma.renderer.mouth import MAX_OPEN, MouthWarp, mouth_shape, smoothstep
+
+__all__ = ["MAX_OPEN", "Compositor", "HeadRegion", "Prepared", "prepared"]
 
 F32 = npt.NDArray[np.float32]
+U8 = npt.NDArray[np.uint8]
 
-#: Largest lip gap, as a fraction of the mouth width (a wide "ah").
-MAX_OPEN = 0.38
-#: Horizontal scale of the mouth at full stretch / full rounding.
-STRETCH_GAIN = 0.18
-ROUNDING_GAIN = 0.25
-#: Photos whose lips are closer than this (px) at the centre get synthesised upper teeth.
-TEETH_GAP_PX = 2.0
+#: Largest head offset, as a fraction of the face width (a cap on whatever the idle pose asks for).
+MAX_HEAD_SHIFT = 0.05
 
-# Mouth interior colours (RGB, 0..255): a dark throat, darker where it is deepest, a reddish tongue near the lower lip.
-_DEEP = np.array([28.0, 8.0, 10.0], dtype=np.float32)
-_EDGE = np.array([90.0, 38.0, 42.0], dtype=np.float32)
-_TONGUE = np.array([150.0, 70.0, 72.0], dtype=np.float32)
-_TEETH = np.array([222.0, 216.0, 200.0], dtype=np.float32)
+# MediaPipe face-mesh face oval (closed contour).
+FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176,
+             149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)  # fmt: skip
 
 
-def _smoothstep(t: F32) -> F32:
-    t = np.clip(t, 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
+@dataclass(frozen=True, slots=True, eq=False)
+class HeadRegion:
+    """Where the head is: the region that moves, its feathered mask (1 on the face, 0 on the region's border)."""
+
+    roi: tuple[int, int, int, int]
+    mask: F32  #: [h, w, 1]
+    face_width: float
+    pad: int
+
+
+def face_box(avatar: Avatar) -> tuple[float, float, float, float]:
+    """Face bounding box (x0, y0, x1, y1): from the landmarks, else estimated from the mouth rig's jaw line."""
+    if avatar.landmarks is not None:
+        pts = avatar.landmarks[list(FACE_OVAL), :2]
+        x0, y0 = pts.min(axis=0)
+        x1, y1 = pts.max(axis=0)
+        return float(x0), float(y0), float(x1), float(y1)
+    rig: MouthRig = avatar.rig
+    jx = [p[0] for p in rig.jaw]
+    fw = 1.1 * (max(jx) - min(jx))
+    cx = rig.chin[0]
+    return cx - fw / 2, rig.chin[1] - 1.3 * fw, cx + fw / 2, rig.chin[1]
+
+
+def _head_region(avatar: Avatar) -> HeadRegion:
+    x0f, y0f, x1f, y1f = face_box(avatar)
+    fw, fh = x1f - x0f, y1f - y0f
+    cx, cy = (x0f + x1f) / 2, (y0f + y1f) / 2
+    h, w = avatar.height, avatar.width
+    x0, x1 = int(max(0, math.floor(x0f - 0.28 * fw))), int(min(w, math.ceil(x1f + 0.28 * fw)))
+    y0, y1 = int(max(0, math.floor(y0f - 0.3 * fh))), int(min(h, math.ceil(y1f + 0.22 * fh)))
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    r = np.sqrt(((xs - cx) / (0.56 * fw)) ** 2 + ((ys - cy) / (0.62 * fh)) ** 2)
+    ramp = 3.0
+    border = smoothstep(np.minimum(np.minimum(xs - x0, x1 - 1 - xs), np.minimum(ys - y0, y1 - 1 - ys)) / ramp)
+    mask = ((1.0 - smoothstep((r - 0.9) / 0.35)) * border).astype(np.float32)[..., None]
+    pad = math.ceil(MAX_HEAD_SHIFT * fw) + 2
+    return HeadRegion((y0, y1, x0, x1), mask, fw, pad)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Prepared:
+    """Read-only per-avatar geometry shared by every session that renders the avatar."""
+
+    mouth: MouthWarp | None
+    eyes: tuple[EyelidWarp, ...]
+    head: HeadRegion
+    atlas: object | None  # AtlasMouth (imported lazily to keep the photo path light)
+
+
+_CACHE: weakref.WeakKeyDictionary[Avatar, Prepared] = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()
+
+
+def prepared(avatar: Avatar) -> Prepared:
+    """The shared geometry of ``avatar`` (computed on first use, then cached for as long as the avatar lives)."""
+    with _CACHE_LOCK:
+        found = _CACHE.get(avatar)
+        if found is None:
+            atlas = None
+            if avatar.video is not None:
+                from avaluma.renderer.atlas import AtlasMouth
+
+                atlas = AtlasMouth(avatar.video)
+            found = Prepared(
+                mouth=MouthWarp(avatar.base, avatar.rig) if avatar.video is None else None,
+                eyes=tuple(EyelidWarp(avatar.base, eye) for eye in avatar.eyes) if avatar.video is None else (),
+                head=_head_region(avatar),
+                atlas=atlas,
+            )
+            _CACHE[avatar] = found
+        return found
 
 
 class Compositor:
-    """Renders frames of one photo avatar. Cheap to construct, deterministic, not thread-safe (one per session).
+    """Renders frames of one avatar. Deterministic and stateless between frames; one per session is cheap.
 
-    ``seed`` is reserved for idle motion (blinks, head sway) so renders stay reproducible once it exists.
+    ``seed`` is accepted for compatibility: randomness lives in :class:`~avaluma.renderer.idle.IdleMotion`.
     """
 
     def __init__(self, avatar: Avatar, *, seed: int = 0) -> None:
         self.avatar = avatar
         self.seed = seed
-        self._base = avatar.base
-        rig = avatar.rig
-        (xl, yl), (xr, yr) = rig.mouth_left, rig.mouth_right
-        self._xl, self._yl, self._slope = xl, yl, (yr - yl) / (xr - xl)
-        self._cx = (xl + xr) / 2.0
-        self._hw = (xr - xl) / 2.0
-        mw = 2.0 * self._hw
-        self._max_open = MAX_OPEN * mw
-        # Depth of the lip-line parabolas below the corner line, at the centre.
-        corner_y = self._corner_y(self._cx)
-        self._ui_depth = rig.upper_lip_inner[1] - corner_y
-        self._li_depth = rig.lower_lip_inner[1] - corner_y
-        self._teeth = (rig.lower_lip_inner[1] - rig.upper_lip_inner[1]) < TEETH_GAP_PX
-        self._teeth_px = 0.12 * mw
-        jaw_x = [p[0] for p in rig.jaw]
-        jaw_y = [p[1] for p in rig.jaw]
-        self._jx0, self._jx1 = min(min(jaw_x), xl - 0.2 * mw), max(max(jaw_x), xr + 0.2 * mw)
-        self._chin_y = max(rig.chin[1], max(jaw_y))
-        self._lip_to_chin = max(self._chin_y - rig.lower_lip_inner[1], 1.0)
+        self._prep = prepared(avatar)
 
-        # ROI: the jaw region plus room for the chin to drop over the neck without a visible fold.
-        margin = 0.15 * mw + 4.0
-        h, w = avatar.height, avatar.width
-        x0 = int(max(0, np.floor(self._jx0 - margin)))
-        x1 = int(min(w, np.ceil(self._jx1 + margin)))
-        y0 = int(max(0, np.floor(rig.upper_lip_top[1] - 0.35 * mw - 4.0)))
-        y1 = int(min(h, np.ceil(self._chin_y + 1.8 * self._max_open + margin)))
-        self.roi = (y0, y1, x0, x1)
-        self._rh, self._rw = y1 - y0, x1 - x0
+    @property
+    def roi(self) -> tuple[int, int, int, int]:
+        """The region the mouth can change (y0, y1, x0, x1)."""
+        if self._prep.mouth is not None:
+            return self._prep.mouth.roi
+        from avaluma.renderer.atlas import AtlasMouth
 
-        ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-        self._X, self._Y = xs, ys
-        # Feather window: 1 inside, easing to exactly 0 on the ROI border (4 px ramp), so the warp never seams.
-        ramp = 4.0
-        wx = _smoothstep(np.minimum(xs - x0, x1 - 1 - xs) / ramp)
-        wy = _smoothstep(np.minimum(ys - y0, y1 - 1 - ys) / ramp)
-        window = (wx * wy).astype(np.float32)
-        # Horizontal scaling acts on a soft ellipse around the mouth.
-        my = (rig.upper_lip_top[1] + rig.lower_lip_bottom[1]) / 2.0
-        gauss = np.exp(-(((xs - self._cx) / (0.8 * mw)) ** 2) - ((ys - my) / (0.45 * mw)) ** 2)
-        self._hbasis = ((xs - self._cx) * gauss * window).astype(np.float32)
-        # Vertical falloff below the chin: the drop fades out over the neck.
-        below = (ys - self._chin_y) / max(y1 - 2.0 - self._chin_y, 1.0)
-        self._vfall = ((1.0 - _smoothstep(below)) * window).astype(np.float32)
-        self._base_roi = avatar.base[y0:y1, x0:x1].astype(np.float32).reshape(-1, 3)
-        self._rest = avatar.base
+        assert isinstance(self._prep.atlas, AtlasMouth)
+        return self._prep.atlas.roi
 
-    # --- geometry ---------------------------------------------------------------------------------------------
-
-    def _corner_y(self, x: F32 | float) -> F32 | float:
-        return self._yl + self._slope * (x - self._xl)
-
-    def _lip_profile(self, x: F32) -> F32:
-        """1 at the mouth centre, 0 at and beyond the corners (a parabola)."""
-        u = (x - self._cx) / self._hw
-        return np.clip(1.0 - u * u, 0.0, 1.0)
-
-    def _jaw_profile(self, x: F32) -> F32:
-        """1 across the chin, easing to 0 at the jaw line's ends."""
-        span = self._jx1 - self._jx0
-        t = np.minimum(x - self._jx0, self._jx1 - x) / (0.35 * span)
-        return _smoothstep(t)
-
-    # --- rendering --------------------------------------------------------------------------------------------
+    @property
+    def head_roi(self) -> tuple[int, int, int, int]:
+        """The region idle motion can change (y0, y1, x0, x1); pixels outside it never change."""
+        return self._prep.head.roi
 
     def effective_open(self, params: npt.NDArray[np.floating]) -> float:
         """Lip gap in [0, 1]: ``jaw_open`` gated by ``lips_closed`` (closed lips keep the mouth shut)."""
-        jaw = float(np.clip(params[JAW_OPEN], 0.0, 1.0))
-        closed = float(np.clip(params[LIPS_CLOSED], 0.0, 1.0))
-        return jaw * min(1.0, 2.0 * (1.0 - closed))
+        return mouth_shape(params).opening
 
-    def render(self, params: npt.NDArray[np.floating]) -> npt.NDArray[np.uint8]:
-        """Render one frame for mouth ``params`` (see :data:`MOUTH_PARAMS`); returns a new H x W x 3 uint8 array."""
+    def render(
+        self,
+        params: npt.NDArray[np.floating],
+        *,
+        pose: IdlePose | None = None,
+        press: float = 0.0,
+        frame: int = 0,
+    ) -> U8:
+        """Render one frame; returns a new H x W x 3 uint8 array.
+
+        ``params`` are the mouth parameters (see :data:`MOUTH_PARAMS`), ``pose`` the idle pose (none: still),
+        ``press`` how much ``lips_closed`` also shuts a photo's resting lip gap (1 during lively speech, 0 at rest),
+        ``frame`` the frame number (selects the idle-loop frame of a video avatar).
+        """
         if params.shape != (len(MOUTH_PARAMS),):
             raise ValueError(f"params must have shape ({len(MOUTH_PARAMS)},), got {params.shape}")
-        opening = self.effective_open(params)
-        scale = (
-            1.0
-            + STRETCH_GAIN * float(np.clip(params[STRETCH], 0.0, 1.0))
-            - ROUNDING_GAIN * float(np.clip(params[ROUNDING], 0.0, 1.0))
-        )
-        out = self._rest.copy()
-        if opening < 1e-3 and abs(scale - 1.0) < 1e-4:
+        prep = self._prep
+        video = self.avatar.video
+        if video is not None:
+            from avaluma.renderer.atlas import AtlasMouth
+
+            assert isinstance(prep.atlas, AtlasMouth)
+            index = frame % len(video.frames)
+            loop_frame: U8 = video.frames[index].copy()
+            prep.atlas.paste(loop_frame, index, params)
+            return loop_frame
+        out = self.avatar.base.copy()
+        assert prep.mouth is not None
+        shape = mouth_shape(params, press=press)
+        if not shape.is_rest:
+            y0, y1, x0, x1 = prep.mouth.roi
+            out[y0:y1, x0:x1] = prep.mouth.render_roi(shape)
+        if pose is None or pose.is_still:
             return out
-        y0, y1, x0, x1 = self.roi
-        out[y0:y1, x0:x1] = self._render_roi(opening, scale)
+        if pose.blink > 1e-3:
+            for eye in prep.eyes:
+                y0, y1, x0, x1 = eye.roi
+                out[y0:y1, x0:x1] = eye.render_roi(pose.blink)
+        self._move_head(out, pose)
         return out
 
-    def _render_roi(self, opening: float, scale: float) -> npt.NDArray[np.uint8]:
-        X, Y = self._X, self._Y
-        # Backward map: which base column does each output pixel show?
-        sx = X - self._hbasis * (1.0 - 1.0 / scale)
-        lip_in = self._corner_y(sx) + self._li_depth * self._lip_profile(sx)
-        drop = self._max_open * opening
-        # Below the lower lip's inner edge, blend from the lip's profile (0 at the corners) to the whole chin's.
-        t = _smoothstep((Y - lip_in) / self._lip_to_chin)
-        profile = self._lip_profile(sx) * (1.0 - t) + self._jaw_profile(sx) * t
-        disp = np.where(lip_in <= Y, drop * profile * self._vfall, 0.0).astype(np.float32)
-        sy = Y - disp
-        warped = self._sample(sx, sy)
+    def _move_head(self, out: U8, pose: IdlePose) -> None:
+        head = self._prep.head
+        limit = MAX_HEAD_SHIFT * head.face_width
+        dx = float(np.clip(pose.head_dx * head.face_width, -limit, limit))
+        dy = float(np.clip(pose.head_dy * head.face_width, -limit, limit))
+        if abs(dx) < 1e-3 and abs(dy) < 1e-3:
+            return
+        y0, y1, x0, x1 = head.roi
+        p = head.pad
+        region = np.pad(out[y0:y1, x0:x1], ((p, p), (p, p), (0, 0)), mode="edge").astype(np.float32)
+        # Output pixel (x, y) shows the edited head at (x - dx, y - dy): bilinear from four integer shifts.
+        ix, iy = math.floor(dx), math.floor(dy)
+        fx, fy = dx - ix, dy - iy
+        h, w = y1 - y0, x1 - x0
 
-        # The newly opened gap is [lip_in, lip_in + disp) on screen (its source lies above the lip line); the pixel's
-        # coverage of that interval anti-aliases both lip edges.
-        inside = np.clip(np.minimum(Y + 0.5, lip_in + disp) - np.maximum(Y - 0.5, lip_in), 0.0, 1.0)
-        if drop > 0:
-            gap = np.maximum(drop * self._lip_profile(sx), 1e-3)
-            v = np.clip((Y - lip_in) / gap, 0.0, 1.0)[..., None]
-            side = self._lip_profile(sx)[..., None]
-            # Deepest (darkest) a third of the way down and at the centre; lighter towards lips and corners.
-            depth = np.clip(1.0 - np.abs(v - 0.35) / 0.65, 0.0, 1.0) * side
-            interior = _EDGE + (_DEEP - _EDGE) * depth
-            interior = interior + (_TONGUE - interior) * (_smoothstep((v - 0.6) / 0.4) * 0.7)
-            if self._teeth:
-                band = np.clip((self._teeth_px * side - (Y[..., None] - lip_in[..., None])) + 0.5, 0.0, 1.0)
-                interior = interior + (_TEETH * (0.75 + 0.25 * side) - interior) * (band * 0.9)
-            a = inside[..., None]
-            warped = warped * (1.0 - a) + interior * a
-        pixels: npt.NDArray[np.uint8] = np.clip(warped + 0.5, 0, 255).astype(np.uint8)
-        return pixels
+        def view(ox: int, oy: int) -> F32:
+            return region[p - iy - oy : p - iy - oy + h, p - ix - ox : p - ix - ox + w]
 
-    def _sample(self, sx: F32, sy: F32) -> F32:
-        """Bilinear sample of the base ROI at absolute coordinates, clamped to the ROI."""
-        y0, _, x0, _ = self.roi
-        fx = np.clip(sx - x0, 0.0, self._rw - 1.0)
-        fy = np.clip(sy - y0, 0.0, self._rh - 1.0)
-        ix = np.minimum(fx.astype(np.int32), self._rw - 2)
-        iy = np.minimum(fy.astype(np.int32), self._rh - 2)
-        ax = (fx - ix)[..., None]
-        ay = (fy - iy)[..., None]
-        i00 = iy * self._rw + ix
-        b = self._base_roi
-        top = b[i00] * (1.0 - ax) + b[i00 + 1] * ax
-        bot = b[i00 + self._rw] * (1.0 - ax) + b[i00 + self._rw + 1] * ax
-        sampled: F32 = top * (1.0 - ay) + bot * ay
-        return sampled
+        shifted = (view(0, 0) * (1 - fx) + view(1, 0) * fx) * (1 - fy) + (view(0, 1) * (1 - fx) + view(1, 1) * fx) * fy
+        base = self.avatar.base[y0:y1, x0:x1].astype(np.float32)
+        blended = base + head.mask * (shifted - base)
+        out[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)

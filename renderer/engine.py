@@ -22,8 +22,9 @@ import soxr
 
 from avaluma.core.errors import InvalidArgument
 from avaluma.core.media import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioChunk, validate_format
+from avaluma.renderer.animator import Animator
 from avaluma.renderer.avatar import Avatar
-from avaluma.renderer.compositor import Compositor
+from avaluma.renderer.idle import IdleConfig
 from avaluma.renderer.lipsync.base import LIPSYNC_SAMPLE_RATE, MOUTH_PARAMS, REST_POSE, LipSyncBackend
 
 
@@ -88,6 +89,7 @@ class RenderSession:
         fps: int = 25,
         audio_sample_rate: int = 24000,
         seed: int = 0,
+        idle: IdleConfig | None = None,
     ) -> None:
         if not 1 <= fps <= 60:
             raise InvalidArgument(f"fps {fps} is out of range: use 1..60 (25 is typical)")
@@ -104,7 +106,7 @@ class RenderSession:
         self._fps = fps
         self._sr = audio_sample_rate
         self._spf = audio_sample_rate // fps
-        self._compositor = Compositor(avatar, seed=seed)
+        self._animator = Animator(avatar, fps=fps, seed=seed, idle=idle)
         self._lipsync = backend.open_stream(fps=fps)
         self._index = 0
         self._segment = 0
@@ -132,6 +134,16 @@ class RenderSession:
     def frames_emitted(self) -> int:
         """Frames returned so far (speech and idle), i.e. the index of the next frame."""
         return self._index
+
+    @property
+    def state(self) -> str:
+        """The idle state: ``idle``, ``listening`` or ``thinking``."""
+        return self._animator.state
+
+    def set_state(self, state: str) -> None:
+        """Switch the avatar's idle behaviour (``idle``, ``listening``, ``thinking``); eased, takes effect on the next
+        frame. Speech frames keep rendering lip-sync in any state. Unknown names raise :class:`InvalidArgument`."""
+        self._animator.set_state(state)
 
     @property
     def in_segment(self) -> bool:
@@ -179,6 +191,7 @@ class RenderSession:
         ``[]``; answering a clear when idle is the caller's decision.
         """
         self._lipsync.reset()
+        self._animator.reset_mouth()
         if not self._active:
             self._reset_segment()
             return []
@@ -189,12 +202,13 @@ class RenderSession:
         return [event]
 
     def idle_frames(self, n: int) -> list[RenderedFrame]:
-        """``n`` silent rest-pose frames continuing the index/pts sequence (for time with nothing to play)."""
+        """``n`` silent frames continuing the index/pts sequence (for time with nothing to play): the mouth eases to
+        rest, and idle life (blinks, breathing, head motion, the current state) goes on."""
         if n < 0:
             raise InvalidArgument(f"idle frame count must be >= 0, got {n}")
         silence = np.zeros(self._spf, dtype=np.float32)
         silence.flags.writeable = False
-        return [self._frame(REST_POSE, silence, speaking=False) for _ in range(n)]
+        return [self._frame(None, silence, speaking=False) for _ in range(n)]
 
     # --- internals --------------------------------------------------------------------------------------------
 
@@ -248,11 +262,11 @@ class RenderSession:
         self._audio = [rest] if rest.size else []
         return out
 
-    def _frame(self, params: F32, audio: F32, *, speaking: bool) -> RenderedFrame:
+    def _frame(self, params: F32 | None, audio: F32, *, speaking: bool) -> RenderedFrame:
         frame = RenderedFrame(
             index=self._index,
             pts_us=round(self._index * 1_000_000 / self._fps),
-            rgb=self._compositor.render(params),
+            rgb=self._animator.next_frame(params, speaking=speaking),
             audio=audio,
             speaking=speaking,
         )

@@ -1,19 +1,26 @@
-"""The ``.hvia`` avatar container, format version 1.
+"""The ``.hvia`` avatar container (format version 2; version 1 files still load). Full description: docs/hvia.md.
 
 A ``.hvia`` file is a zip archive holding:
 
 ``manifest.json``
-    ``{"format": "hvia", "format_version": 1, "id", "name", "kind": "photo", "fps", "width", "height", "license",
-    "metadata": {...}, "entries": {"base.png": {"sha256", "size"}, "rig.json": {"sha256", "size"}}}``
+    ``{"format": "hvia", "format_version": 2, "id", "name", "kind": "photo" | "video", "fps", "width", "height",
+    "license", "metadata": {...}, "entries": {<name>: {"sha256", "size"}, ...}}`` (plus ``"video": {"frames"}`` for
+    video avatars). Every other entry must be listed with its checksum.
 ``base.png``
-    The RGB photo, exactly ``width`` x ``height``.
+    The RGB rest image, exactly ``width`` x ``height`` (a video avatar's first loop frame).
 ``rig.json``
-    Mouth landmarks in pixels, see :class:`avaluma.renderer.avatar.MouthRig`.
+    ``{"mouth": <MouthRig>, "eyes": [<EyeRig>, ...]}`` in pixels (version 1: the mouth rig alone).
+``landmarks.npy`` (optional)
+    ``[468, 3]`` float32 face-mesh landmarks of ``base.png``.
+``loop.mp4``, ``loop_mouth.npy``, ``atlas.png``, ``atlas.json`` (video avatars)
+    The idle loop (H.264), the mouth centre/width/angle per loop frame (``[frames, 4]`` float32), the mouth atlas
+    tiles stacked vertically, and the tile size, anchor, reference width and mouth parameters of each tile.
 
 Files come from users (``UploadAvatar``), so loading trusts nothing: sizes are checked from the zip directory before
-anything is decompressed, every entry is checked against its sha256, and every problem is one
-:class:`~avaluma.core.errors.AvatarFileError` naming the file and saying what to do. Later format versions add entries
-(``video`` avatars); readers reject versions they do not know instead of guessing.
+anything is decompressed, every entry is checked against its sha256, arrays are read without pickle and checked for
+shape and finiteness, and every problem is one :class:`~avaluma.core.errors.AvatarFileError` naming the file and saying
+what to do. Readers reject versions they do not know instead of guessing. Loaded arrays are read-only and shared by
+every session rendering the avatar.
 """
 
 from __future__ import annotations
@@ -31,15 +38,27 @@ import numpy as np
 from PIL import Image
 
 from avaluma.core.errors import AvatarFileError, InvalidArgument
-from avaluma.renderer.avatar import Avatar, MouthRig
+from avaluma.renderer.avatar import AVATAR_KINDS, Avatar, EyeRig, MouthAtlas, MouthRig, VideoAssets
 
 FORMAT = "hvia"
-FORMAT_VERSION = 1
+#: The version this Avaluma writes.
+FORMAT_VERSION = 2
+#: The versions it reads.
+READ_VERSIONS = (1, 2)
 SUFFIX = ".hvia"
 MANIFEST = "manifest.json"
 BASE_IMAGE = "base.png"
 RIG = "rig.json"
+LANDMARKS = "landmarks.npy"
+LOOP = "loop.mp4"
+LOOP_MOUTH = "loop_mouth.npy"
+ATLAS_IMAGE = "atlas.png"
+ATLAS = "atlas.json"
 REQUIRED_ENTRIES = (BASE_IMAGE, RIG)
+VIDEO_ENTRIES = (LOOP, LOOP_MOUTH, ATLAS_IMAGE, ATLAS)
+#: Longest idle loop a file may hold (decoded frames live in memory, shared by sessions).
+MAX_LOOP_FRAMES = 250
+MAX_ATLAS_TILES = 256
 
 #: Upper bound of a file and of the sum of its uncompressed entries (decompression-bomb guard).
 MAX_HVIA_BYTES = 64 * 1024 * 1024
@@ -61,10 +80,41 @@ def _entry_meta(data: bytes) -> dict[str, Any]:
     return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
 
 
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+    return buf.getvalue()
+
+
 def dump_hvia_bytes(avatar: Avatar) -> bytes:
-    """Serialise ``avatar`` as ``.hvia`` v1 bytes (what :func:`save_hvia` writes)."""
-    base = _png_bytes(np.ascontiguousarray(avatar.base))
-    rig = json.dumps(avatar.rig.to_json(), indent=2).encode()
+    """Serialise ``avatar`` as ``.hvia`` version 2 bytes (what :func:`save_hvia` writes)."""
+    rig = {"mouth": avatar.rig.to_json(), "eyes": [eye.to_json() for eye in avatar.eyes]}
+    contents: list[tuple[str, bytes, int]] = [
+        (BASE_IMAGE, _png_bytes(np.ascontiguousarray(avatar.base)), zipfile.ZIP_STORED),
+        (RIG, json.dumps(rig, indent=1).encode(), zipfile.ZIP_DEFLATED),
+    ]
+    if avatar.landmarks is not None:
+        contents.append((LANDMARKS, _npy_bytes(avatar.landmarks), zipfile.ZIP_DEFLATED))
+    extra: dict[str, Any] = {}
+    if avatar.video is not None:
+        from avaluma.renderer.loop_video import encode_loop
+
+        video = avatar.video
+        atlas = video.atlas
+        k, th, tw = atlas.tiles.shape[:3]
+        atlas_json = {
+            "tile": [tw, th],
+            "anchor": list(atlas.anchor),
+            "ref_width": atlas.ref_width,
+            "params": [[round(float(v), 4) for v in row] for row in atlas.params],
+        }
+        contents += [
+            (LOOP, encode_loop(video.frames, avatar.fps), zipfile.ZIP_STORED),
+            (LOOP_MOUTH, _npy_bytes(video.mouth), zipfile.ZIP_DEFLATED),
+            (ATLAS_IMAGE, _png_bytes(np.ascontiguousarray(atlas.tiles.reshape(k * th, tw, 3))), zipfile.ZIP_STORED),
+            (ATLAS, json.dumps(atlas_json).encode(), zipfile.ZIP_DEFLATED),
+        ]
+        extra["video"] = {"frames": len(video.frames)}
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -76,17 +126,15 @@ def dump_hvia_bytes(avatar: Avatar) -> bytes:
         "height": avatar.height,
         "license": avatar.license,
         "metadata": avatar.metadata,
-        "entries": {BASE_IMAGE: _entry_meta(base), RIG: _entry_meta(rig)},
+        **extra,
+        "entries": {name: _entry_meta(content) for name, content, _ in contents},
     }
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        # Manifest first so a reader can reject a file early; the PNG is already compressed, store it as is.
+        # Manifest first so a reader can reject a file early; images and video are already compressed, store them.
         # Fixed timestamps make the same avatar produce the same bytes (no churn when the demo asset is rebuilt).
-        for name, content, method in (
-            (MANIFEST, json.dumps(manifest, indent=2).encode(), zipfile.ZIP_DEFLATED),
-            (BASE_IMAGE, base, zipfile.ZIP_STORED),
-            (RIG, rig, zipfile.ZIP_DEFLATED),
-        ):
+        for name, content, method in [(MANIFEST, json.dumps(manifest, indent=2).encode(), zipfile.ZIP_DEFLATED),
+                                      *contents]:  # fmt: skip
             info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = method
             info.external_attr = 0o644 << 16
@@ -155,22 +203,47 @@ def _load(data: bytes, source: str) -> Avatar:
             )
         manifest = _parse_manifest(_read(zf, infos, MANIFEST, source, MAX_MANIFEST_BYTES), source)
         entries = manifest["entries"]
+        wanted = list(REQUIRED_ENTRIES)
+        if manifest["kind"] == "video":
+            wanted += VIDEO_ENTRIES
+        if LANDMARKS in entries:
+            wanted.append(LANDMARKS)
         contents = {}
-        for name in REQUIRED_ENTRIES:
+        for name in wanted:
+            meta = entries.get(name)
+            if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
+                raise AvatarFileError(f"{source}: {MANIFEST} has no sha256 for {name}; {_REBUILD}")
             content = _read(zf, infos, name, source, MAX_HVIA_BYTES)
-            if hashlib.sha256(content).hexdigest() != entries[name]["sha256"]:
+            if hashlib.sha256(content).hexdigest() != meta["sha256"]:
                 raise AvatarFileError(
                     f"{source}: checksum mismatch for {name}: the file is corrupt or was edited; {_REBUILD}"
                 )
             contents[name] = content
     width, height = manifest["width"], manifest["height"]
-    base = _decode_image(contents[BASE_IMAGE], width, height, source)
+    version = manifest["format_version"]
+    base = _decode_image(contents[BASE_IMAGE], width, height, source, BASE_IMAGE)
     try:
         rig_json = json.loads(contents[RIG])
     except ValueError:
         raise AvatarFileError(f"{source}: {RIG} is not valid JSON; {_REBUILD}") from None
+    eyes: tuple[EyeRig, ...] = ()
+    if version >= 2:
+        if (
+            not isinstance(rig_json, dict)
+            or set(rig_json) != {"mouth", "eyes"}
+            or not isinstance(rig_json["eyes"], list)
+        ):
+            raise AvatarFileError(f'{source}: {RIG} must hold exactly "mouth" and "eyes" (a list); {_REBUILD}')
+        eyes = tuple(EyeRig.from_json(e, source=f"{source}: {RIG}") for e in rig_json["eyes"][:8])
+        for eye in eyes:
+            eye.validate(width, height, source=f"{source}: {RIG}")
+        rig_json = rig_json["mouth"]
     rig = MouthRig.from_json(rig_json, source=f"{source}: {RIG}")
     rig.validate(width, height, source=f"{source}: {RIG}")
+    landmarks = None
+    if LANDMARKS in contents:
+        landmarks = _decode_array(contents[LANDMARKS], (468, 3), source, LANDMARKS)
+    video = _load_video(manifest, contents, source) if manifest["kind"] == "video" else None
     base.flags.writeable = False
     return Avatar(
         id=manifest["id"],
@@ -179,13 +252,63 @@ def _load(data: bytes, source: str) -> Avatar:
         width=width,
         height=height,
         fps=manifest["fps"],
-        format_version=manifest["format_version"],
+        format_version=version,
         license=manifest["license"],
         base=base,
         rig=rig,
         metadata=manifest["metadata"],
         size_bytes=len(data),
+        eyes=eyes,
+        landmarks=landmarks,
+        video=video,
     )
+
+
+def _load_video(manifest: dict[str, Any], contents: dict[str, bytes], source: str) -> VideoAssets:
+    from avaluma.renderer.loop_video import decode_loop
+
+    info = manifest.get("video")
+    frames_n = info.get("frames") if isinstance(info, dict) else None
+    if not isinstance(frames_n, int) or isinstance(frames_n, bool) or not 2 <= frames_n <= MAX_LOOP_FRAMES:
+        raise AvatarFileError(f'{source}: {MANIFEST} field "video.frames" must be 2..{MAX_LOOP_FRAMES}; {_REBUILD}')
+    width, height = manifest["width"], manifest["height"]
+    try:
+        frames = decode_loop(contents[LOOP], frames_n, width, height)
+    except ValueError as e:
+        raise AvatarFileError(f"{source}: {LOOP} cannot be decoded ({e}); {_REBUILD}") from None
+    mouth = _decode_array(contents[LOOP_MOUTH], (frames_n, 4), source, LOOP_MOUTH)
+    try:
+        atlas_json = json.loads(contents[ATLAS])
+        tw, th = (int(v) for v in atlas_json["tile"])
+        anchor = (float(atlas_json["anchor"][0]), float(atlas_json["anchor"][1]))
+        ref_width = float(atlas_json["ref_width"])
+        params = np.array(atlas_json["params"], dtype=np.float32)
+    except (ValueError, KeyError, TypeError, IndexError):
+        raise AvatarFileError(f"{source}: {ATLAS} is not a valid atlas description; {_REBUILD}") from None
+    k = len(params)
+    if not (1 <= k <= MAX_ATLAS_TILES and params.shape == (k, 4) and np.isfinite(params).all()):
+        raise AvatarFileError(f"{source}: {ATLAS} needs 1..{MAX_ATLAS_TILES} rows of 4 mouth parameters; {_REBUILD}")
+    if not (8 <= tw <= 1024 and 8 <= th <= 1024 and 0 <= anchor[0] < tw and 0 <= anchor[1] < th and ref_width > 1):
+        raise AvatarFileError(f"{source}: {ATLAS} tile geometry is invalid; {_REBUILD}")
+    tiles = _decode_image(contents[ATLAS_IMAGE], tw, k * th, source, ATLAS_IMAGE).reshape(k, th, tw, 3)
+    tiles.flags.writeable = False
+    params.flags.writeable = False
+    return VideoAssets(frames=frames, mouth=mouth, atlas=MouthAtlas(tiles, params, anchor, ref_width))
+
+
+def _decode_array(data: bytes, shape: tuple[int, ...], source: str, name: str) -> np.ndarray:
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise AvatarFileError(f"{source}: {name} is not a valid .npy array ({e}); {_REBUILD}") from None
+    if array.dtype != np.float32 or array.shape != shape or not np.isfinite(array).all():
+        raise AvatarFileError(
+            f"{source}: {name} must be a finite float32 array of shape {shape}, got {array.dtype} {array.shape}; "
+            f"{_REBUILD}"
+        )
+    array.flags.writeable = False
+    checked: np.ndarray = array
+    return checked
 
 
 def _read(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], name: str, source: str, limit: int) -> bytes:
@@ -210,10 +333,10 @@ def _parse_manifest(raw: bytes, source: str) -> dict[str, Any]:
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise AvatarFileError(f'{source}: {MANIFEST} does not declare "format": "{FORMAT}"; {_REBUILD}')
     version = m.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READ_VERSIONS or isinstance(version, bool):
         raise AvatarFileError(
-            f"{source}: unsupported format_version {version!r}: this Avaluma reads version {FORMAT_VERSION}; "
-            "upgrade Avaluma or rebuild the avatar"
+            f"{source}: unsupported format_version {version!r}: this Avaluma reads versions "
+            f"{', '.join(map(str, READ_VERSIONS))}; upgrade Avaluma or rebuild the avatar"
         )
 
     def field(key: str, kind: type, check: Any = None, hint: str = "") -> Any:
@@ -225,7 +348,8 @@ def _parse_manifest(raw: bytes, source: str) -> dict[str, Any]:
     field("id", str)
     field("name", str)
     field("license", str)
-    field("kind", str, lambda v: v == "photo", " (version 1 knows only 'photo')")
+    kinds = ("photo",) if version == 1 else AVATAR_KINDS
+    field("kind", str, lambda v: v in kinds, f" (version {version} knows {', '.join(kinds)})")
     field("fps", int, lambda v: 1 <= v <= 60, " (1..60)")
     field("width", int, lambda v: MIN_SIDE <= v <= MAX_SIDE, f" ({MIN_SIDE}..{MAX_SIDE})")
     field("height", int, lambda v: MIN_SIDE <= v <= MAX_SIDE, f" ({MIN_SIDE}..{MAX_SIDE})")
@@ -239,20 +363,20 @@ def _parse_manifest(raw: bytes, source: str) -> dict[str, Any]:
     return m
 
 
-def _decode_image(data: bytes, width: int, height: int, source: str) -> np.ndarray:
+def _decode_image(data: bytes, width: int, height: int, source: str, name: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as img:
             # The header is read lazily: check the size before decoding any pixels.
             if img.format != "PNG":
-                raise AvatarFileError(f"{source}: {BASE_IMAGE} is not a PNG image; {_REBUILD}")
+                raise AvatarFileError(f"{source}: {name} is not a PNG image; {_REBUILD}")
             if img.size != (width, height):
                 raise AvatarFileError(
-                    f"{source}: {BASE_IMAGE} is {img.size[0]}x{img.size[1]} but the manifest says {width}x{height}; "
+                    f"{source}: {name} is {img.size[0]}x{img.size[1]} but the manifest says {width}x{height}; "
                     f"{_REBUILD}"
                 )
             rgb = np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
     except AvatarFileError:
         raise
     except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise AvatarFileError(f"{source}: {BASE_IMAGE} cannot be decoded ({e}); {_REBUILD}") from None
+        raise AvatarFileError(f"{source}: {name} cannot be decoded ({e}); {_REBUILD}") from None
     return rgb

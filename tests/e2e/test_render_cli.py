@@ -78,23 +78,23 @@ def test_render_wav_to_mp4_end_to_end(tmp_path: Path, speech_wav: Path) -> None:
 
     avatar = load_hvia(ROOT / "assets" / "avatars" / "astronaut.hvia")
     rig = avatar.rig
-    ys = slice(int(rig.upper_lip_inner[1]), int(rig.chin[1]))
-    xs = slice(int(rig.mouth_left[0]), int(rig.mouth_right[0]))
-    base = avatar.base[ys, xs].astype(int)
-    change = np.array([np.abs(f[ys, xs] - base).mean() for f in frames])
-    # The reference is a lossy encode of the base, so "at rest" means "as close as the codec gets", not zero.
-    rest = change[:pad]
-    assert rest.max() < 4
+    # Brightness of the middle of the mouth, where the dark cavity appears when it opens. (Not a difference with the
+    # photo: idle life moves the head a pixel or two, which a pixel difference would mistake for speech.)
+    ys = slice(int(rig.upper_lip_inner[1]), int(rig.lower_lip_bottom[1] + 0.3 * rig.mouth_width))
+    xs = slice(int(rig.mouth_left[0] + 0.2 * rig.mouth_width), int(rig.mouth_right[0] - 0.2 * rig.mouth_width))
+    brightness = np.array([f[ys, xs].mean() for f in frames])
+    rest = brightness[:pad]
+    assert rest.max() - rest.min() < 4
     # Speech frames: vowel 0-15, silence 15-35, vowel 35-50 (the release needs a few frames to close the mouth).
     first_vowel, gap, second_vowel = (
-        change[pad + 2 : pad + 13],
-        change[pad + 23 : pad + 34],
-        change[pad + 37 : pad + 48],
+        brightness[pad + 2 : pad + 13],
+        brightness[pad + 23 : pad + 34],
+        brightness[pad + 37 : pad + 48],
     )
-    assert first_vowel.min() > rest.max() + 8  # mouth open while the vowel plays
-    assert second_vowel.min() > rest.max() + 8
-    assert gap.max() < rest.max() + 1  # closed again in the silent gap
-    assert change[-5:].max() < rest.max() + 1
+    assert first_vowel.max() < rest.min() - 20  # mouth open while the vowel plays
+    assert second_vowel.max() < rest.min() - 20
+    assert gap.min() > rest.mean() - 8  # closed again in the silent gap
+    assert brightness[-5:].min() > rest.mean() - 4
 
 
 def run_cli(*args: str) -> tuple[int, str]:
@@ -126,7 +126,7 @@ def test_missing_audio_file(tmp_path: Path) -> None:
 def test_unknown_avatar_lists_the_available_ones(speech_wav: Path, tmp_path: Path) -> None:
     code, output = run_cli("--audio", str(speech_wav), "--avatar", "nobody", "-o", str(tmp_path / "x.mp4"))
     assert code == 1
-    assert "unknown avatar 'nobody'; available: astronaut" in output
+    assert "unknown avatar 'nobody'; available: astronaut, grace-hopper" in output
 
 
 def test_unknown_lipsync_backend_names_the_installed_ones(speech_wav: Path, tmp_path: Path) -> None:

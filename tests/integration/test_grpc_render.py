@@ -141,6 +141,13 @@ def mouth_box(demo_avatar_path: Path) -> tuple[slice, slice]:
     return slice(y0, y1), slice(x0, x1)
 
 
+def mouth_darkening(frame: np.ndarray, rest_frame: np.ndarray, box: tuple[slice, slice]) -> float:
+    """How much darker the mouth box is than in the photo: the cavity shows when the mouth opens. (Idle life moves the
+    head a pixel or two, so frames in silence are not pixel-identical to the photo.)"""
+    rows, cols = box
+    return float(rest_frame[rows, cols].astype(float).mean() - frame[rows, cols].astype(float).mean())
+
+
 def frame_rgb(video: render_service_pb2.VideoFrame) -> np.ndarray:
     return decode_frame(video.data, FrameEncoding.RGB24, video.width, video.height)
 
@@ -180,16 +187,15 @@ async def test_render_segments_frames_audio_events_and_mouth(channel, rest_frame
     assert [v.index for v in all_videos] == list(range(len(all_videos)))
     assert [v.pts_us for v in all_videos] == [round(i * 1_000_000 / FPS) for i in range(len(all_videos))]
 
-    # The mouth moves while sound plays and is exactly at rest late in each silence.
+    # The mouth opens while sound plays and is closed late in each silence.
     frames = [frame_rgb(v) for v in videos(seg0)]
-    rows, cols = mouth_box
-    moved = [not np.array_equal(f[rows, cols], rest_frame[rows, cols]) for f in frames]
+    moved = [mouth_darkening(f, rest_frame, mouth_box) > 10 for f in frames]
     burst1 = range(2, 14)  # 0.08 .. 0.56 s
     burst2 = range(37, 48)  # 1.48 .. 1.92 s
     late_silence = [*range(28, 35), *range(55, len(frames))]  # last ~0.3 s of each silence
     assert all(moved[i] for i in burst1) and all(moved[i] for i in burst2)
     for i in late_silence:
-        assert np.array_equal(frames[i], rest_frame), f"frame {i} is not at rest in silence"
+        assert abs(mouth_darkening(frames[i], rest_frame, mouth_box)) < 4, f"frame {i} is not at rest in silence"
     # The audio that comes back is the audio that went in: loud in bursts, silent where the mouth rests.
     levels = [np.sqrt(np.mean(np.frombuffer(a.pcm, "<i2").astype(np.float64) ** 2)) for a in audios(seg0)]
     assert min(levels[i] for i in burst1) > 1000
@@ -227,11 +233,11 @@ async def test_clear_mid_segment_and_when_idle_answer_interrupted(channel) -> No
     await stream.read_to_end()
 
 
-async def test_realtime_stream_fills_silence_with_idle_frames(channel, rest_frame) -> None:
+async def test_realtime_stream_fills_silence_with_idle_frames(channel, rest_frame, mouth_box) -> None:
     stream = await open_stream(channel, config(realtime=True))
     idle = [await stream.read() for _ in range(6)]  # 3 frames of idle video+audio, paced by the server
     assert kinds(idle) == ["video", "audio"] * 3
-    assert all(not v.speaking and np.array_equal(frame_rgb(v), rest_frame) for v in videos(idle))
+    assert all(not v.speaking and abs(mouth_darkening(frame_rgb(v), rest_frame, mouth_box)) < 4 for v in videos(idle))
     assert all(not any(a.pcm) for a in audios(idle))
     await stream.write(
         *audio_requests(speech_like([("speech", 0.3)])), Req(segment_end=render_service_pb2.SegmentEnd())

@@ -1,4 +1,4 @@
-"""The .hvia v1 container: round trip, the bundled demo avatar, and one clear error per kind of damage."""
+"""The .hvia container (v2, and v1 still loading): round trip, the demo avatars, one clear error per kind of damage."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from avaluma.core.errors import AvatarFileError, InvalidArgument
-from avaluma.renderer.avatar import Avatar, MouthRig
+from avaluma.renderer.avatar import Avatar, EyeRig, MouthRig
 from avaluma.renderer.hvia import (
     MAX_HVIA_BYTES,
     dump_hvia_bytes,
@@ -94,7 +94,7 @@ def test_round_trip(tmp_path: Path) -> None:
         64,
         25,
     )
-    assert (loaded.format_version, loaded.license, loaded.metadata) == (1, "CC0", {"source": "test"})
+    assert (loaded.format_version, loaded.license, loaded.metadata) == (2, "CC0", {"source": "test"})
     assert loaded.size_bytes == path.stat().st_size
     assert not loaded.base.flags.writeable
     assert list(tmp_path.joinpath("sub").iterdir()) == [path]  # no temporary file left behind
@@ -103,7 +103,7 @@ def test_round_trip(tmp_path: Path) -> None:
 def test_manifest_lists_every_entry_with_its_checksum() -> None:
     data = dump_hvia_bytes(small_avatar())
     manifest = manifest_of(data)
-    assert manifest["format"] == "hvia" and manifest["format_version"] == 1
+    assert manifest["format"] == "hvia" and manifest["format_version"] == 2
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         for name, meta in manifest["entries"].items():  # type: ignore[attr-defined]
             assert hashlib.sha256(zf.read(name)).hexdigest() == meta["sha256"]
@@ -115,9 +115,59 @@ def test_bundled_demo_avatar_loads_and_is_small() -> None:
     assert (avatar.id, avatar.kind, avatar.width, avatar.height) == ("astronaut", "photo", 512, 512)
     assert path.stat().st_size < 1024 * 1024
     rig = avatar.rig
-    # The mouth sits in the lower middle of the face: a sanity check on the hand-measured rig.
+    # The mouth sits in the lower middle of the face (where it was measured by hand for format version 1).
     assert 190 < rig.mouth_left[0] < rig.mouth_center[0] < rig.mouth_right[0] < 260
     assert 120 < rig.mouth_center[1] < 170 < rig.chin[1] < 200
+    assert avatar.format_version == 2 and len(avatar.eyes) == 2 and avatar.landmarks is not None
+    left, right = sorted(avatar.eyes, key=lambda e: e.upper[0][0])
+    assert right.upper[0][0] > left.upper[-1][0]  # two distinct eyes, both above the mouth
+    assert max(p[1] for e in avatar.eyes for p in e.lower) < rig.upper_lip_top[1]
+
+
+def test_portrait_demo_avatar_is_512x640() -> None:
+    avatar = load_hvia(ROOT / "assets" / "avatars" / "grace-hopper.hvia")
+    assert (avatar.width, avatar.height, avatar.kind) == (512, 640, "photo")
+    assert avatar.base.shape == (640, 512, 3)
+
+
+def v1_bytes(avatar: Avatar) -> bytes:
+    """A format version 1 file as the foundation wrote it: flat mouth rig, no eyes, no landmarks."""
+    data = dump_hvia_bytes(avatar)
+    rig = json.dumps(avatar.rig.to_json()).encode()
+    manifest = manifest_of(data)
+    manifest["format_version"] = 1
+    manifest["entries"] = {  # type: ignore[index]
+        "base.png": manifest["entries"]["base.png"],  # type: ignore[index]
+        "rig.json": {"sha256": hashlib.sha256(rig).hexdigest(), "size": len(rig)},
+    }
+    return rezip(data, replace={"rig.json": rig, "manifest.json": json.dumps(manifest).encode()})
+
+
+def test_version_1_files_still_load() -> None:
+    loaded = load_hvia_bytes(v1_bytes(small_avatar()), source="old.hvia")
+    assert loaded.format_version == 1 and loaded.rig == RIG and loaded.eyes == () and loaded.landmarks is None
+
+
+def test_v2_round_trip_keeps_eyes_and_landmarks() -> None:
+    eye = EyeRig(upper=((10.0, 20.0), (14.0, 18.0), (18.0, 20.0)), lower=((10.0, 20.0), (14.0, 22.0), (18.0, 20.0)))
+    lm = np.random.default_rng(0).uniform(1, 60, size=(468, 3)).astype(np.float32)
+    loaded = load_hvia_bytes(dump_hvia_bytes(small_avatar(eyes=(eye, eye), landmarks=lm)), source="x.hvia")
+    assert loaded.eyes == (eye, eye)
+    assert loaded.landmarks is not None and not loaded.landmarks.flags.writeable
+    np.testing.assert_array_equal(loaded.landmarks, lm)
+
+
+def test_bad_landmarks_array_is_rejected() -> None:
+    lm = np.zeros((468, 3), dtype=np.float32)
+    lm[0, 0] = np.nan
+    with pytest.raises(AvatarFileError, match=r"landmarks\.npy must be a finite float32 array"):
+        load_hvia_bytes(dump_hvia_bytes(small_avatar(landmarks=lm)), source="x.hvia")
+
+
+def test_eye_outside_the_image_is_rejected() -> None:
+    eye = EyeRig(upper=((10.0, 20.0), (14.0, 18.0), (90.0, 20.0)), lower=((10.0, 20.0), (14.0, 22.0), (90.0, 20.0)))
+    with pytest.raises(AvatarFileError, match="outside the image"):
+        load_hvia_bytes(dump_hvia_bytes(small_avatar(eyes=(eye,))), source="x.hvia")
 
 
 @pytest.mark.parametrize(
@@ -128,9 +178,11 @@ def test_bundled_demo_avatar_loads_and_is_small() -> None:
         (lambda d: rezip(d, drop="rig.json"), "missing entry rig.json"),
         (lambda d: rezip(d, drop="manifest.json"), "missing entry manifest.json"),
         (lambda d: rezip(d, replace={"rig.json": b'{"mouth_center": [1, 2]}'}), "checksum mismatch for rig.json"),
-        (lambda d: with_manifest(d, format_version=2), "unsupported format_version 2"),
+        (lambda d: with_manifest(d, format_version=3), "unsupported format_version 3"),
+        (lambda d: with_manifest(d, format_version=True), "unsupported format_version True"),
         (lambda d: with_manifest(d, format="zip"), 'does not declare "format": "hvia"'),
-        (lambda d: with_manifest(d, kind="video"), "field 'kind'"),
+        (lambda d: with_manifest(d, kind="cartoon"), "field 'kind'"),
+        (lambda d: with_manifest(d, kind="video"), "no sha256 for loop.mp4"),
         (lambda d: with_manifest(d, width=128), "base.png is 64x64 but the manifest says 128x64"),
         (lambda d: rezip(d, replace={"manifest.json": b"{nope"}), "manifest.json is not valid JSON"),
     ],

@@ -105,10 +105,11 @@ def test_jaw_drop_moves_the_chin_down(avatar: Avatar, compositor: Compositor) ->
 
 
 def _dark_width(frame: np.ndarray, avatar: Avatar, compositor: Compositor) -> int:
-    # The row a third of the way into the lip gap at full opening, where the cavity is darkest.
-    row = int(avatar.rig.lower_lip_inner[1] + 0.3 * 0.38 * avatar.rig.mouth_width)
-    dark = frame[row, :, :].astype(float).mean(axis=1) < 70
-    return int(dark.sum())
+    """Horizontal extent of the opened mouth: columns with a pixel clearly darker than the photo in the mouth box."""
+    ys = slice(int(avatar.rig.upper_lip_top[1]), int(avatar.rig.chin[1]))
+    darker = (avatar.base[ys].astype(float).mean(axis=2) - frame[ys].astype(float).mean(axis=2)) > 40
+    columns = np.flatnonzero(darker.any(axis=0))
+    return int(columns[-1] - columns[0]) if len(columns) else 0
 
 
 def test_stretch_widens_and_rounding_narrows(avatar: Avatar, compositor: Compositor) -> None:
@@ -164,10 +165,82 @@ def closed_mouth_avatar() -> Avatar:
     )
 
 
-def test_closed_mouth_photo_gets_synthesised_teeth_and_cavity() -> None:
+def test_closed_mouth_photo_gets_synthesised_teeth_cavity_tongue_and_lower_teeth() -> None:
     avatar = closed_mouth_avatar()
     frame = Compositor(avatar).render(pose(1.0)).astype(int)
-    column = frame[62:80, 64].mean(axis=1)  # straight down the middle of the opened mouth
-    assert column[:2].min() > 170  # teeth just under the upper lip, brighter than lips and skin
-    assert column[3:12].min() < 60  # then the dark cavity
+    column = frame[60:80, 66]  # down the opened mouth, through the middle of a front tooth
+    brightness = column.mean(axis=1)
+    assert brightness[3:6].min() > 170  # upper teeth just under the upper lip, brighter than lips and skin
+    assert brightness[6:10].max() < 60  # then the dark cavity
+    tongue = column[12:15]
+    assert (tongue[:, 0] - tongue[:, 1]).min() > 20 and brightness[12:15].min() > brightness[7]  # a red, lit tongue
+    assert brightness[15:18].min() > 150  # lower teeth above the (moved) lower lip
     np.testing.assert_array_equal(Compositor(avatar).render(REST_POSE), avatar.base)
+
+
+def test_lips_meet_when_lips_closed_is_1_while_speaking(avatar: Avatar, compositor: Compositor) -> None:
+    """The astronaut smiles with her teeth showing; a closure during speech shuts the lips over them."""
+    x = int(avatar.rig.mouth_center[0])
+    ys = slice(int(avatar.rig.upper_lip_inner[1]) - 1, int(avatar.rig.lower_lip_inner[1]) + 1)
+
+    def teeth_pixels(frame: np.ndarray) -> int:
+        box = frame[ys, x - 8 : x + 8].astype(int)
+        return int(((box.min(axis=2) > 160) & (box.max(axis=2) - box.min(axis=2) < 25)).sum())  # bright and grey
+
+    pressed = compositor.render(np.array([0.0, 1.0, 0.0, 0.0], dtype=np.float32), press=1.0)
+    assert teeth_pixels(avatar.base) > 15 and teeth_pixels(pressed) < 0.2 * teeth_pixels(avatar.base)
+    # In silence (no press) the photo's own smile is the rest pose.
+    np.testing.assert_array_equal(compositor.render(REST_POSE, press=0.0), avatar.base)
+
+
+def test_blink_closes_the_eyes_and_only_the_eyes(avatar: Avatar, compositor: Compositor) -> None:
+    from avaluma.renderer.idle import IdlePose
+
+    shut = compositor.render(REST_POSE, pose=IdlePose(blink=1.0)).astype(int)
+    changed = np.abs(shut - avatar.base.astype(int)).max(axis=2) > 0
+    ys, _xs = np.nonzero(changed)
+    eye_ys = [p[1] for e in avatar.eyes for p in (*e.upper, *e.lower)]
+    assert ys.min() >= min(eye_ys) - 0.5 * avatar.eyes[0].width and ys.max() <= max(eye_ys) + 0.3 * avatar.eyes[0].width
+    for eye in avatar.eyes:
+        # The white of the eye disappears under the lid's skin.
+        x0, x1 = int(eye.upper[0][0]), int(eye.upper[-1][0])
+        y0, y1 = int(min(p[1] for p in eye.upper)), int(max(p[1] for p in eye.lower)) + 1
+
+        def white(img: np.ndarray, y0: int = y0, y1: int = y1, x0: int = x0, x1: int = x1) -> int:
+            box = img[y0:y1, x0:x1].astype(int)
+            return int(((box.min(axis=2) > 150) & (box.max(axis=2) - box.min(axis=2) < 40)).sum())
+
+        assert white(avatar.base) > 5 and white(shut) < 0.3 * white(avatar.base)
+
+
+def test_head_motion_never_touches_pixels_outside_the_head_region(avatar: Avatar, compositor: Compositor) -> None:
+    from avaluma.renderer.idle import IdlePose
+
+    moved = compositor.render(REST_POSE, pose=IdlePose(head_dx=0.03, head_dy=-0.02))
+    assert not np.array_equal(moved, avatar.base)
+    np.testing.assert_array_equal(
+        outside_roi(moved, compositor.head_roi), outside_roi(avatar.base, compositor.head_roi)
+    )
+
+
+def test_portrait_avatar_renders_at_512x640() -> None:
+    avatar = load_hvia(ROOT / "assets" / "avatars" / "grace-hopper.hvia")
+    comp = Compositor(avatar)
+    frame = comp.render(pose(0.8))
+    assert frame.shape == (640, 512, 3)
+    np.testing.assert_array_equal(outside_roi(frame, comp.roi), outside_roi(avatar.base, comp.roi))
+
+
+@pytest.mark.parametrize(("fmt", "shape"), [("rgb", (512, 512, 3)), ("rgba", (512, 512, 4)), ("i420", (393216,))])
+def test_output_pixel_formats(avatar: Avatar, compositor: Compositor, fmt: str, shape: tuple[int, ...]) -> None:
+    from avaluma.renderer.frame_formats import i420_to_rgb
+    from avaluma.renderer.pixels import convert
+
+    rgb = compositor.render(pose(0.5))
+    out = convert(rgb, fmt)
+    assert out.shape == shape and out.dtype == np.uint8
+    if fmt == "rgba":
+        np.testing.assert_array_equal(out[..., :3], rgb)
+        assert (out[..., 3] == 255).all()
+    if fmt == "i420":
+        assert np.abs(i420_to_rgb(out.tobytes(), 512, 512).astype(int) - rgb.astype(int)).mean() < 4

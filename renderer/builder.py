@@ -1,0 +1,382 @@
+"""``avaluma avatar build``: an :class:`~avaluma.renderer.avatar.Avatar` from one photo or from a short video.
+
+Photo: detect the one face, frame it at the output size, fit the 468-point face mesh and derive the mouth rig (jaw,
+lip lines), the eyelid rigs and the landmarks the file keeps. The compositor synthesises the mouth interior.
+
+Video: frame the clip around the face found in its first frame, track the face mesh through every frame, measure the
+mouth in each, pick the quietest stretch whose ends match best as the idle loop (cross-faded so it runs seamlessly),
+and cluster all frames' mouths by shape into an atlas of aligned mouth patches with the parameters each shows.
+
+Every failure a user can cause is an :class:`~avaluma.core.errors.InvalidArgument` that says what to do.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from avaluma.core.errors import InvalidArgument
+from avaluma.renderer.avatar import Avatar, MouthAtlas, VideoAssets
+from avaluma.renderer.facemesh import Detection, FaceMesh
+from avaluma.renderer.lipsync.base import REST_POSE
+from avaluma.renderer.rig_builder import eye_rigs, lip_gap, mouth_measure, mouth_params, mouth_rig
+
+U8 = npt.NDArray[np.uint8]
+F32 = npt.NDArray[np.float32]
+#: progress(message, fraction done or None)
+Progress = Callable[[str, float | None], None]
+
+#: Smallest face (detector box width, px in the source) we build from: below it the mouth is a few pixels wide.
+MIN_FACE_PX = 80
+#: A second face counts as "several faces" when it is at least this fraction of the largest one's width.
+OTHER_FACE_FRACTION = 0.4
+#: Face width as a fraction of the output width when the source leaves room to zoom in.
+FACE_FRACTION = 0.42
+MIN_CLIP_S = 2.0
+MAX_CLIP_S = 60.0
+LOOP_S = (2.0, 4.0)
+CROSSFADE_FRAMES = 6
+ATLAS_TILES = 24
+SIZES = ((512, 512), (512, 640))
+
+
+def _quiet(message: str, fraction: float | None) -> None:
+    del message, fraction
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"512x640"`` -> (512, 640); even sides 64..2048."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise InvalidArgument(f"size {text!r} is not WIDTHxHEIGHT, e.g. 512x512 or 512x640") from None
+    if not (64 <= w <= 2048 and 64 <= h <= 2048 and w % 2 == 0 and h % 2 == 0):
+        raise InvalidArgument(f"size {text!r}: width and height must be even and 64..2048")
+    return w, h
+
+
+def read_image(path: Path) -> U8:
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+    except FileNotFoundError:
+        raise InvalidArgument(f"{path}: photo not found") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise InvalidArgument(f"{path}: cannot read the photo ({e}); use a JPEG or PNG file") from None
+
+
+def the_face(faces: list[Detection], source: str) -> Detection:
+    """The one face in a picture, or the error that explains why there is not exactly one usable face."""
+    if not faces:
+        raise InvalidArgument(
+            f"{source}: no face found; use a sharp, well-lit picture of one person facing the camera, with the face at "
+            f"least {MIN_FACE_PX} px wide"
+        )
+    largest = max(faces, key=lambda f: f.width)
+    others = [f for f in faces if f is not largest and f.width >= OTHER_FACE_FRACTION * largest.width]
+    if others:
+        raise InvalidArgument(
+            f"{source}: found {len(others) + 1} faces; crop the picture to the one person who should be the avatar"
+        )
+    if largest.width < MIN_FACE_PX:
+        raise InvalidArgument(
+            f"{source}: the face is only {largest.width:.0f} px wide, it needs at least {MIN_FACE_PX} px; use a "
+            "higher-resolution picture or crop closer to the face"
+        )
+    return largest
+
+
+def framing(face: Detection, image_w: int, image_h: int, size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The crop box (x0, y0, x1, y1) with the output's aspect ratio: face centred, never zoomed in past the point where
+    the face is :data:`FACE_FRACTION` of the width nor beyond the source's resolution, and kept inside the image."""
+    out_w, out_h = size
+    aspect = out_h / out_w
+    crop_w = max(face.width / FACE_FRACTION, float(out_w))
+    crop_w = min(crop_w, image_w, image_h / aspect)
+    crop_h = crop_w * aspect
+    cx = face.cx
+    cy = face.cy + 0.08 * crop_h  # a little more room below the face (neck, shoulders) than above
+    x0 = min(max(cx - crop_w / 2, 0.0), image_w - crop_w)
+    y0 = min(max(cy - crop_h / 2, 0.0), image_h - crop_h)
+    return x0, y0, x0 + crop_w, y0 + crop_h
+
+
+def _crop(rgb: U8, box: tuple[float, float, float, float], size: tuple[int, int]) -> U8:
+    img = Image.fromarray(rgb)
+    return np.asarray(img.resize(size, Image.Resampling.LANCZOS, box=box), dtype=np.uint8).copy()
+
+
+def _fit(mesh: FaceMesh, rgb: U8, source: str) -> F32:
+    face = the_face(mesh.detect(rgb), source)
+    landmarks, presence = mesh.landmarks_from_detection(rgb, face)
+    if presence < 0.5:
+        raise InvalidArgument(f"{source}: a face was detected but its landmarks could not be fitted; use a clearer, "
+                              "front-facing picture")  # fmt: skip
+    return landmarks
+
+
+def build_photo_avatar(
+    image: U8,
+    *,
+    avatar_id: str,
+    name: str | None = None,
+    license: str = "",
+    size: tuple[int, int] = (512, 512),
+    fps: int = 25,
+    source: str = "photo",
+    metadata: dict[str, Any] | None = None,
+    mesh: FaceMesh | None = None,
+    progress: Progress = _quiet,
+) -> Avatar:
+    """A ``photo`` avatar from an RGB image (H x W x 3 uint8)."""
+    progress("loading the face models", None)
+    mesh = mesh or FaceMesh()
+    progress("finding the face", 0.2)
+    face = the_face(mesh.detect(image), source)
+    progress("framing", 0.4)
+    box = framing(face, image.shape[1], image.shape[0], size)
+    rgb = _crop(image, box, size)
+    progress("fitting the face mesh", 0.6)
+    landmarks = _fit(mesh, rgb, source)
+    progress("rigging mouth and eyelids", 0.8)
+    avatar = Avatar(
+        id=avatar_id,
+        name=name or avatar_id,
+        kind="photo",
+        width=size[0],
+        height=size[1],
+        fps=fps,
+        format_version=2,
+        license=license,
+        base=rgb,
+        rig=mouth_rig(landmarks),
+        metadata={"builder": "avaluma avatar build --photo", "source": source, **(metadata or {})},
+        eyes=eye_rigs(landmarks),
+        landmarks=_readonly(landmarks),
+    )
+    avatar.rig.validate(avatar.width, avatar.height, source=source)
+    for eye in avatar.eyes:
+        eye.validate(avatar.width, avatar.height, source=source)
+    progress("done", 1.0)
+    return avatar
+
+
+def _readonly(a: F32) -> F32:
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    a.flags.writeable = False
+    return a
+
+
+# --- video -----------------------------------------------------------------------------------------------------
+
+
+def read_video(path: Path, *, max_s: float = MAX_CLIP_S) -> tuple[list[U8], float]:
+    """All frames (RGB) of a clip up to ``max_s`` seconds, and its frame rate."""
+    import av
+
+    if not path.is_file():
+        raise InvalidArgument(f"{path}: video not found")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise InvalidArgument(f"{path}: the file has no video track; use an MP4/MOV/WebM clip")
+            stream = container.streams.video[0]
+            rate = float(stream.average_rate or stream.guessed_rate or 25)
+            frames: list[U8] = []
+            for frame in container.decode(stream):
+                frames.append(np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8))
+                if len(frames) >= max_s * rate:
+                    break
+    except av.FFmpegError as e:
+        raise InvalidArgument(f"{path}: cannot read the video ({e}); use an MP4 (H.264) clip") from None
+    if len(frames) / rate < MIN_CLIP_S:
+        raise InvalidArgument(
+            f"{path}: the clip is {len(frames) / rate:.1f} s long; it needs at least {MIN_CLIP_S:.0f} s (5-20 s of the "
+            "person speaking, then a few seconds at rest, works best)"
+        )
+    return frames, rate
+
+
+def _resample_indices(n: int, rate: float, fps: int) -> list[int]:
+    count = max(1, int(n / rate * fps))
+    return [min(n - 1, int(i * rate / fps)) for i in range(count)]
+
+
+def build_video_avatar(
+    frames: list[U8],
+    rate: float,
+    *,
+    avatar_id: str,
+    name: str | None = None,
+    license: str = "",
+    size: tuple[int, int] = (512, 512),
+    fps: int = 25,
+    source: str = "video",
+    atlas_tiles: int = ATLAS_TILES,
+    metadata: dict[str, Any] | None = None,
+    mesh: FaceMesh | None = None,
+    progress: Progress = _quiet,
+) -> Avatar:
+    """A ``video`` avatar from decoded RGB frames at ``rate`` frames/s."""
+    progress("loading the face models", None)
+    mesh = mesh or FaceMesh()
+    frames = [frames[i] for i in _resample_indices(len(frames), rate, fps)]
+    face = the_face(mesh.detect(frames[0]), f"{source} (first frame)")
+    box = framing(face, frames[0].shape[1], frames[0].shape[0], size)
+    crops = np.stack([_crop(f, box, size) for f in frames])
+    n = len(crops)
+    landmarks = np.zeros((n, 468, 3), dtype=np.float32)
+    previous: F32 | None = None
+    for i in range(n):
+        if previous is None:
+            previous = _fit(mesh, crops[i], f"{source} (frame {i})")
+        points, presence = mesh.track(crops[i], previous)
+        if presence < 0.5:
+            faces = mesh.detect(crops[i])
+            if not faces:
+                raise InvalidArgument(
+                    f"{source}: lost the face at {i / fps:.2f} s; use a clip where the face stays in view, unobscured"
+                )
+            points, presence = mesh.landmarks_from_detection(crops[i], the_face(faces, f"{source} at {i / fps:.2f} s"))
+        landmarks[i] = previous = points
+        progress("tracking the face", (i + 1) / n)
+    # A light temporal smoothing of the track (3 frames) removes landmark jitter without visible lag.
+    smooth = landmarks.copy()
+    smooth[1:-1] = (landmarks[:-2] + 2 * landmarks[1:-1] + landmarks[2:]) / 4
+    measures = np.array([mouth_measure(lm) for lm in smooth], dtype=np.float32)
+    neutral = float(np.median(measures[:, 2]))
+    rest_gap = float(np.percentile([lip_gap(lm) for lm in smooth], 10))
+    params = np.stack([mouth_params(lm, neutral_width=neutral, rest_gap=rest_gap) for lm in smooth])
+
+    progress("choosing the idle loop", None)
+    start, length = choose_loop(crops, params, fps)
+    loop = crossfade_loop(crops, start, length)
+    loop_mouth = crossfade_loop(measures, start, length).astype(np.float32)
+    progress("building the mouth atlas", None)
+    atlas = build_atlas(crops, measures, params, tiles=atlas_tiles)
+    base_lm = smooth[start]
+    loop.flags.writeable = False
+    loop_mouth.flags.writeable = False
+    avatar = Avatar(
+        id=avatar_id,
+        name=name or avatar_id,
+        kind="video",
+        width=size[0],
+        height=size[1],
+        fps=fps,
+        format_version=2,
+        license=license,
+        base=np.ascontiguousarray(loop[0]),
+        rig=mouth_rig(base_lm),
+        metadata={
+            "builder": "avaluma avatar build --video",
+            "source": source,
+            "loop": {"start_s": round(start / fps, 2), "frames": length},
+            **(metadata or {}),
+        },
+        eyes=eye_rigs(base_lm),
+        landmarks=_readonly(base_lm),
+        video=VideoAssets(frames=loop, mouth=loop_mouth, atlas=atlas),
+    )
+    progress("done", 1.0)
+    return avatar
+
+
+def choose_loop(frames: U8, params: F32, fps: int) -> tuple[int, int]:
+    """(start, length) of the idle loop: quiet mouth, and a last frame that flows into the first."""
+    n = len(frames)
+    lo = min(n - CROSSFADE_FRAMES - 1, int(LOOP_S[0] * fps))
+    hi = min(n - CROSSFADE_FRAMES - 1, int(LOOP_S[1] * fps))
+    if lo < 2:
+        raise InvalidArgument(f"the clip is too short for an idle loop: it needs at least {MIN_CLIP_S:.0f} s")
+    # Small grey thumbnails make the end-match cheap.
+    thumbs = np.stack([np.asarray(Image.fromarray(f).convert("L").resize((32, 32)), np.float32) for f in frames])
+    openness = params[:, 0]
+    best, best_score = (CROSSFADE_FRAMES, lo), math.inf
+    for length in range(lo, hi + 1, max(1, (hi - lo) // 8 or 1)):
+        for start in range(CROSSFADE_FRAMES, n - length + 1, 2):
+            end = start + length - 1
+            mismatch = float(np.abs(thumbs[end] - thumbs[start - 1]).mean()) / 255.0
+            score = float(openness[start : start + length].mean()) + 4.0 * mismatch
+            if score < best_score:
+                best, best_score = (start, length), score
+    return best
+
+
+def crossfade_loop(frames: npt.NDArray[Any], start: int, length: int) -> npt.NDArray[Any]:
+    """``frames[start:start+length]`` with its last frames faded into the ones before ``start``, so it loops."""
+    loop = frames[start : start + length].astype(np.float32)
+    k = min(CROSSFADE_FRAMES, start, length // 2)
+    for j in range(k):
+        w = (j + 1) / (k + 1)
+        loop[length - k + j] = (1 - w) * loop[length - k + j] + w * frames[start - k + j].astype(np.float32)
+    if frames.dtype == np.uint8:
+        as_bytes: npt.NDArray[Any] = np.clip(loop + 0.5, 0, 255).astype(np.uint8)
+        return as_bytes
+    return loop
+
+
+def tile_geometry(ref_width: float) -> tuple[int, int, tuple[float, float]]:
+    tw = int(2 * round(1.1 * ref_width))
+    th = int(2 * round(0.95 * ref_width))
+    return tw, th, (tw / 2.0, th * 0.4)
+
+
+def cut_tile(frame: U8, measure: F32, ref_width: float) -> U8:
+    """The mouth of ``frame`` in atlas space: centred on the anchor, level, scaled to ``ref_width``."""
+    tw, th, (ax, ay) = tile_geometry(ref_width)
+    cx, cy, width, angle = (float(v) for v in measure)
+    s = width / ref_width
+    c, si = math.cos(angle) * s, math.sin(angle) * s
+    # tile (u, v) -> frame: centre + R(angle) * s * ((u, v) - anchor)
+    coeffs = (c, -si, cx - c * ax + si * ay, si, c, cy - si * ax - c * ay)
+    tile = Image.fromarray(frame).transform((tw, th), Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR)
+    return np.asarray(tile, dtype=np.uint8)
+
+
+def kmeans(x: F32, k: int, *, seed: int = 0, iters: int = 30) -> npt.NDArray[np.int64]:
+    rng = np.random.default_rng(seed)
+    centres = x[rng.choice(len(x), size=k, replace=False)].copy()
+    labels = np.zeros(len(x), dtype=np.int64)
+    for _ in range(iters):
+        d = ((x[:, None, :] - centres[None]) ** 2).sum(axis=2)
+        labels = d.argmin(axis=1)
+        for j in range(k):
+            members = x[labels == j]
+            if len(members):
+                centres[j] = members.mean(axis=0)
+    return labels
+
+
+#: Weights of the mouth parameters when comparing shapes (the jaw matters most).
+PARAM_WEIGHTS = np.array([1.5, 1.0, 0.7, 0.7], dtype=np.float32)
+
+
+def build_atlas(frames: U8, measures: F32, params: F32, *, tiles: int = ATLAS_TILES) -> MouthAtlas:
+    """Cluster the frames' mouths by shape; each cluster's most typical frame becomes a tile, with its parameters.
+    The most closed mouth is always a tile, so silence has an exact match."""
+    ref_width = float(np.median(measures[:, 2]))
+    weighted = params * PARAM_WEIGHTS
+    k = max(1, min(tiles, len(np.unique(np.round(weighted, 2), axis=0))))
+    labels = kmeans(weighted, k)
+    chosen: list[int] = [int(np.argmin(((params - REST_POSE) * PARAM_WEIGHTS) ** 2 @ np.ones(4)))]
+    for j in range(k):
+        members = np.flatnonzero(labels == j)
+        if not len(members):
+            continue
+        centre = weighted[members].mean(axis=0)
+        pick = int(members[np.argmin(((weighted[members] - centre) ** 2).sum(axis=1))])
+        if pick not in chosen:
+            chosen.append(pick)
+    tile_stack = np.stack([cut_tile(frames[i], measures[i], ref_width) for i in chosen])
+    tile_stack.flags.writeable = False
+    tile_params = params[chosen].astype(np.float32)
+    tile_params.flags.writeable = False
+    _, _, anchor = tile_geometry(ref_width)
+    return MouthAtlas(tiles=tile_stack, params=tile_params, anchor=anchor, ref_width=ref_width)
