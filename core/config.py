@@ -81,7 +81,8 @@ class Config(Closed):
     default_avatar: str = "astronaut"
     #: API keys accepted in the ``x-api-key`` metadata (gRPC) or ``api-secret`` header (HTTP). Environment only.
     api_keys: tuple[str, ...] = ()
-    lipsync: ProviderRef = ProviderRef(name="energy")
+    #: The trained in-process model; "energy" is the loudness baseline.
+    lipsync: ProviderRef = ProviderRef(name="onnx")
     tts: ProviderRef = ProviderRef(name="piper")
     stt: ProviderRef | None = None
     llm: ProviderRef | None = None

@@ -171,7 +171,7 @@ def _config(ctx: click.Context) -> Config:
 )
 @click.option("--avatar", "avatar_id", default=None, help="Avatar id (default: config default_avatar, 'astronaut').")
 @click.option("--fps", type=click.IntRange(1, 60), default=None, help="Frames per second (default: config, 25).")
-@click.option("--lipsync", default=None, help="Lip-sync backend name (default: config lipsync.name, 'energy').")
+@click.option("--lipsync", default=None, help="Lip-sync backend name (default: config lipsync.name, 'onnx').")
 @click.pass_context
 def render_command(
     ctx: click.Context,
@@ -245,7 +245,8 @@ def _render(
     click.echo(f"wrote {output}")
     click.echo(
         f"{summary.video_s:.2f} s of video, {summary.frames} frames at {session.fps} fps, avatar {avatar.id}, "
-        f"rendered and encoded at {summary.frames / elapsed:.0f} frames/s ({summary.video_s / elapsed:.1f}x real time)"
+        f"lip-sync {backend.name}, rendered and encoded at {summary.frames / elapsed:.0f} frames/s "
+        f"({summary.video_s / elapsed:.1f}x real time)"
     )
 
 

@@ -1,0 +1,268 @@
+"""Training and evaluation data: synthesize, augment, featurize, cache.
+
+Voices: piper's ``joe`` (neural) with varied speed, noise and pitch, and many espeak-ng voice/variant pairs with varied
+rate, pitch and pitch range. Evaluation uses voices **and** sentences that training never sees (see
+:data:`HELDOUT_ESPEAK_VOICES`, :data:`HELDOUT_PIPER` and :func:`sentences.is_heldout_sentence`).
+
+Augmentation (training only): resampling through 8/16/22.05/24/44.1/48 kHz, band limits, gain (with clipping),
+white/pink noise, DC offset, and random leading/trailing silence. Results are cached under ``build/lipsync_data``
+(git-ignored), keyed by the data config, so re-training does not re-synthesize.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import soxr
+
+from avaluma.renderer.lipsync.base import LIPSYNC_SAMPLE_RATE
+from avaluma.renderer.lipsync.features import logmel
+from avaluma.renderer.lipsync.training import sentences as sentence_set
+from avaluma.renderer.lipsync.training.synth import EspeakSynth, PiperSynth, Utterance
+from avaluma.renderer.lipsync.visemes import PhonemeSpan, coarticulated_params, frame_labels
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CACHE = Path("build/lipsync_data")
+RESAMPLE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
+
+TRAIN_ESPEAK_BASES = ("en-us", "en", "en-gb-scotland", "en-029", "en-gb-x-gbclan")
+TRAIN_ESPEAK_VARIANTS = ("", "+m1", "+m2", "+m3", "+m4", "+f1", "+f2", "+f4", "+klatt", "+Alex", "+john")
+#: Voice/variant pairs never used in training: accents and variants both unseen.
+HELDOUT_ESPEAK_VOICES = ("en-gb-x-rp+f3", "en-us-nyc+m7", "en-gb-x-gbcwmd+Annie")
+#: piper has one English voice on PyPI; its held-out condition is a pitch/speed shift outside the training range.
+HELDOUT_PIPER = {"length_scale": 0.9, "pitch": 1.15}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    n_generated: int = 400
+    piper_per_sentence: float = 1.5
+    espeak_per_sentence: int = 3
+    seed: int = 0
+    heldout_espeak: tuple[str, ...] = HELDOUT_ESPEAK_VOICES
+    #: Limit sentences (smoke tests); 0 = all.
+    max_sentences: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def key(self) -> str:
+        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass
+class Split:
+    """Concatenated 100 Hz frames of many utterances; ``offsets[i]:offsets[i+1]`` is utterance ``i``."""
+
+    features: npt.NDArray[np.float32]
+    labels: npt.NDArray[np.int64]
+    params: npt.NDArray[np.float32]
+    offsets: npt.NDArray[np.int64]
+    voices: list[str]
+    audio: list[npt.NDArray[np.float32]] = field(default_factory=list)  # 16 kHz, eval split only
+    spans: list[npt.NDArray[np.float64]] = field(default_factory=list)  # [n, 3]: start_s, end_s, viseme
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+
+def pink_noise(n: int, rng: np.random.Generator) -> npt.NDArray[np.float32]:
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.arange(len(spec), dtype=np.float64)
+    f[0] = 1.0
+    x = np.fft.irfft(spec / np.sqrt(f), n=n)
+    return (x / (np.std(x) + 1e-9)).astype(np.float32)
+
+
+def augment(
+    audio: npt.NDArray[np.float32], sample_rate: int, spans: list[PhonemeSpan], rng: np.random.Generator
+) -> tuple[npt.NDArray[np.float32], list[PhonemeSpan]]:
+    """One random degradation of a clean utterance, returned at 16 kHz with its spans shifted by the added silence."""
+    from scipy import signal
+
+    mid = int(rng.choice(RESAMPLE_RATES))
+    x = soxr.resample(audio, sample_rate, mid) if mid != sample_rate else audio
+    x = soxr.resample(x, mid, LIPSYNC_SAMPLE_RATE) if mid != LIPSYNC_SAMPLE_RATE else x
+    x = np.asarray(x, dtype=np.float32)
+    if rng.random() < 0.4:
+        lo, hi = rng.uniform(60, 400), rng.uniform(2800, 7600)
+        sos = signal.butter(4, [lo, hi], btype="bandpass", fs=LIPSYNC_SAMPLE_RATE, output="sos")
+        x = signal.sosfilt(sos, x).astype(np.float32)
+    lead, trail = rng.uniform(0.05, 0.8), rng.uniform(0.05, 0.8)
+    x = np.concatenate(
+        [
+            np.zeros(int(lead * LIPSYNC_SAMPLE_RATE), np.float32),
+            x,
+            np.zeros(int(trail * LIPSYNC_SAMPLE_RATE), np.float32),
+        ]
+    )
+    peak = float(np.max(np.abs(x))) + 1e-9
+    gain_db = rng.uniform(-30.0, 4.0) if rng.random() > 0.1 else rng.uniform(4.0, 14.0)  # 10 %: clipped
+    x = x / peak * 10 ** (gain_db / 20)
+    if rng.random() < 0.6:
+        rms = float(np.sqrt(np.mean(x**2))) + 1e-9
+        noise = rng.standard_normal(len(x)).astype(np.float32) if rng.random() < 0.5 else pink_noise(len(x), rng)
+        x = x + noise * rms * 10 ** (-rng.uniform(8.0, 45.0) / 20)
+    if rng.random() < 0.2:
+        x = x + rng.uniform(-0.2, 0.2)
+    x = np.clip(x, -1.0, 1.0).astype(np.float32)
+    shifted = [PhonemeSpan(s.phoneme, s.start + lead, s.end + lead, s.viseme) for s in spans]
+    return x, shifted
+
+
+def clean_16k(
+    audio: npt.NDArray[np.float32], sample_rate: int, spans: list[PhonemeSpan], pad_s: float = 0.3
+) -> tuple[npt.NDArray[np.float32], list[PhonemeSpan]]:
+    """Evaluation form: resampled to 16 kHz, peak-normalised to -3 dBFS, with ``pad_s`` of silence on both sides."""
+    x = soxr.resample(audio, sample_rate, LIPSYNC_SAMPLE_RATE) if sample_rate != LIPSYNC_SAMPLE_RATE else audio
+    x = np.asarray(x, dtype=np.float32)
+    x = x / (float(np.max(np.abs(x))) + 1e-9) * 0.7
+    pad = np.zeros(int(pad_s * LIPSYNC_SAMPLE_RATE), np.float32)
+    shifted = [PhonemeSpan(s.phoneme, s.start + pad_s, s.end + pad_s, s.viseme) for s in spans]
+    return np.concatenate([pad, x, pad]), shifted
+
+
+def pitch_shift(utt: Utterance, factor: float) -> Utterance:
+    """Play back ``factor`` times faster (pitch up, durations down): a cheap new 'speaker' from one voice."""
+    spans = [PhonemeSpan(s.phoneme, s.start / factor, s.end / factor, s.viseme) for s in utt.spans]
+    audio = np.asarray(soxr.resample(utt.audio, utt.sample_rate * factor, utt.sample_rate), dtype=np.float32)
+    return Utterance(audio, utt.sample_rate, spans)
+
+
+def targets(spans: list[PhonemeSpan], n_frames: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    labels = frame_labels(spans, n_frames)
+    return labels, coarticulated_params(labels)
+
+
+def _pack(items: list[tuple[str, npt.NDArray[np.float32], list[PhonemeSpan]]], keep_audio: bool) -> Split:
+    feats, labs, pars, offs, voices, audio, spans = [], [], [], [0], [], [], []
+    for voice, x, sp in items:
+        f = logmel(x)
+        lab, par = targets(sp, len(f))
+        feats.append(f)
+        labs.append(lab)
+        pars.append(par)
+        offs.append(offs[-1] + len(f))
+        voices.append(voice)
+        if keep_audio:
+            audio.append(x)
+            spans.append(np.array([[s.start, s.end, s.viseme] for s in sp], dtype=np.float64).reshape(-1, 3))
+    return Split(
+        np.concatenate(feats).astype(np.float32),
+        np.concatenate(labs),
+        np.concatenate(pars),
+        np.array(offs, dtype=np.int64),
+        voices,
+        audio,
+        spans,
+    )
+
+
+def build(config: DataConfig, progress: Callable[[str], None] = print) -> tuple[Split, Split]:
+    """Synthesize and featurize the train and held-out splits (slow: minutes). Deterministic for a config."""
+    rng = np.random.default_rng(config.seed)
+    texts = sentence_set.all_sentences(config.n_generated)
+    if config.max_sentences:
+        texts = texts[: config.max_sentences]
+    piper, espeak = PiperSynth(), EspeakSynth()
+    train_voices = [b + v for b in TRAIN_ESPEAK_BASES for v in TRAIN_ESPEAK_VARIANTS]
+    train: list[tuple[str, npt.NDArray[np.float32], list[PhonemeSpan]]] = []
+    heldout: list[tuple[str, npt.NDArray[np.float32], list[PhonemeSpan]]] = []
+    t0 = time.monotonic()
+    for i, text in enumerate(texts):
+        if sentence_set.is_heldout_sentence(i):
+            utt = pitch_shift(piper.synth(text, length_scale=HELDOUT_PIPER["length_scale"]), HELDOUT_PIPER["pitch"])
+            heldout.append(("piper-joe+15%pitch", *clean_16k(utt.audio, utt.sample_rate, utt.spans)))
+            for voice in config.heldout_espeak:
+                utt = espeak.synth(text, voice=voice, rate=int(rng.integers(140, 210)))
+                heldout.append((f"espeak:{voice}", *clean_16k(utt.audio, utt.sample_rate, utt.spans)))
+        else:
+            n_piper = int(config.piper_per_sentence) + int(rng.random() < config.piper_per_sentence % 1)
+            for _ in range(n_piper):
+                utt = piper.synth(
+                    text,
+                    length_scale=float(rng.uniform(0.75, 1.3)),
+                    noise_scale=float(rng.uniform(0.3, 0.9)),
+                    noise_w=float(rng.uniform(0.4, 1.0)),
+                )
+                utt = pitch_shift(utt, float(rng.uniform(0.9, 1.08)))
+                train.append(("piper-joe", *augment(utt.audio, utt.sample_rate, utt.spans, rng)))
+            for _ in range(config.espeak_per_sentence):
+                voice = str(rng.choice(train_voices))
+                utt = espeak.synth(
+                    text,
+                    voice=voice,
+                    rate=int(rng.integers(120, 260)),
+                    pitch=int(rng.integers(15, 85)),
+                    pitch_range=int(rng.integers(10, 90)),
+                )
+                train.append((f"espeak:{voice}", *augment(utt.audio, utt.sample_rate, utt.spans, rng)))
+        if (i + 1) % 25 == 0 or i + 1 == len(texts):
+            progress(
+                f"data: {i + 1}/{len(texts)} sentences, {len(train)} train + {len(heldout)} held-out utterances "
+                f"({time.monotonic() - t0:.0f} s)"
+            )
+    # Pure noise / silence clips teach the model that a closed mouth is the answer when nobody speaks.
+    for _ in range(max(4, len(train) // 50)):
+        n = int(rng.uniform(0.5, 2.0) * LIPSYNC_SAMPLE_RATE)
+        x = pink_noise(n, rng) * 10 ** (rng.uniform(-70, -25) / 20) if rng.random() < 0.7 else np.zeros(n, np.float32)
+        train.append(("noise", np.clip(x, -1, 1).astype(np.float32), []))
+    return _pack(train, keep_audio=False), _pack(heldout, keep_audio=True)
+
+
+def save(path: Path, split: Split) -> None:
+    arrays: dict[str, Any] = {
+        "features": split.features.astype(np.float16),
+        "labels": split.labels.astype(np.int8),
+        "params": split.params.astype(np.float16),
+        "offsets": split.offsets,
+        "voices": np.array(split.voices),
+    }
+    for i, (a, s) in enumerate(zip(split.audio, split.spans, strict=True)):
+        arrays[f"audio_{i}"] = a
+        arrays[f"spans_{i}"] = s
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load(path: Path) -> Split:
+    with np.load(path) as z:
+        n = len(z["offsets"]) - 1
+        has_audio = "audio_0" in z.files
+        return Split(
+            z["features"].astype(np.float32),
+            z["labels"].astype(np.int64),
+            z["params"].astype(np.float32),
+            z["offsets"].astype(np.int64),
+            [str(v) for v in z["voices"]],
+            [z[f"audio_{i}"] for i in range(n)] if has_audio else [],
+            [z[f"spans_{i}"] for i in range(n)] if has_audio else [],
+        )
+
+
+def load_or_build(
+    config: DataConfig, cache_dir: Path = DEFAULT_CACHE, progress: Callable[[str], None] = print
+) -> tuple[Split, Split]:
+    """The cached splits for ``config``, building them first when absent."""
+    folder = cache_dir / config.key()
+    train_path, eval_path = folder / "train.npz", folder / "heldout.npz"
+    if train_path.exists() and eval_path.exists():
+        progress(f"data: using cache {folder}")
+        return load(train_path), load(eval_path)
+    train, heldout = build(config, progress)
+    save(train_path, train)
+    save(eval_path, heldout)
+    (folder / "config.json").write_text(json.dumps(asdict(config), indent=2, sort_keys=True))
+    progress(f"data: cached in {folder} ({len(train)} train, {len(heldout)} held-out utterances)")
+    # Read back what was stored (float16 features) so a first run trains on exactly what later runs load.
+    return load(train_path), load(eval_path)

@@ -1,0 +1,38 @@
+"""Seconds-long smoke run of the real training command: synthesize, train, export, load into the backend.
+
+Needs the ``train`` extra (torch CPU build, espeakng-loader, scipy); skipped with the reason when it is missing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="torch is not installed: pip install 'avaluma[train]'")
+pytest.importorskip("espeakng_loader", reason="espeakng-loader is not installed: pip install 'avaluma[train]'")
+pytest.importorskip("piper", reason="piper-tts is not installed: pip install 'avaluma[train]'")
+
+
+def test_quick_training_produces_a_streaming_model(tmp_path, capsys) -> None:
+    from avaluma.renderer.lipsync.onnx_backend import OnnxBackend, OnnxOptions
+    from avaluma.renderer.lipsync.training.__main__ import main
+
+    out = tmp_path / "tiny.onnx"
+    assert main(["--quick", "--cache", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    log = capsys.readouterr().out
+    assert "data: cached in" in log and "epoch 1/1" in log and "wrote" in log
+
+    backend = OnnxBackend(OnnxOptions(model_path=str(out)))
+    audio = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1
+    frames = backend.analyze(audio, fps=30)
+    assert len(frames) == math.ceil(len(audio) * 30 / 16000)
+    assert np.isfinite(frames.params).all()
+
+    # Same seed, same cached data: the same weights (reproducibility).
+    again = tmp_path / "again.onnx"
+    assert main(["--quick", "--cache", str(tmp_path / "cache"), "--out", str(again)]) == 0
+    np.testing.assert_allclose(
+        OnnxBackend(OnnxOptions(model_path=str(again))).analyze(audio, fps=30).params, frames.params, atol=1e-6
+    )
