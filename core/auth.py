@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import grpc.aio
 
+from avaluma.core.grpc_errors import fail
+
 if TYPE_CHECKING:
     _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
 else:  # not subscriptable at run time
@@ -95,7 +97,7 @@ def _rejecting_handler(handler: grpc.RpcMethodHandler[Any, Any], message: str) -
     """A handler of the same kind as ``handler`` that fails the call with UNAUTHENTICATED."""
 
     async def reject(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        await fail(context, grpc.StatusCode.UNAUTHENTICATED, message)
 
     async def reject_after_first(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]) -> None:
         # Clients of streaming-request calls write their first message (Render's config) right away. Failing the
@@ -103,7 +105,7 @@ def _rejecting_handler(handler: grpc.RpcMethodHandler[Any, Any], message: str) -
         # status (grpc/grpc#36066), so take the first message, briefly, before failing.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(anext(requests, None), FIRST_MESSAGE_WAIT_S)
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        await fail(context, grpc.StatusCode.UNAUTHENTICATED, message)
 
     ser: dict[str, Any] = {
         "request_deserializer": handler.request_deserializer,

@@ -8,6 +8,7 @@ messages are written for the caller). Anything else is a bug: it is logged with 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -40,13 +41,25 @@ def status_number(error: AvalumaError) -> int:
     return number
 
 
+async def fail(context: grpc.aio.ServicerContext[Any, Any], code: grpc.StatusCode, message: str) -> None:
+    """End the RPC with ``code``; never returns normally.
+
+    Initial metadata goes out first so the status travels in real trailers: a "trailers-only" error response is
+    sometimes turned into a bare end of stream by HTTP/2 reverse proxies (seen with Caddy 2.6), and the client then
+    reports UNKNOWN instead of our status and message.
+    """
+    with contextlib.suppress(Exception):  # already sent: the status will travel in trailers anyway
+        await context.send_initial_metadata(())
+    await context.abort(code, message)
+
+
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], method: str, exc: BaseException) -> None:
     """Translate ``exc`` into the RPC's final status; never returns normally."""
     if isinstance(exc, AvalumaError):
         log.info("request failed", extra={"rpc_method": method, "status": exc.code, "error_type": type(exc).__name__})
-        await context.abort(status_code(exc), exc.message)
+        await fail(context, status_code(exc), exc.message)
     log.error("unexpected error in RPC handler", exc_info=exc, extra={"rpc_method": method})
-    await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+    await fail(context, grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
 
 
 def _passes_through(exc: BaseException) -> bool:
