@@ -10,9 +10,9 @@ Environment overrides use the prefix ``AVALUMA_`` and ``__`` between nested keys
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Closed(BaseModel):
@@ -36,6 +36,30 @@ class ServerConfig(Closed):
     #: Largest gRPC message accepted, in bytes.
     max_message_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_sessions: int = Field(64, ge=1)
+
+
+class SessionsConfig(Closed):
+    """LiveKit avatar sessions (``AvatarService`` and the HTTP API)."""
+
+    #: End a session after this many seconds without audio (a start request may ask for another value).
+    idle_timeout_s: int = Field(300, ge=1)
+    #: Identities accepted as audio senders in every session, besides the agent and the request's own list.
+    accepted_senders: tuple[str, ...] = ()
+    #: Measure the CPU cost of a session at start-up and admit only as many as the machine renders in real time.
+    measure_budget: bool = True
+    #: Fraction of the CPU cores that sessions may fill when the budget is measured.
+    target_utilization: float = Field(0.8, gt=0, le=1)
+
+
+class HttpConfig(Closed):
+    """The HTTP API compatible with the hosted service (``POST /v1/livekit/start-avatar`` ...)."""
+
+    enabled: bool = True
+    #: Port of the HTTP API (on ``server.host``); 0 picks a free one.
+    port: int = Field(8081, ge=0, le=65535)
+    #: Requests per minute per API key (a token bucket that allows short bursts of ``rate_limit_burst``).
+    rate_limit_per_minute: float = Field(60, gt=0)
+    rate_limit_burst: int = Field(10, ge=1)
 
 
 class RenderConfig(Closed):
@@ -74,6 +98,31 @@ class AgentConfig(Closed):
     avatar: AvatarLinkConfig | None = AvatarLinkConfig()
 
 
+class TritonConfig(Closed):
+    """NVIDIA Triton: where the lip-sync model is served (``avaluma triton start``, ``avaluma models push``) and how
+    the ``triton`` lip-sync backend talks to it. With ``lipsync: {name: triton}`` the client fields below become the
+    backend's options (``lipsync.options`` given explicitly win)."""
+
+    #: gRPC address, ``host:port``: the server binds it (``avaluma triton start``), clients connect to it.
+    url: str = "127.0.0.1:8001"
+    model: str = "lipsync"
+    #: Longest wait for one answer before it counts as a fault (then ``on_failure`` applies).
+    timeout_s: float = Field(1.0, gt=0, le=60)
+    #: Triton failing mid-session: ``fallback`` continues in-process, ``end`` ends the session.
+    on_failure: Literal["fallback", "end"] = "fallback"
+    #: The model repository ``avaluma triton start`` serves and ``avaluma models push`` writes to.
+    repository: Path = Path("deploy/triton/model_repository")
+    http_port: int = Field(8000, ge=0, le=65535)
+    #: ``explicit``: models are loaded through the API (``models push`` does); ``poll``: new versions are picked up
+    #: from the repository every ``poll_interval_s`` seconds.
+    control_mode: Literal["explicit", "poll"] = "explicit"
+    poll_interval_s: int = Field(2, ge=1)
+
+    def client_options(self) -> dict[str, Any]:
+        """The ``triton`` lip-sync backend's options these settings imply."""
+        return {"url": self.url, "model": self.model, "timeout_s": self.timeout_s, "on_failure": self.on_failure}
+
+
 class Config(Closed):
     server: ServerConfig = ServerConfig()
     render: RenderConfig = RenderConfig()
@@ -81,10 +130,23 @@ class Config(Closed):
     default_avatar: str = "astronaut"
     #: API keys accepted in the ``x-api-key`` metadata (gRPC) or ``api-secret`` header (HTTP). Environment only.
     api_keys: tuple[str, ...] = ()
-    #: The trained in-process model; "energy" is the loudness baseline.
+    #: The trained in-process model; "energy" is the loudness baseline, "triton" serves the model from Triton.
     lipsync: ProviderRef = ProviderRef(name="onnx")
     tts: ProviderRef = ProviderRef(name="piper")
     stt: ProviderRef | None = None
     llm: ProviderRef | None = None
     vad: ProviderRef | None = None
     agent: AgentConfig = AgentConfig()
+    sessions: SessionsConfig = SessionsConfig()
+    http: HttpConfig = HttpConfig()
+    triton: TritonConfig = TritonConfig()
+
+    @model_validator(mode="after")
+    def _triton_backend_options(self) -> Config:
+        # One place to configure Triton: the `triton:` section feeds the backend unless lipsync.options says otherwise.
+        if self.lipsync.name != "triton":
+            return self
+        merged = {**self.triton.client_options(), **self.lipsync.options}
+        if merged == self.lipsync.options:
+            return self
+        return self.model_copy(update={"lipsync": ProviderRef(name="triton", options=merged)})

@@ -60,10 +60,30 @@ async def serve(config: Config) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     try:
-        running = await start_server(config, registry=registry)
+        running = await start_server(config, registry=registry, hooks=pm.hook)
         click.echo(f"Avaluma gRPC server listening on {running.address}")
+        http = None
+        if config.http.enabled and running.slots is not None and running.keys is not None:
+            from avaluma.core.http_api import start_http_api
+
+            try:
+                http = await start_http_api(
+                    running.sessions,
+                    running.slots,
+                    running.keys,
+                    host=config.server.host,
+                    port=config.http.port,
+                    rate_limit_per_minute=config.http.rate_limit_per_minute,
+                    rate_limit_burst=config.http.rate_limit_burst,
+                )
+            except BaseException:
+                await running.stop(0)
+                raise
+            click.echo(f"Avaluma HTTP API listening on {running.host}:{http.port}")
         sys.stdout.flush()
         await stop.wait()
+        if http is not None:
+            await http.stop()
         grace = config.server.shutdown_grace_s
         try:
             await asyncio.wait_for(running.stop(grace), grace + SHUTDOWN_MARGIN_S)

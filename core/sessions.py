@@ -1,13 +1,10 @@
 """Avatar sessions: the registry behind ``AvatarService`` and the capacity shared with render streams.
 
 A session is the avatar's presence in one LiveKit room. This module validates a start request, takes a slot of the
-server's capacity, joins the room and keeps the session findable (get / list / stop / watch) until it ends.
-
-ISSUE 5 (LiveKit server) builds on this: once joined, a session must receive ``lk.audio_stream`` from the accepted
-senders, render with :class:`avaluma.renderer.engine.RenderSession`, publish ``avatar_video`` + ``avatar_audio``
-through ``rtc.AVSynchronizer``, answer ``lk.clear_buffer`` and publish the playback / stats events through
-:meth:`Session.publish`; idle timeout and room-empty clean-up end it with :meth:`SessionRegistry.stop`. The hooks
-for that are :class:`RoomConnector` (how a room is joined) and :class:`Session` (state + events).
+server's capacity, joins the room (:class:`RoomConnector`), starts what plays in it (:class:`RuntimeFactory`, see
+:mod:`avaluma.core.livekit_session`) and keeps the session findable (get / list / stop / watch) until it ends: on
+``StopSession``, when the runtime asks (idle timeout, room empty), when the connection is lost, or at shutdown.
+Every end leaves the room, frees the slot, tells the watchers and calls the ``session_ended`` plugin hook.
 """
 
 from __future__ import annotations
@@ -24,15 +21,19 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 from urllib.parse import urlsplit
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from avaluma.core.avatar_store import AvatarStore
 from avaluma.core.config import RenderConfig as RenderDefaults
-from avaluma.core.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from avaluma.core.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from avaluma.proto.v1 import avatar_service_pb2, common_pb2
+
+if TYPE_CHECKING:
+    from avaluma.core.admission import SessionBudget
+    from avaluma.renderer.avatar import Avatar
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,15 @@ WATCHER_BUFFER: Final = 256
 DEFAULT_IDLE_TIMEOUT_S: Final = 300
 DEFAULT_CONNECT_TIMEOUT_S: Final = 15.0
 MAX_TOKEN_BYTES: Final = 16 * 1024
+#: The ``reason`` word passed to the ``session_ended`` plugin hook.
+END_REASON_WORDS: Final[dict[int, str]] = {
+    avatar_service_pb2.END_REASON_STOPPED: "stopped",
+    avatar_service_pb2.END_REASON_IDLE_TIMEOUT: "idle_timeout",
+    avatar_service_pb2.END_REASON_ROOM_EMPTY: "room_empty",
+    avatar_service_pb2.END_REASON_DISCONNECTED: "disconnected",
+    avatar_service_pb2.END_REASON_ERROR: "error",
+    avatar_service_pb2.END_REASON_SERVER_SHUTDOWN: "server_shutdown",
+}
 
 
 # --- capacity ---------------------------------------------------------------------------------------------------
@@ -66,19 +76,37 @@ class Slot:
 
 
 class SessionSlots:
-    """Concurrent sessions *and* render streams share one limit (``server.max_sessions``): both cost a CPU share."""
+    """Concurrent sessions *and* render streams share one limit (``server.max_sessions``): both cost a CPU share.
+
+    A measured :class:`~avaluma.core.admission.SessionBudget` (:meth:`set_budget`) can lower the limit to what the
+    machine renders in real time; it never raises it above ``server.max_sessions``.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._used = 0
+        self.budget: SessionBudget | None = None
 
     @property
     def used(self) -> int:
         return self._used
 
+    @property
+    def effective_limit(self) -> int:
+        return self.limit if self.budget is None else min(self.limit, self.budget.max_sessions)
+
+    def set_budget(self, budget: SessionBudget | None) -> None:
+        self.budget = budget
+
     def take(self, what: str) -> Slot:
         """Take a slot or raise :class:`ResourceExhausted` (event-loop only: no locking needed)."""
-        if self._used >= self.limit:
+        if self._used >= self.effective_limit:
+            if self.budget is not None and self.budget.max_sessions < self.limit:
+                raise ResourceExhausted(
+                    f"cannot start a {what}: the server renders {self.effective_limit} concurrent sessions and "
+                    f"render streams in real time ({self.budget.describe()}); retry later, start another server "
+                    "instance, or use a smaller avatar / lower fps"
+                )
             raise ResourceExhausted(
                 f"cannot start a {what}: the server is at its limit of {self.limit} concurrent sessions and render "
                 "streams; retry later, or raise server.max_sessions (AVALUMA_SERVER__MAX_SESSIONS)"
@@ -180,6 +208,23 @@ class RoomConnector(Protocol):
     async def __call__(self, url: str, token: str, *, on_disconnected: Callable[[str], None]) -> RoomHandle: ...
 
 
+class SessionRuntime(Protocol):
+    """What plays in a joined room (receiver, playout, media); the registry only closes it."""
+
+    async def aclose(self) -> None: ...
+
+
+class RuntimeFactory(Protocol):
+    """Starts a session's runtime in its joined room. ``end(reason, detail)`` ends the session from inside.
+
+    Returns ``None`` when there is nothing to play in that kind of room (e.g. a test's scripted room).
+    """
+
+    async def __call__(
+        self, session: Session, room: RoomHandle, avatar: Avatar, *, end: Callable[[int, str], None]
+    ) -> SessionRuntime | None: ...
+
+
 class LiveKitRoom:
     """A ``livekit.rtc.Room`` joined with the avatar's token."""
 
@@ -235,6 +280,7 @@ class Session:
     state: int = avatar_service_pb2.SESSION_STATE_STARTING
     room: RoomHandle | None = None
     slot: Slot | None = None
+    runtime: SessionRuntime | None = None
     _history: deque[SessionEvent] = field(default_factory=lambda: deque(maxlen=EVENT_HISTORY))
     _watchers: set[asyncio.Queue[SessionEvent | None]] = field(default_factory=set)
 
@@ -316,12 +362,22 @@ class SessionRegistry:
         defaults: RenderDefaults,
         default_avatar: str,
         connector: RoomConnector = connect_livekit,
+        runtime: RuntimeFactory | None = None,
+        hooks: Any = None,
+        idle_timeout_s: int = DEFAULT_IDLE_TIMEOUT_S,
+        accepted_senders: tuple[str, ...] = (),
     ) -> None:
+        """``runtime`` starts what plays in a joined room (none: sessions only hold the room); ``hooks`` is a pluggy
+        hook relay (``pm.hook``) whose ``session_started`` / ``session_ended`` are called."""
         self._default_avatar = default_avatar
         self._store = store
         self._slots = slots
         self._defaults = defaults
         self._connector = connector
+        self._runtime = runtime
+        self._hooks = hooks
+        self._idle_timeout_s = idle_timeout_s
+        self._accepted_senders = accepted_senders
         self._sessions: dict[str, Session] = {}
         #: Strong references to clean-up tasks started from LiveKit callbacks, so they are not garbage-collected.
         self._tasks: set[asyncio.Task[None]] = set()
@@ -336,6 +392,11 @@ class SessionRegistry:
         rate = options.audio_sample_rate or self._defaults.audio_sample_rate
         if not 8_000 <= rate <= 48_000:
             raise InvalidArgument(f"render.audio_sample_rate {rate} is out of range: use 8000..48000 Hz, or 0")
+        if rate % fps:
+            raise InvalidArgument(
+                f"render.audio_sample_rate {rate} Hz is not a whole number of samples per frame at {fps} fps: pick "
+                "a rate divisible by the fps (e.g. 16000, 24000 or 48000 at 25 fps)"
+            )
         return common_pb2.RenderOptions(
             width=options.width,
             height=options.height,
@@ -349,6 +410,12 @@ class SessionRegistry:
         token = parse_livekit_token(request.livekit_token)
         avatar = self._store.get(request.avatar_id or self._default_avatar)
         render = self.effective_render(request.render)
+        for other in self._sessions.values():
+            if (other.livekit_url, other.room_name, other.identity) == (url, token.room, token.identity):
+                raise AlreadyExists(
+                    f"an avatar with this identity is already in this room (session {other.id}): stop that session "
+                    "first, or mint the new token with another identity"
+                )
         slot = self._slots.take("session")
         session = Session(
             id="ses_" + secrets.token_hex(8),
@@ -357,8 +424,8 @@ class SessionRegistry:
             room_name=token.room,
             identity=token.identity,
             agent_identity=request.agent_identity or token.publish_on_behalf,
-            accepted_senders=request.accepted_senders,
-            idle_timeout_s=request.idle_timeout_s or DEFAULT_IDLE_TIMEOUT_S,
+            accepted_senders=tuple(dict.fromkeys((*request.accepted_senders, *self._accepted_senders))),
+            idle_timeout_s=request.idle_timeout_s or self._idle_timeout_s,
             render=render,
             slot=slot,
         )
@@ -367,8 +434,16 @@ class SessionRegistry:
             session.room = await self._connector(
                 url, request.livekit_token, on_disconnected=lambda reason: self._on_disconnected(session, reason)
             )
+            if self._runtime is not None:
+                session.runtime = await self._runtime(
+                    session, session.room, avatar, end=lambda reason, detail: self._end_soon(session, reason, detail)
+                )
         except BaseException:
             self._sessions.pop(session.id, None)
+            room, session.room = session.room, None
+            if room is not None:
+                with contextlib.suppress(Exception):
+                    await room.disconnect()
             slot.release()
             raise
         session.state = avatar_service_pb2.SESSION_STATE_ACTIVE
@@ -380,6 +455,7 @@ class SessionRegistry:
             )
         )
         log.info("session started", extra={"session_id": session.id, "avatar_id": avatar.id})
+        self._call_hook("session_started", session_id=session.id, avatar_id=avatar.id)
         return session
 
     def get(self, session_id: str) -> Session:
@@ -413,6 +489,15 @@ class SessionRegistry:
         if self._sessions.pop(session.id, None) is None:
             return  # already ending
         session.state = avatar_service_pb2.SESSION_STATE_ENDING
+        runtime, session.runtime = session.runtime, None
+        if runtime is not None:
+            try:
+                await asyncio.wait_for(runtime.aclose(), timeout_s)
+            except Exception as exc:  # the room and the slot must be freed regardless
+                log.warning(
+                    "closing the session runtime failed",
+                    extra={"session_id": session.id, "error_type": type(exc).__name__},
+                )
         room, session.room = session.room, None
         if room is not None:
             try:
@@ -427,11 +512,24 @@ class SessionRegistry:
         session.publish(SessionEvent(ended=avatar_service_pb2.SessionEnded(reason=reason, detail=detail)))  # type: ignore[arg-type]
         session._close_watchers()
         log.info("session ended", extra={"session_id": session.id, "reason": reason})
+        self._call_hook("session_ended", session_id=session.id, reason=END_REASON_WORDS.get(reason, "error"))
+
+    def _call_hook(self, name: str, **kwargs: str) -> None:
+        if self._hooks is None:
+            return
+        try:
+            getattr(self._hooks, name)(**kwargs)
+        except Exception as exc:  # a broken plugin must not break sessions
+            log.warning("plugin hook failed", extra={"hook": name, "error_type": type(exc).__name__})
+
+    def _end_soon(self, session: Session, reason: int, detail: str) -> None:
+        """End ``session`` from a callback (the runtime, LiveKit events) without awaiting there."""
+        if session.id not in self._sessions:
+            return
+        task = asyncio.ensure_future(self._end(session, reason, detail))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _on_disconnected(self, session: Session, reason: str) -> None:
-        if session.id in self._sessions and session.state == avatar_service_pb2.SESSION_STATE_ACTIVE:
-            task = asyncio.ensure_future(
-                self._end(session, avatar_service_pb2.END_REASON_DISCONNECTED, f"disconnected from the room: {reason}")
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if session.state == avatar_service_pb2.SESSION_STATE_ACTIVE:
+            self._end_soon(session, avatar_service_pb2.END_REASON_DISCONNECTED, f"disconnected from the room: {reason}")

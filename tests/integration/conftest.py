@@ -11,7 +11,7 @@ import grpc.aio
 import pytest
 
 from avaluma.core.avatar_store import AvatarStore
-from avaluma.core.config import Config, ServerConfig
+from avaluma.core.config import Config, ServerConfig, SessionsConfig
 from avaluma.core.server import RunningServer, start_server
 from avaluma.core.sessions import RoomConnector, connect_livekit
 from avaluma.renderer.lipsync.energy import EnergyBackend
@@ -53,7 +53,13 @@ def avatars_dir(tmp_path: Path, demo_avatar_path: Path) -> Path:
 
 def server_config(avatars_dir: Path, **server: object) -> Config:
     settings = {"host": "127.0.0.1", "port": 0, "shutdown_grace_s": 1.0, **server}
-    return Config(server=ServerConfig(**settings), avatars_dir=avatars_dir, api_keys=(API_KEY,))  # type: ignore[arg-type]
+    # measure_budget off: each test server would otherwise spend a second of CPU timing renders at start-up.
+    return Config(
+        server=ServerConfig(**settings),  # type: ignore[arg-type]
+        sessions=SessionsConfig(measure_budget=False),
+        avatars_dir=avatars_dir,
+        api_keys=(API_KEY,),
+    )
 
 
 @pytest.fixture

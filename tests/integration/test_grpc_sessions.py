@@ -160,9 +160,16 @@ async def test_session_lifecycle_with_a_scripted_room(make_server, auth) -> None
         assert first.WhichOneof("event") == "started" and first.started.room_name == "lobby"
         assert first.session_id == started.session_id
 
+        # The same avatar identity cannot join the same room twice; the first session is undisturbed.
+        twice = await expect_error(stub.StartSession(request, metadata=auth), grpc.StatusCode.ALREADY_EXISTS)
+        assert started.session_id in twice and "another identity" in twice
+        assert len(connector.rooms) == 1
+
         # A second session fits, a third exceeds max_sessions=2.
-        second = await stub.StartSession(request, metadata=auth)
-        full = await expect_error(stub.StartSession(request, metadata=auth), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        request_8 = Start(livekit_url=request.livekit_url, livekit_token=token("avatar-8", room="lobby"))
+        second = await stub.StartSession(request_8, metadata=auth)
+        request_9 = Start(livekit_url=request.livekit_url, livekit_token=token("avatar-9", room="lobby"))
+        full = await expect_error(stub.StartSession(request_9, metadata=auth), grpc.StatusCode.RESOURCE_EXHAUSTED)
         assert "limit of 2" in full
 
         await stub.StopSession(avatar_service_pb2.StopSessionRequest(session_id=started.session_id), metadata=auth)

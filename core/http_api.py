@@ -1,0 +1,262 @@
+"""The HTTP API compatible with the hosted avatar service, so an agent written for it can point at this server.
+
+- ``POST /v1/livekit/start-avatar``: JSON ``{livekit_url, livekit_token, avatar_id?, accepted_sender_identities?,
+  agent_identity?, idle_timeout_s?}`` -> ``{status: "success", session_id, avatar_participant_identity}``;
+- ``POST /v1/livekit/stop-avatar``: JSON ``{session_id}`` -> ``{status: "success"}``;
+- ``GET /health``: ``{status: "ok", active_sessions, max_sessions}`` (no key needed, for load balancers).
+
+The API key goes in the ``api-secret`` header (``x-api-key`` and ``Authorization: Bearer`` work too, as on gRPC).
+Each key has a token-bucket rate limit; a refused call gets ``429`` with ``Retry-After``. Errors are JSON
+``{status: "error", code, message}`` where ``code`` is the gRPC status name, so both APIs report the same thing.
+
+A thin adapter: it validates the body's shape and delegates to :class:`~avaluma.core.sessions.SessionRegistry`,
+exactly like the gRPC ``AvatarService``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from aiohttp import web
+
+from avaluma.core.auth import ApiKeys
+from avaluma.core.errors import AvalumaError, InvalidArgument, ResourceExhausted, Unauthenticated
+from avaluma.core.sessions import SessionRegistry, SessionSlots, StartRequest
+from avaluma.proto.v1 import common_pb2
+
+log = logging.getLogger(__name__)
+
+START_PATH: Final = "/v1/livekit/start-avatar"
+STOP_PATH: Final = "/v1/livekit/stop-avatar"
+HEALTH_PATH: Final = "/health"
+API_SECRET_HEADER: Final = "api-secret"
+MAX_BODY_BYTES: Final = 64 * 1024
+
+#: HTTP status of each domain error code.
+HTTP_STATUS: Final[dict[str, int]] = {
+    "INVALID_ARGUMENT": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "FAILED_PRECONDITION": 412,
+    "RESOURCE_EXHAUSTED": 503,  # the server is full; rate limits answer 429 themselves
+    "UNAVAILABLE": 503,
+    "INTERNAL": 500,
+}
+
+_START_FIELDS: Final = {
+    "livekit_url": str,
+    "livekit_token": str,
+    "avatar_id": str,
+    "accepted_sender_identities": list,
+    "agent_identity": str,
+    "idle_timeout_s": int,
+}
+
+
+@dataclass
+class RateLimiter:
+    """A token bucket per key: ``per_minute`` sustained, ``burst`` at once. ``clock`` is injectable for tests."""
+
+    per_minute: float
+    burst: int
+    clock: Callable[[], float] = time.monotonic
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def acquire(self, key: str) -> float:
+        """Take one token for ``key``; returns 0 when allowed, else the seconds to wait before retrying."""
+        now = self.clock()
+        rate = self.per_minute / 60.0
+        tokens, last = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * rate)
+        if tokens >= 1.0:
+            self._buckets[key] = (tokens - 1.0, now)
+            return 0.0
+        self._buckets[key] = (tokens, now)
+        return (1.0 - tokens) / rate
+
+
+def _error_response(
+    exc: AvalumaError, *, status: int | None = None, headers: dict[str, str] | None = None
+) -> web.Response:
+    body = {"status": "error", "code": exc.code, "message": exc.message}
+    return web.json_response(body, status=status or HTTP_STATUS.get(exc.code, 500), headers=headers)
+
+
+def _request_key(request: web.Request) -> str | None:
+    value = request.headers.get(API_SECRET_HEADER) or request.headers.get("x-api-key")
+    if value:
+        return value.strip()
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise InvalidArgument(f"request body is larger than {MAX_BODY_BYTES} bytes: send only the documented fields")
+    raw = await request.content.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise InvalidArgument(f"request body is larger than {MAX_BODY_BYTES} bytes: send only the documented fields")
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        raise InvalidArgument(
+            "request body is not JSON: send a JSON object with Content-Type application/json"
+        ) from None
+    if not isinstance(body, dict):
+        raise InvalidArgument("request body must be a JSON object")
+    return body
+
+
+def parse_start_body(body: dict[str, Any]) -> StartRequest:
+    """Check the types of a start-avatar body and build the registry's request. Unknown fields are ignored (other
+    clients of the hosted API send their own); wrong types are :class:`InvalidArgument` naming the field."""
+    for name, kind in _START_FIELDS.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise InvalidArgument(f"{name} must be a non-negative whole number of seconds")
+        if kind is not int and not isinstance(value, kind):
+            raise InvalidArgument(f"{name} must be a JSON {'string' if kind is str else 'array of strings'}")
+    senders = body.get("accepted_sender_identities") or []
+    if not all(isinstance(s, str) and s for s in senders):
+        raise InvalidArgument("accepted_sender_identities must be an array of non-empty strings")
+    return StartRequest(
+        livekit_url=body.get("livekit_url") or "",
+        livekit_token=body.get("livekit_token") or "",
+        avatar_id=body.get("avatar_id") or "",
+        render=common_pb2.RenderOptions(),
+        accepted_senders=tuple(senders),
+        agent_identity=body.get("agent_identity") or None,
+        idle_timeout_s=int(body.get("idle_timeout_s") or 0),
+    )
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class HttpApi:
+    """The aiohttp application: auth, rate limits and error mapping around three small handlers."""
+
+    def __init__(self, sessions: SessionRegistry, slots: SessionSlots, keys: ApiKeys, limiter: RateLimiter) -> None:
+        self._sessions = sessions
+        self._slots = slots
+        self._keys = keys
+        self._limiter = limiter
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app.router.add_post(START_PATH, self._guarded(self._start))
+        app.router.add_post(STOP_PATH, self._guarded(self._stop))
+        app.router.add_get(HEALTH_PATH, self._health)
+        return app
+
+    def _guarded(self, handler: Handler) -> Handler:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            key = _request_key(request)
+            if key is None or not self._keys.is_valid(key):
+                log.warning("rejected HTTP call without a valid API key", extra={"path": request.path})
+                return _error_response(
+                    Unauthenticated(
+                        f"missing or invalid API key: send one of the server's keys (AVALUMA_API_KEYS) in the "
+                        f"'{API_SECRET_HEADER}' header"
+                    )
+                )
+            wait_s = self._limiter.acquire(key)
+            if wait_s > 0:
+                return _error_response(
+                    ResourceExhausted(
+                        f"rate limit of {self._limiter.per_minute:g} requests per minute for this API key reached: "
+                        f"retry in {math.ceil(wait_s)} s"
+                    ),
+                    status=429,
+                    headers={"Retry-After": str(math.ceil(wait_s))},
+                )
+            try:
+                return await handler(request)
+            except AvalumaError as exc:
+                return _error_response(exc)
+            except Exception:
+                log.exception("HTTP handler failed", extra={"path": request.path})
+                response: web.StreamResponse = web.json_response(
+                    {"status": "error", "code": "INTERNAL", "message": "internal error; see the server log"},
+                    status=500,
+                )
+                return response
+
+        return guarded
+
+    async def _start(self, request: web.Request) -> web.StreamResponse:
+        session = await self._sessions.start(parse_start_body(await _json_body(request)))
+        response: web.StreamResponse = web.json_response(
+            {"status": "success", "session_id": session.id, "avatar_participant_identity": session.identity}
+        )
+        return response
+
+    async def _stop(self, request: web.Request) -> web.StreamResponse:
+        body = await _json_body(request)
+        session_id = body.get("session_id")
+        if not isinstance(session_id, str) or not session_id:
+            raise InvalidArgument("session_id is required: pass the id start-avatar returned")
+        await self._sessions.stop(session_id)
+        return web.json_response({"status": "success"})
+
+    async def _health(self, _request: web.Request) -> web.StreamResponse:
+        response: web.StreamResponse = web.json_response(
+            {
+                "status": "ok",
+                "active_sessions": len(self._sessions.list()),
+                "max_sessions": self._slots.effective_limit,
+            }
+        )
+        return response
+
+
+@dataclass
+class RunningHttpApi:
+    runner: web.AppRunner
+    host: str
+    port: int
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_http_api(
+    sessions: SessionRegistry,
+    slots: SessionSlots,
+    keys: ApiKeys,
+    *,
+    host: str,
+    port: int,
+    rate_limit_per_minute: float = 60,
+    rate_limit_burst: int = 10,
+) -> RunningHttpApi:
+    """Serve the HTTP API on ``host:port`` (0 = a free port) and return once it listens."""
+    api = HttpApi(sessions, slots, keys, RateLimiter(rate_limit_per_minute, rate_limit_burst))
+    runner = web.AppRunner(api.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_port=False)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        from avaluma.core.errors import ConfigError
+
+        raise ConfigError(
+            f"cannot listen for HTTP on {host}:{port} ({exc.strerror}): pick another http.port (0 for any free one)"
+        ) from exc
+    # aiohttp does not expose the bound port; its server object does (port 0 = a free port).
+    server: Any = site._server
+    sockets = getattr(server, "sockets", None) or []
+    bound = int(sockets[0].getsockname()[1]) if sockets else port
+    log.info("HTTP API listening", extra={"host": host, "port": bound})
+    return RunningHttpApi(runner=runner, host=host, port=bound)

@@ -1,0 +1,355 @@
+"""One avatar session in a LiveKit room: receiver -> :class:`Playout` -> ``rtc.AVSynchronizer`` -> the room.
+
+The parts, outside in:
+
+- :func:`start_livekit_runtime` is the thin room adapter: it publishes ``avatar_video`` (camera) and ``avatar_audio``
+  (microphone) — the avatar's token carries ``lk.publish_on_behalf``, so LiveKit shows them as the agent's — wires
+  the stream handler and RPCs, and turns room events (everyone left, reconnecting) into session decisions;
+- :class:`SessionRuntime` is the session itself, room-free: a :class:`Playout` fed by an
+  :class:`AudioStreamReceiver`, playback / error / per-second stats events published to the session's watchers,
+  and the idle timeout. Tests build it with a recording sink and a scripted ``send_rpc``;
+- :class:`AVSyncSink` publishes each frame's video, then exactly its audio, through ``rtc.AVSynchronizer``;
+- :class:`AgentAudioBridge` drives a :class:`Playout` from LiveKit Agents' ``AudioReceiver`` interface (e.g.
+  ``QueueAudioOutput``): the in-process, AvatarRunner-style path used by the offline end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+
+from avaluma.core.audio_receiver import AudioStreamReceiver, SenderPolicy, SendRpc
+from avaluma.core.errors import AvalumaError
+from avaluma.core.grpc_errors import status_number
+from avaluma.core.media import AudioChunk, float_to_pcm16
+from avaluma.core.playout import Clock, FrameSink, Playout
+from avaluma.proto.v1 import avatar_service_pb2, common_pb2
+from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderSession
+
+if TYPE_CHECKING:
+    from avaluma.core.sessions import Session
+
+log = logging.getLogger(__name__)
+
+SessionEvent = avatar_service_pb2.SessionEvent
+
+#: Seconds between two ``stats`` events of a session.
+STATS_INTERVAL_S: Final = 1.0
+#: Media queued in LiveKit's audio source and the synchronizer's video queue (AvatarRunner's default).
+MEDIA_QUEUE_MS: Final = 100
+VIDEO_TRACK_NAME: Final = "avatar_video"
+AUDIO_TRACK_NAME: Final = "avatar_audio"
+
+#: Ends a session: ``(END_REASON_*, detail)``. Provided by the session registry.
+EndSession = Callable[[int, str], None]
+
+
+def playback_event_message(event: PlaybackEvent) -> SessionEvent:
+    """The ``SessionEvent`` for a playout's playback event."""
+    if event.kind == "started":
+        return SessionEvent(playback_started=common_pb2.PlaybackStarted(segment=event.segment))
+    return SessionEvent(
+        playback_finished=common_pb2.PlaybackFinished(
+            segment=event.segment, playback_position_s=event.position_s, interrupted=event.interrupted
+        )
+    )
+
+
+def error_event_message(exc: AvalumaError) -> SessionEvent:
+    return SessionEvent(error=common_pb2.StreamError(code=status_number(exc), message=exc.message))
+
+
+class SessionRuntime:
+    """A live session without the room: receiver, playout, events, stats and idle timeout.
+
+    ``session`` receives the events (:meth:`Session.publish`); ``end`` is called once when the session should end
+    on its own (idle timeout, a failed playout). :meth:`start` begins playing; :meth:`aclose` stops everything.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        render: RenderSession,
+        sink: FrameSink,
+        *,
+        send_rpc: SendRpc,
+        end: EndSession,
+        is_agent: Callable[[str], bool] = lambda _identity: False,
+        clock: Clock | None = None,
+        stats_interval_s: float = STATS_INTERVAL_S,
+    ) -> None:
+        self.session = session
+        self._end = end
+        self._stats_interval_s = stats_interval_s
+        self.playout = Playout(render, sink, on_event=self._on_playback, clock=clock)
+        self.receiver = AudioStreamReceiver(
+            self.playout,
+            SenderPolicy(session.accepted_senders, agent=session.agent_identity),
+            send_rpc=send_rpc,
+            on_error=self.report_error,
+            is_agent=is_agent,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ending = False
+
+    def start(self) -> None:
+        self.receiver.start()
+        self._tasks = [
+            asyncio.create_task(self._play(), name=f"avaluma-playout-{self.session.id}"),
+            asyncio.create_task(self._watch(), name=f"avaluma-session-watch-{self.session.id}"),
+        ]
+
+    async def aclose(self) -> None:
+        self.playout.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        await self.receiver.aclose()
+
+    def report_error(self, exc: AvalumaError) -> None:
+        """Publish a recoverable error; the session goes on."""
+        self.session.publish(error_event_message(exc))
+
+    def _on_playback(self, event: PlaybackEvent) -> None:
+        self.receiver.on_playback(event)
+        self.session.publish(playback_event_message(event))
+
+    def _request_end(self, reason: int, detail: str) -> None:
+        if not self._ending:
+            self._ending = True
+            self._end(reason, detail)
+
+    async def _play(self) -> None:
+        try:
+            await self.playout.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("playout failed", extra={"session_id": self.session.id})
+            self.session.publish(
+                SessionEvent(error=common_pb2.StreamError(code=13, message=f"rendering failed: {exc}"))
+            )
+            self._request_end(avatar_service_pb2.END_REASON_ERROR, "rendering failed; see the error event")
+
+    async def _watch(self) -> None:
+        """Per-second stats, and the idle timeout (no audio, no clear, nothing playing)."""
+        clock = self.playout.clock
+        last_time, last_frames = clock.now(), self.playout.stats().frames
+        while True:
+            await clock.sleep(self._stats_interval_s)
+            now, stats = clock.now(), self.playout.stats()
+            elapsed = max(now - last_time, 1e-9)
+            self.session.publish(
+                SessionEvent(
+                    stats=avatar_service_pb2.SessionStats(
+                        fps=(stats.frames - last_frames) / elapsed,
+                        late_frames=stats.late_frames,
+                        queue_depth=stats.queue_depth,
+                    )
+                )
+            )
+            last_time, last_frames = now, stats.frames
+            idle_s = now - self.playout.last_activity
+            if idle_s >= self.session.idle_timeout_s and stats.queue_depth == 0 and stats.backlog_s == 0:
+                self._request_end(
+                    avatar_service_pb2.END_REASON_IDLE_TIMEOUT,
+                    f"no audio for {self.session.idle_timeout_s} s (the session's idle timeout)",
+                )
+                return
+
+
+# --- LiveKit ----------------------------------------------------------------------------------------------------
+
+
+class AVSyncSink:
+    """Publishes frames through ``rtc.AVSynchronizer``: the video frame, then exactly the audio that plays with it,
+    so audio can lead video by at most the one frame being pushed.
+
+    :meth:`prepare` (called by the playout's render worker thread) does the conversions to ``rtc`` frames, so
+    :meth:`push` on the event loop only hands them over.
+    """
+
+    def __init__(self, *, width: int, height: int, fps: int, sample_rate: int) -> None:
+        from livekit import rtc
+
+        self._rtc = rtc
+        self.width, self.height, self.sample_rate = width, height, sample_rate
+        self.audio_source = rtc.AudioSource(sample_rate=sample_rate, num_channels=1, queue_size_ms=MEDIA_QUEUE_MS)
+        self.video_source = rtc.VideoSource(width=width, height=height)
+        self.av_sync = rtc.AVSynchronizer(
+            audio_source=self.audio_source,
+            video_source=self.video_source,
+            video_fps=fps,
+            video_queue_size_ms=MEDIA_QUEUE_MS,
+        )
+        self._fps = fps
+        self._published = 0
+        #: Converted media by frame index. Written by the render thread, read and pruned on the event loop: single
+        #: dict operations are atomic under the GIL, and the two sides never touch the same key at once.
+        self._prepared: dict[int, tuple[Any, Any]] = {}
+
+    def prepare(self, frame: RenderedFrame) -> None:
+        """Convert ``frame`` to ``rtc`` video and audio frames ahead of :meth:`push` (any thread)."""
+        self._prepared[frame.index] = self._convert(frame)
+
+    def _convert(self, frame: RenderedFrame) -> tuple[Any, Any]:
+        rtc = self._rtc
+        rgb = np.ascontiguousarray(frame.rgb)
+        video = rtc.VideoFrame(self.width, self.height, rtc.VideoBufferType.RGB24, rgb.tobytes())
+        audio = rtc.AudioFrame(float_to_pcm16(frame.audio), self.sample_rate, 1, len(frame.audio))
+        return video, audio
+
+    async def push(self, frame: RenderedFrame) -> None:
+        media = self._prepared.pop(frame.index, None)
+        video, audio = media if media is not None else self._convert(frame)
+        # Frames prepared but dropped (a clear, idle frames replaced by speech) are never pushed: forget them.
+        for index in [i for i in list(self._prepared) if i < frame.index]:  # list(): the render thread adds keys
+            self._prepared.pop(index, None)
+        # Timestamps count published frames: frames dropped by a clear leave no gap on the output clock.
+        self._published += 1
+        end_s = self._published / self._fps
+        await self.av_sync.push(video, end_s - 1 / self._fps)
+        await self.av_sync.push(audio, end_s)
+
+    async def clear(self) -> None:
+        await self.av_sync.clear_queue()
+
+    async def aclose(self) -> None:
+        await self.av_sync.aclose()
+        await self.audio_source.aclose()
+        await self.video_source.aclose()
+
+
+class LiveKitRuntime:
+    """A :class:`SessionRuntime` joined to its room, with the media tracks published."""
+
+    def __init__(self, runtime: SessionRuntime, sink: AVSyncSink, room: Any, handlers: dict[str, Any]) -> None:
+        self.runtime = runtime
+        self._sink = sink
+        self._room = room
+        self._handlers = handlers
+
+    async def aclose(self) -> None:
+        for event, handler in self._handlers.items():
+            with contextlib.suppress(Exception):
+                self._room.off(event, handler)
+        await self.runtime.aclose()
+        await self._sink.aclose()
+
+
+async def start_livekit_runtime(
+    session: Session, room: Any, render: RenderSession, *, end: EndSession
+) -> LiveKitRuntime:
+    """Publish the avatar's tracks in the connected ``rtc.Room`` and start the session in it."""
+    from livekit import rtc
+
+    sink = AVSyncSink(width=render.width, height=render.height, fps=render.fps, sample_rate=render.audio_sample_rate)
+
+    async def send_rpc(destination: str, method: str, payload: str) -> str:
+        return str(
+            await room.local_participant.perform_rpc(destination_identity=destination, method=method, payload=payload)
+        )
+
+    def is_agent(identity: str) -> bool:
+        participant = room.remote_participants.get(identity)
+        return participant is not None and participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+
+    runtime = SessionRuntime(session, render, sink, send_rpc=send_rpc, end=end, is_agent=is_agent)
+    try:
+        local = room.local_participant
+        audio_track = rtc.LocalAudioTrack.create_audio_track(AUDIO_TRACK_NAME, sink.audio_source)
+        await local.publish_track(audio_track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
+        video_track = rtc.LocalVideoTrack.create_video_track(VIDEO_TRACK_NAME, sink.video_source)
+        await local.publish_track(video_track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA))
+        runtime.receiver.attach(room)
+    except BaseException:
+        await sink.aclose()
+        raise
+
+    def on_participant_disconnected(_participant: Any) -> None:
+        if not room.remote_participants:
+            end(avatar_service_pb2.END_REASON_ROOM_EMPTY, "everyone else left the room")
+
+    def on_reconnecting() -> None:
+        log.warning("connection to the room lost; reconnecting", extra={"session_id": session.id})
+
+    def on_reconnected() -> None:
+        log.info("reconnected to the room", extra={"session_id": session.id})
+
+    handlers = {
+        "participant_disconnected": on_participant_disconnected,
+        "reconnecting": on_reconnecting,
+        "reconnected": on_reconnected,
+    }
+    for event, handler in handlers.items():
+        room.on(event, handler)
+    runtime.start()
+    return LiveKitRuntime(runtime, sink, room, handlers)
+
+
+# --- LiveKit Agents' AudioReceiver (in-process) ------------------------------------------------------------------
+
+
+class AgentAudioBridge:
+    """Plays a LiveKit Agents ``AudioReceiver`` (``QueueAudioOutput``, ``DataStreamAudioReceiver``) with a
+    :class:`Playout`, answering it the way an avatar worker does: ``notify_playback_started`` on the first published
+    frame of a segment, ``notify_playback_finished`` after its last one or on ``clear_buffer``.
+
+    Create it, pass :meth:`on_playback` as the playout's ``on_event``, then :meth:`start`.
+    """
+
+    def __init__(self, receiver: Any) -> None:
+        self._receiver = receiver
+        self._playout: Playout | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def on_playback(self, event: PlaybackEvent) -> None:
+        if event.kind == "started":
+            self._notify(self._receiver.notify_playback_started())
+        else:
+            self._notify(
+                self._receiver.notify_playback_finished(
+                    playback_position=event.position_s, interrupted=event.interrupted
+                )
+            )
+
+    def _notify(self, result: Any) -> None:
+        if asyncio.iscoroutine(result):
+            task = asyncio.ensure_future(result)
+            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    def start(self, playout: Playout) -> None:
+        from livekit.agents.voice.avatar import AudioSegmentEnd
+
+        self._playout = playout
+        self._receiver.on("clear_buffer", self._on_clear_buffer)
+
+        async def read() -> None:
+            async for item in self._receiver:
+                if isinstance(item, AudioSegmentEnd):
+                    playout.end_segment()
+                    continue
+                pcm = np.frombuffer(bytes(item.data), dtype="<i2").reshape(-1, item.num_channels)
+                samples = (pcm.mean(axis=1) / 32768.0).astype(np.float32)
+                playout.push_audio(AudioChunk(samples, item.sample_rate))
+
+        self._task = asyncio.create_task(read(), name="avaluma-agent-audio-bridge")
+
+    def _on_clear_buffer(self) -> None:
+        if self._playout is not None:
+            self._playout.clear()
+
+    async def aclose(self) -> None:
+        self._receiver.off("clear_buffer", self._on_clear_buffer)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

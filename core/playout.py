@@ -1,0 +1,478 @@
+"""The clocked core of a live avatar session: audio segments in, one frame (video + its audio) per tick out.
+
+:class:`Playout` is what a LiveKit session runs between its receiver and its ``rtc.AVSynchronizer``, with no room
+in sight, so it is tested and benchmarked offline (with a virtual clock when needed). It runs two tasks:
+
+- the **ticker** publishes one frame per slot of a steady ``fps`` :class:`Clock` and does nothing else: it takes a
+  speech frame when one has been rendered, else an idle frame (blinks, breathing, closed mouth) rendered ahead. It
+  never renders, so a render step in flight cannot delay a tick; it waits only when the renderer has nothing at all
+  ready (a starved CPU, or the first frame after a clear), and that frame counts as late. Every frame carries
+  exactly the audio that plays with it, so the sink can never let audio lead video by more than the frame it pushes;
+- the **render worker** renders in a worker thread (``asyncio.to_thread``), with a lock around the
+  :class:`~avaluma.renderer.engine.RenderSession`: speech in pieces of :data:`PIECE_FRAMES` frames up to
+  :data:`RENDER_AHEAD_S` ahead of the clock, and :data:`IDLE_AHEAD` idle frames for when no speech is ready. A sink
+  with a ``prepare(frame)`` method gets it called in the same thread right after rendering, so media conversions
+  (RGB to bytes, float to PCM) stay off the event loop too.
+
+:meth:`Playout.clear` answers *at once* (the events are returned and emitted before it returns), drops everything
+queued and rendered ahead (speech and idle), and the next published frame is a freshly rendered idle one: the mouth
+closes on the next tick. Playback events follow what was *published*: ``started`` just before the first frame of a
+segment, ``finished`` just after its last one, with the segment numbers :meth:`Playout.push_audio` handed out.
+
+The input methods only queue work and set flags, so they are safe to call from LiveKit callbacks on the event loop.
+With a :class:`VirtualClock` the ticker lets the worker finish everything it can do before each slot, so runs are
+deterministic whatever the machine's speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from avaluma.core.errors import ResourceExhausted
+from avaluma.core.media import AudioChunk
+from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderSession
+
+log = logging.getLogger(__name__)
+
+#: Audio is rendered in pieces of this many frames: the longest a clear (or new speech) waits for a step under way.
+PIECE_FRAMES: Final = 2
+#: Speech is rendered at most this far ahead of the clock (bounds memory and the work a clear throws away).
+RENDER_AHEAD_S: Final = 1.0
+#: Idle frames rendered ahead, so a tick with no speech ready never waits for rendering. Speech that arrives
+#: replaces them (they are dropped, not played first), so they add nothing to the first lip-moving frame's latency.
+IDLE_AHEAD: Final = 2
+#: Audio waiting to be rendered beyond this is refused (a sender pushing far faster than real time).
+MAX_BACKLOG_S: Final = 120.0
+#: A frame published more than this fraction of a frame period after its slot counts as late.
+LATE_FRACTION: Final = 0.5
+#: More than this far behind the clock (a starved CPU) the clock restarts instead of bursting frames to catch up.
+MAX_LAG_S: Final = 0.5
+
+#: Agent states (LiveKit's ``AgentState``) and the avatar state each one shows.
+AGENT_STATES: Final[dict[str, str]] = {
+    "initializing": "idle",
+    "idle": "idle",
+    "listening": "listening",
+    "thinking": "thinking",
+    "speaking": "idle",
+}
+
+
+class Clock(Protocol):
+    """Time source of a playout: seconds on a monotonic scale."""
+
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class MonotonicClock:
+    """Real time (``time.perf_counter``), the clock of live sessions."""
+
+    def now(self) -> float:
+        return time.perf_counter()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+class VirtualClock:
+    """Time that advances only when the playout sleeps: simulates hours of playout in seconds (tests, benchmarks).
+
+    Rendering still takes real time, but none of it is counted, so with this clock no frame is ever late.
+    """
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = start
+
+    def now(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        self._now += max(0.0, seconds)
+
+    async def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
+        await asyncio.sleep(0)
+
+
+class FrameSink(Protocol):
+    """Where published frames go (``rtc.AVSynchronizer`` in a room; a recorder in tests).
+
+    A sink may also define ``prepare(frame) -> None``: it is called in the render worker thread as soon as a frame
+    is rendered (possibly for frames a clear later drops), the place for conversions that would otherwise hold the
+    event loop in :meth:`push`.
+    """
+
+    async def push(self, frame: RenderedFrame) -> None:
+        """Publish one frame and then its audio. May wait (back-pressure from the media queues)."""
+        ...
+
+    async def clear(self) -> None:
+        """Drop media queued but not yet played (after an interruption)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PlayoutStats:
+    """Counters since the playout started; rates are the caller's business (sample twice, divide)."""
+
+    frames: int  #: frames published (speech and idle)
+    late_frames: int  #: frames published later than :data:`LATE_FRACTION` of a frame period after their slot
+    queue_depth: int  #: speech frames rendered but not yet published
+    backlog_s: float  #: audio received but not yet rendered, in seconds
+
+
+@dataclass(frozen=True, slots=True)
+class _End:
+    segment: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Audio:
+    segment: int
+    chunk: AudioChunk
+
+
+_Op = _Audio | _End
+_Ready = RenderedFrame | PlaybackEvent
+
+
+def split_chunk(chunk: AudioChunk, fps: int, frames_per_piece: int = PIECE_FRAMES) -> list[AudioChunk]:
+    """Cut ``chunk`` into pieces of about ``frames_per_piece`` video frames of audio each."""
+    size = max(1, math.ceil(chunk.sample_rate * frames_per_piece / fps))
+    samples = chunk.samples
+    return [AudioChunk(samples[i : i + size], chunk.sample_rate) for i in range(0, len(samples), size)]
+
+
+class Playout:
+    """Drive one :class:`RenderSession` in real time: see the module docstring.
+
+    ``on_event`` receives every playback event (with this playout's segment numbers) on the event loop, in order;
+    it must not block. Start with :meth:`run` (one task; it owns the render worker) and end it with :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        render: RenderSession,
+        sink: FrameSink,
+        *,
+        on_event: Callable[[PlaybackEvent], None],
+        clock: Clock | None = None,
+        render_ahead_s: float = RENDER_AHEAD_S,
+    ) -> None:
+        self._render = render
+        #: Held by whichever thread calls into the RenderSession (it is not thread-safe).
+        self._render_lock = threading.Lock()
+        self._sink = sink
+        self._prepare: Callable[[RenderedFrame], Any] | None = getattr(sink, "prepare", None)
+        self._on_event = on_event
+        self._clock: Clock = clock or MonotonicClock()
+        self._realtime = isinstance(self._clock, MonotonicClock)
+        self._fps = render.fps
+        self._frame_s = 1.0 / render.fps
+        self._ahead = max(1, round(render_ahead_s * render.fps))
+        self._ops: deque[_Op] = deque()
+        self._backlog_s = 0.0
+        #: Speech frames and the events between them, in publishing order.
+        self._ready: deque[_Ready] = deque()
+        #: Idle frames rendered ahead (after everything in ``_ready``, in the animator's order).
+        self._idle: deque[RenderedFrame] = deque()
+        #: Segments handed out by push_audio whose ``finished`` has not been emitted, in order.
+        self._open: list[int] = []
+        #: The segment receiving audio now (None between an end/clear and the next audio).
+        self._receiving: int | None = None
+        #: Segments the engine is rendering, in order (engine events carry the engine's own numbering).
+        self._rendering: deque[int] = deque()
+        self._next_segment = 0
+        self._playing: int | None = None
+        self._played_frames = 0
+        #: Bumped by clear(): a render step that started before it returns stale output, which is dropped.
+        self._generation = 0
+        self._clear_engine = False
+        self._clear_sink = False
+        self._state: str | None = None
+        self._work = asyncio.Event()  # the worker may have something to do
+        self._produced = asyncio.Event()  # the worker added output (or failed)
+        self._quiet = asyncio.Event()  # the worker has nothing left to do
+        self._failure: BaseException | None = None
+        self._closed = False
+        self._frames = 0
+        self._late = 0
+        self.last_activity = self._clock.now()
+
+    # --- inputs (event loop, never block) -------------------------------------------------------------------
+
+    @property
+    def fps(self) -> int:
+        return self._fps
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    def push_audio(self, chunk: AudioChunk) -> int:
+        """Queue audio of the current segment (opening one if none is receiving); returns its segment number.
+
+        Raises :class:`ResourceExhausted` when more than :data:`MAX_BACKLOG_S` of audio already waits.
+        """
+        if self._backlog_s + chunk.duration_s > MAX_BACKLOG_S:
+            raise ResourceExhausted(
+                f"more than {MAX_BACKLOG_S:g} s of audio is waiting to be played: send audio at most a little "
+                "faster than real time"
+            )
+        if self._receiving is None:
+            self._receiving = self._next_segment
+            self._next_segment += 1
+            self._open.append(self._receiving)
+        self.last_activity = self._clock.now()
+        if chunk.samples.size:
+            for piece in split_chunk(chunk, self._fps):
+                self._ops.append(_Audio(self._receiving, piece))
+                self._backlog_s += piece.duration_s
+            self._wake_worker()
+        return self._receiving
+
+    def end_segment(self) -> int | None:
+        """End the segment receiving audio (its tail is rendered, then ``finished``); ``None`` when none is open."""
+        segment, self._receiving = self._receiving, None
+        if segment is not None:
+            self._ops.append(_End(segment))
+            self.last_activity = self._clock.now()
+            self._wake_worker()
+        return segment
+
+    def clear(self) -> list[PlaybackEvent]:
+        """Interrupt now: drop queued audio and rendered frames; the next frame published is idle.
+
+        Returns (and emits) ``finished(interrupted=True)`` for every segment not yet finished (the one playing
+        carries its played position, the others 0), or one for the last segment when nothing was open: every clear
+        is answered.
+        """
+        position = self._played_frames / self._fps if self._playing is not None else 0.0
+        if self._open:
+            events = [
+                PlaybackEvent("finished", s, position if s == self._playing else 0.0, interrupted=True)
+                for s in self._open
+            ]
+        else:
+            events = [PlaybackEvent("finished", max(0, self._next_segment - 1), 0.0, interrupted=True)]
+        self._open.clear()
+        self._receiving = None
+        self._playing = None
+        self._played_frames = 0
+        self._ops.clear()
+        self._backlog_s = 0.0
+        self._ready.clear()
+        # Idle frames rendered after the dropped speech show the mouth still closing: a fresh one follows the clear.
+        self._idle.clear()
+        self._rendering.clear()
+        self._generation += 1
+        self._clear_engine = True
+        self._clear_sink = True
+        self.last_activity = self._clock.now()
+        self._wake_worker()
+        for event in events:
+            self._on_event(event)
+        return events
+
+    def set_state(self, state: str) -> None:
+        """Show an agent state (``listening``, ``thinking``; others mean idle) when the renderer supports states."""
+        self._state = AGENT_STATES.get(state, "idle")
+        self._wake_worker()
+
+    def stats(self) -> PlayoutStats:
+        return PlayoutStats(
+            frames=self._frames, late_frames=self._late, queue_depth=self._speech_ready(), backlog_s=self._backlog_s
+        )
+
+    def close(self) -> None:
+        """Make :meth:`run` return after the frame it is on."""
+        self._closed = True
+        self._wake_worker()
+        self._quiet.set()  # unblock a ticker waiting for the worker
+        self._produced.set()
+
+    # --- the ticker -----------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Publish frames at ``fps`` until :meth:`close`. Rendering errors propagate (the session ends)."""
+        worker = asyncio.create_task(self._render_loop(), name="avaluma-playout-render")
+        try:
+            await self._tick_loop()
+        finally:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+
+    async def _tick_loop(self) -> None:
+        clock = self._clock
+        start = clock.now()
+        published = 0
+        while not self._closed:
+            due = start + published * self._frame_s
+            now = clock.now()
+            if now < due:
+                await clock.sleep(due - now)
+                continue
+            if now - due > MAX_LAG_S:
+                log.warning("playout fell behind its clock; restarting the clock", extra={"lag_s": now - due})
+                start = now - published * self._frame_s
+                due = now
+            if not self._realtime:
+                await self._quiet.wait()  # virtual time: everything renderable by now is rendered
+                self._raise_failure()
+                if self._closed:
+                    break
+            await self._tick(due)
+            published += 1
+
+    async def _tick(self, due: float) -> None:
+        if self._clear_sink:
+            self._clear_sink = False
+            await self._sink.clear()
+        self._emit_head_events()
+        frame = self._take_frame()
+        while frame is None:
+            # Nothing rendered at all: the CPU is starved, or this is the first frame after a clear. Wait for the
+            # worker (this frame will be late) rather than publish something stale, such as an open mouth.
+            self._produced.clear()
+            await self._produced.wait()
+            self._raise_failure()
+            if self._closed:
+                return
+            self._emit_head_events()
+            frame = self._take_frame()
+        if self._clock.now() - due > LATE_FRACTION * self._frame_s:
+            self._late += 1
+        # Counted before the (possibly waiting) push: a clear during the push must include this frame.
+        self._frames += 1
+        if frame.speaking and self._playing is not None:
+            self._played_frames += 1
+        await self._sink.push(frame)
+        # A segment's ``finished`` goes out with its last frame, not one tick later.
+        while self._ready and isinstance(self._ready[0], PlaybackEvent) and self._ready[0].kind == "finished":
+            self._emit(self._ready.popleft())  # type: ignore[arg-type]
+
+    def _take_frame(self) -> RenderedFrame | None:
+        if self._ready and isinstance(self._ready[0], RenderedFrame):
+            frame: RenderedFrame | None = self._ready.popleft()  # type: ignore[assignment]
+        elif self._idle:
+            frame = self._idle.popleft()
+        else:
+            return None
+        self._wake_worker()  # room to render ahead again
+        return frame
+
+    def _emit_head_events(self) -> None:
+        while self._ready and isinstance(self._ready[0], PlaybackEvent):
+            event = self._ready.popleft()
+            assert isinstance(event, PlaybackEvent)
+            self._emit(event)
+
+    def _emit(self, event: PlaybackEvent) -> None:
+        if event.kind == "started":
+            self._playing = event.segment
+            self._played_frames = 0
+        else:
+            if event.segment in self._open:
+                self._open.remove(event.segment)
+            if self._playing == event.segment:
+                self._playing = None
+        self._on_event(event)
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    # --- the render worker ------------------------------------------------------------------------------------
+
+    def _wake_worker(self) -> None:
+        self._quiet.clear()
+        self._work.set()
+
+    def _speech_ready(self) -> int:
+        return sum(1 for item in self._ready if isinstance(item, RenderedFrame))
+
+    async def _render_loop(self) -> None:
+        try:
+            while not self._closed:
+                job = self._next_job()
+                if job is None:
+                    self._work.clear()
+                    self._quiet.set()
+                    await self._work.wait()
+                    continue
+                generation = self._generation
+                outputs = await asyncio.to_thread(job)
+                if generation == self._generation:
+                    self._store(outputs)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._failure = exc
+            self._produced.set()
+            self._quiet.set()
+
+    def _next_job(self) -> Callable[[], Sequence[_Ready]] | None:
+        """What the worker does next, in order of urgency: a clear or state cue, speech, idle frames."""
+        if self._clear_engine or self._state is not None:
+            clear_engine, self._clear_engine = self._clear_engine, False
+            state, self._state = self._state, None
+            return lambda: self._controls(clear_engine, state)
+        if self._ops and self._speech_ready() < self._ahead:
+            op = self._ops.popleft()
+            if isinstance(op, _Audio):
+                self._backlog_s = max(0.0, self._backlog_s - op.chunk.duration_s)
+                if not self._rendering or self._rendering[-1] != op.segment:
+                    self._rendering.append(op.segment)
+                chunk = op.chunk
+                return lambda: self._rendered(self._render.push_audio, chunk)
+            return lambda: self._rendered(self._render.end_segment)
+        if len(self._idle) < IDLE_AHEAD:
+            return lambda: self._rendered(self._render.idle_frames, 1)
+        return None
+
+    def _controls(self, clear_engine: bool, state: str | None) -> Sequence[_Ready]:
+        with self._render_lock:
+            if clear_engine:
+                self._render.clear()  # its events were answered by clear() already
+            set_state = getattr(self._render, "set_state", None)  # renderers without states ignore the cue
+            if state is not None and set_state is not None:
+                set_state(state)
+        return ()
+
+    def _rendered(self, step: Callable[..., Sequence[_Ready]], *args: Any) -> Sequence[_Ready]:
+        """Run one render step (worker thread), then let the sink prepare the new frames outside the lock."""
+        with self._render_lock:
+            outputs = step(*args)
+        if self._prepare is not None:
+            for item in outputs:
+                if isinstance(item, RenderedFrame):
+                    self._prepare(item)
+        return outputs
+
+    def _store(self, outputs: Sequence[_Ready]) -> None:
+        for item in outputs:
+            if isinstance(item, RenderedFrame):
+                if item.speaking:
+                    self._idle.clear()  # rendered before this speech: publishing them now would go back in time
+                    self._ready.append(item)
+                else:
+                    self._idle.append(item)
+                continue
+            segment = self._rendering[0] if self._rendering else item.segment
+            if item.kind == "finished" and self._rendering:
+                self._rendering.popleft()
+            self._ready.append(PlaybackEvent(item.kind, segment, item.position_s, item.interrupted))
+        if outputs:
+            self._produced.set()
