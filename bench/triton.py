@@ -1,0 +1,177 @@
+"""Lip-sync through Triton versus in-process: per-frame latency and throughput for 1, 8 and 32 concurrent sessions.
+
+Usage::
+
+    .venv/bin/python bench/triton.py                 # starts tritonserver from the nvidia-pytriton wheel itself
+    .venv/bin/python bench/triton.py --url HOST:PORT # an already running Triton serving the `lipsync` model
+
+Every session streams ``--seconds`` of speech-like audio in 40 ms chunks (one video frame at 25 fps per push) as
+fast as it is answered, from its own thread, like the server's render workers do. Latency is the wall time of one
+``push`` (the frame it returns included); throughput is frames produced per second by all sessions together, and
+``rt_sessions`` how many 25 fps sessions that would keep in real time. GPU memory (``nvidia-smi``) is printed only
+when a GPU is present: used memory with the model loaded and idle, then while 1 and N sessions stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from avaluma.renderer.lipsync.base import LipSyncBackend
+from avaluma.renderer.lipsync.onnx_backend import OnnxBackend
+
+ROOT = Path(__file__).resolve().parents[1]
+SR = 16_000
+CHUNK = SR // 25  # one video frame of audio at 25 fps
+
+
+def machine() -> str:
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import onnxruntime
+
+    gpu = gpu_name()
+    return (
+        f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"onnxruntime {onnxruntime.__version__}, GPU: {gpu or 'none'}"
+    )
+
+
+def gpu_name() -> str | None:
+    if shutil.which("nvidia-smi") is None:
+        return None
+    out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+
+
+def gpu_memory_mib() -> float | None:
+    if gpu_name() is None:
+        return None
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"], capture_output=True, text=True
+    )
+    return float(out.stdout.split()[0]) if out.returncode == 0 else None
+
+
+def speech_like(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    voiced = sum(np.sin(2 * np.pi * 120 * k * t) / k for k in range(1, 10))
+    envelope = np.clip(np.sin(2 * np.pi * 3 * t), 0, None) ** 2
+    return (0.3 * envelope * (voiced / 3 + rng.standard_normal(n) * 0.05)).astype(np.float32)
+
+
+def run_sessions(backend: LipSyncBackend, n: int, seconds: float) -> dict[str, float]:
+    audio = speech_like(seconds, seed=0)
+    latencies: list[list[float]] = [[] for _ in range(n)]
+    frames = [0] * n
+    barrier = threading.Barrier(n + 1)
+    errors: list[BaseException] = []
+
+    def session(i: int) -> None:
+        stream = backend.open_stream(fps=25)
+        stream.push(audio[:CHUNK])  # warm-up: connection and sequence set up before timing
+        stream.reset()
+        barrier.wait()
+        try:
+            for start in range(0, len(audio), CHUNK):
+                t0 = time.perf_counter()
+                frames[i] += len(stream.push(audio[start : start + CHUNK]))
+                latencies[i].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            frames[i] += len(stream.flush())
+            latencies[i].append(time.perf_counter() - t0)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    gpu_mib = gpu_memory_mib()  # sampled while every session is streaming
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    lat = np.array([x for per in latencies for x in per]) * 1000
+    fps_total = sum(frames) / wall
+    return {
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p95_ms": float(np.percentile(lat, 95)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        "frames_per_s": fps_total,
+        "rt_sessions": fps_total / 25,
+        "gpu_mib": float("nan") if gpu_mib is None else gpu_mib,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="Triton gRPC address (default: start one from the nvidia-pytriton wheel)")
+    parser.add_argument("--sessions", default="1,8,32", help="comma-separated concurrency levels")
+    parser.add_argument("--seconds", type=float, default=4.0, help="audio per session")
+    args = parser.parse_args()
+    levels = [int(x) for x in args.sessions.split(",")]
+
+    from avaluma.renderer.lipsync.triton_backend import TritonBackend, TritonOptions
+
+    server = None
+    url = args.url
+    if url is None:
+        from avaluma.core.triton_server import start_triton
+
+        server = start_triton(ROOT / "deploy" / "triton" / "model_repository")
+        url = server.grpc_url
+    try:
+        print(f"machine: {machine()}")
+        print(f"triton: {url} ({'started by this benchmark' if server else 'external'}), {args.seconds:g} s of audio")
+        print(f"per session, 40 ms chunks, 25 fps; command: python bench/triton.py {' '.join(sys.argv[1:])}".rstrip())
+        gpu_idle = gpu_memory_mib()
+        backends: list[tuple[str, LipSyncBackend]] = [
+            ("in-process", OnnxBackend()),
+            ("triton", TritonBackend(TritonOptions(url=url, timeout_s=30, on_failure="end"))),
+        ]
+        header = (
+            f"{'backend':<11} {'sessions':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'frames/s':>9} {'rt sess':>8}"
+        )
+        if gpu_idle is not None:
+            header += f" {'GPU MiB':>8}"
+        print(header)
+        for name, backend in backends:
+            for n in levels:
+                r = run_sessions(backend, n, args.seconds)
+                line = (
+                    f"{name:<11} {n:>8} {r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f} {r['p99_ms']:>8.2f} "
+                    f"{r['frames_per_s']:>9.0f} {r['rt_sessions']:>8.1f}"
+                )
+                if gpu_idle is not None:
+                    line += f" {r['gpu_mib']:>8.0f}"
+                print(line, flush=True)
+            backend.close()
+        if gpu_idle is not None:
+            print(f"GPU memory with the model loaded and no session: {gpu_idle:.0f} MiB")
+    finally:
+        if server is not None:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

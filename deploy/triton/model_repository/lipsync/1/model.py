@@ -1,0 +1,57 @@
+"""Triton python-backend adapter for the streaming lip-sync model: translate requests, delegate, translate back.
+
+All the logic (per-sequence state keyed by CORRID, the ONNX network, the wire contract) is in
+``avaluma.renderer.lipsync.triton_model``, which the tests import directly. This file is copied unchanged into every
+version ``avaluma models push`` creates; a version directory holding a ``model.onnx`` serves that file, otherwise the
+model bundled with the installed ``avaluma`` package is served.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import triton_python_backend_utils as pb_utils  # provided by the python backend stub
+
+from avaluma.renderer.lipsync import triton_model as tm
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, str]) -> None:
+        config = json.loads(args["model_config"])
+        threads = int(config.get("parameters", {}).get("onnx_threads", {}).get("string_value", "1"))
+        version_dir = Path(args["model_repository"]) / args["model_version"]
+        gpu = int(args["model_instance_device_id"]) if args.get("model_instance_kind") == "GPU" else None
+        self.states = tm.load_states(version_dir, threads=threads, gpu=gpu)
+
+    def execute(self, requests: list[object]) -> list[object]:
+        return [self._one(request) for request in requests]
+
+    def _one(self, request: object) -> object:
+        try:
+            step = tm.decode_step(
+                corrid=_input(request, "CORRID").reshape(-1)[0],
+                start=_input(request, "START").reshape(-1)[0],
+                end=_input(request, "END").reshape(-1)[0],
+                audio=_input(request, tm.INPUT_AUDIO),
+                fps=_input(request, tm.INPUT_FPS),
+                flush=_input(request, tm.INPUT_FLUSH),
+            )
+            params, visemes = tm.frames_to_arrays(self.states.step(step))
+        except Exception as exc:  # one bad request fails alone; the other sessions in this batch go on
+            return pb_utils.InferenceResponse(
+                output_tensors=[], error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}")
+            )
+        return pb_utils.InferenceResponse(
+            output_tensors=[pb_utils.Tensor(tm.OUTPUT_PARAMS, params), pb_utils.Tensor(tm.OUTPUT_VISEMES, visemes)]
+        )
+
+    def finalize(self) -> None:
+        self.states = None
+
+
+def _input(request: object, name: str):
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        raise tm.SequenceError(f"request has no {name} input")
+    return tensor.as_numpy()

@@ -1,0 +1,117 @@
+"""The per-sequence state the Triton model keeps (imported directly, no Triton): START/END/FLUSH semantics, equality
+with the in-process backend, isolation between correlation ids, and clear errors for requests out of sequence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from avaluma.renderer.lipsync.base import MouthFrames
+from avaluma.renderer.lipsync.onnx_backend import DEFAULT_MODEL, OnnxBackend, OnnxModel
+from avaluma.renderer.lipsync.triton_model import (
+    SequenceError,
+    SequenceStates,
+    Step,
+    arrays_to_frames,
+    decode_step,
+    frames_to_arrays,
+    resolve_model_path,
+)
+
+SR = 16_000
+
+
+@pytest.fixture(scope="module")
+def model() -> OnnxModel:
+    return OnnxModel(DEFAULT_MODEL)
+
+
+def audio(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    envelope = np.clip(np.sin(np.arange(n) / SR * 2 * np.pi * 3), 0, None)
+    return (rng.standard_normal(n) * 0.2 * envelope).astype(np.float32)
+
+
+def run_sequence(states: SequenceStates, corrid: int, x: np.ndarray, chunk: int, fps: float = 25) -> MouthFrames:
+    parts = []
+    starts = list(range(0, len(x), chunk))
+    for i, s in enumerate(starts):
+        parts.append(states.step(Step(corrid, i == 0, False, x[s : s + chunk], fps, False)))
+    parts.append(states.step(Step(corrid, False, True, np.zeros(0, np.float32), fps, True)))
+    return MouthFrames.concat(parts)
+
+
+def test_a_sequence_equals_the_in_process_backend(model: OnnxModel) -> None:
+    states = SequenceStates(model)
+    x = audio(1.3, seed=1)
+    got = run_sequence(states, 7, x, chunk=700, fps=30)
+    expected = OnnxBackend().analyze(x, fps=30)
+    # Equal to float rounding: the network runs on other window lengths when the audio is chunked differently.
+    np.testing.assert_allclose(got.params, expected.params, atol=1e-5)
+    assert got.visemes is not None and expected.visemes is not None
+    np.testing.assert_allclose(got.visemes, expected.visemes, atol=1e-5)
+    assert len(states) == 0  # END dropped the state
+
+
+def test_interleaved_ids_do_not_share_state(model: OnnxModel) -> None:
+    states = SequenceStates(model)
+    a, b = audio(1.0, seed=2), audio(1.0, seed=3)
+    out: dict[int, list[MouthFrames]] = {1: [], 2**63 - 1: []}
+    for i, s in enumerate(range(0, len(a), 1000)):
+        for corrid, x in ((1, a), (2**63 - 1, b)):
+            out[corrid].append(states.step(Step(corrid, i == 0, False, x[s : s + 1000], 25, False)))
+    assert len(states) == 2
+    for corrid, x in ((1, a), (2**63 - 1, b)):
+        out[corrid].append(states.step(Step(corrid, False, True, np.zeros(0, np.float32), 25, True)))
+        expected = OnnxBackend().analyze(x, fps=25).params
+        np.testing.assert_allclose(MouthFrames.concat(out[corrid]).params, expected, atol=1e-5)
+
+
+def test_start_resets_an_existing_sequence(model: OnnxModel) -> None:
+    states = SequenceStates(model)
+    x = audio(0.8, seed=4)
+    states.step(Step(5, True, False, audio(0.5, seed=9), 25, False))
+    assert len(run_sequence(states, 5, x, chunk=4000)) == 20
+
+
+def test_requests_out_of_sequence_are_refused_clearly(model: OnnxModel) -> None:
+    states = SequenceStates(model)
+    with pytest.raises(SequenceError, match=r"no state .* start a new sequence"):
+        states.step(Step(9, False, False, audio(0.1, 0), 25, False))
+    with pytest.raises(SequenceError, match="FPS > 0"):
+        states.step(Step(9, True, False, audio(0.1, 0), 0, False))
+    states.step(Step(9, True, False, audio(0.1, 0), 25, False))
+    with pytest.raises(SequenceError, match="FPS changed"):
+        states.step(Step(9, False, False, audio(0.1, 0), 30, False))
+    assert 9 in states  # a refused request does not destroy the sequence
+
+
+def test_idle_sequences_are_evicted(model: OnnxModel) -> None:
+    now = [0.0]
+    states = SequenceStates(model, ttl_s=10, clock=lambda: now[0])
+    states.step(Step(1, True, False, audio(0.1, 0), 25, False))
+    now[0] = 5.0
+    states.step(Step(2, True, False, audio(0.1, 0), 25, False))
+    now[0] = 12.0
+    states.step(Step(2, False, False, audio(0.1, 0), 25, False))  # any request sweeps the stale ones
+    assert 1 not in states and 2 in states
+
+
+def test_tensor_round_trip_and_decoding() -> None:
+    frames = MouthFrames(np.random.rand(3, 4).astype(np.float32), np.random.rand(3, 15).astype(np.float32))
+    params, visemes = frames_to_arrays(frames)
+    assert params.shape == (1, 3, 4) and visemes.shape == (1, 3, 15) and params.flags.c_contiguous
+    back = arrays_to_frames(params, visemes)
+    np.testing.assert_array_equal(back.params, frames.params)
+    step = decode_step(
+        np.uint64(2**64 - 1), np.array([[1]]), np.array([[0]]), np.ones((1, 5), np.float32),
+        np.array([[25.0]], np.float32), np.array([[True]]),
+    )  # fmt: skip
+    assert step == Step(2**64 - 1, True, False, step.audio, 25.0, True) and step.audio.shape == (5,)
+
+
+def test_version_directory_model_file(tmp_path) -> None:
+    assert resolve_model_path(tmp_path) == DEFAULT_MODEL  # a version without model.onnx serves the bundled model
+    (tmp_path / "model.onnx").write_bytes(DEFAULT_MODEL.read_bytes())
+    assert resolve_model_path(tmp_path) == tmp_path / "model.onnx"
