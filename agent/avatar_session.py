@@ -33,6 +33,7 @@ from livekit.agents.voice.avatar import AvatarSession as _LiveKitAvatarSession
 from livekit.agents.voice.avatar import DataStreamAudioOutput
 
 from avaluma.core.errors import AvalumaError, ConfigError, Unavailable
+from avaluma.core.telemetry_grpc import client_interceptors
 from avaluma.proto.v1 import avatar_service_pb2, avatar_service_pb2_grpc, common_pb2
 
 if TYPE_CHECKING:
@@ -91,10 +92,12 @@ class AvatarServiceClient:
 
     def __init__(self, target: str, *, api_key: str, tls: bool = False) -> None:
         self.target = target
+        # Trace context travels in the call metadata (no interceptors, no cost, while OTEL_* leaves tracing off).
+        interceptors = client_interceptors()
         self._channel = (
-            grpc.aio.secure_channel(target, grpc.ssl_channel_credentials())
+            grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(), interceptors=interceptors)
             if tls
-            else grpc.aio.insecure_channel(target)
+            else grpc.aio.insecure_channel(target, interceptors=interceptors)
         )
         self._stub = avatar_service_pb2_grpc.AvatarServiceStub(self._channel)
         self._metadata = (("x-api-key", api_key),)

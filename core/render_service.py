@@ -34,6 +34,14 @@ from avaluma.core.errors import AvalumaError, InvalidArgument, Unavailable
 from avaluma.core.grpc_errors import status_number
 from avaluma.core.media import AudioChunk, float_to_pcm16, pcm16_to_mono
 from avaluma.core.sessions import SessionSlots
+from avaluma.core.telemetry import ATTR_AVATAR_ID, ATTR_ENCODING, ATTR_FPS, ATTR_REALTIME
+from avaluma.core.telemetry_render import (
+    KIND_RENDER,
+    NOOP_STREAM,
+    StreamTelemetry,
+    instrument_backend,
+    stream_telemetry,
+)
 from avaluma.proto.v1 import common_pb2, render_service_pb2, render_service_pb2_grpc
 from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderSession
 from avaluma.renderer.frame_formats import DEFAULT_JPEG_QUALITY, FrameEncoding, encode_frame
@@ -177,8 +185,16 @@ def split_audio(chunk: AudioChunk, fps: int, frames_per_piece: int = PIECE_FRAME
 class _RenderStream:
     """The state of one Render call between its config and its end. Owned by :meth:`RenderServicer.Render`."""
 
-    def __init__(self, session: RenderSession, settings: StreamSettings, width: int, height: int) -> None:
+    def __init__(
+        self,
+        session: RenderSession,
+        settings: StreamSettings,
+        width: int,
+        height: int,
+        telemetry: StreamTelemetry = NOOP_STREAM,
+    ) -> None:
         self.session = session
+        self.telemetry = telemetry
         self.settings = settings
         self.width = width
         self.height = height
@@ -195,6 +211,12 @@ class _RenderStream:
         self.last_segment = 0
         self.input_done = False
         self._get: asyncio.Task[object] | None = None
+
+    def memory_bytes(self) -> int:
+        """Bytes this stream buffers (audio waiting to be rendered, frames waiting to be sent), for telemetry."""
+        audio = sum(op.samples.nbytes for op in self.ops if isinstance(op, AudioChunk))
+        frames = sum(len(o.data) + len(o.pcm) for o in self.pending if isinstance(o, _Frame))
+        return audio + frames
 
     # --- reading -------------------------------------------------------------------------------------------------
 
@@ -247,6 +269,8 @@ class _RenderStream:
                 now = loop.time()
                 due = clock_start + self.sent * frame_s
                 if now >= due and not (self.input_done and not self.ops and not self.pending):
+                    if now - due > frame_s:
+                        self.telemetry.frame_late()
                     if now - due > MAX_LAG_S:
                         clock_start = now - self.sent * frame_s
                     for response in await self._tick():
@@ -285,6 +309,7 @@ class _RenderStream:
         if request is _EOF:
             # Half-close ends an open segment, like closing a LiveKit byte stream does.
             self.input_done = True
+            self.telemetry.segment_end_received()
             self.ops.append(_SegmentEndOp())
             return []
         assert isinstance(request, RenderRequest)
@@ -295,9 +320,11 @@ class _RenderStream:
                 chunk = pcm16_to_mono(audio.pcm, audio.sample_rate, audio.num_channels)
             except InvalidArgument as exc:
                 return [_error(exc)]
+            self.telemetry.audio_received()
             self.ops.extend(split_audio(chunk, self.settings.fps))
             return []
         if kind == "segment_end":
+            self.telemetry.segment_end_received()
             self.ops.append(_SegmentEndOp())
             return []
         if kind == "clear":
@@ -317,6 +344,7 @@ class _RenderStream:
         self.ops.clear()
         self.pending.clear()
         events = self.session.clear()
+        self.telemetry.cleared()
         finished = next((e for e in events if isinstance(e, PlaybackEvent) and e.kind == "finished"), None)
         if self.playing is not None:
             segment, position = self.playing, self.played_frames / self.settings.fps
@@ -339,9 +367,15 @@ class _RenderStream:
     # --- rendering -----------------------------------------------------------------------------------------------
 
     async def _render(self, op: _Op) -> list[_Output]:
-        if isinstance(op, _SegmentEndOp):
-            return await asyncio.to_thread(self._encode_all, self.session.end_segment)
-        return await asyncio.to_thread(self._encode_all, lambda: self.session.push_audio(op))
+        audio = not isinstance(op, _SegmentEndOp)
+        # The worker thread inherits the context, so inference spans become children of the segment's span.
+        with self.telemetry.rendering(audio=audio, queued_frames=len(self.ops) * PIECE_FRAMES + len(self.pending)):
+            if isinstance(op, _SegmentEndOp):
+                out = await asyncio.to_thread(self._encode_all, self.session.end_segment)
+            else:
+                out = await asyncio.to_thread(self._encode_all, lambda: self.session.push_audio(op))
+        self.telemetry.frames_rendered(out)
+        return out
 
     def _encode_all(self, produce: Callable[[], Iterable[RenderedFrame | PlaybackEvent]]) -> list[_Output]:
         # Runs in a worker thread: rendering and encoding are the CPU-heavy part of a stream.
@@ -362,7 +396,9 @@ class _RenderStream:
         if self.pending:
             batch.append(self.pending.popleft())
         else:
-            batch.extend(await asyncio.to_thread(self._encode_all, lambda: self.session.idle_frames(1)))
+            idle = await asyncio.to_thread(self._encode_all, lambda: self.session.idle_frames(1))
+            self.telemetry.frames_rendered(idle)
+            batch.extend(idle)
         return self._send_all(batch)
 
     def _send_all(self, outputs: Iterable[_Output]) -> list[RenderResponse]:
@@ -372,6 +408,7 @@ class _RenderStream:
                 responses.extend(self._frame_responses(output))
             elif output.kind == "started":
                 self.playing, self.played_frames, self.last_segment = output.segment, 0, output.segment
+                self.telemetry.playback_started_sent()
                 responses.append(RenderResponse(playback_started=common_pb2.PlaybackStarted(segment=output.segment)))
             else:
                 self.playing = None
@@ -447,11 +484,21 @@ class RenderServicer(render_service_pb2_grpc.RenderServiceServicer):
         settings = stream_settings(first.config, self._defaults, default_avatar=self._default_avatar)
         avatar = self._store.get(settings.avatar_id)
         with self._slots.acquire("render stream"):
-            backend = await self._backend.get()
+            backend = instrument_backend(await self._backend.get())
             session = RenderSession(
                 avatar, backend, fps=settings.fps, audio_sample_rate=settings.audio_sample_rate, seed=settings.seed
             )
             stream = _RenderStream(session, settings, avatar.width, avatar.height)
+            stream.telemetry = stream_telemetry(
+                KIND_RENDER,
+                {
+                    ATTR_AVATAR_ID: avatar.id,
+                    ATTR_FPS: settings.fps,
+                    ATTR_ENCODING: settings.encoding.value,
+                    ATTR_REALTIME: settings.realtime,
+                },
+                stream.memory_bytes,
+            )
             log.info(
                 "render stream started",
                 extra={
@@ -476,6 +523,7 @@ class RenderServicer(render_service_pb2_grpc.RenderServiceServicer):
                 async for response in stream.run(self._closing):
                     yield response
             finally:
+                stream.telemetry.close()
                 stream.cancel_reading()
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

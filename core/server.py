@@ -9,6 +9,8 @@ are told to end, then ``server.stop(grace)`` gives in-flight calls ``grace`` sec
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,10 +29,22 @@ from avaluma.core.avatar_registry_service import AvatarRegistryServicer
 from avaluma.core.avatar_service import AvatarServiceServicer
 from avaluma.core.avatar_store import AvatarStore
 from avaluma.core.config import Config
+from avaluma.core.config import RenderConfig as RenderDefaults
 from avaluma.core.errors import ConfigError, Unavailable
 from avaluma.core.grpc_errors import ErrorMappingInterceptor
 from avaluma.core.render_service import RenderServicer, SharedBackend
-from avaluma.core.sessions import RoomConnector, SessionRegistry, SessionSlots, connect_livekit
+from avaluma.core.sessions import (
+    LiveKitRoom,
+    RoomConnector,
+    RoomHandle,
+    RuntimeFactory,
+    Session,
+    SessionRegistry,
+    SessionRuntime,
+    SessionSlots,
+    connect_livekit,
+)
+from avaluma.core.telemetry_grpc import server_interceptors
 from avaluma.proto.v1 import (
     avatar_registry_pb2,
     avatar_registry_pb2_grpc,
@@ -42,6 +56,7 @@ from avaluma.proto.v1 import (
 
 if TYPE_CHECKING:
     from avaluma.core.plugins import ProviderRegistry
+    from avaluma.renderer.avatar import Avatar
     from avaluma.renderer.lipsync.base import LipSyncBackend
 
 log = logging.getLogger(__name__)
@@ -67,7 +82,12 @@ class RunningServer:
     _render: RenderServicer
     _backend: SharedBackend
     _grace_s: float
+    _budget_task: asyncio.Task[None] | None = None
     _stopped: bool = field(default=False)
+    #: The capacity shared by sessions and render streams (the HTTP API reports it).
+    slots: SessionSlots | None = None
+    #: The accepted API keys (the HTTP API checks the same ones).
+    keys: ApiKeys | None = None
 
     @property
     def address(self) -> str:
@@ -85,6 +105,10 @@ class RunningServer:
         grace_s = self._grace_s if grace is None else grace
         log.info("server stopping", extra={"grace_s": grace_s})
         await self.health.enter_graceful_shutdown()
+        if self._budget_task is not None:
+            self._budget_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._budget_task
         self._render.begin_shutdown()
         await self.sessions.close_all(timeout_s=max(grace_s, 0.1))
         await self.server.stop(grace_s)
@@ -113,6 +137,54 @@ def _backend_factory(config: Config, registry: ProviderRegistry | None) -> Calla
     return build
 
 
+def livekit_runtime_factory(backend: SharedBackend, defaults: RenderDefaults) -> RuntimeFactory:
+    """Sessions in real LiveKit rooms render with the shared backend and publish through ``AVSynchronizer``."""
+
+    async def start(
+        session: Session, room: RoomHandle, avatar: Avatar, *, end: Callable[[int, str], None]
+    ) -> SessionRuntime | None:
+        if not isinstance(room, LiveKitRoom):
+            return None  # a scripted room (tests): nothing to play in
+        from avaluma.core.livekit_session import start_livekit_runtime
+        from avaluma.renderer.engine import RenderSession
+
+        render = RenderSession(
+            avatar,
+            await backend.get(),
+            fps=session.render.fps or defaults.fps,
+            audio_sample_rate=session.render.audio_sample_rate or defaults.audio_sample_rate,
+            seed=session.render.seed,
+        )
+        return await start_livekit_runtime(session, room.room, render, end=end)
+
+    return start
+
+
+async def _measure_budget(slots: SessionSlots, store: AvatarStore, backend: SharedBackend, config: Config) -> None:
+    """Measure what one session costs on this machine and cap admissions to what it renders in real time."""
+    from avaluma.core.admission import measure_budget
+    from avaluma.renderer.engine import RenderSession
+
+    try:
+        avatar = store.get(config.default_avatar if config.default_avatar in store.ids() else store.ids()[0])
+        lipsync = await backend.get()
+        budget = await asyncio.to_thread(
+            measure_budget,
+            lambda: RenderSession(
+                avatar, lipsync, fps=config.render.fps, audio_sample_rate=config.render.audio_sample_rate
+            ),
+            target_utilization=config.sessions.target_utilization,
+        )
+    except Exception as exc:  # admission falls back to server.max_sessions
+        log.warning("could not measure the session budget", extra={"error_type": type(exc).__name__})
+        return
+    slots.set_budget(budget)
+    log.info(
+        "session budget measured",
+        extra={"cpu_per_session": round(budget.cpu_per_session, 4), "max_sessions": budget.max_sessions},
+    )
+
+
 async def start_server(
     config: Config,
     *,
@@ -120,12 +192,16 @@ async def start_server(
     store: AvatarStore | None = None,
     lipsync_backend: Callable[[], LipSyncBackend] | None = None,
     room_connector: RoomConnector = connect_livekit,
+    runtime: RuntimeFactory | None = None,
+    hooks: Any = None,
 ) -> RunningServer:
     """Start serving the v1 API on ``config.server.host:port`` and return once it accepts calls.
 
     ``registry`` (the plugin provider registry) builds the lip-sync backend named by ``config.lipsync``;
     ``lipsync_backend`` (a factory) overrides it, e.g. for tests. ``store`` defaults to the avatars in
-    ``config.avatars_dir``. ``room_connector`` joins LiveKit rooms (tests substitute a fake).
+    ``config.avatars_dir``. ``room_connector`` joins LiveKit rooms (tests substitute a fake); ``runtime`` starts what
+    plays in a joined room (default: :func:`livekit_runtime_factory`, which plays in real LiveKit rooms only).
+    ``hooks`` is the plugin manager's hook relay (``pm.hook``) for the session lifecycle hooks.
     Raises :class:`ConfigError` when no API key is configured or the address cannot be bound.
     """
     if not config.api_keys:
@@ -142,6 +218,10 @@ async def start_server(
         defaults=config.render,
         default_avatar=config.default_avatar,
         connector=room_connector,
+        runtime=runtime if runtime is not None else livekit_runtime_factory(backend, config.render),
+        hooks=hooks,
+        idle_timeout_s=config.sessions.idle_timeout_s,
+        accepted_senders=config.sessions.accepted_senders,
     )
     render = RenderServicer(
         store=avatars, backend=backend, slots=slots, defaults=config.render, default_avatar=config.default_avatar
@@ -154,7 +234,9 @@ async def start_server(
         # A restarted server must not share its port with a still-running one: fail loudly instead.
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.aio.server(interceptors=[ApiKeyInterceptor(keys), ErrorMappingInterceptor()], options=options)
+    # Tracing first (when OTEL_* enables it): its span also covers rejected keys and mapped errors.
+    interceptors = [*server_interceptors(), ApiKeyInterceptor(keys), ErrorMappingInterceptor()]
+    server = grpc.aio.server(interceptors=interceptors, options=options)
     render_service_pb2_grpc.add_RenderServiceServicer_to_server(render, server)
     avatar_service_pb2_grpc.add_AvatarServiceServicer_to_server(AvatarServiceServicer(sessions), server)
     avatar_registry_pb2_grpc.add_AvatarRegistryServicer_to_server(AvatarRegistryServicer(avatars), server)
@@ -182,6 +264,11 @@ async def start_server(
         raise Unavailable(f"the gRPC server failed to start: {exc}") from exc
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    budget_task = (
+        asyncio.create_task(_measure_budget(slots, avatars, backend, config), name="avaluma-measure-budget")
+        if config.sessions.measure_budget and avatars.ids()
+        else None
+    )
     log.info(
         "gRPC server listening",
         extra={"host": host, "port": port, "avatar_ids": avatars.ids(), "max_sessions": config.server.max_sessions},
@@ -196,4 +283,7 @@ async def start_server(
         _render=render,
         _backend=backend,
         _grace_s=config.server.shutdown_grace_s,
+        _budget_task=budget_task,
+        slots=slots,
+        keys=keys,
     )

@@ -1,0 +1,218 @@
+"""Telemetry of the render path: lip-sync inference spans and latency, and per-stream segment spans and metrics.
+
+The render engine (:mod:`avaluma.renderer.engine`) stays free of telemetry; the gRPC adapter wraps what it hands the
+engine (:func:`instrument_backend`) and reports what a stream does through a :class:`StreamTelemetry`. Both cost
+nothing while telemetry is off: the backend is returned unwrapped and the stream gets :data:`NOOP_STREAM`.
+
+Span tree of one utterance on a ``Render`` stream (``avaluma.v1.RenderService/Render`` is the gRPC server span)::
+
+    avaluma.v1.RenderService/Render
+      avaluma.segment                    (first audio .. segment end or clear)
+        avaluma.render.frames            (sampled: first piece of the segment, then 1 in FRAME_SPAN_EVERY)
+          avaluma.lipsync.infer          (every push / flush of the model)
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from avaluma.core import telemetry
+from avaluma.renderer.lipsync.base import LipSyncBackend, LipSyncStream, MouthFrames
+
+KIND_RENDER: Final = "render"
+KIND_LIVEKIT: Final = "livekit"
+
+
+class TracedLipSyncStream(LipSyncStream):
+    """Delegates to a backend stream, with a span and a latency record around every inference call."""
+
+    def __init__(self, inner: LipSyncStream, backend_name: str) -> None:
+        self._inner = inner
+        self._attrs: dict[str, telemetry.AttributeValue] = {telemetry.ATTR_LIPSYNC_BACKEND: backend_name}
+        self.lookahead_s = inner.lookahead_s
+
+    def _call(self, op: str, run: Callable[[], MouthFrames], samples: int) -> MouthFrames:
+        attrs = {**self._attrs, telemetry.ATTR_LIPSYNC_OP: op, telemetry.ATTR_AUDIO_SAMPLES: samples}
+        with telemetry.span(telemetry.SPAN_LIPSYNC_INFER, attrs) as span:
+            start = time.perf_counter()
+            frames = run()
+            telemetry.INFERENCE_LATENCY.record(telemetry.elapsed_since(start), self._attrs)
+            span.set_attribute(telemetry.ATTR_FRAMES, len(frames))
+        return frames
+
+    def push(self, audio: npt.NDArray[np.float32]) -> MouthFrames:
+        return self._call("push", lambda: self._inner.push(audio), int(audio.size))
+
+    def flush(self) -> MouthFrames:
+        return self._call("flush", self._inner.flush, 0)
+
+    def reset(self) -> None:
+        self._inner.reset()
+
+
+class TracedLipSyncBackend(LipSyncBackend):
+    """A backend whose streams are :class:`TracedLipSyncStream` s; closing it does not close the shared backend."""
+
+    def __init__(self, inner: LipSyncBackend) -> None:
+        self._inner = inner
+        self.name = inner.name or type(inner).__name__
+
+    def open_stream(self, *, fps: float) -> LipSyncStream:
+        return TracedLipSyncStream(self._inner.open_stream(fps=fps), self.name)
+
+    def close(self) -> None:
+        # The wrapped backend is shared by every stream of the server; its owner closes it.
+        return None
+
+
+def instrument_backend(backend: LipSyncBackend) -> LipSyncBackend:
+    """``backend`` with inference spans and latency metrics, or ``backend`` itself while telemetry is off."""
+    if not (telemetry.tracing_enabled() or telemetry.metrics_enabled()):
+        return backend
+    return TracedLipSyncBackend(backend)
+
+
+_stream_ids = itertools.count(1)
+
+
+class StreamTelemetry:
+    """What one render stream reports: active-session count, segment spans, first-frame latency, frames rendered and
+    late, queue depth and memory. Methods are called from the stream's event-loop task only."""
+
+    def __init__(self, kind: str, attributes: telemetry.Attributes, measure_memory: Callable[[], int]) -> None:
+        self.session_id = f"{kind}-{next(_stream_ids)}"
+        self._kind = {telemetry.ATTR_SESSION_KIND: kind}
+        self._attrs = dict(attributes)
+        self._segment: telemetry.Span | None = None
+        self._segment_index = 0
+        self._pieces = 0
+        #: Arrival times of segments received but not started yet (their first frame not yet sent).
+        self._arrivals: deque[float] = deque()
+        self._receiving = False
+        telemetry.ACTIVE_SESSIONS.add(1, self._kind)
+        self._forget_memory = telemetry.track_session_memory(self.session_id, kind, measure_memory)
+
+    # --- input ---------------------------------------------------------------------------------------------------
+
+    def audio_received(self) -> None:
+        if not self._receiving:
+            self._receiving = True
+            self._arrivals.append(time.perf_counter())
+
+    def segment_end_received(self) -> None:
+        self._receiving = False
+
+    def cleared(self) -> None:
+        # A clear drops everything queued before it: those segments will never start.
+        self._arrivals.clear()
+        self._receiving = False
+        self._end_segment(interrupted=True)
+
+    # --- rendering -----------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def rendering(self, *, audio: bool, queued_frames: float) -> Iterator[None]:
+        """Around one render step: ``audio`` (else a segment end). Spans started inside (inference) are children of
+        the segment's span; the segment span ends with the step that ends the segment."""
+        telemetry.QUEUE_DEPTH.record(queued_frames, self._kind)
+        if audio and self._segment is None:
+            self._segment = telemetry.start_span(
+                telemetry.SPAN_SEGMENT, {**self._attrs, telemetry.ATTR_SEGMENT: self._segment_index}
+            )
+            self._pieces = 0
+        segment = self._segment
+        if segment is None:  # a segment end with no audio before it
+            yield
+            return
+        sampled = self._pieces % telemetry.FRAME_SPAN_EVERY == 0
+        self._pieces += 1
+        with telemetry.activate(segment):
+            if sampled:
+                with telemetry.span(telemetry.SPAN_RENDER_FRAMES, self._attrs):
+                    yield
+            else:
+                yield
+        if not audio:
+            self._end_segment(interrupted=False)
+
+    def _end_segment(self, *, interrupted: bool) -> None:
+        segment, self._segment = self._segment, None
+        if segment is None:
+            return
+        segment.set_attribute(telemetry.ATTR_INTERRUPTED, interrupted)
+        segment.end()
+        self._segment_index += 1
+
+    def frames_rendered(self, outputs: Iterable[object]) -> None:
+        """Count the frames among ``outputs`` (objects with a ``speaking`` flag; playback events are skipped)."""
+        flags = [speaking for o in outputs if (speaking := getattr(o, "speaking", None)) is not None]
+        if flags:
+            speaking = sum(flags)
+            if speaking:
+                telemetry.FRAMES_RENDERED.add(speaking, {**self._kind, telemetry.ATTR_SPEAKING: True})
+            if len(flags) > speaking:
+                telemetry.FRAMES_RENDERED.add(len(flags) - speaking, {**self._kind, telemetry.ATTR_SPEAKING: False})
+
+    # --- output --------------------------------------------------------------------------------------------------
+
+    def playback_started_sent(self) -> None:
+        if self._arrivals:
+            telemetry.FIRST_FRAME_LATENCY.record(telemetry.elapsed_since(self._arrivals.popleft()), self._kind)
+
+    def frame_late(self) -> None:
+        telemetry.FRAMES_LATE.add(1, self._kind)
+
+    def close(self) -> None:
+        self._end_segment(interrupted=True)
+        self._forget_memory()
+        telemetry.ACTIVE_SESSIONS.add(-1, self._kind)
+
+
+class _NoopStreamTelemetry(StreamTelemetry):
+    """The stream telemetry while telemetry is off: every report is dropped at the call."""
+
+    def __init__(self) -> None:
+        self.session_id = ""
+
+    def audio_received(self) -> None:
+        return None
+
+    def segment_end_received(self) -> None:
+        return None
+
+    def cleared(self) -> None:
+        return None
+
+    @contextmanager
+    def rendering(self, *, audio: bool, queued_frames: float) -> Iterator[None]:
+        yield
+
+    def frames_rendered(self, outputs: Iterable[object]) -> None:
+        return None
+
+    def playback_started_sent(self) -> None:
+        return None
+
+    def frame_late(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+NOOP_STREAM: Final[StreamTelemetry] = _NoopStreamTelemetry()
+
+
+def stream_telemetry(kind: str, attributes: telemetry.Attributes, measure_memory: Callable[[], int]) -> StreamTelemetry:
+    """A :class:`StreamTelemetry` for a new stream, or the shared no-op one while telemetry is off."""
+    if not (telemetry.tracing_enabled() or telemetry.metrics_enabled()):
+        return NOOP_STREAM
+    return StreamTelemetry(kind, attributes, measure_memory)
