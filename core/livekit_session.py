@@ -8,7 +8,10 @@ The parts, outside in:
 - :class:`SessionRuntime` is the session itself, room-free: a :class:`Playout` fed by an
   :class:`AudioStreamReceiver`, playback / error / per-second stats events published to the session's watchers,
   and the idle timeout. Tests build it with a recording sink and a scripted ``send_rpc``;
-- :class:`AVSyncSink` publishes each frame's video, then exactly its audio, through ``rtc.AVSynchronizer``;
+- :class:`AVSyncSink` publishes each frame's video, then exactly its audio, through ``rtc.AVSynchronizer``, and
+  records the resulting audio-minus-video offset (``avaluma.av.offset``);
+- :class:`FaultRelay` carries lip-sync backend faults (Triton died) from the render threads to the session: an
+  ``error`` event, and under the backend's ``end`` policy the session ends with ``END_REASON_LIPSYNC_UNAVAILABLE``;
 - :class:`AgentAudioBridge` drives a :class:`Playout` from LiveKit Agents' ``AudioReceiver`` interface (e.g.
   ``QueueAudioOutput``): the in-process, AvatarRunner-style path used by the offline end-to-end tests.
 """
@@ -23,16 +26,20 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
+from avaluma.core import telemetry
 from avaluma.core.audio_receiver import AudioStreamReceiver, SenderPolicy, SendRpc
-from avaluma.core.errors import AvalumaError
+from avaluma.core.errors import AvalumaError, Unavailable
 from avaluma.core.grpc_errors import status_number
 from avaluma.core.media import AudioChunk, float_to_pcm16
 from avaluma.core.playout import Clock, FrameSink, Playout
+from avaluma.core.telemetry_render import KIND_LIVEKIT, instrument_backend, stream_telemetry
 from avaluma.proto.v1 import avatar_service_pb2, common_pb2
 from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderSession
+from avaluma.renderer.lipsync.base import LipSyncBackend, LipSyncFault, watch_faults
 
 if TYPE_CHECKING:
     from avaluma.core.sessions import Session
+    from avaluma.renderer.avatar import Avatar
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +71,38 @@ def error_event_message(exc: AvalumaError) -> SessionEvent:
     return SessionEvent(error=common_pb2.StreamError(code=status_number(exc), message=exc.message))
 
 
+class FaultRelay:
+    """Lip-sync backend faults, from the render worker threads to a listener on the event loop.
+
+    The backend is wrapped (:meth:`wrap`) before the session's ``RenderSession`` is built; the session's runtime
+    then :meth:`listen` s. Create it on the event loop that will receive the faults.
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._listener: Callable[[LipSyncFault], None] | None = None
+        #: Faults seen so far, in order (also those that came before a listener did).
+        self.faults: list[LipSyncFault] = []
+
+    def wrap(self, backend: LipSyncBackend) -> LipSyncBackend:
+        return watch_faults(backend, self._from_worker)
+
+    def listen(self, listener: Callable[[LipSyncFault], None]) -> None:
+        self._listener = listener
+        for fault in self.faults:
+            listener(fault)
+
+    def _from_worker(self, fault: LipSyncFault) -> None:
+        # Called in the render thread before the failing call returns or raises, so the fault reaches the loop ahead
+        # of the playout's own reaction to that call (call_soon_threadsafe keeps order).
+        self._loop.call_soon_threadsafe(self._deliver, fault)
+
+    def _deliver(self, fault: LipSyncFault) -> None:
+        self.faults.append(fault)
+        if self._listener is not None:
+            self._listener(fault)
+
+
 class SessionRuntime:
     """A live session without the room: receiver, playout, events, stats and idle timeout.
 
@@ -82,11 +121,21 @@ class SessionRuntime:
         is_agent: Callable[[str], bool] = lambda _identity: False,
         clock: Clock | None = None,
         stats_interval_s: float = STATS_INTERVAL_S,
+        faults: FaultRelay | None = None,
+        trace_context: object | None = None,
     ) -> None:
+        """``faults``: the relay ``render``'s backend was wrapped with, so backend faults reach the session.
+        ``trace_context``: the parent of the session's segment spans (its ``StartSession`` call's context)."""
         self.session = session
         self._end = end
         self._stats_interval_s = stats_interval_s
         self.playout = Playout(render, sink, on_event=self._on_playback, clock=clock)
+        self.playout.telemetry = stream_telemetry(
+            KIND_LIVEKIT,
+            {telemetry.ATTR_AVATAR_ID: session.avatar_id, telemetry.ATTR_FPS: render.fps},
+            self.playout.memory_bytes,
+            context=trace_context,
+        )
         self.receiver = AudioStreamReceiver(
             self.playout,
             SenderPolicy(session.accepted_senders, agent=session.agent_identity),
@@ -96,6 +145,8 @@ class SessionRuntime:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._ending = False
+        if faults is not None:
+            faults.listen(self._on_lipsync_fault)
 
     def start(self) -> None:
         self.receiver.start()
@@ -118,6 +169,16 @@ class SessionRuntime:
         """Publish a recoverable error; the session goes on."""
         self.session.publish(error_event_message(exc))
 
+    def _on_lipsync_fault(self, fault: LipSyncFault) -> None:
+        """Tell the watchers; under the ``end`` policy end the session (its renders now fail), else it goes on."""
+        log.warning(
+            "lip-sync backend fault in a session",
+            extra={"event": "lipsync_fault", "session_id": self.session.id, "url": fault.url, "action": fault.action},
+        )
+        self.session.publish(error_event_message(Unavailable(fault.describe())))
+        if fault.action == "end":
+            self._request_end(avatar_service_pb2.END_REASON_LIPSYNC_UNAVAILABLE, fault.describe())
+
     def _on_playback(self, event: PlaybackEvent) -> None:
         self.receiver.on_playback(event)
         self.session.publish(playback_event_message(event))
@@ -133,6 +194,10 @@ class SessionRuntime:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if self._ending and isinstance(exc, AvalumaError):
+                # Expected: the lip-sync backend failed under policy `end`; its fault already ended the session.
+                log.info("playout stopped by a lip-sync fault", extra={"session_id": self.session.id})
+                return
             log.exception("playout failed", extra={"session_id": self.session.id})
             self.session.publish(
                 SessionEvent(error=common_pb2.StreamError(code=13, message=f"rendering failed: {exc}"))
@@ -166,6 +231,45 @@ class SessionRuntime:
                 return
 
 
+def build_session_runtime(
+    session: Session,
+    avatar: Avatar,
+    backend: LipSyncBackend,
+    sink: FrameSink,
+    *,
+    fps: int,
+    audio_sample_rate: int,
+    send_rpc: SendRpc,
+    end: EndSession,
+    is_agent: Callable[[str], bool] = lambda _identity: False,
+    clock: Clock | None = None,
+    stats_interval_s: float = STATS_INTERVAL_S,
+) -> SessionRuntime:
+    """A session's runtime rendering with the server's shared ``backend``: inference spans and metrics
+    (:func:`instrument_backend`), backend faults reported to the session (:class:`FaultRelay`), segment spans
+    parented on the ``StartSession`` call (``session.trace_context``). Call on the event loop; then :meth:`start`."""
+    faults = FaultRelay()
+    render = RenderSession(
+        avatar,
+        instrument_backend(faults.wrap(backend)),
+        fps=fps,
+        audio_sample_rate=audio_sample_rate,
+        seed=session.render.seed,
+    )
+    return SessionRuntime(
+        session,
+        render,
+        sink,
+        send_rpc=send_rpc,
+        end=end,
+        is_agent=is_agent,
+        clock=clock,
+        stats_interval_s=stats_interval_s,
+        faults=faults,
+        trace_context=session.trace_context,
+    )
+
+
 # --- LiveKit ----------------------------------------------------------------------------------------------------
 
 
@@ -192,6 +296,7 @@ class AVSyncSink:
         )
         self._fps = fps
         self._published = 0
+        self._metric_attrs: telemetry.Attributes = {telemetry.ATTR_SESSION_KIND: KIND_LIVEKIT}
         #: Converted media by frame index. Written by the render thread, read and pruned on the event loop: single
         #: dict operations are atomic under the GIL, and the two sides never touch the same key at once.
         self._prepared: dict[int, tuple[Any, Any]] = {}
@@ -218,6 +323,13 @@ class AVSyncSink:
         end_s = self._published / self._fps
         await self.av_sync.push(video, end_s - 1 / self._fps)
         await self.av_sync.push(audio, end_s)
+        if telemetry.metrics_enabled():  # reading the audio queue is an FFI call: skip it while metrics are off
+            telemetry.AV_OFFSET.record(self.av_offset_s(), self._metric_attrs)
+
+    def av_offset_s(self) -> float:
+        """Audio minus video presentation time at the output now (positive: audio leads), from the synchronizer's
+        view: the audio being played out against the last video frame captured."""
+        return float(self.av_sync.last_audio_time - self.av_sync.last_video_time)
 
     async def clear(self) -> None:
         await self.av_sync.clear_queue()
@@ -246,12 +358,24 @@ class LiveKitRuntime:
 
 
 async def start_livekit_runtime(
-    session: Session, room: Any, render: RenderSession, *, end: EndSession
+    session: Session,
+    room: Any,
+    avatar: Avatar,
+    backend: LipSyncBackend,
+    *,
+    fps: int,
+    audio_sample_rate: int,
+    end: EndSession,
 ) -> LiveKitRuntime:
-    """Publish the avatar's tracks in the connected ``rtc.Room`` and start the session in it."""
+    """Publish the avatar's tracks in the connected ``rtc.Room`` and start the session in it.
+
+    ``backend`` is the server's shared lip-sync backend; the session renders through it with inference spans
+    (:func:`instrument_backend`) and its faults reported to the session (:class:`FaultRelay`); its segment spans
+    are children of the ``StartSession`` call that started it (``session.trace_context``).
+    """
     from livekit import rtc
 
-    sink = AVSyncSink(width=render.width, height=render.height, fps=render.fps, sample_rate=render.audio_sample_rate)
+    sink = AVSyncSink(width=avatar.width, height=avatar.height, fps=fps, sample_rate=audio_sample_rate)
 
     async def send_rpc(destination: str, method: str, payload: str) -> str:
         return str(
@@ -262,7 +386,17 @@ async def start_livekit_runtime(
         participant = room.remote_participants.get(identity)
         return participant is not None and participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
 
-    runtime = SessionRuntime(session, render, sink, send_rpc=send_rpc, end=end, is_agent=is_agent)
+    runtime = build_session_runtime(
+        session,
+        avatar,
+        backend,
+        sink,
+        fps=fps,
+        audio_sample_rate=audio_sample_rate,
+        send_rpc=send_rpc,
+        end=end,
+        is_agent=is_agent,
+    )
     try:
         local = room.local_participant
         audio_track = rtc.LocalAudioTrack.create_audio_track(AUDIO_TRACK_NAME, sink.audio_source)

@@ -39,6 +39,7 @@ from typing import Any, Final, Protocol
 
 from avaluma.core.errors import ResourceExhausted
 from avaluma.core.media import AudioChunk
+from avaluma.core.telemetry_render import NOOP_STREAM, StreamTelemetry
 from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderSession
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,8 @@ class Playout:
 
     ``on_event`` receives every playback event (with this playout's segment numbers) on the event loop, in order;
     it must not block. Start with :meth:`run` (one task; it owns the render worker) and end it with :meth:`close`.
+    ``telemetry`` receives segment spans and frame metrics (:func:`~avaluma.core.telemetry_render.stream_telemetry`;
+    the default reports nothing); the playout closes it when :meth:`run` ends.
     """
 
     def __init__(
@@ -169,8 +172,10 @@ class Playout:
         on_event: Callable[[PlaybackEvent], None],
         clock: Clock | None = None,
         render_ahead_s: float = RENDER_AHEAD_S,
+        telemetry: StreamTelemetry = NOOP_STREAM,
     ) -> None:
         self._render = render
+        self.telemetry = telemetry
         #: Held by whichever thread calls into the RenderSession (it is not thread-safe).
         self._render_lock = threading.Lock()
         self._sink = sink
@@ -205,6 +210,8 @@ class Playout:
         self._produced = asyncio.Event()  # the worker added output (or failed)
         self._quiet = asyncio.Event()  # the worker has nothing left to do
         self._failure: BaseException | None = None
+        #: What the job :meth:`_next_job` returned last renders: "audio", "end" (of a segment), or None (other work).
+        self._speech_job: str | None = None
         self._closed = False
         self._frames = 0
         self._late = 0
@@ -235,6 +242,7 @@ class Playout:
             self._next_segment += 1
             self._open.append(self._receiving)
         self.last_activity = self._clock.now()
+        self.telemetry.audio_received()
         if chunk.samples.size:
             for piece in split_chunk(chunk, self._fps):
                 self._ops.append(_Audio(self._receiving, piece))
@@ -245,6 +253,7 @@ class Playout:
     def end_segment(self) -> int | None:
         """End the segment receiving audio (its tail is rendered, then ``finished``); ``None`` when none is open."""
         segment, self._receiving = self._receiving, None
+        self.telemetry.segment_end_received()
         if segment is not None:
             self._ops.append(_End(segment))
             self.last_activity = self._clock.now()
@@ -280,6 +289,7 @@ class Playout:
         self._clear_engine = True
         self._clear_sink = True
         self.last_activity = self._clock.now()
+        self.telemetry.cleared()
         self._wake_worker()
         for event in events:
             self._on_event(event)
@@ -289,6 +299,12 @@ class Playout:
         """Show an agent state (``listening``, ``thinking``; others mean idle) when the renderer supports states."""
         self._state = AGENT_STATES.get(state, "idle")
         self._wake_worker()
+
+    def memory_bytes(self) -> int:
+        """Bytes this playout buffers (audio waiting to be rendered, frames rendered ahead), for telemetry."""
+        audio = sum(op.chunk.samples.nbytes for op in list(self._ops) if isinstance(op, _Audio))
+        frames = [*self._ready, *self._idle]
+        return audio + sum(f.rgb.nbytes + f.audio.nbytes for f in frames if isinstance(f, RenderedFrame))
 
     def stats(self) -> PlayoutStats:
         return PlayoutStats(
@@ -313,6 +329,7 @@ class Playout:
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
+            self.telemetry.close()
 
     async def _tick_loop(self) -> None:
         clock = self._clock
@@ -354,6 +371,7 @@ class Playout:
             frame = self._take_frame()
         if self._clock.now() - due > LATE_FRACTION * self._frame_s:
             self._late += 1
+            self.telemetry.frame_late()
         # Counted before the (possibly waiting) push: a clear during the push must include this frame.
         self._frames += 1
         if frame.speaking and self._playing is not None:
@@ -383,6 +401,7 @@ class Playout:
         if event.kind == "started":
             self._playing = event.segment
             self._played_frames = 0
+            self.telemetry.playback_started_sent()
         else:
             if event.segment in self._open:
                 self._open.remove(event.segment)
@@ -413,7 +432,15 @@ class Playout:
                     await self._work.wait()
                     continue
                 generation = self._generation
-                outputs = await asyncio.to_thread(job)
+                speech = self._speech_job
+                if speech is None:
+                    outputs = await asyncio.to_thread(job)
+                else:
+                    # The worker thread inherits the context: inference spans become children of the segment's.
+                    queued = len(self._ops) * PIECE_FRAMES + self._speech_ready()
+                    with self.telemetry.rendering(audio=speech == "audio", queued_frames=queued):
+                        outputs = await asyncio.to_thread(job)
+                self.telemetry.frames_rendered(outputs)
                 if generation == self._generation:
                     self._store(outputs)
         except asyncio.CancelledError:
@@ -425,6 +452,7 @@ class Playout:
 
     def _next_job(self) -> Callable[[], Sequence[_Ready]] | None:
         """What the worker does next, in order of urgency: a clear or state cue, speech, idle frames."""
+        self._speech_job = None
         if self._clear_engine or self._state is not None:
             clear_engine, self._clear_engine = self._clear_engine, False
             state, self._state = self._state, None
@@ -436,7 +464,9 @@ class Playout:
                 if not self._rendering or self._rendering[-1] != op.segment:
                     self._rendering.append(op.segment)
                 chunk = op.chunk
+                self._speech_job = "audio"
                 return lambda: self._rendered(self._render.push_audio, chunk)
+            self._speech_job = "end"
             return lambda: self._rendered(self._render.end_segment)
         if len(self._idle) < IDLE_AHEAD:
             return lambda: self._rendered(self._render.idle_frames, 1)

@@ -9,7 +9,10 @@ must not know about:
   :data:`RENDER_AHEAD_S` of video is rendered ahead;
 - off-loop rendering: rendering and encoding run in worker threads (``asyncio.to_thread``) in pieces of
   :data:`PIECE_FRAMES` frames, so one busy stream never stalls the others;
-- in-band errors: a malformed request is answered with ``StreamError`` and the stream goes on.
+- in-band errors: a malformed request is answered with ``StreamError`` and the stream goes on;
+- backend faults: when the lip-sync backend fails under the stream (Triton died; see :attr:`LipSyncStream.fault`),
+  the client gets a ``StreamError`` (``UNAVAILABLE``, naming the backend's address and the policy applied); under
+  ``fallback`` frames keep coming, under ``end`` the call then ends with ``UNAVAILABLE``. Other streams go on.
 
 Frame ``index``/``pts_us`` on the wire count the frames *sent* on this stream, so they stay gapless when a clear
 drops frames that were rendered ahead but never sent.
@@ -45,7 +48,7 @@ from avaluma.core.telemetry_render import (
 from avaluma.proto.v1 import common_pb2, render_service_pb2, render_service_pb2_grpc
 from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderSession
 from avaluma.renderer.frame_formats import DEFAULT_JPEG_QUALITY, FrameEncoding, encode_frame
-from avaluma.renderer.lipsync.base import LipSyncBackend
+from avaluma.renderer.lipsync.base import LipSyncBackend, LipSyncFault, watch_faults
 
 log = logging.getLogger(__name__)
 
@@ -192,8 +195,11 @@ class _RenderStream:
         width: int,
         height: int,
         telemetry: StreamTelemetry = NOOP_STREAM,
+        faults: list[LipSyncFault] | None = None,
     ) -> None:
         self.session = session
+        #: Backend faults not yet told to the client; appended by render worker threads (see :func:`watch_faults`).
+        self.faults: list[LipSyncFault] = faults if faults is not None else []
         self.telemetry = telemetry
         self.settings = settings
         self.width = width
@@ -254,10 +260,34 @@ class _RenderStream:
     # --- the loop ------------------------------------------------------------------------------------------------
 
     async def run(self, closing: asyncio.Event) -> AsyncIterator[RenderResponse]:
+        try:
+            async for response in self._run(closing):
+                yield response
+        except AvalumaError:
+            # A fault that ends the stream (policy `end`) is told in-band first, then the status ends the call.
+            for response in self._fault_errors():
+                yield response
+            raise
+
+    def _fault_errors(self) -> list[RenderResponse]:
+        responses = []
+        while self.faults:
+            fault = self.faults.pop(0)
+            log.warning(
+                "lip-sync backend fault reported to the render stream",
+                extra={"event": "lipsync_fault", "url": fault.url, "action": fault.action, "error": fault.error},
+            )
+            responses.append(_error(Unavailable(fault.describe())))
+        return responses
+
+    async def _run(self, closing: asyncio.Event) -> AsyncIterator[RenderResponse]:
         loop = asyncio.get_running_loop()
         frame_s = 1.0 / self.settings.fps
         clock_start = loop.time()
         while True:
+            if self.faults:  # every step loops back here, so a fault is told right after the render that hit it
+                for response in self._fault_errors():
+                    yield response
             if closing.is_set():
                 raise Unavailable(_SHUTDOWN_MESSAGE)
             if self.clears_pending:
@@ -484,11 +514,12 @@ class RenderServicer(render_service_pb2_grpc.RenderServiceServicer):
         settings = stream_settings(first.config, self._defaults, default_avatar=self._default_avatar)
         avatar = self._store.get(settings.avatar_id)
         with self._slots.acquire("render stream"):
-            backend = instrument_backend(await self._backend.get())
+            faults: list[LipSyncFault] = []  # list.append is atomic: safe from the render worker threads
+            backend = instrument_backend(watch_faults(await self._backend.get(), faults.append))
             session = RenderSession(
                 avatar, backend, fps=settings.fps, audio_sample_rate=settings.audio_sample_rate, seed=settings.seed
             )
-            stream = _RenderStream(session, settings, avatar.width, avatar.height)
+            stream = _RenderStream(session, settings, avatar.width, avatar.height, faults=faults)
             stream.telemetry = stream_telemetry(
                 KIND_RENDER,
                 {

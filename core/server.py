@@ -146,16 +146,16 @@ def livekit_runtime_factory(backend: SharedBackend, defaults: RenderDefaults) ->
         if not isinstance(room, LiveKitRoom):
             return None  # a scripted room (tests): nothing to play in
         from avaluma.core.livekit_session import start_livekit_runtime
-        from avaluma.renderer.engine import RenderSession
 
-        render = RenderSession(
+        return await start_livekit_runtime(
+            session,
+            room.room,
             avatar,
             await backend.get(),
             fps=session.render.fps or defaults.fps,
             audio_sample_rate=session.render.audio_sample_rate or defaults.audio_sample_rate,
-            seed=session.render.seed,
+            end=end,
         )
-        return await start_livekit_runtime(session, room.room, render, end=end)
 
     return start
 

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from avaluma.core import telemetry
 from avaluma.core.avatar_store import AvatarStore
 from avaluma.core.config import RenderConfig as RenderDefaults
 from avaluma.core.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted, Unavailable
@@ -57,6 +58,7 @@ END_REASON_WORDS: Final[dict[int, str]] = {
     avatar_service_pb2.END_REASON_DISCONNECTED: "disconnected",
     avatar_service_pb2.END_REASON_ERROR: "error",
     avatar_service_pb2.END_REASON_SERVER_SHUTDOWN: "server_shutdown",
+    avatar_service_pb2.END_REASON_LIPSYNC_UNAVAILABLE: "lipsync_unavailable",
 }
 
 
@@ -281,6 +283,9 @@ class Session:
     room: RoomHandle | None = None
     slot: Slot | None = None
     runtime: SessionRuntime | None = None
+    #: Trace context of the ``StartSession`` call (``None`` while tracing is off): the session's later spans
+    #: (segments) are parented on it, since they run long after that call returned.
+    trace_context: object | None = None
     _history: deque[SessionEvent] = field(default_factory=lambda: deque(maxlen=EVENT_HISTORY))
     _watchers: set[asyncio.Queue[SessionEvent | None]] = field(default_factory=set)
 
@@ -428,16 +433,22 @@ class SessionRegistry:
             idle_timeout_s=request.idle_timeout_s or self._idle_timeout_s,
             render=render,
             slot=slot,
+            trace_context=telemetry.current_context(),
         )
         self._sessions[session.id] = session
         try:
-            session.room = await self._connector(
-                url, request.livekit_token, on_disconnected=lambda reason: self._on_disconnected(session, reason)
-            )
-            if self._runtime is not None:
-                session.runtime = await self._runtime(
-                    session, session.room, avatar, end=lambda reason, detail: self._end_soon(session, reason, detail)
+            attrs = {telemetry.ATTR_SESSION_ID: session.id, telemetry.ATTR_AVATAR_ID: avatar.id}
+            with telemetry.span(telemetry.SPAN_SESSION_START, attrs, context=session.trace_context):
+                session.room = await self._connector(
+                    url, request.livekit_token, on_disconnected=lambda reason: self._on_disconnected(session, reason)
                 )
+                if self._runtime is not None:
+                    session.runtime = await self._runtime(
+                        session,
+                        session.room,
+                        avatar,
+                        end=lambda reason, detail: self._end_soon(session, reason, detail),
+                    )
         except BaseException:
             self._sessions.pop(session.id, None)
             room, session.room = session.room, None

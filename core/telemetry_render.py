@@ -10,6 +10,12 @@ Span tree of one utterance on a ``Render`` stream (``avaluma.v1.RenderService/Re
       avaluma.segment                    (first audio .. segment end or clear)
         avaluma.render.frames            (sampled: first piece of the segment, then 1 in FRAME_SPAN_EVERY)
           avaluma.lipsync.infer          (every push / flush of the model)
+
+A LiveKit session outlives its ``StartSession`` call; its spans are parented on the context that call carried::
+
+    avaluma.v1.AvatarService/StartSession
+      avaluma.session.start              (joining the room, publishing the tracks)
+      avaluma.segment                    (each utterance the session plays, as above)
 """
 
 from __future__ import annotations
@@ -38,14 +44,18 @@ class TracedLipSyncStream(LipSyncStream):
         self._inner = inner
         self._attrs: dict[str, telemetry.AttributeValue] = {telemetry.ATTR_LIPSYNC_BACKEND: backend_name}
         self.lookahead_s = inner.lookahead_s
+        self.fault = inner.fault
 
     def _call(self, op: str, run: Callable[[], MouthFrames], samples: int) -> MouthFrames:
         attrs = {**self._attrs, telemetry.ATTR_LIPSYNC_OP: op, telemetry.ATTR_AUDIO_SAMPLES: samples}
-        with telemetry.span(telemetry.SPAN_LIPSYNC_INFER, attrs) as span:
-            start = time.perf_counter()
-            frames = run()
-            telemetry.INFERENCE_LATENCY.record(telemetry.elapsed_since(start), self._attrs)
-            span.set_attribute(telemetry.ATTR_FRAMES, len(frames))
+        try:
+            with telemetry.span(telemetry.SPAN_LIPSYNC_INFER, attrs) as span:
+                start = time.perf_counter()
+                frames = run()
+                telemetry.INFERENCE_LATENCY.record(telemetry.elapsed_since(start), self._attrs)
+                span.set_attribute(telemetry.ATTR_FRAMES, len(frames))
+        finally:
+            self.fault = self._inner.fault  # the wrapper must not hide a backend's fault from the session's owner
         return frames
 
     def push(self, audio: npt.NDArray[np.float32]) -> MouthFrames:
@@ -55,7 +65,10 @@ class TracedLipSyncStream(LipSyncStream):
         return self._call("flush", self._inner.flush, 0)
 
     def reset(self) -> None:
-        self._inner.reset()
+        try:
+            self._inner.reset()
+        finally:
+            self.fault = self._inner.fault
 
 
 class TracedLipSyncBackend(LipSyncBackend):
@@ -87,8 +100,17 @@ class StreamTelemetry:
     """What one render stream reports: active-session count, segment spans, first-frame latency, frames rendered and
     late, queue depth and memory. Methods are called from the stream's event-loop task only."""
 
-    def __init__(self, kind: str, attributes: telemetry.Attributes, measure_memory: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        kind: str,
+        attributes: telemetry.Attributes,
+        measure_memory: Callable[[], int],
+        *,
+        context: object | None = None,
+    ) -> None:
         self.session_id = f"{kind}-{next(_stream_ids)}"
+        #: Parent of the segment spans (a LiveKit session's StartSession call); ``None``: the current span.
+        self._context = context
         self._kind = {telemetry.ATTR_SESSION_KIND: kind}
         self._attrs = dict(attributes)
         self._segment: telemetry.Span | None = None
@@ -125,7 +147,9 @@ class StreamTelemetry:
         telemetry.QUEUE_DEPTH.record(queued_frames, self._kind)
         if audio and self._segment is None:
             self._segment = telemetry.start_span(
-                telemetry.SPAN_SEGMENT, {**self._attrs, telemetry.ATTR_SEGMENT: self._segment_index}
+                telemetry.SPAN_SEGMENT,
+                {**self._attrs, telemetry.ATTR_SEGMENT: self._segment_index},
+                context=self._context,
             )
             self._pieces = 0
         segment = self._segment
@@ -211,8 +235,17 @@ class _NoopStreamTelemetry(StreamTelemetry):
 NOOP_STREAM: Final[StreamTelemetry] = _NoopStreamTelemetry()
 
 
-def stream_telemetry(kind: str, attributes: telemetry.Attributes, measure_memory: Callable[[], int]) -> StreamTelemetry:
-    """A :class:`StreamTelemetry` for a new stream, or the shared no-op one while telemetry is off."""
+def stream_telemetry(
+    kind: str,
+    attributes: telemetry.Attributes,
+    measure_memory: Callable[[], int],
+    *,
+    context: object | None = None,
+) -> StreamTelemetry:
+    """A :class:`StreamTelemetry` for a new stream, or the shared no-op one while telemetry is off.
+
+    ``context`` (:func:`telemetry.current_context` captured earlier) parents the segment spans when the stream's
+    work does not run below the call that started it (a LiveKit session lives on after ``StartSession`` returns)."""
     if not (telemetry.tracing_enabled() or telemetry.metrics_enabled()):
         return NOOP_STREAM
-    return StreamTelemetry(kind, attributes, measure_memory)
+    return StreamTelemetry(kind, attributes, measure_memory, context=context)

@@ -28,6 +28,7 @@ class EndReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     END_REASON_DISCONNECTED: _ClassVar[EndReason]
     END_REASON_ERROR: _ClassVar[EndReason]
     END_REASON_SERVER_SHUTDOWN: _ClassVar[EndReason]
+    END_REASON_LIPSYNC_UNAVAILABLE: _ClassVar[EndReason]
 SESSION_STATE_UNSPECIFIED: SessionState
 SESSION_STATE_STARTING: SessionState
 SESSION_STATE_ACTIVE: SessionState
@@ -40,6 +41,7 @@ END_REASON_ROOM_EMPTY: EndReason
 END_REASON_DISCONNECTED: EndReason
 END_REASON_ERROR: EndReason
 END_REASON_SERVER_SHUTDOWN: EndReason
+END_REASON_LIPSYNC_UNAVAILABLE: EndReason
 
 class StartSessionRequest(_message.Message):
     __slots__ = ("livekit_url", "livekit_token", "avatar_id", "render", "accepted_sender_identities", "agent_identity", "idle_timeout_s")

@@ -11,7 +11,9 @@ so a segment of ``n`` samples yields exactly ``ceil(n * fps / LIPSYNC_SAMPLE_RAT
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -55,11 +57,40 @@ class MouthFrames:
         return MouthFrames(params, visemes)
 
 
+@dataclass(frozen=True, slots=True)
+class LipSyncFault:
+    """A backend failed under a stream mid-session (its server died, a request errored or timed out), and what the
+    stream did about it: ``fallback`` (it goes on with another model) or ``end`` (its calls now raise).
+
+    Backends that depend on something outside the process report one through :attr:`LipSyncStream.fault`; whoever
+    owns the session turns it into an event its client sees (see :func:`watch_faults`).
+    """
+
+    url: str  #: address of the service that failed (e.g. Triton's host:port)
+    model: str  #: model name on that service
+    error: str  #: what went wrong (exception type and message)
+    action: Literal["fallback", "end"]
+    at: float  #: ``time.time()``
+    backend: str = ""  #: name of the backend that failed (``triton``)
+
+    def describe(self) -> str:
+        """One sentence for the client: what failed, where, and the policy that was applied."""
+        who = f"lip-sync backend {self.backend!r}" if self.backend else "the lip-sync backend"
+        if self.action == "fallback":
+            then = "continuing with the in-process model (lipsync.options.on_failure: fallback)"
+        else:
+            then = "ending the session (lipsync.options.on_failure: end; use fallback to continue in-process)"
+        return f"{who} at {self.url} failed mid-session ({self.error}); {then}"
+
+
 class LipSyncStream(ABC):
     """Per-session streaming state of a backend. Not thread-safe; one owner."""
 
     #: Audio the backend needs beyond a frame's end before it can emit that frame.
     lookahead_s: float = 0.0
+    #: The last fault this stream hit mid-session, or ``None``. A backend that can fail under a running session
+    #: sets it (a new object per fault) before ``push`` / ``flush`` returns or raises; in-process backends never do.
+    fault: LipSyncFault | None = None
 
     @abstractmethod
     def push(self, audio: npt.NDArray[np.float32]) -> MouthFrames:
@@ -85,3 +116,59 @@ class LipSyncBackend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook for backends holding resources
         """Release shared resources (model sessions, connections)."""
+
+
+class _FaultWatchingStream(LipSyncStream):
+    def __init__(self, inner: LipSyncStream, on_fault: Callable[[LipSyncFault], None]) -> None:
+        self._inner = inner
+        self._on_fault = on_fault
+        self.fault = inner.fault
+        self.lookahead_s = inner.lookahead_s
+
+    def _check(self) -> None:
+        fault = self._inner.fault
+        if fault is not None and fault is not self.fault:
+            self.fault = fault
+            self._on_fault(fault)
+
+    def push(self, audio: npt.NDArray[np.float32]) -> MouthFrames:
+        try:
+            return self._inner.push(audio)
+        finally:  # also when the call raises: a fault under policy `end` is reported before its error propagates
+            self._check()
+
+    def flush(self) -> MouthFrames:
+        try:
+            return self._inner.flush()
+        finally:
+            self._check()
+
+    def reset(self) -> None:
+        try:
+            self._inner.reset()
+        finally:
+            self._check()
+
+
+class _FaultWatchingBackend(LipSyncBackend):
+    def __init__(self, inner: LipSyncBackend, on_fault: Callable[[LipSyncFault], None]) -> None:
+        self._inner = inner
+        self._on_fault = on_fault
+        self.name = inner.name
+
+    def open_stream(self, *, fps: float) -> LipSyncStream:
+        return _FaultWatchingStream(self._inner.open_stream(fps=fps), self._on_fault)
+
+    def close(self) -> None:
+        # The wrapped backend is shared by every session of the server; its owner closes it.
+        return None
+
+
+def watch_faults(backend: LipSyncBackend, on_fault: Callable[[LipSyncFault], None]) -> LipSyncBackend:
+    """``backend`` whose streams call ``on_fault`` once per new :attr:`LipSyncStream.fault`, right after the ``push``,
+    ``flush`` or ``reset`` that produced it (in the thread that made the call, before an error it raises propagates).
+
+    For the owner of a session (the gRPC render stream, a LiveKit session), which hands the backend to a renderer
+    and never sees the stream itself. Closing the returned backend does not close ``backend``.
+    """
+    return _FaultWatchingBackend(backend, on_fault)

@@ -15,8 +15,9 @@ kilobytes of buffered audio and features.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +42,11 @@ F32 = npt.NDArray[np.float32]
 #: The model shipped in the package.
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "lipsync.onnx"
 
+#: An onnxruntime execution provider: its name, or ``(name, provider options)``.
+Provider = str | tuple[str, dict[str, Any]]
+#: What :class:`OnnxModel` runs on unless told otherwise.
+CPU_PROVIDERS: Final[tuple[Provider, ...]] = ("CPUExecutionProvider",)
+
 
 class OnnxOptions(BaseModel):
     """Options of the ``onnx`` backend (config ``lipsync: {name: onnx, options: {...}}``)."""
@@ -52,9 +58,13 @@ class OnnxOptions(BaseModel):
 
 
 class OnnxModel:
-    """The loaded network plus its streaming geometry (read from the ONNX metadata)."""
+    """The loaded network plus its streaming geometry (read from the ONNX metadata).
 
-    def __init__(self, path: Path, threads: int = 1) -> None:
+    ``providers`` are onnxruntime execution providers in order of preference, as ``ort.InferenceSession`` takes
+    them (e.g. ``[("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]``); the default is the CPU.
+    """
+
+    def __init__(self, path: Path, threads: int = 1, *, providers: Sequence[Provider] = CPU_PROVIDERS) -> None:
         import onnxruntime as ort
 
         if not path.is_file():
@@ -66,7 +76,7 @@ class OnnxModel:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        self._session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
         meta: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
         self.path = path
         self.version = meta.get("avaluma.version", "?")

@@ -40,7 +40,6 @@ import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -48,8 +47,9 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
+from avaluma.core import telemetry
 from avaluma.core.errors import Unavailable
-from avaluma.renderer.lipsync.base import MOUTH_PARAMS, LipSyncBackend, LipSyncStream, MouthFrames
+from avaluma.renderer.lipsync.base import MOUTH_PARAMS, LipSyncBackend, LipSyncFault, LipSyncStream, MouthFrames
 from avaluma.renderer.lipsync.framing import MAX_FPS
 from avaluma.renderer.lipsync.onnx_backend import DEFAULT_MODEL, OnnxModel, OnnxStream
 from avaluma.renderer.lipsync.triton_model import (
@@ -63,6 +63,8 @@ from avaluma.renderer.lipsync.triton_model import (
 from avaluma.renderer.lipsync.visemes import VISEMES
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["FAULT_EVENT", "LipSyncFault", "TritonBackend", "TritonOptions", "TritonStream"]
 
 F32 = npt.NDArray[np.float32]
 T = TypeVar("T")
@@ -89,17 +91,6 @@ class TritonOptions(BaseModel):
         None, description="ONNX file for the in-process fallback (default: the bundled model, as Triton serves)."
     )
     check_on_start: bool = Field(True, description="Fail at start-up when Triton or the model is not ready.")
-
-
-@dataclass(frozen=True, slots=True)
-class LipSyncFault:
-    """Triton failed under a stream: what happened and what the stream did about it."""
-
-    url: str
-    model: str
-    error: str  #: what went wrong (exception type and message)
-    action: Literal["fallback", "end"]
-    at: float  #: ``time.time()``
 
 
 class TritonBackend(LipSyncBackend):
@@ -247,8 +238,8 @@ class _Sequence:
                 return
             yield item
 
-    def open(self, client: Any) -> None:
-        self.responses = client.stream_infer(inputs_iterator=self._request_iter())
+    def open(self, client: Any, headers: dict[str, str] | None) -> None:
+        self.responses = client.stream_infer(inputs_iterator=self._request_iter(), headers=headers)
 
     def cancel(self) -> None:
         if self.responses is not None:
@@ -353,18 +344,23 @@ class TritonStream(LipSyncStream):
         if self._seq is None:
             self._seq = _Sequence(_new_corrid())
         seq = self._seq
+        # Trace context (traceparent) goes with the request that opens the sequence's stream, so Triton's own
+        # traces join the caller's; read here, in the caller's thread. Tracing off: one flag check, no headers.
+        headers = telemetry.inject_headers() if seq.responses is None and telemetry.tracing_enabled() else None
         frames = self._backend.run(
-            self._exchange(seq, audio, flush=flush, end=flush), timeout_s=self._options.timeout_s + 1
+            self._exchange(seq, audio, flush=flush, end=flush, headers=headers), timeout_s=self._options.timeout_s + 1
         )
         self.model_version = seq.version
         return frames
 
-    async def _exchange(self, seq: _Sequence, audio: F32, *, flush: bool, end: bool) -> MouthFrames:
+    async def _exchange(
+        self, seq: _Sequence, audio: F32, *, flush: bool, end: bool, headers: dict[str, str] | None = None
+    ) -> MouthFrames:
         from tritonclient.grpc import InferInput, InferRequestedOutput
 
         client = self._backend.client
         if seq.responses is None:
-            seq.open(client)
+            seq.open(client, headers or None)
         inputs = [
             InferInput(INPUT_AUDIO, [1, int(audio.size)], "FP32"),
             InferInput(INPUT_FPS, [1, 1], "FP32"),
@@ -416,7 +412,9 @@ class TritonStream(LipSyncStream):
         fallback_model = self._backend.fallback_model
         if action == "fallback" and fallback_model is None:
             action = "end"
-        fault = LipSyncFault(self._options.url, self._options.model, _describe(exc), action, time.time())
+        fault = LipSyncFault(
+            self._options.url, self._options.model, _describe(exc), action, time.time(), backend=TritonBackend.name
+        )
         self.fault = fault
         self._backend.report(fault)
         if action == "end" or fallback_model is None:
@@ -462,5 +460,11 @@ def _new_corrid() -> int:
 
 
 def _describe(exc: BaseException) -> str:
+    code, details = getattr(exc, "code", None), getattr(exc, "details", None)
+    if callable(code) and callable(details):  # a gRPC error: its str() is a multi-line dump
+        with contextlib.suppress(Exception):
+            name = getattr(code(), "name", str(code()))
+            lines = str(details() or "").strip().splitlines()
+            return f"{type(exc).__name__}: {name}" + (f" {lines[0]}" if lines else "")
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

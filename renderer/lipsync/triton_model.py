@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from avaluma.renderer.lipsync.base import MouthFrames
-from avaluma.renderer.lipsync.onnx_backend import DEFAULT_MODEL, OnnxModel, OnnxStream
+from avaluma.renderer.lipsync.onnx_backend import CPU_PROVIDERS, DEFAULT_MODEL, OnnxModel, OnnxStream, Provider
 
 logger = logging.getLogger(__name__)
 
@@ -181,9 +181,7 @@ def load_states(
     either way: a few kilobytes per session.
     """
     path = resolve_model_path(version_dir)
-    model = OnnxModel(path, threads=threads)
-    if gpu is not None:
-        _use_cuda(model, path, threads, gpu)
+    model = OnnxModel(path, threads=threads, providers=CPU_PROVIDERS if gpu is None else cuda_providers(gpu))
     logger.info(
         "lip-sync model loaded for Triton",
         extra={"model_path": str(path), "model_version": model.version, "gpu": gpu},
@@ -191,7 +189,9 @@ def load_states(
     return SequenceStates(model, ttl_s=ttl_s)
 
 
-def _use_cuda(model: OnnxModel, path: Path, threads: int, device_id: int) -> None:
+def cuda_providers(device_id: int) -> list[Provider]:
+    """onnxruntime providers for a ``KIND_GPU`` instance on ``device_id`` (CPU kept as the fallback for any operator
+    CUDA lacks). Raises when this onnxruntime has no CUDA provider, naming what to install."""
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -199,13 +199,4 @@ def _use_cuda(model: OnnxModel, path: Path, threads: int, device_id: int) -> Non
             "this Triton instance is KIND_GPU but onnxruntime has no CUDA provider: install onnxruntime-gpu in the "
             "serving environment, or use the CPU config.pbtxt"
         )
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
-    # OnnxModel builds a CPU session and has no provider argument yet; its metadata checks ran on the line above,
-    # so only the session is swapped here.
-    model._session = ort.InferenceSession(
-        str(path),
-        sess_options=opts,
-        providers=[("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"],
-    )
+    return [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]

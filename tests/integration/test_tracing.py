@@ -212,3 +212,91 @@ async def test_failed_calls_carry_their_status_and_health_is_not_traced(recorded
     # The caller's mistake is not the server's failure; for the caller it is.
     assert server_span.status.status_code == StatusCode.UNSET
     assert client_span.status.status_code == StatusCode.ERROR
+
+
+async def test_a_livekit_sessions_spans_hang_below_its_start_session_call(
+    recorded: Recorded, avatars_dir, api_key
+) -> None:
+    """The session outlives StartSession; its start span and its segments' spans still join that call's trace."""
+    from conftest import server_config
+
+    from avaluma.core.avatar_store import AvatarStore
+    from avaluma.core.livekit_session import SessionRuntime, build_session_runtime
+    from avaluma.core.media import pcm16_to_mono
+    from avaluma.core.server import start_server
+    from avaluma.renderer.engine import RenderedFrame
+    from avaluma.renderer.lipsync.energy import EnergyBackend
+
+    class Sink:
+        async def push(self, frame: RenderedFrame) -> None:
+            return None
+
+        async def clear(self) -> None:
+            return None
+
+    runtimes: list[SessionRuntime] = []
+    backend = EnergyBackend()
+
+    async def connector(url: str, token: str, *, on_disconnected: Callable[[str], None]) -> StandInRoom:
+        return StandInRoom()
+
+    async def runtime(session, room, avatar, *, end) -> SessionRuntime:
+        async def send_rpc(destination: str, method: str, payload: str) -> str:
+            return ""
+
+        built = build_session_runtime(
+            session, avatar, backend, Sink(), fps=25, audio_sample_rate=16_000, send_rpc=send_rpc, end=end
+        )
+        built.start()
+        runtimes.append(built)
+        return built
+
+    server = await start_server(
+        server_config(avatars_dir), store=AvatarStore.open(avatars_dir), room_connector=connector, runtime=runtime
+    )
+    client = AvatarServiceClient(server.address, api_key=api_key)
+    token = mint_avatar_token(
+        api_key="devkey", api_secret="secret-secret-secret-secret-secret", room="demo", identity="avatar-1",
+        agent_identity="agent-1",
+    )  # fmt: skip
+    request = avatar_service_pb2.StartSessionRequest(
+        livekit_url="ws://lk.example:7880", livekit_token=token, avatar_id=server.store.ids()[0]
+    )
+    try:
+        with telemetry.span(telemetry.SPAN_UTTERANCE) as root:
+            response = await start_with_retries(client, request, retry=RetryPolicy(attempts=1))
+        # Outside the call's context: audio arrives later, from the room.
+        (session_runtime,) = runtimes
+        session_runtime.playout.push_audio(pcm16_to_mono(speech(0.4), 16_000, 1))
+        session_runtime.playout.end_segment()
+        spans = await recorded.wait_for(lambda s: any(x.name == telemetry.SPAN_SEGMENT for x in s))
+        for _ in range(500):  # the segment's first frame is published a few ticks after it was rendered
+            if recorded.metric_points("avaluma.first_frame.latency"):
+                break
+            await asyncio.sleep(0.01)
+        await client.stop_session(response.session_id)
+    finally:
+        await client.aclose()
+        await server.stop(0.5)
+
+    index = by_id(spans)
+    (server_span,) = [s for s in spans if s.name == START_METHOD and s.kind == SpanKind.SERVER]
+    (start_span,) = [s for s in spans if s.name == telemetry.SPAN_SESSION_START]
+    (segment,) = [s for s in spans if s.name == telemetry.SPAN_SEGMENT]
+    inferences = [s for s in spans if s.name == telemetry.SPAN_LIPSYNC_INFER]
+    trace_id = root.get_span_context().trace_id
+    assert start_span.context.trace_id == segment.context.trace_id == trace_id
+    assert start_span.parent is not None and start_span.parent.span_id == server_span.context.span_id
+    assert segment.parent is not None and segment.parent.span_id == server_span.context.span_id
+    assert ancestors(segment, index) == [START_METHOD, START_METHOD, telemetry.SPAN_UTTERANCE]
+    assert start_span.attributes[telemetry.ATTR_SESSION_ID] == response.session_id
+    assert segment.attributes[telemetry.ATTR_INTERRUPTED] is False
+    assert inferences and all(telemetry.SPAN_SEGMENT in ancestors(s, index) for s in inferences)
+    assert {s.attributes[telemetry.ATTR_LIPSYNC_BACKEND] for s in inferences} == {"energy"}
+
+    kinds = {
+        p.attributes[telemetry.ATTR_SESSION_KIND]: p.value for p in recorded.metric_points("avaluma.sessions.active")
+    }
+    assert kinds == {"livekit": 0}, "the session counted as a livekit session while it lived"
+    (first_frame,) = recorded.metric_points("avaluma.first_frame.latency")
+    assert first_frame.count == 1

@@ -13,11 +13,13 @@ from avaluma.core.errors import ConfigError
 from avaluma.core.telemetry import TelemetrySettings, settings_from_env
 from avaluma.core.telemetry_grpc import client_interceptors, rpc_attributes, server_interceptors
 from avaluma.core.telemetry_render import (
+    KIND_LIVEKIT,
     NOOP_STREAM,
     TracedLipSyncBackend,
     instrument_backend,
     stream_telemetry,
 )
+from avaluma.renderer.lipsync.base import LipSyncBackend, LipSyncFault, LipSyncStream, MouthFrames, watch_faults
 from avaluma.renderer.lipsync.energy import EnergyBackend
 
 # --- settings (pure) ----------------------------------------------------------------------------------------------
@@ -242,3 +244,139 @@ def test_a_missing_sdk_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(ConfigError, match=r"pip install 'avaluma\[otel\]'"):
         telemetry.configure({"OTEL_TRACES_EXPORTER": "console"})
     assert not telemetry.tracing_enabled()
+
+
+# --- the LiveKit session path and backend faults --------------------------------------------------------------------
+
+
+class _FaultingStream(LipSyncStream):
+    """Scripted: every push returns no frames; the pushes listed in ``fail_at`` record a new fault."""
+
+    def __init__(self, fail_at: set[int]) -> None:
+        self._fail_at = fail_at
+        self._pushes = 0
+
+    def push(self, audio: np.ndarray) -> MouthFrames:
+        self._pushes += 1
+        if self._pushes in self._fail_at:
+            self.fault = LipSyncFault("10.0.0.7:8001", "lipsync", "ConnectionError: gone", "fallback", 0.0, "scripted")
+        return MouthFrames.empty()
+
+    def flush(self) -> MouthFrames:
+        return MouthFrames.empty()
+
+    def reset(self) -> None:
+        return None
+
+
+class _FaultingBackend(LipSyncBackend):
+    name = "scripted"
+
+    def __init__(self, fail_at: set[int]) -> None:
+        self.fail_at = fail_at
+
+    def open_stream(self, *, fps: float) -> LipSyncStream:
+        return _FaultingStream(self.fail_at)
+
+
+def test_faults_pass_through_the_traced_wrapper_and_are_reported_once_each(recorded: Recorded) -> None:
+    seen: list[LipSyncFault] = []
+    stream = instrument_backend(watch_faults(_FaultingBackend({2, 4}), seen.append)).open_stream(fps=25)
+    silence = np.zeros(160, dtype=np.float32)
+    for _ in range(5):
+        stream.push(silence)
+    assert [f.error for f in seen] == ["ConnectionError: gone"] * 2, "one report per new fault, none repeated"
+    assert stream.fault is seen[-1], "the traced wrapper shows the backend's fault"
+    message = seen[0].describe()
+    assert "'scripted' at 10.0.0.7:8001" in message and "on_failure: fallback" in message
+
+
+def test_session_segments_hang_below_a_captured_context(recorded: Recorded) -> None:
+    with telemetry.span(telemetry.SPAN_UTTERANCE) as root:
+        context = telemetry.current_context()
+    stream = stream_telemetry(KIND_LIVEKIT, {}, lambda: 0, context=context)  # later, outside that span
+    stream.audio_received()
+    with stream.rendering(audio=True, queued_frames=0):
+        pass
+    with stream.rendering(audio=False, queued_frames=0):
+        pass
+    stream.close()
+    (segment,) = [s for s in recorded.spans.get_finished_spans() if s.name == telemetry.SPAN_SEGMENT]
+    assert segment.parent is not None and segment.parent.span_id == root.get_span_context().span_id
+    (active,) = recorded.points("avaluma.sessions.active")
+    assert active.attributes == {telemetry.ATTR_SESSION_KIND: KIND_LIVEKIT}
+
+
+async def test_the_av_sync_step_records_the_audio_video_offset(recorded: Recorded) -> None:
+    pytest.importorskip("livekit.rtc", reason="needs the server extra")
+    from avaluma.core.livekit_session import AVSyncSink
+    from avaluma.renderer.engine import RenderedFrame
+
+    sink = AVSyncSink(width=32, height=32, fps=25, sample_rate=16_000)
+    try:
+        for index in range(2):  # 80 ms: within the audio source's queue, so no push waits for real time
+            rgb = np.zeros((32, 32, 3), dtype=np.uint8)
+            await sink.push(RenderedFrame(index, index * 40_000, rgb, np.zeros(640, np.float32), speaking=False))
+        (offset,) = recorded.points("avaluma.av.offset")
+        assert offset.count == 2 and offset.attributes == {telemetry.ATTR_SESSION_KIND: KIND_LIVEKIT}
+        # Whatever the timing: audio is somewhere in the 80 ms pushed, video starts at 0 or 40 ms.
+        assert -0.04 - 1e-9 <= offset.min <= offset.max <= 0.08 + 1e-9
+    finally:
+        await sink.aclose()
+
+
+class _RecordingTritonClient:
+    """Stands in for tritonclient's aio client (a third-party edge): records stream headers, then fails the call."""
+
+    def __init__(self) -> None:
+        self.headers: list[dict[str, str] | None] = []
+
+    def stream_infer(self, inputs_iterator: Any, headers: dict[str, str] | None = None) -> Any:
+        self.headers.append(headers)
+
+        class Responses:
+            def __aiter__(self) -> Any:
+                return self
+
+            async def __anext__(self) -> Any:
+                raise ConnectionError("scripted: no server")
+
+            def cancel(self) -> None:
+                return None
+
+        return Responses()
+
+    async def close(self) -> None:
+        return None
+
+
+def _triton_headers_sent() -> dict[str, str] | None:
+    pytest.importorskip("tritonclient.grpc.aio", reason="needs the triton extra")
+    from avaluma.renderer.lipsync.triton_backend import TritonBackend, TritonOptions
+
+    backend = TritonBackend(TritonOptions(check_on_start=False))
+    client = _RecordingTritonClient()
+    backend._client = client
+    try:
+        with telemetry.span(telemetry.SPAN_SEGMENT):
+            stream = backend.open_stream(fps=25)
+            stream.push(np.zeros(1600, dtype=np.float32))  # fails over to the in-process model
+        assert stream.fault is not None and stream.fault.backend == "triton"
+    finally:
+        backend.close()
+    (headers,) = client.headers
+    return headers
+
+
+def test_triton_requests_carry_the_trace_context(recorded: Recorded) -> None:
+    headers = _triton_headers_sent()
+    assert headers is not None
+    (segment,) = [s for s in recorded.spans.get_finished_spans() if s.name == telemetry.SPAN_SEGMENT]
+    assert headers["traceparent"].split("-")[1:3] == [
+        format(segment.context.trace_id, "032x"),
+        format(segment.context.span_id, "016x"),
+    ]
+
+
+def test_triton_requests_carry_no_headers_while_tracing_is_off(off: None) -> None:
+    assert _triton_headers_sent() is None

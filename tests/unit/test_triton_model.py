@@ -7,14 +7,17 @@ import numpy as np
 import pytest
 
 from avaluma.renderer.lipsync.base import MouthFrames
+from avaluma.renderer.lipsync.features import N_MELS
 from avaluma.renderer.lipsync.onnx_backend import DEFAULT_MODEL, OnnxBackend, OnnxModel
 from avaluma.renderer.lipsync.triton_model import (
     SequenceError,
     SequenceStates,
     Step,
     arrays_to_frames,
+    cuda_providers,
     decode_step,
     frames_to_arrays,
+    load_states,
     resolve_model_path,
 )
 
@@ -115,3 +118,17 @@ def test_version_directory_model_file(tmp_path) -> None:
     assert resolve_model_path(tmp_path) == DEFAULT_MODEL  # a version without model.onnx serves the bundled model
     (tmp_path / "model.onnx").write_bytes(DEFAULT_MODEL.read_bytes())
     assert resolve_model_path(tmp_path) == tmp_path / "model.onnx"
+
+
+def test_the_model_loads_on_the_providers_it_is_given(model: OnnxModel) -> None:
+    import onnxruntime as ort
+
+    explicit = OnnxModel(DEFAULT_MODEL, providers=[("CPUExecutionProvider", {})])
+    assert explicit._session.get_providers() == ["CPUExecutionProvider"] == model._session.get_providers()
+    x = np.zeros((model.past + 3 + model.lookahead, N_MELS), dtype=np.float32)
+    np.testing.assert_array_equal(explicit.run(x)[1], model.run(x)[1])
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        assert cuda_providers(0)[0] == ("CUDAExecutionProvider", {"device_id": 0})
+    else:  # a GPU instance on a CPU-only onnxruntime fails to load, saying what to install
+        with pytest.raises(RuntimeError, match="install onnxruntime-gpu"):
+            load_states(None, gpu=0)
