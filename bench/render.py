@@ -9,9 +9,11 @@ Prints the machine, then per demo avatar, side by side in the same run:
 - ``baseline``: copying the base frame (the cost floor of producing any frame at all);
 - ``mouth only``: :meth:`Compositor.render` with mouth parameters only (the foundation's path);
 - ``animator``: mouth smoothing + idle life (blinks, breathing, head motion) + compositor, i.e. a live frame;
-- ``session``: the ``energy`` backend + animator through :class:`RenderSession` (resampling included),
+- ``session energy``: the ``energy`` backend + animator through :class:`RenderSession` (resampling included),
   audio pushed in 100 ms chunks;
-- ``session+mp4``: the same, encoded to H.264 + AAC with :func:`write_mp4` (what ``avaluma render`` does).
+- ``session onnx``: the same with the default backend, the trained ``onnx`` model (one intra-op thread);
+- ``session+mp4``: the ``onnx`` session encoded to H.264 + AAC with :func:`write_mp4` (what ``avaluma render``
+  does).
 
 Memory: the avatar's shared pixel data, the Python heap growth of loading it (tracemalloc), and the heap growth per
 extra session (10 sessions opened, each rendering a frame, averaged).
@@ -46,7 +48,7 @@ from avaluma.renderer.avatar import Avatar  # noqa: E402
 from avaluma.renderer.compositor import Compositor  # noqa: E402
 from avaluma.renderer.engine import RenderedFrame, RenderSession  # noqa: E402
 from avaluma.renderer.hvia import load_hvia  # noqa: E402
-from avaluma.renderer.lipsync.base import LIPSYNC_SAMPLE_RATE  # noqa: E402
+from avaluma.renderer.lipsync.base import LIPSYNC_SAMPLE_RATE, LipSyncBackend  # noqa: E402
 from avaluma.renderer.lipsync.energy import EnergyBackend  # noqa: E402
 from avaluma.renderer.mp4 import write_mp4  # noqa: E402
 
@@ -119,7 +121,20 @@ def bench_avatar(path: Path, seconds: float) -> None:
     _bench_paths(avatar, audio, params, n_frames)
 
 
+def onnx_backend() -> LipSyncBackend | None:
+    """The default lip-sync backend (the trained model), or None where onnxruntime or the model is missing."""
+    try:
+        from avaluma.renderer.lipsync.onnx_backend import OnnxBackend, OnnxOptions
+
+        return OnnxBackend(OnnxOptions(threads=1))
+    except (ImportError, OSError, ValueError) as exc:
+        print(f"(onnx backend unavailable: {exc})")
+        return None
+
+
 def _bench_paths(avatar: Avatar, audio: np.ndarray, params: np.ndarray, n_frames: int) -> None:
+    onnx = onnx_backend()
+
     def baseline() -> int:
         for _ in range(n_frames):
             avatar.base.copy()
@@ -137,8 +152,8 @@ def _bench_paths(avatar: Avatar, audio: np.ndarray, params: np.ndarray, n_frames
             anim.next_frame(row, speaking=True)
         return min(n_frames, len(params))
 
-    def session_frames() -> list[RenderedFrame]:
-        s = RenderSession(avatar, EnergyBackend(), fps=FPS, audio_sample_rate=SR)
+    def session_frames(backend: LipSyncBackend) -> list[RenderedFrame]:
+        s = RenderSession(avatar, backend, fps=FPS, audio_sample_rate=SR)
         step = SR // 10
         out = []
         for i in range(0, len(audio), step):
@@ -146,12 +161,16 @@ def _bench_paths(avatar: Avatar, audio: np.ndarray, params: np.ndarray, n_frames
         out += s.end_segment()
         return [o for o in out if isinstance(o, RenderedFrame)]
 
-    def session() -> int:
-        return len(session_frames())
+    def session_energy() -> int:
+        return len(session_frames(EnergyBackend()))
+
+    def session_onnx() -> int:
+        assert onnx is not None
+        return len(session_frames(onnx))
 
     def session_mp4() -> int:
         with tempfile.TemporaryDirectory() as tmp:
-            s = RenderSession(avatar, EnergyBackend(), fps=FPS, audio_sample_rate=SR)
+            s = RenderSession(avatar, onnx or EnergyBackend(), fps=FPS, audio_sample_rate=SR)
             step = SR // 10
 
             def frames():  # type: ignore[no-untyped-def]
@@ -173,17 +192,20 @@ def _bench_paths(avatar: Avatar, audio: np.ndarray, params: np.ndarray, n_frames
             )
             return summary.frames
 
-    print(f"{'path':<14}{'frames/s':>10}{'ms/frame':>10}{'x real time':>13}")
-    for name, fn in [
+    paths: list[tuple[str, Callable[[], int]]] = [
         ("baseline", baseline),
         ("mouth only", mouth_only),
         ("animator", animator),
-        ("session", session),
-        ("session+mp4", session_mp4),
-    ]:
+        ("session energy", session_energy),
+    ]
+    if onnx is not None:
+        paths.append(("session onnx", session_onnx))
+    paths.append(("session+mp4", session_mp4))
+    print(f"{'path':<16}{'frames/s':>10}{'ms/frame':>10}{'x real time':>13}")
+    for name, fn in paths:
         frames, secs = measure(fn)
         fps = frames / secs
-        print(f"{name:<14}{fps:>10.0f}{1000 / fps:>10.2f}{fps / FPS:>13.1f}")
+        print(f"{name:<16}{fps:>10.0f}{1000 / fps:>10.2f}{fps / FPS:>13.1f}")
 
 
 def main() -> int:
@@ -201,7 +223,8 @@ def main() -> int:
 
     core = args.core if args.core is not None else min(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {core})
-    print(f"machine: {cpu_model()}; {os.cpu_count()} cores, pinned to core {core}")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"machine: {cpu_model()}; {os.cpu_count()} cores, pinned to core {core}; load average {load}")
     print(
         f"python {platform.python_version()} ({sys.implementation.name}), numpy {np.__version__}, PyAV {av.__version__}"
     )

@@ -6,8 +6,11 @@ A frame starts as a copy of the avatar's base (a photo, or the current frame of 
    synthesises the interior; for a video avatar, :class:`~avaluma.renderer.atlas.AtlasMouth` blends the atlas patches
    nearest to the parameters onto the loop frame's mouth;
 2. blinks: :class:`~avaluma.renderer.eyes.EyelidWarp` per eye (photo avatars with an eyelid rig);
-3. head motion: the head region moves by a sub-pixel offset (sway, breathing, state) and is blended back into the
-   untouched frame through a feathered elliptical mask, so background pixels never change.
+3. head motion: the head region (with its edited mouth and eyes) moves by a sub-pixel offset (sway, breathing,
+   state) and is blended over the unmoved frame through a feathered elliptical mask, so background pixels never
+   change; only row tiles where the mask is non-zero are recomputed. (Blending over the unmoved *edited* frame, not
+   the base photo, matters where the mask fades out over an open mouth's dropped chin: blending towards the base
+   there pulled back part of the jaw drop and left a ghost of the collar under the chin.)
 
 Every step works on a region of interest and is skipped when it has nothing to do: the rest pose with a still idle
 pose reproduces the base exactly. Per-avatar geometry is computed once and shared by all sessions rendering that
@@ -28,7 +31,7 @@ from avaluma.renderer.avatar import Avatar, MouthRig
 from avaluma.renderer.eyes import EyelidWarp
 from avaluma.renderer.idle import IdlePose
 from avaluma.renderer.lipsync.base import MOUTH_PARAMS
-from avaluma.renderer.mouth import MAX_OPEN, MouthWarp, mouth_shape, smoothstep
+from avaluma.renderer.mouth import MAX_OPEN, TILE_PIXELS, MouthWarp, mouth_shape, smoothstep
 
 __all__ = ["MAX_OPEN", "Compositor", "HeadRegion", "Prepared", "prepared"]
 
@@ -51,6 +54,11 @@ class HeadRegion:
     mask: F32  #: [h, w, 1]
     face_width: float
     pad: int
+    #: The mask repeated per colour channel [h, w, 3] (a per-pixel weight broadcast over RGB is much slower).
+    mask3: F32
+    #: Row tiles (r0, r1, c0, c1), relative to ``roi``, covering every pixel with a non-zero mask and nothing else:
+    #: only they are recomputed when the head moves.
+    tiles: tuple[tuple[int, int, int, int], ...]
 
 
 def face_box(avatar: Avatar) -> tuple[float, float, float, float]:
@@ -80,7 +88,16 @@ def _head_region(avatar: Avatar) -> HeadRegion:
     border = smoothstep(np.minimum(np.minimum(xs - x0, x1 - 1 - xs), np.minimum(ys - y0, y1 - 1 - ys)) / ramp)
     mask = ((1.0 - smoothstep((r - 0.9) / 0.35)) * border).astype(np.float32)[..., None]
     pad = math.ceil(MAX_HEAD_SHIFT * fw) + 2
-    return HeadRegion((y0, y1, x0, x1), mask, fw, pad)
+    live = mask[..., 0] > 0
+    step = max(1, TILE_PIXELS // max(1, x1 - x0))
+    tiles = []
+    for r0 in range(0, y1 - y0, step):
+        r1 = min(y1 - y0, r0 + step)
+        cols = np.flatnonzero(live[r0:r1].any(axis=0))
+        if cols.size:
+            tiles.append((r0, r1, int(cols[0]), int(cols[-1]) + 1))
+    mask3 = np.ascontiguousarray(np.repeat(mask, 3, axis=2))
+    return HeadRegion((y0, y1, x0, x1), mask3[..., :1], fw, pad, mask3, tuple(tiles))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -178,7 +195,7 @@ class Compositor:
         shape = mouth_shape(params, press=press)
         if not shape.is_rest:
             y0, y1, x0, x1 = prep.mouth.roi
-            out[y0:y1, x0:x1] = prep.mouth.render_roi(shape)
+            prep.mouth.render_into(out[y0:y1, x0:x1], shape)
         if pose is None or pose.is_still:
             return out
         if pose.blink > 1e-3:
@@ -196,17 +213,31 @@ class Compositor:
         if abs(dx) < 1e-3 and abs(dy) < 1e-3:
             return
         y0, y1, x0, x1 = head.roi
-        p = head.pad
-        region = np.pad(out[y0:y1, x0:x1], ((p, p), (p, p), (0, 0)), mode="edge").astype(np.float32)
-        # Output pixel (x, y) shows the edited head at (x - dx, y - dy): bilinear from four integer shifts.
+        # The head as edited so far (mouth, eyes), before any of it moves; read beyond its edges as edge-replicated.
+        src = out[y0:y1, x0:x1].copy()
+        # Output pixel (x, y) shows the edited head at (x - dx, y - dy): bilinear, separably, from integer shifts.
         ix, iy = math.floor(dx), math.floor(dy)
         fx, fy = dx - ix, dy - iy
-        h, w = y1 - y0, x1 - x0
+        dst = out[y0:y1, x0:x1]
+        for r0, r1, c0, c1 in head.tiles:
+            # win[k, j] is the head at (r0 - iy - 1 + k, c0 - ix - 1 + j): one extra row and column for bilinear.
+            win = _window(src, r0 - iy - 1, r1 - r0 + 1, c0 - ix - 1, c1 - c0 + 1).astype(np.float32)
+            across = win[:, 1:] * (1 - fx) + win[:, :-1] * fx
+            shifted = across[1:] * (1 - fy) + across[:-1] * fy
+            # Blended over the unmoved frame: where the mask fades out, the face (with its open mouth) stays put.
+            current = src[r0:r1, c0:c1].astype(np.float32)
+            shifted -= current
+            shifted *= head.mask3[r0:r1, c0:c1]
+            shifted += current
+            shifted += 0.5
+            np.clip(shifted, 0, 255, out=shifted)
+            np.copyto(dst[r0:r1, c0:c1], shifted, casting="unsafe")
 
-        def view(ox: int, oy: int) -> F32:
-            return region[p - iy - oy : p - iy - oy + h, p - ix - ox : p - ix - ox + w]
 
-        shifted = (view(0, 0) * (1 - fx) + view(1, 0) * fx) * (1 - fy) + (view(0, 1) * (1 - fx) + view(1, 1) * fx) * fy
-        base = self.avatar.base[y0:y1, x0:x1].astype(np.float32)
-        blended = base + head.mask * (shifted - base)
-        out[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+def _window(src: U8, r: int, n: int, c: int, m: int) -> U8:
+    """``src[r:r+n, c:c+m]``, with rows and columns beyond the edges replicating the edge."""
+    h, w = src.shape[:2]
+    rows = src[r : r + n] if r >= 0 and r + n <= h else np.take(src, np.clip(np.arange(r, r + n), 0, h - 1), axis=0)
+    if c >= 0 and c + m <= w:
+        return rows[:, c : c + m]
+    return np.take(rows, np.clip(np.arange(c, c + m), 0, w - 1), axis=1)

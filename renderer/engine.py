@@ -51,7 +51,14 @@ RenderOutput = RenderedFrame | PlaybackEvent
 F32 = npt.NDArray[np.float32]
 
 #: soxr quality of the resampler feeding lip-sync (the output audio keeps soxr's default, HQ).
-LIPSYNC_RESAMPLER_QUALITY = "LQ"
+#: The model was trained on HQ-resampled audio; measured on the 276 held-out utterances (sentences and voices unseen
+#: in training, synthesised afresh at 22.05 kHz, brought to 24 kHz with HQ, streamed to 16 kHz in 100 ms chunks, onnx
+#: model at 25 fps), viseme accuracy / speech-frame accuracy / mouth-open r:
+#:   HQ 0.879 / 0.851 / 0.951 (same as the training pipeline's own 16 kHz audio), streaming lag 21 ms mean, 37 ms max;
+#:   LQ 0.874 / 0.844 / 0.947 (-0.5 point; 95.8 % of frames pick the same viseme as HQ), lag 11 ms mean, 20 ms max;
+#:   QQ 0.876 / 0.847 / 0.950 (-0.3 point; 97.7 % agree), lag ~0. Same within 0.01 point from 48 kHz input.
+#: QQ is the closest to HQ *and* adds no lag, so it is the one used.
+LIPSYNC_RESAMPLER_QUALITY = "QQ"
 
 
 class _Resampler:
@@ -171,7 +178,7 @@ class RenderSession:
             self._flush_resamplers()
             self._in_rate = chunk.sample_rate
             # soxr's HQ filter releases output in ~30 ms blocks behind its input, which delayed the first
-            # lip-moving frame by a frame or two; LQ keeps up within ~4 ms and is plenty for mouth features.
+            # lip-moving frame by a frame or two; see LIPSYNC_RESAMPLER_QUALITY for the measured choice.
             self._to_lipsync = _Resampler(chunk.sample_rate, LIPSYNC_SAMPLE_RATE, quality=LIPSYNC_RESAMPLER_QUALITY)
             self._to_output = _Resampler(chunk.sample_rate, self._sr)
         self._active = True

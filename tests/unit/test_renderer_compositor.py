@@ -244,3 +244,57 @@ def test_output_pixel_formats(avatar: Avatar, compositor: Compositor, fmt: str, 
         assert (out[..., 3] == 255).all()
     if fmt == "i420":
         assert np.abs(i420_to_rgb(out.tobytes(), 512, 512).astype(int) - rgb.astype(int)).mean() < 4
+
+
+def test_head_motion_shifts_the_face_by_the_requested_offset(avatar: Avatar, compositor: Compositor) -> None:
+    """Where the head mask is fully on, a whole-pixel head offset shows the face exactly that many pixels over."""
+    from avaluma.renderer.compositor import prepared
+    from avaluma.renderer.idle import IdlePose
+
+    head = prepared(avatar).head
+    shift = 3
+    moved = compositor.render(REST_POSE, pose=IdlePose(head_dx=shift / head.face_width)).astype(int)
+    y0, y1, x0, x1 = head.roi
+    core = np.zeros(avatar.base.shape[:2], dtype=bool)
+    core[y0:y1, x0:x1] = head.mask[..., 0] >= 1.0
+    ys, xs = np.nonzero(core)
+    assert len(ys) > 1000
+    np.testing.assert_allclose(moved[ys, xs], avatar.base[ys, xs - shift].astype(int), atol=1)
+
+
+@pytest.mark.parametrize("name", ["astronaut", "grace-hopper"])
+def test_head_motion_over_an_open_mouth_keeps_the_jaw_where_the_head_mask_is_off(name: str) -> None:
+    """Outside the head mask a moving head changes nothing, not even the mouth's dropped chin below the face (it
+    used to blend back towards the photo there, leaving a ghost of the collar under the chin)."""
+    from avaluma.renderer.compositor import prepared
+    from avaluma.renderer.idle import IdlePose
+
+    avatar = load_hvia(ROOT / "assets" / "avatars" / f"{name}.hvia")
+    comp = Compositor(avatar)
+    open_mouth = pose(1.0, stretch=0.5)
+    still = comp.render(open_mouth, press=1.0)
+    moved = comp.render(open_mouth, pose=IdlePose(head_dx=0.02, head_dy=-0.015), press=1.0)
+    head = prepared(avatar).head
+    y0, y1, x0, x1 = head.roi
+    off = np.ones(avatar.base.shape[:2], dtype=bool)
+    off[y0:y1, x0:x1] = head.mask[..., 0] == 0
+    changed_by_mouth = np.abs(still.astype(int) - avatar.base.astype(int)).max(axis=2) > 8
+    assert (off & changed_by_mouth).sum() > 20  # the jaw drop does reach beyond the head mask
+    np.testing.assert_array_equal(moved[off], still[off])
+    assert not np.array_equal(moved[~off], still[~off])
+
+
+def test_mouth_tiles_do_not_change_the_result(avatar: Avatar, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mouth is rendered in row tiles with the interior only where the gap shows: one row per tile and the
+    whole ROI in one tile give the same pixels."""
+    from avaluma.renderer import mouth
+
+    warp = Compositor(avatar)._prep.mouth
+    assert warp is not None
+    shapes = [mouth.mouth_shape(p, press=1.0) for p in (pose(1.0), pose(0.4, 0.3, 0.6), np.array([0.3, 0.7, 0, 0.2]))]
+    monkeypatch.setattr(mouth, "TILE_PIXELS", 1)
+    per_row = [warp.render_roi(s) for s in shapes]
+    monkeypatch.setattr(mouth, "TILE_PIXELS", 10**9)
+    whole = [warp.render_roi(s) for s in shapes]
+    for a, b in zip(per_row, whole, strict=True):
+        np.testing.assert_array_equal(a, b)
