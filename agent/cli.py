@@ -1,6 +1,6 @@
 """Click commands of the agent side: ``avaluma agent`` (agent-1 worker) and ``avaluma send`` (agent-2 sender).
 
-The lead adds them to the ``avaluma`` group: ``cli.add_command(agent_command)``, ``cli.add_command(send_command)``.
+The ``avaluma`` group imports them only when they run (``LAZY_COMMANDS`` in :mod:`avaluma.core.cli`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ import sys
 import click
 
 from avaluma.core.errors import AvalumaError
+
+#: LiveKit Agents' CLI modes that ``avaluma agent`` passes on.
+AGENT_MODES = click.Choice(["dev", "start", "console", "download-files"])
 
 
 def _fail(exc: AvalumaError) -> None:
@@ -93,7 +96,7 @@ def send_command(
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
     add_help_option=False,
 )
-@click.argument("mode", type=click.Choice(["dev", "start", "console", "download-files"]), required=False)
+@click.argument("mode", required=False, metavar="[dev|start|console|download-files]")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def agent_command(ctx: click.Context, mode: str | None, args: tuple[str, ...]) -> None:
@@ -106,9 +109,11 @@ def agent_command(ctx: click.Context, mode: str | None, args: tuple[str, ...]) -
     Other arguments go to LiveKit Agents' CLI (avaluma agent start --help).
     Needs LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET (except console).
     """
-    if mode is None:
+    # Help options are off so that `avaluma agent start --help` reaches LiveKit's CLI; alone, they mean ours.
+    if mode is None or mode in ("--help", "-h"):
         click.echo(ctx.get_help())
         return
+    mode = AGENT_MODES.convert(mode, next(p for p in ctx.command.params if p.name == "mode"), ctx)
     from avaluma.agent.worker import run
 
     config_path = (ctx.obj or {}).get("config_path") if isinstance(ctx.obj, dict) else None

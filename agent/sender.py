@@ -28,16 +28,17 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
+from avaluma.core.avatar_protocol import (
+    AUDIO_STREAM_TOPIC,
+    RPC_CLEAR_BUFFER,
+    RPC_PLAYBACK_FINISHED,
+    RPC_PLAYBACK_STARTED,
+)
 from avaluma.core.errors import FailedPrecondition, InvalidArgument, Unavailable
 
 logger = logging.getLogger(__name__)
 
-AUDIO_STREAM_TOPIC = "lk.audio_stream"
-RPC_CLEAR_BUFFER = "lk.clear_buffer"
-RPC_PLAYBACK_STARTED = "lk.playback_started"
-RPC_PLAYBACK_FINISHED = "lk.playback_finished"
-
-#: Sample rates the avatar server accepts (core/media.py validates the same range).
+#: Sample rates the sender accepts: LiveKit's audio rates (the server, core/media.py, accepts a wider range).
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 48_000
 DEFAULT_CHUNK_MS = 100
 #: How far ahead of real time the sender may run: enough to ride out network jitter, short enough that an
@@ -168,6 +169,8 @@ class Pacer:
 
 
 class StreamWriter(Protocol):
+    """What the sender uses of ``rtc.ByteStreamWriter``."""
+
     async def write(self, data: bytes) -> None: ...
 
     async def aclose(self) -> None: ...
@@ -183,7 +186,7 @@ class Participant(Protocol):
         attributes: dict[str, str] | None = ...,
         destination_identities: list[str] | None = ...,
         topic: str = ...,
-    ) -> Any: ...
+    ) -> StreamWriter: ...
 
 
 async def send_segment(

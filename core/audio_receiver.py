@@ -31,6 +31,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from avaluma.core.avatar_protocol import (
+    AUDIO_STREAM_TOPIC,
+    RPC_CLEAR_BUFFER,
+    RPC_PLAYBACK_FINISHED,
+    RPC_PLAYBACK_STARTED,
+)
 from avaluma.core.errors import AvalumaError, InvalidArgument, PermissionDenied
 from avaluma.core.media import pcm16_to_mono, validate_format
 from avaluma.core.playout import AGENT_STATES, Playout
@@ -38,10 +44,6 @@ from avaluma.renderer.engine import PlaybackEvent
 
 log = logging.getLogger(__name__)
 
-AUDIO_STREAM_TOPIC: Final = "lk.audio_stream"
-RPC_CLEAR_BUFFER: Final = "lk.clear_buffer"
-RPC_PLAYBACK_STARTED: Final = "lk.playback_started"
-RPC_PLAYBACK_FINISHED: Final = "lk.playback_finished"
 RPC_AGENT_STATE_CHANGED: Final = "agent_state_changed"
 #: With no chunk (and no trailer) for this long a segment ends anyway: the stock receiver's fallback.
 STREAM_IDLE_TIMEOUT_S: Final = 10.0
@@ -239,11 +241,6 @@ class AudioStreamReceiver:
             with contextlib.suppress(Exception):
                 stream.reader.close()
         self._streams.clear()
-
-    @property
-    def pending_rpcs(self) -> int:
-        """Playback RPCs queued but not yet sent."""
-        return self._outbox.qsize()
 
     # --- from the room ---------------------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ messages are written for the caller). Anything else is a bug: it is logged with 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ import grpc
 import grpc.aio
 
 from avaluma.core.errors import AvalumaError
+from avaluma.core.grpc_handlers import wrap_behaviour
 
 if TYPE_CHECKING:
     _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
@@ -67,7 +67,7 @@ def _passes_through(exc: BaseException) -> bool:
     return isinstance(exc, grpc.aio.AbortError) or not isinstance(exc, Exception)
 
 
-def _wrap_unary_response(
+def _wrap_coroutine(
     behavior: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]], method: str
 ) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -81,43 +81,26 @@ def _wrap_unary_response(
     return wrapped
 
 
-def _wrap_stream_response(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
-    # grpc.aio inspects the handler: an async generator function streams what it yields, a coroutine function
-    # writes through context.write. The wrapper keeps the kind of the function it wraps.
-    if inspect.isasyncgenfunction(behavior):
+def _wrap_generator(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        try:
+            async for response in behavior(request, context):
+                yield response
+        except BaseException as exc:
+            if _passes_through(exc):
+                raise
+            await _abort(context, method, exc)
 
-        async def wrapped_gen(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            try:
-                async for response in behavior(request, context):
-                    yield response
-            except BaseException as exc:
-                if _passes_through(exc):
-                    raise
-                await _abort(context, method, exc)
-
-        return wrapped_gen
-    return _wrap_unary_response(behavior, method)
+    return wrapped
 
 
 def wrap_handler(handler: grpc.RpcMethodHandler[Any, Any], method: str) -> grpc.RpcMethodHandler[Any, Any]:
     """Return ``handler`` with its behaviour wrapped by the error mapping (same kind, same (de)serializers)."""
-    ser: dict[str, Any] = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    # The stubs type behaviours as sync callables; on a grpc.aio server they are coroutine/async-generator functions.
-    behaviour: Any
-    if handler.unary_unary is not None:
-        behaviour = handler.unary_unary
-        return grpc.unary_unary_rpc_method_handler(_wrap_unary_response(behaviour, method), **ser)
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(_wrap_stream_response(handler.unary_stream, method), **ser)
-    if handler.stream_unary is not None:
-        behaviour = handler.stream_unary
-        return grpc.stream_unary_rpc_method_handler(_wrap_unary_response(behaviour, method), **ser)
-    if handler.stream_stream is not None:
-        return grpc.stream_stream_rpc_method_handler(_wrap_stream_response(handler.stream_stream, method), **ser)
-    return handler
+    return wrap_behaviour(
+        handler,
+        coroutine=lambda behavior: _wrap_coroutine(behavior, method),
+        generator=lambda behavior: _wrap_generator(behavior, method),
+    )
 
 
 class ErrorMappingInterceptor(_ServerInterceptor):

@@ -30,7 +30,7 @@ from avaluma.core import telemetry
 from avaluma.core.audio_receiver import AudioStreamReceiver, SenderPolicy, SendRpc
 from avaluma.core.errors import AvalumaError, Unavailable
 from avaluma.core.grpc_errors import status_number
-from avaluma.core.media import AudioChunk, float_to_pcm16
+from avaluma.core.media import AudioChunk, decode_pcm16, float_to_pcm16
 from avaluma.core.playout import Clock, FrameSink, Playout
 from avaluma.core.telemetry_render import KIND_LIVEKIT, instrument_backend, stream_telemetry
 from avaluma.proto.v1 import avatar_service_pb2, common_pb2
@@ -471,9 +471,7 @@ class AgentAudioBridge:
                 if isinstance(item, AudioSegmentEnd):
                     playout.end_segment()
                     continue
-                pcm = np.frombuffer(bytes(item.data), dtype="<i2").reshape(-1, item.num_channels)
-                samples = (pcm.mean(axis=1) / 32768.0).astype(np.float32)
-                playout.push_audio(AudioChunk(samples, item.sample_rate))
+                playout.push_audio(AudioChunk(decode_pcm16(bytes(item.data), item.num_channels), item.sample_rate))
 
         self._task = asyncio.create_task(read(), name="avaluma-agent-audio-bridge")
 

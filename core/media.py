@@ -62,9 +62,18 @@ def pcm16_to_mono(data: bytes, sample_rate: int, num_channels: int) -> AudioChun
             f"audio chunk of {len(data)} bytes is not a whole number of {num_channels}-channel int16 frames "
             f"({frame_bytes} bytes each): send complete samples"
         )
+    return AudioChunk(samples=decode_pcm16(data, num_channels), sample_rate=sample_rate)
+
+
+def decode_pcm16(data: bytes, num_channels: int) -> FloatAudio:
+    """Interleaved int16 PCM as mono float32 in [-1, 1], channels averaged; no checks.
+
+    For audio already in a trusted frame type (``rtc.AudioFrame`` from a TTS or LiveKit's receiver); untrusted bytes
+    go through :func:`pcm16_to_mono`, which validates first.
+    """
     pcm = np.frombuffer(data, dtype="<i2").reshape(-1, num_channels)
     mono = pcm.mean(axis=1, dtype=np.float32) if num_channels > 1 else pcm[:, 0].astype(np.float32)
-    return AudioChunk(samples=(mono / 32768.0).astype(np.float32, copy=False), sample_rate=sample_rate)
+    return (mono / 32768.0).astype(np.float32, copy=False)
 
 
 def float_to_pcm16(samples: FloatAudio) -> bytes:

@@ -253,8 +253,6 @@ class ProviderRegistry:
         self._providers: dict[str, dict[str, Provider]] = {kind: {} for kind in PROVIDER_KINDS}
         #: Plugins that failed to load or register (for ``avaluma plugins`` and start-up logs).
         self.failures: list[PluginFailure] = []
-        #: The manager this registry was built from (lifecycle hooks are called through it), if any.
-        self.plugin_manager: PluginManager | None = None
 
     @classmethod
     def from_plugin_manager(cls, pm: pluggy.PluginManager) -> ProviderRegistry:
@@ -263,7 +261,6 @@ class ProviderRegistry:
         registry = cls()
         infos: Mapping[str, PluginInfo] = {}
         if isinstance(pm, PluginManager):
-            registry.plugin_manager = pm
             registry.failures.extend(pm.failures)
             infos = pm.plugin_info
         failed: set[str] = set()

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from avaluma.core import telemetry
+from avaluma.core.avatar_protocol import PUBLISH_ON_BEHALF_ATTRIBUTE
 from avaluma.core.avatar_store import AvatarStore
 from avaluma.core.config import RenderConfig as RenderDefaults
 from avaluma.core.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted, Unavailable
@@ -40,8 +41,6 @@ log = logging.getLogger(__name__)
 
 SessionEvent = avatar_service_pb2.SessionEvent
 
-#: Attribute of the avatar's token naming the agent it publishes on behalf of (``livekit.agents.types``).
-PUBLISH_ON_BEHALF_ATTRIBUTE: Final = "lk.publish_on_behalf"
 LIVEKIT_URL_SCHEMES: Final = ("ws", "wss", "http", "https")
 #: Events kept per session for watchers that subscribe late.
 EVENT_HISTORY: Final = 64

@@ -15,7 +15,7 @@ import numpy as np
 
 from avaluma.core.config import ProviderRef
 from avaluma.core.errors import ConfigError, InvalidArgument
-from avaluma.core.media import AudioChunk
+from avaluma.core.media import AudioChunk, FloatAudio, decode_pcm16
 from avaluma.core.plugins import ProviderRegistry, load_registry
 
 logger = logging.getLogger(__name__)
@@ -51,10 +51,10 @@ async def synthesize_text(
     try:
         sample_rate = int(tts.sample_rate)
         stream = tts.synthesize(text)
-        parts: list[np.ndarray[Any, np.dtype[np.float32]]] = []
+        parts: list[FloatAudio] = []
         try:
             async for event in stream:
-                parts.append(_frame_to_mono(event.frame))
+                parts.append(decode_pcm16(bytes(event.frame.data), int(event.frame.num_channels)))
         finally:
             await stream.aclose()
     finally:
@@ -72,11 +72,3 @@ def synthesize_text_sync(
 ) -> AudioChunk:
     """:func:`synthesize_text` for synchronous callers (the CLI); must not be called from a running event loop."""
     return asyncio.run(synthesize_text(text, tts_ref=tts_ref, registry=registry))
-
-
-def _frame_to_mono(frame: Any) -> np.ndarray[Any, np.dtype[np.float32]]:
-    """An ``rtc.AudioFrame`` (interleaved int16) as mono float32 in [-1, 1]."""
-    channels = int(frame.num_channels)
-    pcm = np.frombuffer(bytes(frame.data), dtype="<i2").reshape(-1, channels)
-    mono = pcm.mean(axis=1, dtype=np.float32) if channels > 1 else pcm[:, 0].astype(np.float32)
-    return (mono / 32768.0).astype(np.float32, copy=False)

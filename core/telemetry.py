@@ -351,29 +351,28 @@ class _Instrument:
 _INSTRUMENTS: list[_Instrument] = []
 
 
-class Counter(_Instrument):
-    """A monotonic sum (frames rendered, frames late)."""
-
+class _Sum(_Instrument):
     __slots__ = ()
 
     def add(self, amount: int | float, attributes: Attributes | None = None) -> None:
         impl = self._impl
         if impl is not None:
             impl.add(amount, attributes)
+
+
+class Counter(_Sum):
+    """A monotonic sum (frames rendered, frames late)."""
+
+    __slots__ = ()
 
     def _bind(self, meter: Any) -> None:
         self._impl = meter.create_counter(self.name, unit=self.unit, description=self.description)
 
 
-class UpDownCounter(_Instrument):
+class UpDownCounter(_Sum):
     """A sum that goes up and down (active sessions)."""
 
     __slots__ = ()
-
-    def add(self, amount: int | float, attributes: Attributes | None = None) -> None:
-        impl = self._impl
-        if impl is not None:
-            impl.add(amount, attributes)
 
     def _bind(self, meter: Any) -> None:
         self._impl = meter.create_up_down_counter(self.name, unit=self.unit, description=self.description)

@@ -17,7 +17,6 @@ Health checks and reflection are not traced: probes every few seconds would bury
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -25,6 +24,7 @@ import grpc
 import grpc.aio
 
 from avaluma.core import telemetry
+from avaluma.core.grpc_handlers import wrap_behaviour
 
 if TYPE_CHECKING:
     _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
@@ -102,7 +102,7 @@ def _server_span(method: str, context: grpc.aio.ServicerContext[Any, Any]) -> An
     )
 
 
-def _wrap_unary_response(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
+def _wrap_coroutine(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         span = _server_span(method, context)
         error: BaseException | None = None
@@ -118,12 +118,7 @@ def _wrap_unary_response(behavior: Callable[..., Awaitable[Any]], method: str) -
     return wrapped
 
 
-def _wrap_stream_response(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
-    # grpc.aio tells an async generator (streams what it yields) from a coroutine (writes through context.write):
-    # the wrapper keeps the kind of the function it wraps.
-    if not inspect.isasyncgenfunction(behavior):
-        return _wrap_unary_response(behavior, method)
-
+def _wrap_generator(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         span = _server_span(method, context)
         error: BaseException | None = None
@@ -143,22 +138,11 @@ def _wrap_stream_response(behavior: Callable[..., Any], method: str) -> Callable
 
 
 def _wrap_handler(handler: grpc.RpcMethodHandler[Any, Any], method: str) -> grpc.RpcMethodHandler[Any, Any]:
-    ser: dict[str, Any] = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    behaviour: Any
-    if handler.unary_unary is not None:
-        behaviour = handler.unary_unary
-        return grpc.unary_unary_rpc_method_handler(_wrap_unary_response(behaviour, method), **ser)
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(_wrap_stream_response(handler.unary_stream, method), **ser)
-    if handler.stream_unary is not None:
-        behaviour = handler.stream_unary
-        return grpc.stream_unary_rpc_method_handler(_wrap_unary_response(behaviour, method), **ser)
-    if handler.stream_stream is not None:
-        return grpc.stream_stream_rpc_method_handler(_wrap_stream_response(handler.stream_stream, method), **ser)
-    return handler
+    return wrap_behaviour(
+        handler,
+        coroutine=lambda behavior: _wrap_coroutine(behavior, method),
+        generator=lambda behavior: _wrap_generator(behavior, method),
+    )
 
 
 class TracingServerInterceptor(_ServerInterceptor):
@@ -252,6 +236,14 @@ class _ClientInterceptorBase:
         span = _client_span(details)
         return span, _with_context(details, span)
 
+    async def _intercept_streaming(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        # Every call kind but unary-unary: the caller drives it after we return, so its span ends when it is done.
+        span, details = self._start(client_call_details)
+        call = await continuation(details, request)
+        if span is not None:
+            _end_on_done(call, span)
+        return call
+
 
 class _UnaryUnary(_ClientInterceptorBase, _UnaryUnaryInterceptor):
     async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
@@ -265,29 +257,17 @@ class _UnaryUnary(_ClientInterceptorBase, _UnaryUnaryInterceptor):
 
 class _UnaryStream(_ClientInterceptorBase, _UnaryStreamInterceptor):
     async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        span, details = self._start(client_call_details)
-        call = await continuation(details, request)
-        if span is not None:
-            _end_on_done(call, span)
-        return call
+        return await self._intercept_streaming(continuation, client_call_details, request)
 
 
 class _StreamUnary(_ClientInterceptorBase, _StreamUnaryInterceptor):
     async def intercept_stream_unary(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
-        span, details = self._start(client_call_details)
-        call = await continuation(details, request_iterator)
-        if span is not None:
-            _end_on_done(call, span)
-        return call
+        return await self._intercept_streaming(continuation, client_call_details, request_iterator)
 
 
 class _StreamStream(_ClientInterceptorBase, _StreamStreamInterceptor):
     async def intercept_stream_stream(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
-        span, details = self._start(client_call_details)
-        call = await continuation(details, request_iterator)
-        if span is not None:
-            _end_on_done(call, span)
-        return call
+        return await self._intercept_streaming(continuation, client_call_details, request_iterator)
 
 
 def client_interceptors() -> list[Any]:

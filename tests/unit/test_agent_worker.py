@@ -120,3 +120,24 @@ def test_agent_command_stops_at_start_up_with_the_missing_keys(
     assert result.exit_code == 1
     assert "ASSEMBLYAI_API_KEY is not set" in result.output
     assert "CARTESIA_API_KEY is not set" in result.output
+
+
+@pytest.mark.parametrize("args", [[], ["--help"], ["-h"]])
+def test_agent_command_alone_or_with_help_prints_its_help(args: list[str]) -> None:
+    from click.testing import CliRunner
+
+    from avaluma.agent.cli import agent_command
+
+    result = CliRunner().invoke(agent_command, args)
+    assert result.exit_code == 0
+    assert "Run the LiveKit Agents worker (agent-1)" in result.output
+
+
+def test_agent_command_rejects_an_unknown_mode_with_the_valid_ones() -> None:
+    from click.testing import CliRunner
+
+    from avaluma.agent.cli import agent_command
+
+    result = CliRunner().invoke(agent_command, ["strat"])
+    assert result.exit_code == 2
+    assert "'strat' is not one of 'dev', 'start', 'console', 'download-files'" in result.output
