@@ -3,8 +3,8 @@
 A session costs the CPU time of rendering ``fps`` frames per second (lip-sync inference + compositing) plus what
 publishing them costs: conversions to ``rtc`` frames, LiveKit's native media threads, the event loop, and the GIL
 that all sessions of the process share. The server measures the render part once, on its own avatar and backend,
-multiplies it by :data:`PIPELINE_OVERHEAD` (calibrated against ``bench/session.py``, which runs whole sessions
-through real ``rtc.AVSynchronizer`` s until frames come late) and admits at most
+adds :data:`PUBLISH_COST` (calibrated against ``bench/session.py``, which runs whole sessions through real
+``rtc.AVSynchronizer`` s until frames come late) and admits at most
 ``cores * target_utilization / cost`` sessions (never more than ``server.max_sessions``), so one session too many is
 answered with ``RESOURCE_EXHAUSTED`` instead of making every session drop frames.
 """
@@ -25,12 +25,13 @@ from avaluma.renderer.engine import RenderSession
 
 #: Seconds of speech and idle rendered by :func:`measure_budget` (each half).
 MEASURE_SECONDS: Final = 1.0
-#: Whole-session CPU cost / measured render CPU cost. Calibrated with ``bench/session.py`` on a 2-core machine
-#: (energy lip-sync, 512x512, 25 fps): rendering measured 6-9 % of a core per session, while whole sessions
-#: published through real AVSynchronizers stayed free of late frames up to 6-8 concurrent sessions (render CPU alone
-#: predicted 18-27). 3.5 admits 5-7 there. Re-calibrate when the pipeline changes: run the benchmark and set this to
-#: about ``cores * target_utilization / (measured cpu_per_session * sustained sessions)``.
-PIPELINE_OVERHEAD: Final = 3.5
+#: Cores one session's publishing keeps busy beyond rendering (a 25 fps, 512x512 session), added to the measured
+#: render cost. Publishing does not shrink when rendering gets faster, so it is added, not a multiple: calibrated with
+#: ``bench/session.py`` on a 2-core machine, where whole sessions published through real AVSynchronizers stayed free of
+#: late frames up to 6 concurrent sessions both when rendering cost 6-9 % of a core per session and, after the
+#: renderer got faster, 3 %. 0.2 admits 5-6 there. Re-calibrate when the pipeline changes: set it to about
+#: ``cores * target_utilization / sustained sessions - measured cpu_per_session``.
+PUBLISH_COST: Final = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +42,12 @@ class SessionBudget:
     cores: int
     target_utilization: float
     fps: int
-    overhead: float = PIPELINE_OVERHEAD  #: whole-session cost / render cost (:data:`PIPELINE_OVERHEAD`)
+    publish_cost: float = PUBLISH_COST  #: cores publishing adds per session (:data:`PUBLISH_COST`, calibrated)
 
     @property
     def session_cost(self) -> float:
         """Cores one whole session keeps busy: rendering plus publishing."""
-        return self.cpu_per_session * self.overhead
+        return self.cpu_per_session + self.publish_cost
 
     @property
     def max_sessions(self) -> int:
@@ -55,7 +56,8 @@ class SessionBudget:
     def describe(self) -> str:
         return (
             f"one {self.fps} fps session needs about {self.cpu_per_session * 100:.0f} % of a CPU core to render "
-            f"(measured) and about {self.session_cost * 100:.0f} % with publishing (x{self.overhead:g}, calibrated), "
+            f"(measured) and about {self.session_cost * 100:.0f} % with publishing "
+            f"(+{self.publish_cost * 100:.0f} %, calibrated), "
             f"so {self.cores} cores at {self.target_utilization:.0%} hold {self.max_sessions}"
         )
 
