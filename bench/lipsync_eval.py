@@ -17,8 +17,6 @@ Metrics, per video frame (frame ``i`` covers ``[i/fps, (i+1)/fps)``):
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -26,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import onnxruntime
+from machine import describe
 
 from avaluma.renderer.lipsync.base import JAW_OPEN, LIPS_CLOSED, LIPSYNC_SAMPLE_RATE, MouthFrames
 from avaluma.renderer.lipsync.framing import feature_range, n_video_frames
@@ -141,23 +141,6 @@ def stream_cost_ms_per_s(make_stream: Callable[[], object], audio: npt.NDArray[n
     return 1000 * best / (len(audio) / LIPSYNC_SAMPLE_RATE)
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import onnxruntime
-
-    return (
-        f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, onnxruntime {onnxruntime.__version__}"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fps", type=float, nargs="+", default=[25.0, 30.0])
@@ -182,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         "mfcc-template (uLipSync-style)": lambda a, fps: templates.analyze(a, fps=fps),
     }
     groups = sorted(set(heldout.voices))
-    print(f"machine: {machine()}")
+    print(f"machine: {describe(onnxruntime=onnxruntime.__version__)}")
     print(f"held-out: {len(heldout)} utterances, voices: {', '.join(groups)} (sentences unseen in training)")
     print(f"onnx lookahead: {onnx.open_stream(fps=25).lookahead_s * 1000:.1f} ms")
     conditions = [(fps, "clean", heldout) for fps in args.fps]

@@ -41,6 +41,7 @@ from pathlib import Path  # noqa: E402
 import av  # noqa: E402
 import numpy as np  # noqa: E402
 import soxr  # noqa: E402
+from machine import cpu_model  # noqa: E402
 
 from avaluma.core.media import AudioChunk  # noqa: E402
 from avaluma.renderer.animator import Animator  # noqa: E402
@@ -55,16 +56,6 @@ from avaluma.renderer.mp4 import write_mp4  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 FPS = 25
 SR = 24_000
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def speech_like(seconds: float, sr: int) -> np.ndarray:

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -32,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from machine import describe
 
 from avaluma.core import telemetry
 from avaluma.core.media import AudioChunk
@@ -44,18 +43,6 @@ from avaluma.renderer.lipsync.energy import EnergyBackend
 ROOT = Path(__file__).resolve().parent.parent
 FPS = 25
 SR = 24_000
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
 
 
 def speech(seconds: float, rate: int = 16_000) -> np.ndarray:
@@ -212,7 +199,7 @@ def main() -> None:
     if not avatars:
         raise SystemExit("no demo avatar in assets/avatars: run scripts/build_demo_avatars.py")
     avatar = avatars[0]
-    print(f"machine: {machine()}")
+    print(f"machine: {describe()}")
     print(f"avatar: {avatar.name}; {FPS} fps; energy backend; {args.seconds:g} s per run, median of {args.rounds}")
     per_piece = hook_cost_off_us()
     print(

@@ -15,8 +15,6 @@ when a GPU is present: used memory with the model loaded and idle, then while 1 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -25,6 +23,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
+from machine import describe
 
 from avaluma.renderer.lipsync.base import LipSyncBackend
 from avaluma.renderer.lipsync.onnx_backend import OnnxBackend
@@ -32,24 +32,6 @@ from avaluma.renderer.lipsync.onnx_backend import OnnxBackend
 ROOT = Path(__file__).resolve().parents[1]
 SR = 16_000
 CHUNK = SR // 25  # one video frame of audio at 25 fps
-
-
-def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import onnxruntime
-
-    gpu = gpu_name()
-    return (
-        f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"onnxruntime {onnxruntime.__version__}, GPU: {gpu or 'none'}"
-    )
 
 
 def gpu_name() -> str | None:
@@ -141,7 +123,7 @@ def main() -> None:
         server = start_triton(ROOT / "deploy" / "triton" / "model_repository")
         url = server.grpc_url
     try:
-        print(f"machine: {machine()}")
+        print(f"machine: {describe(onnxruntime=onnxruntime.__version__, GPU=gpu_name() or 'none')}")
         print(f"triton: {url} ({'started by this benchmark' if server else 'external'}), {args.seconds:g} s of audio")
         print(f"per session, 40 ms chunks, 25 fps; command: python bench/triton.py {' '.join(sys.argv[1:])}".rstrip())
         gpu_idle = gpu_memory_mib()
