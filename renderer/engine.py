@@ -57,7 +57,7 @@ F32 = npt.NDArray[np.float32]
 #:   HQ 0.879 / 0.851 / 0.951 (same as the training pipeline's own 16 kHz audio), streaming lag 21 ms mean, 37 ms max;
 #:   LQ 0.874 / 0.844 / 0.947 (-0.5 point; 95.8 % of frames pick the same viseme as HQ), lag 11 ms mean, 20 ms max;
 #:   QQ 0.876 / 0.847 / 0.950 (-0.3 point; 97.7 % agree), lag ~0. Same within 0.01 point from 48 kHz input.
-#: QQ is the closest to HQ *and* adds no lag, so it is the one used.
+#: QQ is the closest to HQ *and* adds no lag, so it is the one used. Measured by bench/lipsync_resampler.py.
 LIPSYNC_RESAMPLER_QUALITY = "QQ"
 
 
