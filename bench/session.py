@@ -1,6 +1,9 @@
 """Live-session benchmark: latency, A/V offset, interruption and capacity of the server's session core.
 
-    .venv/bin/python bench/session.py [--quick]
+    .venv/bin/python bench/session.py [--quick] [--capacity] [--sessions N]
+
+``--capacity`` runs only part 4; ``--sessions N`` only runs N sessions at once (20 s, 4 with ``--quick``), the load
+to profile, e.g. ``py-spy record --threads -- .venv/bin/python bench/session.py --sessions 12``.
 
 Prints the machine, then, each with a baseline measured in the same run:
 
@@ -17,15 +20,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from avaluma.core.admission import available_cores, measure_budget
+from avaluma.core.admission import measure_budget
 from avaluma.core.audio_receiver import AudioStreamReceiver, SenderPolicy
 from avaluma.core.livekit_session import AVSyncSink
 from avaluma.core.media import AudioChunk
@@ -33,6 +36,9 @@ from avaluma.core.playout import Playout, VirtualClock
 from avaluma.renderer.engine import RenderedFrame, RenderSession
 from avaluma.renderer.hvia import load_hvia
 from avaluma.renderer.lipsync.energy import EnergyBackend
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 FPS, RATE = 25, 24_000
@@ -258,12 +264,19 @@ def fmt(values: list[float]) -> str:
     return f"median {statistics.median(values):6.1f} ms  max {max(values):6.1f} ms  (n={len(values)})"
 
 
-async def main(quick: bool) -> None:
-    print(
-        f"machine: {platform.machine()} {platform.processor() or ''} {available_cores()} cores, "
-        f"Python {platform.python_version()}, {platform.platform()}"
-    )
+async def main(quick: bool, only_capacity: bool, sessions: int | None) -> None:
+    print(f"machine: {describe()}")
     print(f"avatar: {AVATAR.id} {AVATAR.width}x{AVATAR.height}, lip-sync: energy, {FPS} fps, {RATE} Hz out\n")
+    if sessions is not None:  # one fixed load, e.g. to profile: py-spy record -- python bench/session.py --sessions 6
+        late, frames = await capacity(sessions, 4.0 if quick else 20.0)
+        print(f"{sessions} sessions: {frames} frames, {late} late ({late / max(frames, 1):.2%})")
+        return
+    if not only_capacity:
+        await latency_and_sync(quick)
+    await capacity_search(quick)
+
+
+async def latency_and_sync(quick: bool) -> None:
     runs = 5 if quick else 15
 
     ours, stock = await first_frame_latency(0.02, runs), await first_frame_latency(0.1, runs)
@@ -283,6 +296,8 @@ async def main(quick: bool) -> None:
     print(f"   while speaking {fmt(speaking)}")
     print(f"   while idle     {fmt(idle)}\n")
 
+
+async def capacity_search(quick: bool) -> None:
     budget = await asyncio.to_thread(measure_budget, new_render)
     print("4. concurrent 25 fps sessions without late frames (half the time speaking)")
     print(f"   admission budget (calibrated estimate): {budget.describe()}")
@@ -299,9 +314,13 @@ async def main(quick: bool) -> None:
         if n > 200:
             break
     print(f"   sustained without late frames: {best} sessions")
+    print(f"machine after: {describe()}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer runs, shorter simulations")
-    asyncio.run(main(parser.parse_args().quick))
+    parser.add_argument("--capacity", action="store_true", help="only part 4 (concurrent sessions)")
+    parser.add_argument("--sessions", type=int, help="only run this many concurrent sessions (for a profiler)")
+    args = parser.parse_args()
+    asyncio.run(main(args.quick, args.capacity, args.sessions))

@@ -26,12 +26,14 @@ from avaluma.renderer.engine import RenderSession
 #: Seconds of speech and idle rendered by :func:`measure_budget` (each half).
 MEASURE_SECONDS: Final = 1.0
 #: Cores one session's publishing keeps busy beyond rendering (a 25 fps, 512x512 session), added to the measured
-#: render cost. Publishing does not shrink when rendering gets faster, so it is added, not a multiple: calibrated with
-#: ``bench/session.py`` on a 2-core machine, where whole sessions published through real AVSynchronizers stayed free of
-#: late frames up to 6 concurrent sessions both when rendering cost 6-9 % of a core per session and, after the
-#: renderer got faster, 3 %. 0.2 admits 5-6 there. Re-calibrate when the pipeline changes: set it to about
+#: render cost. Publishing does not shrink when rendering gets faster, so it is added, not a multiple. Calibrated with
+#: ``bench/session.py`` on a 2-core machine (rendering measured at 3-5 % of a core per session): whole sessions
+#: published through real AVSynchronizers stayed free of late frames up to 14 concurrent sessions once rendering moved
+#: to a pool of one thread per core (6-8 before, with the same bench and machine). 0.13 admits 9 there, leaving room
+#: for what a real room adds (every FFI event of the process wakes every waiting audio capture in livekit 1.1.21).
+#: Re-calibrate when the pipeline changes: set it to about
 #: ``cores * target_utilization / sustained sessions - measured cpu_per_session``.
-PUBLISH_COST: Final = 0.2
+PUBLISH_COST: Final = 0.13
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ in sight, so it is tested and benchmarked offline (with a virtual clock when nee
   never renders, so a render step in flight cannot delay a tick; it waits only when the renderer has nothing at all
   ready (a starved CPU, or the first frame after a clear), and that frame counts as late. Every frame carries
   exactly the audio that plays with it, so the sink can never let audio lead video by more than the frame it pushes;
-- the **render worker** renders in a worker thread (``asyncio.to_thread``), with a lock around the
+- the **render worker** renders in a thread of :func:`render_pool` (shared by all playouts), with a lock around the
   :class:`~avaluma.renderer.engine.RenderSession`: speech in pieces of :data:`PIECE_FRAMES` frames up to
   :data:`RENDER_AHEAD_S` ahead of the clock, and :data:`IDLE_AHEAD` idle frames for when no speech is ready. A sink
   with a ``prepare(frame)`` method gets it called in the same thread right after rendering, so media conversions
@@ -28,15 +28,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import logging
 import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from avaluma.core.admission import available_cores
 from avaluma.core.errors import ResourceExhausted
 from avaluma.core.media import AudioChunk
 from avaluma.core.telemetry_render import NOOP_STREAM, StreamTelemetry
@@ -146,6 +150,33 @@ class _Audio:
 
 _Op = _Audio | _End
 _Ready = RenderedFrame | PlaybackEvent
+
+
+_render_pool: ThreadPoolExecutor | None = None
+_render_pool_lock = threading.Lock()
+
+
+def render_pool() -> ThreadPoolExecutor:
+    """The threads all playouts of the process render in: one per usable core (at least 2).
+
+    Not the event loop's default executor (``asyncio.to_thread``, ``cores + 4`` threads): rendering is Python and
+    numpy under the GIL, and more render threads than cores only fight over it. On 2 cores, 6 threads spent a third
+    of a core in the kernel handing the GIL around and delayed the event loop until frames came late from about 10
+    sessions on; 2 threads sustain 14 (``bench/session.py``). A separate pool also keeps other blocking work of the
+    server (``to_thread`` callers) from queueing behind rendering, and the reverse.
+    """
+    global _render_pool
+    with _render_pool_lock:
+        if _render_pool is None:
+            _render_pool = ThreadPoolExecutor(max(2, available_cores()), thread_name_prefix="avaluma-render")
+        return _render_pool
+
+
+async def run_in_render_pool(job: Callable[[], Sequence[_Ready]]) -> Sequence[_Ready]:
+    """``job()`` in :func:`render_pool`, in a copy of the caller's context (like ``asyncio.to_thread``: inference
+    spans become children of the caller's segment span)."""
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(render_pool(), functools.partial(context.run, job))
 
 
 def split_chunk(chunk: AudioChunk, fps: int, frames_per_piece: int = PIECE_FRAMES) -> list[AudioChunk]:
@@ -434,12 +465,12 @@ class Playout:
                 generation = self._generation
                 speech = self._speech_job
                 if speech is None:
-                    outputs = await asyncio.to_thread(job)
+                    outputs = await run_in_render_pool(job)
                 else:
                     # The worker thread inherits the context: inference spans become children of the segment's.
                     queued = len(self._ops) * PIECE_FRAMES + self._speech_ready()
                     with self.telemetry.rendering(audio=speech == "audio", queued_frames=queued):
-                        outputs = await asyncio.to_thread(job)
+                        outputs = await run_in_render_pool(job)
                 self.telemetry.frames_rendered(outputs)
                 if generation == self._generation:
                     self._store(outputs)
