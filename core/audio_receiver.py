@@ -40,6 +40,7 @@ from avaluma.core.avatar_protocol import (
 from avaluma.core.errors import AvalumaError, InvalidArgument, PermissionDenied
 from avaluma.core.media import pcm16_to_mono, validate_format
 from avaluma.core.playout import AGENT_STATES, Playout
+from avaluma.core.tasks import cancel_and_wait
 from avaluma.renderer.engine import PlaybackEvent
 
 log = logging.getLogger(__name__)
@@ -231,11 +232,7 @@ class AudioStreamReceiver:
         ]
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
         for stream in (*self._streams, *([self._current] if self._current else [])):
             with contextlib.suppress(Exception):

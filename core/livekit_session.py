@@ -32,6 +32,7 @@ from avaluma.core.errors import AvalumaError, Unavailable
 from avaluma.core.grpc_errors import status_number
 from avaluma.core.media import AudioChunk, decode_pcm16, float_to_pcm16
 from avaluma.core.playout import Clock, FrameSink, Playout
+from avaluma.core.tasks import cancel_and_wait
 from avaluma.core.telemetry_render import KIND_LIVEKIT, instrument_backend, stream_telemetry
 from avaluma.proto.v1 import avatar_service_pb2, common_pb2
 from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderSession
@@ -157,11 +158,7 @@ class SessionRuntime:
 
     async def aclose(self) -> None:
         self.playout.close()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
         await self.receiver.aclose()
 
@@ -481,7 +478,4 @@ class AgentAudioBridge:
 
     async def aclose(self) -> None:
         self._receiver.off("clear_buffer", self._on_clear_buffer)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task, keep_errors=True)

@@ -27,7 +27,6 @@ deterministic whatever the machine's speed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import functools
 import logging
@@ -43,6 +42,7 @@ from typing import Any, Final, Protocol
 from avaluma.core.admission import available_cores
 from avaluma.core.errors import ResourceExhausted
 from avaluma.core.media import AudioChunk
+from avaluma.core.tasks import cancel_and_wait
 from avaluma.core.telemetry_render import NOOP_STREAM, StreamTelemetry
 from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderSession
 
@@ -357,9 +357,7 @@ class Playout:
         try:
             await self._tick_loop()
         finally:
-            worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
+            await cancel_and_wait(worker, keep_errors=True)
             self.telemetry.close()
 
     async def _tick_loop(self) -> None:

@@ -21,7 +21,6 @@ drops frames that were rendered ahead but never sent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from collections import deque
@@ -37,6 +36,7 @@ from avaluma.core.errors import AvalumaError, InvalidArgument, Unavailable
 from avaluma.core.grpc_errors import status_number
 from avaluma.core.media import AudioChunk, float_to_pcm16, pcm16_to_mono
 from avaluma.core.sessions import SessionSlots
+from avaluma.core.tasks import cancel_and_wait
 from avaluma.core.telemetry import ATTR_AVATAR_ID, ATTR_ENCODING, ATTR_FPS, ATTR_REALTIME
 from avaluma.core.telemetry_render import (
     KIND_RENDER,
@@ -556,7 +556,5 @@ class RenderServicer(render_service_pb2_grpc.RenderServiceServicer):
             finally:
                 stream.telemetry.close()
                 stream.cancel_reading()
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await reader
+                await cancel_and_wait(reader)
                 log.info("render stream ended", extra={"avatar_id": avatar.id, "frames_sent": stream.sent})

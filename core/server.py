@@ -10,7 +10,6 @@ are told to end, then ``server.stop(grace)`` gives in-flight calls ``grace`` sec
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from avaluma.core.sessions import (
     SessionSlots,
     connect_livekit,
 )
+from avaluma.core.tasks import cancel_and_wait
 from avaluma.core.telemetry_grpc import server_interceptors
 from avaluma.proto.v1 import (
     avatar_registry_pb2,
@@ -105,10 +105,7 @@ class RunningServer:
         grace_s = self._grace_s if grace is None else grace
         log.info("server stopping", extra={"grace_s": grace_s})
         await self.health.enter_graceful_shutdown()
-        if self._budget_task is not None:
-            self._budget_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._budget_task
+        await cancel_and_wait(self._budget_task)
         self._render.begin_shutdown()
         await self.sessions.close_all(timeout_s=max(grace_s, 0.1))
         await self.server.stop(grace_s)
