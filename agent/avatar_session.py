@@ -33,7 +33,7 @@ from livekit.agents.voice.avatar import AvatarSession as _LiveKitAvatarSession
 from livekit.agents.voice.avatar import DataStreamAudioOutput
 
 from avaluma.core.errors import AvalumaError, ConfigError, Unavailable
-from avaluma.core.telemetry_grpc import client_interceptors
+from avaluma.core.server.grpc.telemetry import client_interceptors
 from avaluma.proto.v1 import avatar_service_pb2, avatar_service_pb2_grpc, common_pb2
 
 if TYPE_CHECKING:

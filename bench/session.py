@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from avaluma.core.admission import measure_budget
-from avaluma.core.audio_receiver import AudioStreamReceiver, SenderPolicy
-from avaluma.core.livekit_session import AVSyncSink
+from avaluma.core.live.admission import measure_budget
+from avaluma.core.live.audio_receiver import AudioStreamReceiver, SenderPolicy
+from avaluma.core.live.livekit_session import AVSyncSink
+from avaluma.core.live.playout import Playout, VirtualClock
 from avaluma.core.media import AudioChunk
-from avaluma.core.playout import Playout, VirtualClock
 from avaluma.renderer.engine import RenderedFrame, RenderSession
 from avaluma.renderer.hvia import load_hvia
 from avaluma.renderer.lipsync.energy import EnergyBackend

@@ -33,9 +33,9 @@ import numpy as np
 from machine import describe
 
 from avaluma.core import telemetry
+from avaluma.core.live.telemetry_render import NOOP_STREAM, StreamTelemetry, instrument_backend, stream_telemetry
 from avaluma.core.media import AudioChunk
-from avaluma.core.render_service import PIECE_FRAMES, split_audio
-from avaluma.core.telemetry_render import NOOP_STREAM, StreamTelemetry, instrument_backend, stream_telemetry
+from avaluma.core.server.grpc.render_service import PIECE_FRAMES, split_audio
 from avaluma.renderer.engine import RenderSession
 from avaluma.renderer.hvia import load_hvia
 from avaluma.renderer.lipsync.energy import EnergyBackend
@@ -122,10 +122,10 @@ def engine_fps(avatar_path: Path, seconds: float, variant: str) -> float:
 async def grpc_fps(avatars_dir: Path, seconds: float, variant: str) -> float:
     import grpc.aio
 
-    from avaluma.core.avatar_store import AvatarStore
     from avaluma.core.config import Config, ServerConfig
-    from avaluma.core.server import start_server
-    from avaluma.core.telemetry_grpc import client_interceptors
+    from avaluma.core.live.avatar_store import AvatarStore
+    from avaluma.core.server.app import start_server
+    from avaluma.core.server.grpc.telemetry import client_interceptors
     from avaluma.proto.v1 import render_service_pb2, render_service_pb2_grpc
 
     (telemetry_on if variant == "on" else telemetry_off)()

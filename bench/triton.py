@@ -118,7 +118,7 @@ def main() -> None:
     server = None
     url = args.url
     if url is None:
-        from avaluma.core.triton_server import start_triton
+        from avaluma.core.ops.triton.server import start_triton
 
         server = start_triton(ROOT / "deploy" / "triton" / "model_repository")
         url = server.grpc_url

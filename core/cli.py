@@ -30,12 +30,15 @@ logger = logging.getLogger(__name__)
 
 #: name -> ("module:attribute" of a click command, one-line help shown by ``avaluma --help`` without importing it).
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
-    "serve": ("avaluma.core.serve:serve_command", "Run the Avatar Server (gRPC API, avatars, LiveKit sessions)."),
+    "serve": (
+        "avaluma.core.server.serve:serve_command",
+        "Run the Avatar Server (gRPC API, avatars, LiveKit sessions).",
+    ),
     "render": ("avaluma.renderer.cli:render_command", "Render text or a WAV file to an MP4 of the avatar speaking."),
     "agent": ("avaluma.agent.cli:agent_command", "Run the LiveKit voice agent (agent-1) with its avatar."),
     "send": ("avaluma.agent.cli:send_command", "Stream a WAV or raw PCM into a room's avatar (agent-2)."),
-    "triton": ("avaluma.core.triton_cli:triton_group", "Run NVIDIA Triton with the lip-sync model repository."),
-    "models": ("avaluma.core.triton_cli:models_group", "Push a new lip-sync model version into Triton."),
+    "triton": ("avaluma.core.ops.triton.cli:triton_group", "Run NVIDIA Triton with the lip-sync model repository."),
+    "models": ("avaluma.core.ops.triton.cli:models_group", "Push a new lip-sync model version into Triton."),
     "avatar": ("avaluma.renderer.cli:avatar_group", "Build, inspect and preview .hvia avatar files."),
 }
 

@@ -10,10 +10,10 @@ import grpc
 import grpc.aio
 import pytest
 
-from avaluma.core.avatar_store import AvatarStore
 from avaluma.core.config import Config, ServerConfig, SessionsConfig
-from avaluma.core.server import RunningServer, start_server
-from avaluma.core.sessions import RoomConnector, connect_livekit
+from avaluma.core.live.avatar_store import AvatarStore
+from avaluma.core.live.sessions import RoomConnector, connect_livekit
+from avaluma.core.server.app import RunningServer, start_server
 from avaluma.renderer.lipsync.energy import EnergyBackend
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from avaluma.core.server import RunningServer
+from avaluma.core.server.app import RunningServer
 from avaluma.proto.v1 import avatar_registry_pb2, avatar_registry_pb2_grpc, render_service_pb2, render_service_pb2_grpc
 
 pytestmark = pytest.mark.integration
@@ -213,9 +213,9 @@ async def test_plain_http_redirects_to_https(proxied: Caddy) -> None:
 @pytest.fixture
 async def http_api(server: RunningServer) -> AsyncIterator[int]:
     try:
-        from avaluma.core.http_api import start_http_api
+        from avaluma.core.server.http_api import start_http_api
     except ImportError:
-        pytest.skip("the server's HTTP API (issue 5, avaluma.core.http_api) is not in this tree yet")
+        pytest.skip("the server's HTTP API (issue 5, avaluma.core.server.http_api) is not in this tree yet")
     slots, keys = getattr(server, "slots", None), getattr(server, "keys", None)
     if slots is None or keys is None:
         pytest.skip("RunningServer does not expose slots/keys for the HTTP API yet (issue 5)")

@@ -8,7 +8,7 @@ import grpc
 import grpc.aio
 import pytest
 
-from avaluma.core.avatar_store import AvatarStore
+from avaluma.core.live.avatar_store import AvatarStore
 from avaluma.proto.v1 import (
     avatar_registry_pb2,
     avatar_registry_pb2_grpc,

@@ -13,10 +13,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from avaluma.core.auth import ApiKeyInterceptor, ApiKeys
 from avaluma.core.errors import NotFound
-from avaluma.core.grpc_errors import INTERNAL_MESSAGE, ErrorMappingInterceptor
-from avaluma.core.server import SERVICE_NAMES
+from avaluma.core.server.app import SERVICE_NAMES
+from avaluma.core.server.auth import ApiKeyInterceptor, ApiKeys
+from avaluma.core.server.grpc.errors import INTERNAL_MESSAGE, ErrorMappingInterceptor
 from avaluma.proto.v1 import (
     avatar_registry_pb2,
     avatar_registry_pb2_grpc,
@@ -200,13 +200,13 @@ async def test_error_interceptor_maps_domain_errors_and_hides_bugs(caplog) -> No
             assert domain.value.details() == "unknown thing 'x': list the things first"
 
             with (
-                caplog.at_level(logging.ERROR, logger="avaluma.core.grpc_errors"),
+                caplog.at_level(logging.ERROR, logger="avaluma.core.server.grpc.errors"),
                 pytest.raises(grpc.aio.AioRpcError) as bug,
             ):
                 await unary(b"bug", metadata=md)
             assert bug.value.code() == grpc.StatusCode.INTERNAL
             assert bug.value.details() == INTERNAL_MESSAGE and "secret" not in bug.value.details()
-            logged = [r for r in caplog.records if r.name == "avaluma.core.grpc_errors"]
+            logged = [r for r in caplog.records if r.name == "avaluma.core.server.grpc.errors"]
             assert (
                 logged and logged[-1].exc_info is not None and "secret internal detail" in str(logged[-1].exc_info[1])
             )

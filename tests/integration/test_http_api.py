@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from avaluma.core.http_api import RunningHttpApi, start_http_api
+from avaluma.core.server.http_api import RunningHttpApi, start_http_api
 
 api = pytest.importorskip("livekit.api", reason="the server extra (livekit-api) is needed to mint tokens")
 

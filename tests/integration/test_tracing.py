@@ -25,7 +25,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from avaluma.agent.avatar_session import AvatarServiceClient, RetryPolicy, mint_avatar_token, start_with_retries
 from avaluma.core import telemetry
-from avaluma.core.telemetry_grpc import client_interceptors
+from avaluma.core.server.grpc.telemetry import client_interceptors
 from avaluma.proto.v1 import avatar_service_pb2, avatar_service_pb2_grpc, render_service_pb2, render_service_pb2_grpc
 
 pytestmark = pytest.mark.integration
@@ -220,10 +220,10 @@ async def test_a_livekit_sessions_spans_hang_below_its_start_session_call(
     """The session outlives StartSession; its start span and its segments' spans still join that call's trace."""
     from conftest import server_config
 
-    from avaluma.core.avatar_store import AvatarStore
-    from avaluma.core.livekit_session import SessionRuntime, build_session_runtime
+    from avaluma.core.live.avatar_store import AvatarStore
+    from avaluma.core.live.livekit_session import SessionRuntime, build_session_runtime
     from avaluma.core.media import pcm16_to_mono
-    from avaluma.core.server import start_server
+    from avaluma.core.server.app import start_server
     from avaluma.renderer.engine import RenderedFrame
     from avaluma.renderer.lipsync.energy import EnergyBackend
 

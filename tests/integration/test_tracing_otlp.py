@@ -26,7 +26,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from avaluma.core import telemetry
-from avaluma.core.telemetry_grpc import client_interceptors
+from avaluma.core.server.grpc.telemetry import client_interceptors
 from avaluma.proto.v1 import render_service_pb2, render_service_pb2_grpc
 
 pytestmark = pytest.mark.integration

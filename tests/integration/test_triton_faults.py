@@ -11,7 +11,7 @@ from triton_support import assert_frames_equal, copy_repository, require_triton,
 
 from avaluma.core.errors import Unavailable
 from avaluma.core.media import AudioChunk
-from avaluma.core.triton_server import free_port, list_shm_regions, start_triton
+from avaluma.core.ops.triton.server import free_port, list_shm_regions, start_triton
 from avaluma.renderer.engine import RenderedFrame, RenderSession
 from avaluma.renderer.hvia import load_hvia
 from avaluma.renderer.lipsync.base import MouthFrames

@@ -20,7 +20,7 @@ from triton_support import (
 
 from avaluma.core.cli import cli
 from avaluma.core.errors import Unavailable
-from avaluma.core.triton_server import TritonServer, start_triton
+from avaluma.core.ops.triton.server import TritonServer, start_triton
 from avaluma.renderer.lipsync.base import MouthFrames
 from avaluma.renderer.lipsync.onnx_backend import DEFAULT_MODEL, OnnxBackend
 from avaluma.renderer.lipsync.triton_backend import LipSyncFault, TritonBackend, TritonOptions

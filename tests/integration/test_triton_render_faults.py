@@ -16,9 +16,9 @@ import pytest
 from conftest import API_KEY, server_config
 from triton_support import copy_repository, require_triton, speech_like
 
-from avaluma.core.avatar_store import AvatarStore
-from avaluma.core.server import RunningServer, start_server
-from avaluma.core.triton_server import start_triton
+from avaluma.core.live.avatar_store import AvatarStore
+from avaluma.core.ops.triton.server import start_triton
+from avaluma.core.server.app import RunningServer, start_server
 from avaluma.proto.v1 import common_pb2, render_service_pb2, render_service_pb2_grpc
 from avaluma.renderer.lipsync.triton_backend import TritonBackend, TritonOptions
 

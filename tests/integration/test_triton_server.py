@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from triton_support import copy_repository, require_triton
 
-from avaluma.core.triton_server import list_shm_regions
+from avaluma.core.ops.triton.server import list_shm_regions
 from avaluma.renderer.lipsync.onnx_backend import DEFAULT_MODEL
 
 pytestmark = pytest.mark.integration

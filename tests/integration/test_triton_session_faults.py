@@ -18,12 +18,12 @@ from conftest import API_KEY, server_config
 from test_grpc_sessions import ScriptedConnector, token
 from triton_support import copy_repository, require_triton, speech_like
 
-from avaluma.core.avatar_store import AvatarStore
-from avaluma.core.livekit_session import SessionRuntime, build_session_runtime
+from avaluma.core.live.avatar_store import AvatarStore
+from avaluma.core.live.livekit_session import SessionRuntime, build_session_runtime
+from avaluma.core.live.sessions import RoomHandle, Session
 from avaluma.core.media import AudioChunk
-from avaluma.core.server import RunningServer, start_server
-from avaluma.core.sessions import RoomHandle, Session
-from avaluma.core.triton_server import start_triton
+from avaluma.core.ops.triton.server import start_triton
+from avaluma.core.server.app import RunningServer, start_server
 from avaluma.proto.v1 import avatar_service_pb2, avatar_service_pb2_grpc
 from avaluma.renderer.avatar import Avatar
 from avaluma.renderer.engine import RenderedFrame

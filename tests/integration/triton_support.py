@@ -38,7 +38,7 @@ def require_triton() -> None:
     """Skip (with the fix) when the tritonserver binary or the client is not installed."""
     pytest.importorskip("tritonclient.grpc.aio", reason="tritonclient is not installed: pip install -e '.[triton]'")
     from avaluma.core.errors import FailedPrecondition
-    from avaluma.core.triton_server import find_triton
+    from avaluma.core.ops.triton.server import find_triton
 
     try:
         find_triton()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from avaluma.core.admission import PUBLISH_COST, SessionBudget, measure_budget
+from avaluma.core.live.admission import PUBLISH_COST, SessionBudget, measure_budget
 from avaluma.renderer.engine import RenderSession
 from avaluma.renderer.hvia import load_hvia
 from avaluma.renderer.lipsync.energy import EnergyBackend

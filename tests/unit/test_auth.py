@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from avaluma.core.auth import ApiKeys, extract_api_key, generate_api_key
+from avaluma.core.server.auth import ApiKeys, extract_api_key, generate_api_key
 
 
 @pytest.mark.parametrize(

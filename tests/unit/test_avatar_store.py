@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from avaluma.core.avatar_store import AvatarStore, check_avatar_id
 from avaluma.core.errors import AlreadyExists, AvatarFileError, InvalidArgument, NotFound
+from avaluma.core.live.avatar_store import AvatarStore, check_avatar_id
 
 DEMO = Path(__file__).resolve().parents[2] / "assets" / "avatars" / "astronaut.hvia"
 
@@ -31,7 +31,7 @@ def test_open_loads_valid_files_and_skips_bad_ones(directory: Path, caplog) -> N
     (directory / "corrupt.hvia").write_bytes(b"garbage")
     shutil.copy(directory / "astronaut.hvia", directory / "Bad Name.hvia")
     (directory / "notes.txt").write_text("not an avatar")
-    with caplog.at_level(logging.WARNING, logger="avaluma.core.avatar_store"):
+    with caplog.at_level(logging.WARNING, logger="avaluma.core.live.avatar_store"):
         store = AvatarStore.open(directory)
     assert store.ids() == ["astronaut"]
     reasons = {Path(r.path).name: r.reason for r in caplog.records}  # type: ignore[attr-defined]

@@ -110,7 +110,7 @@ def test_help_lists_commands_without_importing_heavy_modules() -> None:
         "    cli(['--help'], prog_name='avaluma')\n"
         "except SystemExit:\n"
         "    pass\n"
-        "heavy = sorted(m for m in ('livekit', 'onnxruntime', 'av', 'grpc', 'piper', 'avaluma.core.serve',\n"
+        "heavy = sorted(m for m in ('livekit', 'onnxruntime', 'av', 'grpc', 'piper', 'avaluma.core.server.serve',\n"
         "                          'avaluma.renderer.cli') if m in sys.modules)\n"
         "print('HEAVY', heavy)\n"
     )

@@ -284,7 +284,7 @@ def test_every_image_is_named_in_the_kustomization(k8s: dict[tuple[str, str], An
 
 
 def test_ingress_routes_every_grpc_service_to_the_grpc_port(k8s: dict[tuple[str, str], Any]) -> None:
-    from avaluma.core.server import SERVICE_NAMES
+    from avaluma.core.server.app import SERVICE_NAMES
 
     grpc_ingress = k8s[("Ingress", "avatar-server-grpc")]
     assert grpc_ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from avaluma.core.audio_receiver import (
+from avaluma.core.errors import AvalumaError
+from avaluma.core.live.audio_receiver import (
     AUDIO_STREAM_TOPIC,
     RPC_AGENT_STATE_CHANGED,
     RPC_CLEAR_BUFFER,
@@ -25,8 +26,7 @@ from avaluma.core.audio_receiver import (
     RpcRefused,
     SenderPolicy,
 )
-from avaluma.core.errors import AvalumaError
-from avaluma.core.playout import Playout, VirtualClock
+from avaluma.core.live.playout import Playout, VirtualClock
 from avaluma.renderer.engine import RenderedFrame, RenderSession
 from avaluma.renderer.hvia import load_hvia
 from avaluma.renderer.lipsync.energy import EnergyBackend

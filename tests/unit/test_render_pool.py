@@ -8,7 +8,7 @@ import contextvars
 import threading
 from typing import Any
 
-from avaluma.core.playout import render_pool, run_in_render_pool
+from avaluma.core.live.playout import render_pool, run_in_render_pool
 
 
 async def test_render_jobs_run_in_one_shared_pool_with_the_callers_context() -> None:

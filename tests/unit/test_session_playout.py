@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from avaluma.core.errors import ResourceExhausted
+from avaluma.core.live.playout import MAX_BACKLOG_S, Playout, VirtualClock
 from avaluma.core.media import AudioChunk
-from avaluma.core.playout import MAX_BACKLOG_S, Playout, VirtualClock
 from avaluma.renderer.avatar import Avatar
 from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderSession
 from avaluma.renderer.hvia import load_hvia

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from avaluma.core.errors import InvalidArgument, ResourceExhausted
-from avaluma.core.sessions import SessionSlots, check_livekit_url, parse_livekit_token
+from avaluma.core.live.sessions import SessionSlots, check_livekit_url, parse_livekit_token
 
 
 def jwt(claims: dict, header: dict | None = None) -> str:

@@ -10,15 +10,15 @@ import pytest
 
 from avaluma.core import telemetry
 from avaluma.core.errors import ConfigError
-from avaluma.core.telemetry import TelemetrySettings, settings_from_env
-from avaluma.core.telemetry_grpc import client_interceptors, rpc_attributes, server_interceptors
-from avaluma.core.telemetry_render import (
+from avaluma.core.live.telemetry_render import (
     KIND_LIVEKIT,
     NOOP_STREAM,
     TracedLipSyncBackend,
     instrument_backend,
     stream_telemetry,
 )
+from avaluma.core.server.grpc.telemetry import client_interceptors, rpc_attributes, server_interceptors
+from avaluma.core.telemetry import TelemetrySettings, settings_from_env
 from avaluma.renderer.lipsync.base import LipSyncBackend, LipSyncFault, LipSyncStream, MouthFrames, watch_faults
 from avaluma.renderer.lipsync.energy import EnergyBackend
 
@@ -309,7 +309,7 @@ def test_session_segments_hang_below_a_captured_context(recorded: Recorded) -> N
 
 async def test_the_av_sync_step_records_the_audio_video_offset(recorded: Recorded) -> None:
     pytest.importorskip("livekit.rtc", reason="needs the server extra")
-    from avaluma.core.livekit_session import AVSyncSink
+    from avaluma.core.live.livekit_session import AVSyncSink
     from avaluma.renderer.engine import RenderedFrame
 
     sink = AVSyncSink(width=32, height=32, fps=25, sample_rate=16_000)

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from avaluma.core import triton_server
 from avaluma.core.config import Config
 from avaluma.core.errors import FailedPrecondition, InvalidArgument
+from avaluma.core.ops.triton import server as triton_server
+from avaluma.core.ops.triton.cli import split_url
 from avaluma.core.plugins import load_registry
-from avaluma.core.triton_cli import split_url
 from avaluma.renderer.lipsync.triton_backend import TritonOptions
 
 

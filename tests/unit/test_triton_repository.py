@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from avaluma.core.cli import cli
 from avaluma.core.errors import FailedPrecondition, InvalidArgument
-from avaluma.core.triton_repository import push_model_version, versions
+from avaluma.core.ops.triton.repository import push_model_version, versions
 from avaluma.renderer.lipsync.onnx_backend import DEFAULT_MODEL
 
 SHIPPED = Path(__file__).resolve().parents[2] / "deploy" / "triton" / "model_repository"

@@ -38,8 +38,8 @@ from avaluma.core.avatar_protocol import (
     RPC_PLAYBACK_STARTED,
 )
 from avaluma.core.errors import AvalumaError, InvalidArgument, PermissionDenied
+from avaluma.core.live.playout import AGENT_STATES, Playout
 from avaluma.core.media import pcm16_to_mono, validate_format
-from avaluma.core.playout import AGENT_STATES, Playout
 from avaluma.core.tasks import cancel_and_wait
 from avaluma.renderer.engine import PlaybackEvent
 

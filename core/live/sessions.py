@@ -2,7 +2,7 @@
 
 A session is the avatar's presence in one LiveKit room. This module validates a start request, takes a slot of the
 server's capacity, joins the room (:class:`RoomConnector`), starts what plays in it (:class:`RuntimeFactory`, see
-:mod:`avaluma.core.livekit_session`) and keeps the session findable (get / list / stop / watch) until it ends: on
+:mod:`avaluma.core.live.livekit_session`) and keeps the session findable (get / list / stop / watch) until it ends: on
 ``StopSession``, when the runtime asks (idle timeout, room empty), when the connection is lost, or at shutdown.
 Every end leaves the room, frees the slot, tells the watchers and calls the ``session_ended`` plugin hook.
 """
@@ -28,13 +28,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from avaluma.core import telemetry
 from avaluma.core.avatar_protocol import PUBLISH_ON_BEHALF_ATTRIBUTE
-from avaluma.core.avatar_store import AvatarStore
 from avaluma.core.config import RenderConfig as RenderDefaults
 from avaluma.core.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from avaluma.core.live.avatar_store import AvatarStore
 from avaluma.proto.v1 import avatar_service_pb2, common_pb2
 
 if TYPE_CHECKING:
-    from avaluma.core.admission import SessionBudget
+    from avaluma.core.live.admission import SessionBudget
     from avaluma.renderer.avatar import Avatar
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class Slot:
 class SessionSlots:
     """Concurrent sessions *and* render streams share one limit (``server.max_sessions``): both cost a CPU share.
 
-    A measured :class:`~avaluma.core.admission.SessionBudget` (:meth:`set_budget`) can lower the limit to what the
+    A measured :class:`~avaluma.core.live.admission.SessionBudget` (:meth:`set_budget`) can lower the limit to what the
     machine renders in real time; it never raises it above ``server.max_sessions``.
     """
 

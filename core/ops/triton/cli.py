@@ -55,7 +55,7 @@ def start_command(
     explicit mode (default): only the named models load; `avaluma models push` loads new versions.
     poll mode: every model in the repository loads, and new version directories are picked up automatically.
     """
-    from avaluma.core.triton_server import start_triton
+    from avaluma.core.ops.triton.server import start_triton
 
     config = context_config(ctx).triton
     host, grpc_port = split_url(url or config.url)
@@ -115,7 +115,7 @@ def push_command(
     Sessions keep streaming during the swap: a segment under way finishes on the version it started on (the two
     newest versions stay loaded), new segments use the new version.
     """
-    from avaluma.core.triton_repository import push_model_version
+    from avaluma.core.ops.triton.repository import push_model_version
 
     config = context_config(ctx).triton
     model_name = model or config.model

@@ -1,8 +1,8 @@
 """Rebuilding a gRPC method handler around a wrapped behaviour: the mechanics shared by our server interceptors.
 
 A ``grpc.aio`` server interceptor that runs code around a handler (error mapping in
-:mod:`avaluma.core.grpc_errors`, tracing in :mod:`avaluma.core.telemetry_grpc`) must return a new handler of the same
-kind with the same (de)serializers; only the wrapper itself differs between interceptors.
+:mod:`avaluma.core.server.grpc.errors`, tracing in :mod:`avaluma.core.server.grpc.telemetry`) must return a new handler
+of the same kind with the same (de)serializers; only the wrapper itself differs between interceptors.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import grpc
 import grpc.aio
 
 from avaluma.core import telemetry
-from avaluma.core.grpc_handlers import wrap_behaviour
+from avaluma.core.server.grpc.handlers import wrap_behaviour
 
 if TYPE_CHECKING:
     _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import click
 
-from avaluma.core.auth import generate_api_key
 from avaluma.core.cli import context_config
 from avaluma.core.config import Config
+from avaluma.core.server.auth import generate_api_key
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def apply_overrides(config: Config, *, host: str | None, port: int | None, avata
 async def serve(config: Config) -> None:
     """Start the server, wait for a stop signal, stop gracefully (``server.shutdown_grace_s`` plus a margin)."""
     from avaluma.core.plugins import ProviderRegistry, load_plugin_manager
-    from avaluma.core.server import start_server
+    from avaluma.core.server.app import start_server
 
     pm = load_plugin_manager()
     registry = ProviderRegistry.from_plugin_manager(pm)
@@ -64,7 +64,7 @@ async def serve(config: Config) -> None:
         click.echo(f"Avaluma gRPC server listening on {running.address}")
         http = None
         if config.http.enabled and running.slots is not None and running.keys is not None:
-            from avaluma.core.http_api import start_http_api
+            from avaluma.core.server.http_api import start_http_api
 
             try:
                 http = await start_http_api(

@@ -1,4 +1,4 @@
-"""``AvatarRegistry``: a thin gRPC adapter over :class:`avaluma.core.avatar_store.AvatarStore`."""
+"""``AvatarRegistry``: a thin gRPC adapter over :class:`avaluma.core.live.avatar_store.AvatarStore`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import grpc.aio
 
-from avaluma.core.avatar_store import AvatarStore, check_avatar_id
 from avaluma.core.errors import InvalidArgument
+from avaluma.core.live.avatar_store import AvatarStore, check_avatar_id
 from avaluma.proto.v1 import avatar_registry_pb2, avatar_registry_pb2_grpc, common_pb2
 from avaluma.renderer.avatar import Avatar
 from avaluma.renderer.hvia import MAX_HVIA_BYTES

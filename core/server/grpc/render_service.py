@@ -30,21 +30,21 @@ from typing import Any, Final
 
 import grpc.aio
 
-from avaluma.core.avatar_store import AvatarStore
 from avaluma.core.config import RenderConfig as RenderDefaults
 from avaluma.core.errors import AvalumaError, InvalidArgument, Unavailable
-from avaluma.core.grpc_errors import status_number
-from avaluma.core.media import AudioChunk, float_to_pcm16, pcm16_to_mono
-from avaluma.core.sessions import SessionSlots
-from avaluma.core.tasks import cancel_and_wait
-from avaluma.core.telemetry import ATTR_AVATAR_ID, ATTR_ENCODING, ATTR_FPS, ATTR_REALTIME
-from avaluma.core.telemetry_render import (
+from avaluma.core.live.avatar_store import AvatarStore
+from avaluma.core.live.sessions import SessionSlots
+from avaluma.core.live.telemetry_render import (
     KIND_RENDER,
     NOOP_STREAM,
     StreamTelemetry,
     instrument_backend,
     stream_telemetry,
 )
+from avaluma.core.media import AudioChunk, float_to_pcm16, pcm16_to_mono
+from avaluma.core.server.grpc.errors import status_number
+from avaluma.core.tasks import cancel_and_wait
+from avaluma.core.telemetry import ATTR_AVATAR_ID, ATTR_ENCODING, ATTR_FPS, ATTR_REALTIME
 from avaluma.proto.v1 import common_pb2, render_service_pb2, render_service_pb2_grpc
 from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderSession
 from avaluma.renderer.frame_formats import DEFAULT_JPEG_QUALITY, FrameEncoding, encode_frame

@@ -27,19 +27,19 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from avaluma.core import telemetry
-from avaluma.core.audio_receiver import AudioStreamReceiver, SenderPolicy, SendRpc
 from avaluma.core.errors import AvalumaError, Unavailable
-from avaluma.core.grpc_errors import status_number
+from avaluma.core.live.audio_receiver import AudioStreamReceiver, SenderPolicy, SendRpc
+from avaluma.core.live.playout import Clock, FrameSink, Playout
+from avaluma.core.live.telemetry_render import KIND_LIVEKIT, instrument_backend, stream_telemetry
 from avaluma.core.media import AudioChunk, decode_pcm16, float_to_pcm16
-from avaluma.core.playout import Clock, FrameSink, Playout
+from avaluma.core.server.grpc.errors import status_number
 from avaluma.core.tasks import cancel_and_wait
-from avaluma.core.telemetry_render import KIND_LIVEKIT, instrument_backend, stream_telemetry
 from avaluma.proto.v1 import avatar_service_pb2, common_pb2
 from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderSession
 from avaluma.renderer.lipsync.base import LipSyncBackend, LipSyncFault, watch_faults
 
 if TYPE_CHECKING:
-    from avaluma.core.sessions import Session
+    from avaluma.core.live.sessions import Session
     from avaluma.renderer.avatar import Avatar
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ The API key goes in the ``api-secret`` header (``x-api-key`` and ``Authorization
 Each key has a token-bucket rate limit; a refused call gets ``429`` with ``Retry-After``. Errors are JSON
 ``{status: "error", code, message}`` where ``code`` is the gRPC status name, so both APIs report the same thing.
 
-A thin adapter: it validates the body's shape and delegates to :class:`~avaluma.core.sessions.SessionRegistry`,
+A thin adapter: it validates the body's shape and delegates to :class:`~avaluma.core.live.sessions.SessionRegistry`,
 exactly like the gRPC ``AvatarService``.
 """
 
@@ -25,9 +25,9 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from avaluma.core.auth import ApiKeys
 from avaluma.core.errors import AvalumaError, InvalidArgument, ResourceExhausted, Unauthenticated
-from avaluma.core.sessions import SessionRegistry, SessionSlots, StartRequest
+from avaluma.core.live.sessions import SessionRegistry, SessionSlots, StartRequest
+from avaluma.core.server.auth import ApiKeys
 from avaluma.proto.v1 import common_pb2
 
 log = logging.getLogger(__name__)

@@ -39,11 +39,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from avaluma.core.admission import available_cores
 from avaluma.core.errors import ResourceExhausted
+from avaluma.core.live.admission import available_cores
+from avaluma.core.live.telemetry_render import NOOP_STREAM, StreamTelemetry
 from avaluma.core.media import AudioChunk
 from avaluma.core.tasks import cancel_and_wait
-from avaluma.core.telemetry_render import NOOP_STREAM, StreamTelemetry
 from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderSession
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,8 @@ class Playout:
 
     ``on_event`` receives every playback event (with this playout's segment numbers) on the event loop, in order;
     it must not block. Start with :meth:`run` (one task; it owns the render worker) and end it with :meth:`close`.
-    ``telemetry`` receives segment spans and frame metrics (:func:`~avaluma.core.telemetry_render.stream_telemetry`;
+    ``telemetry`` receives segment spans and frame metrics
+    (:func:`~avaluma.core.live.telemetry_render.stream_telemetry`;
     the default reports nothing); the playout closes it when :meth:`run` ends.
     """
 

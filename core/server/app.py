@@ -23,16 +23,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer as AsyncHealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from avaluma.core.auth import ApiKeyInterceptor, ApiKeys
-from avaluma.core.avatar_registry_service import AvatarRegistryServicer
-from avaluma.core.avatar_service import AvatarServiceServicer
-from avaluma.core.avatar_store import AvatarStore
 from avaluma.core.config import Config
 from avaluma.core.config import RenderConfig as RenderDefaults
 from avaluma.core.errors import ConfigError, Unavailable
-from avaluma.core.grpc_errors import ErrorMappingInterceptor
-from avaluma.core.render_service import RenderServicer, SharedBackend
-from avaluma.core.sessions import (
+from avaluma.core.live.avatar_store import AvatarStore
+from avaluma.core.live.sessions import (
     LiveKitRoom,
     RoomConnector,
     RoomHandle,
@@ -43,8 +38,13 @@ from avaluma.core.sessions import (
     SessionSlots,
     connect_livekit,
 )
+from avaluma.core.server.auth import ApiKeyInterceptor, ApiKeys
+from avaluma.core.server.grpc.avatar_registry_service import AvatarRegistryServicer
+from avaluma.core.server.grpc.avatar_service import AvatarServiceServicer
+from avaluma.core.server.grpc.errors import ErrorMappingInterceptor
+from avaluma.core.server.grpc.render_service import RenderServicer, SharedBackend
+from avaluma.core.server.grpc.telemetry import server_interceptors
 from avaluma.core.tasks import cancel_and_wait
-from avaluma.core.telemetry_grpc import server_interceptors
 from avaluma.proto.v1 import (
     avatar_registry_pb2,
     avatar_registry_pb2_grpc,
@@ -142,7 +142,7 @@ def livekit_runtime_factory(backend: SharedBackend, defaults: RenderDefaults) ->
     ) -> SessionRuntime | None:
         if not isinstance(room, LiveKitRoom):
             return None  # a scripted room (tests): nothing to play in
-        from avaluma.core.livekit_session import start_livekit_runtime
+        from avaluma.core.live.livekit_session import start_livekit_runtime
 
         return await start_livekit_runtime(
             session,
@@ -159,7 +159,7 @@ def livekit_runtime_factory(backend: SharedBackend, defaults: RenderDefaults) ->
 
 async def _measure_budget(slots: SessionSlots, store: AvatarStore, backend: SharedBackend, config: Config) -> None:
     """Measure what one session costs on this machine and cap admissions to what it renders in real time."""
-    from avaluma.core.admission import measure_budget
+    from avaluma.core.live.admission import measure_budget
     from avaluma.renderer.engine import RenderSession
 
     try:

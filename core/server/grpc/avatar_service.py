@@ -1,4 +1,4 @@
-"""``AvatarService``: a thin gRPC adapter over :class:`avaluma.core.sessions.SessionRegistry`."""
+"""``AvatarService``: a thin gRPC adapter over :class:`avaluma.core.live.sessions.SessionRegistry`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import grpc.aio
 
-from avaluma.core.sessions import SessionRegistry, StartRequest
+from avaluma.core.live.sessions import SessionRegistry, StartRequest
 from avaluma.proto.v1 import avatar_service_pb2, avatar_service_pb2_grpc
 
 

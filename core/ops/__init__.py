@@ -1,0 +1,1 @@
+"""Operations tooling that runs beside the server (today: NVIDIA Triton)."""
