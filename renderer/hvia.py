@@ -18,9 +18,11 @@ A ``.hvia`` file is a zip archive holding:
 
 Files come from users (``UploadAvatar``), so loading trusts nothing: sizes are checked from the zip directory before
 anything is decompressed, every entry is checked against its sha256, arrays are read without pickle and checked for
-shape and finiteness, and every problem is one :class:`~avaluma.core.errors.AvatarFileError` naming the file and saying
-what to do. Readers reject versions they do not know instead of guessing. Loaded arrays are read-only and shared by
-every session rendering the avatar.
+shape and finiteness, decoded sizes are capped from what the file declares before any pixel is decoded (a small file
+must not unpack into gigabytes), and every problem is one :class:`~avaluma.core.errors.AvatarFileError` naming the file
+and saying what to do: a failure of the zip, JSON, PNG, ``.npy`` or video layers never escapes as anything else.
+Readers reject versions they do not know instead of guessing. Loaded arrays are read-only and shared by every session
+rendering the avatar.
 """
 
 from __future__ import annotations
@@ -28,9 +30,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
+import math
 import os
 import tempfile
 import zipfile
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +45,8 @@ from PIL import Image
 
 from avaluma.core.errors import AvatarFileError, InvalidArgument
 from avaluma.renderer.avatar import AVATAR_KINDS, Avatar, EyeRig, MouthAtlas, MouthRig, VideoAssets
+
+log = logging.getLogger(__name__)
 
 FORMAT = "hvia"
 #: The version this Avaluma writes.
@@ -66,6 +74,16 @@ MAX_ENTRIES = 16
 MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_SIDE = 4096
 MIN_SIDE = 16
+#: Decoded idle loop (``frames x width x height x 3`` bytes) a file may declare: checked before decoding. Room for the
+#: builder's largest output (512x640, 4 s at 60 fps) and for 1024x1024 loops of 4 s at 25 fps.
+MAX_LOOP_DECODED_BYTES = 320 * 1024 * 1024
+#: Decoded mouth atlas (``tiles x tile_w x tile_h x 3`` bytes): checked before decoding. The renderer keeps a float32
+#: copy of the atlas (4x this), so it is held well below the loop's cap.
+MAX_ATLAS_DECODED_BYTES = 32 * 1024 * 1024
+#: Largest atlas tile side.
+MAX_TILE_SIDE = 1024
+#: Smallest mouth width (pixels) a video avatar's mouth track may hold: the atlas is scaled by ``ref_width / width``.
+MIN_MOUTH_WIDTH = 4.0
 
 _REBUILD = "rebuild it with `avaluma avatar build` or scripts/build_demo_avatars.py"
 
@@ -179,6 +197,19 @@ def load_hvia_bytes(data: bytes, *, source: str) -> Avatar:
         raise
     except InvalidArgument as e:  # rig/avatar validation: same problem, reported as a bad file
         raise AvatarFileError(e.message) from e
+    except (Exception, RecursionError, MemoryError) as e:
+        # The layers below (zipfile, zlib, json, PIL, numpy, PyAV) raise many kinds of errors on hostile input; the
+        # known ones are translated where they happen. Anything else is still the file's fault, not the caller's:
+        # one error naming the file, and the details in the log for whoever maintains this reader.
+        log.warning("unexpected error loading an avatar file", exc_info=e, extra={"source": source})
+        raise AvatarFileError(
+            f"{source}: cannot be loaded ({type(e).__name__}: {_short(e)}); {_REBUILD}, or copy it again"
+        ) from None
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    text = str(exc)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _load(data: bytes, source: str) -> Avatar:
@@ -221,11 +252,10 @@ def _load(data: bytes, source: str) -> Avatar:
             contents[name] = content
     width, height = manifest["width"], manifest["height"]
     version = manifest["format_version"]
+    # Decoded sizes are checked from the declarations first: nothing is decoded for a file that would be too big.
+    layout = _video_layout(manifest, contents, source) if manifest["kind"] == "video" else None
     base = _decode_image(contents[BASE_IMAGE], width, height, source, BASE_IMAGE)
-    try:
-        rig_json = json.loads(contents[RIG])
-    except ValueError:
-        raise AvatarFileError(f"{source}: {RIG} is not valid JSON; {_REBUILD}") from None
+    rig_json = _parse_json(contents[RIG], source, RIG)
     eyes: tuple[EyeRig, ...] = ()
     if version >= 2:
         if (
@@ -243,7 +273,7 @@ def _load(data: bytes, source: str) -> Avatar:
     landmarks = None
     if LANDMARKS in contents:
         landmarks = _decode_array(contents[LANDMARKS], (468, 3), source, LANDMARKS)
-    video = _load_video(manifest, contents, source) if manifest["kind"] == "video" else None
+    video = _load_video(manifest, contents, layout, source) if layout is not None else None
     base.flags.writeable = False
     return Avatar(
         id=manifest["id"],
@@ -264,48 +294,110 @@ def _load(data: bytes, source: str) -> Avatar:
     )
 
 
-def _load_video(manifest: dict[str, Any], contents: dict[str, bytes], source: str) -> VideoAssets:
-    from avaluma.renderer.loop_video import decode_loop
+@dataclass(frozen=True, slots=True)
+class _VideoLayout:
+    """What a video avatar's manifest and ``atlas.json`` declare, checked before anything is decoded."""
 
+    frames: int
+    tile_w: int
+    tile_h: int
+    anchor: tuple[float, float]
+    ref_width: float
+    params: np.ndarray
+
+
+def _video_layout(manifest: dict[str, Any], contents: dict[str, bytes], source: str) -> _VideoLayout:
     info = manifest.get("video")
     frames_n = info.get("frames") if isinstance(info, dict) else None
     if not isinstance(frames_n, int) or isinstance(frames_n, bool) or not 2 <= frames_n <= MAX_LOOP_FRAMES:
         raise AvatarFileError(f'{source}: {MANIFEST} field "video.frames" must be 2..{MAX_LOOP_FRAMES}; {_REBUILD}')
     width, height = manifest["width"], manifest["height"]
+    loop_bytes = frames_n * width * height * 3
+    if loop_bytes > MAX_LOOP_DECODED_BYTES:
+        raise AvatarFileError(
+            f"{source}: the idle loop ({frames_n} frames of {width}x{height}) decodes to {loop_bytes} bytes, more than "
+            f"the {MAX_LOOP_DECODED_BYTES} byte limit for decoded loops: use a shorter loop or a smaller size"
+        )
+    atlas_json = _parse_json(contents[ATLAS], source, ATLAS)
     try:
-        frames = decode_loop(contents[LOOP], frames_n, width, height)
-    except ValueError as e:
-        raise AvatarFileError(f"{source}: {LOOP} cannot be decoded ({e}); {_REBUILD}") from None
-    mouth = _decode_array(contents[LOOP_MOUTH], (frames_n, 4), source, LOOP_MOUTH)
-    try:
-        atlas_json = json.loads(contents[ATLAS])
         tw, th = (int(v) for v in atlas_json["tile"])
         anchor = (float(atlas_json["anchor"][0]), float(atlas_json["anchor"][1]))
         ref_width = float(atlas_json["ref_width"])
         params = np.array(atlas_json["params"], dtype=np.float32)
-    except (ValueError, KeyError, TypeError, IndexError):
+    except (ValueError, KeyError, TypeError, IndexError, OverflowError):
         raise AvatarFileError(f"{source}: {ATLAS} is not a valid atlas description; {_REBUILD}") from None
     k = len(params)
     if not (1 <= k <= MAX_ATLAS_TILES and params.shape == (k, 4) and np.isfinite(params).all()):
         raise AvatarFileError(f"{source}: {ATLAS} needs 1..{MAX_ATLAS_TILES} rows of 4 mouth parameters; {_REBUILD}")
-    if not (8 <= tw <= 1024 and 8 <= th <= 1024 and 0 <= anchor[0] < tw and 0 <= anchor[1] < th and ref_width > 1):
+    side = MAX_TILE_SIDE
+    if not (
+        8 <= tw <= side and 8 <= th <= side and 0 <= anchor[0] < tw and 0 <= anchor[1] < th and 1 < ref_width <= tw
+    ):
         raise AvatarFileError(f"{source}: {ATLAS} tile geometry is invalid; {_REBUILD}")
+    atlas_bytes = k * tw * th * 3
+    if atlas_bytes > MAX_ATLAS_DECODED_BYTES:
+        raise AvatarFileError(
+            f"{source}: the mouth atlas ({k} tiles of {tw}x{th}) decodes to {atlas_bytes} bytes, more than the "
+            f"{MAX_ATLAS_DECODED_BYTES} byte limit for decoded atlases: use fewer or smaller tiles"
+        )
+    return _VideoLayout(frames_n, tw, th, anchor, ref_width, params)
+
+
+def _check_mouth_track(mouth: np.ndarray, width: int, height: int, source: str) -> None:
+    """Every loop frame's mouth must be on the image with a real width: the renderer places the atlas there."""
+    cx, cy, mw, angle = mouth[:, 0], mouth[:, 1], mouth[:, 2], mouth[:, 3]
+    bad = ~((cx >= 0) & (cx < width) & (cy >= 0) & (cy < height))
+    bad |= ~((mw >= MIN_MOUTH_WIDTH) & (mw <= width))
+    bad |= ~(np.abs(angle) <= math.pi)
+    if bad.any():
+        i = int(np.argmax(bad))
+        x, y, w, a = (round(float(v), 2) for v in mouth[i])
+        raise AvatarFileError(
+            f"{source}: {LOOP_MOUTH} frame {i} puts the mouth at ({x}, {y}), width {w}, angle {a}: the centre must lie "
+            f"inside the {width}x{height} image, the width be {MIN_MOUTH_WIDTH:g}..{width} px and the angle within "
+            f"+-pi; {_REBUILD}"
+        )
+
+
+def _load_video(manifest: dict[str, Any], contents: dict[str, bytes], layout: _VideoLayout, source: str) -> VideoAssets:
+    from avaluma.renderer.loop_video import decode_loop
+
+    width, height = manifest["width"], manifest["height"]
+    mouth = _decode_array(contents[LOOP_MOUTH], (layout.frames, 4), source, LOOP_MOUTH)
+    _check_mouth_track(mouth, width, height, source)
+    try:
+        frames = decode_loop(contents[LOOP], layout.frames, width, height)
+    except ValueError as e:
+        raise AvatarFileError(f"{source}: {LOOP} cannot be decoded ({_short(e)}); {_REBUILD}") from None
+    k, tw, th = len(layout.params), layout.tile_w, layout.tile_h
     tiles = _decode_image(contents[ATLAS_IMAGE], tw, k * th, source, ATLAS_IMAGE).reshape(k, th, tw, 3)
     tiles.flags.writeable = False
+    params = layout.params
     params.flags.writeable = False
-    return VideoAssets(frames=frames, mouth=mouth, atlas=MouthAtlas(tiles, params, anchor, ref_width))
+    return VideoAssets(frames=frames, mouth=mouth, atlas=MouthAtlas(tiles, params, layout.anchor, layout.ref_width))
 
 
 def _decode_array(data: bytes, shape: tuple[int, ...], source: str, name: str) -> np.ndarray:
+    wrong = f"{source}: {name} must be a finite float32 array of shape {shape}"
     try:
+        # Read the header first: its declared shape and dtype decide how much np.load would allocate.
+        header = io.BytesIO(data)
+        version = np.lib.format.read_magic(header)
+        if version == (1, 0):
+            declared_shape, _fortran, dtype = np.lib.format.read_array_header_1_0(header)
+        elif version == (2, 0):
+            declared_shape, _fortran, dtype = np.lib.format.read_array_header_2_0(header)
+        else:
+            raise ValueError(f".npy format version {version[0]}.{version[1]} (this reader takes 1.0 and 2.0)")
+        if tuple(declared_shape) != shape or dtype != np.float32:
+            raise AvatarFileError(f"{wrong}, got {dtype} {tuple(declared_shape)}; {_REBUILD}")
         array = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise AvatarFileError(f"{source}: {name} is not a valid .npy array ({e}); {_REBUILD}") from None
+    except AvatarFileError:
+        raise
+    except (ValueError, OSError, EOFError, TypeError, SyntaxError) as e:
+        raise AvatarFileError(f"{source}: {name} is not a valid .npy array ({_short(e)}); {_REBUILD}") from None
     if array.dtype != np.float32 or array.shape != shape or not np.isfinite(array).all():
-        raise AvatarFileError(
-            f"{source}: {name} must be a finite float32 array of shape {shape}, got {array.dtype} {array.shape}; "
-            f"{_REBUILD}"
-        )
+        raise AvatarFileError(f"{wrong}, got {array.dtype} {array.shape}; {_REBUILD}")
     array.flags.writeable = False
     checked: np.ndarray = array
     return checked
@@ -321,15 +413,21 @@ def _read(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], name: str, sou
         with zf.open(info) as f:
             # zipfile stops at the declared size, so a lying header cannot make us unpack more than we checked.
             return f.read(limit + 1)
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
-        raise AvatarFileError(f"{source}: entry {name} is corrupt ({e}); {_REBUILD}") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError) as e:
+        # zlib.error: a broken deflate stream; NotImplementedError: an unknown compression method; RuntimeError: the
+        # entry claims to be encrypted. None of these is anything the server can do something about.
+        raise AvatarFileError(f"{source}: entry {name} is corrupt ({_short(e)}); {_REBUILD}") from None
+
+
+def _parse_json(raw: bytes, source: str, name: str) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser's stack
+        raise AvatarFileError(f"{source}: {name} is not valid JSON; {_REBUILD}") from None
 
 
 def _parse_manifest(raw: bytes, source: str) -> dict[str, Any]:
-    try:
-        m = json.loads(raw)
-    except ValueError:
-        raise AvatarFileError(f"{source}: {MANIFEST} is not valid JSON; {_REBUILD}") from None
+    m = _parse_json(raw, source, MANIFEST)
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise AvatarFileError(f'{source}: {MANIFEST} does not declare "format": "{FORMAT}"; {_REBUILD}')
     version = m.get("format_version")
