@@ -7,24 +7,25 @@ rigs and uLipSync-style tools already speak it:
 class   IPA (espeak-ng / piper)  example
 ======  =======================  =========================================
 sil     pauses, punctuation      (silence)
-PP      p b m                    **p**ut, **b**e, **m**e — lips closed
+PP      p b m β                  **p**ut, **b**e, **m**e, Spanish a**b**ajo — lips closed
 FF      f v                      **f**ive, **v**ery
 TH      θ ð                      **th**ink, **th**at
 DD      t d ɾ                    **t**ip, **d**o, bu**tt**er
-kk      k g ŋ x ʔ                **k**ey, **g**o, si**ng**
+kk      k g ŋ x ʔ ɣ χ ʁ ʀ        **k**ey, **g**o, si**ng**, Ba**ch**, French **r**ouge
 CH      ʃ ʒ ç                    **sh**e, mea**s**ure (t+ʃ gives DD then CH)
 SS      s z                      **s**ee, **z**oo
-nn      n l ɫ ɬ                  **n**o, **l**ay
+nn      n l ɫ ɬ ɲ ʎ              **n**o, **l**ay, Spanish a**ñ**o, Italian fi**gl**io
 RR      ɹ r ɚ ɝ ɻ                **r**ed, butt**er**
 aa      a ɑ æ ʌ ɐ ɒ ᵻ            f**a**ther, c**a**t, c**u**t
 E       e ɛ ə ɜ                  b**e**d, **a**bout
 ih      i ɪ j ɨ                  s**ee**, s**i**t, **y**es
-oh      o ɔ                      t**o**ne, th**ou**ght
-ou      u ʊ w ʉ                  f**oo**d, b**oo**k, **w**e
+oh      o ɔ ø œ                  t**o**ne, th**ou**ght, German sch**ö**n, French s**œu**r
+ou      u ʊ w ʉ y ʏ ɥ            f**oo**d, b**oo**k, **w**e, French t**u**, German Br**ü**cke
 ======  =======================  =========================================
 
-``h`` has no mouth shape of its own (it is the voiceless start of the next vowel), so it takes the next phoneme's
-viseme. Stress marks belong to the following phoneme, length marks to the preceding one.
+``h`` (and ``ɦ``) has no mouth shape of its own (it is the voiceless start of the next vowel), so it takes the next
+phoneme's viseme. Front rounded vowels go by their lip rounding (what a viewer sees), not by their tongue position;
+nasal vowels map as their oral vowel. Stress marks belong to the following phoneme, length marks to the preceding one.
 
 Continuous targets (:data:`avaluma.renderer.lipsync.base.MOUTH_PARAMS`) come from one canonical shape per viseme
 (:data:`VISEME_SHAPES`), sampled at 100 Hz and blended across neighbours with a Gaussian (coarticulation: the jaw and
@@ -71,26 +72,26 @@ VISEME_SHAPES = np.array(
 assert VISEME_SHAPES.shape == (len(VISEMES), len(MOUTH_PARAMS))
 
 _GROUPS: dict[str, str] = {
-    "PP": "pbm",
+    "PP": "pbmβ",
     "FF": "fvɱ",
     "TH": "θð",
     "DD": "tdɾ",
-    "kk": "kgɡŋxʔq",
-    "CH": "ʃʒçʝ",
+    "kk": "kgɡŋxʔqɣχʁʀcɟ",
+    "CH": "ʃʒçʝɕʑ",
     "SS": "sz",
-    "nn": "nlɫɬɲ",
-    "RR": "ɹrɚɝɻʁ",
+    "nn": "nlɫɬɲʎ",
+    "RR": "ɹrɚɝɻ",
     "aa": "aɑæʌɐɒᵻ",
-    "E": "eɛəɜœø",
-    "ih": "iɪjɨy",
-    "oh": "oɔ",
-    "ou": "uʊwʉɯ",
+    "E": "eɛəɜ",
+    "ih": "iɪjɨ",
+    "oh": "oɔøœɞ",
+    "ou": "uʊwʉɯyʏɥʍ",
 }
 _SYMBOL_VISEME: dict[str, str] = {ch: vis for vis, chars in _GROUPS.items() for ch in chars}
 _PAUSE_SYMBOLS = set(".,;:!?—–-…\"'()[]^$_") | {""}
 _STRESS = set("ˈˌ")
 _LENGTH = set("ːˑ")
-_NEXT = "h"  # takes the viseme of the following phoneme
+_NEXT = set("hɦ")  # take the viseme of the following phoneme
 
 #: Silence longer than this inside a word gap counts as a pause (piper gives word gaps their own duration).
 _SPACE_PAUSE_S = 0.12
@@ -110,15 +111,19 @@ def phoneme_to_viseme(phoneme: str) -> int | None:
     """Viseme index of an IPA phoneme string (e.g. ``"ˈaɪ"`` -> aa), ``SIL`` for pauses, ``None`` for ``h``.
 
     Diphthongs and affricates map by their first sounding symbol; unknown symbols map to ``E`` (a neutral half-open
-    mouth), which is the least visible mistake.
+    mouth), which is the least visible mistake. espeak-ng's language switch markers (``"(en)"``) are ``None`` too.
     """
-    text = unicodedata.normalize("NFD", phoneme.strip())
+    text = unicodedata.normalize("NFC", phoneme.strip())
+    if len(text) > 2 and text[0] == "(" and text[-1] == ")":
+        return None  # espeak-ng's language switch marker, e.g. "(en)" before an English word in German
     for ch in text:
         if ch in _STRESS or ch in _LENGTH or unicodedata.combining(ch):
             continue
         if ch in _PAUSE_SYMBOLS or ch.isspace():
             continue
-        if ch == _NEXT:
+        if ch not in _SYMBOL_VISEME:
+            ch = unicodedata.normalize("NFD", ch)[0]  # õ -> o, but ç stays ç (NFD would make it a c)
+        if ch in _NEXT:
             return None
         return VISEME_INDEX[_SYMBOL_VISEME.get(ch, "E")]
     return SIL
