@@ -79,3 +79,75 @@ def decode_pcm16(data: bytes, num_channels: int) -> FloatAudio:
 def float_to_pcm16(samples: FloatAudio) -> bytes:
     """Encode mono float32 samples as int16 PCM bytes, clipping out-of-range values."""
     return bytes((np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes())
+
+
+# --- render options ---------------------------------------------------------------------------------------------
+
+MIN_FPS, MAX_FPS = 1, 60
+#: Sample rates of the audio a rendering *produces* (input audio may use any rate of :func:`validate_format`).
+MIN_OUTPUT_RATE, MAX_OUTPUT_RATE = 8_000, 48_000
+
+
+@dataclass(frozen=True, slots=True)
+class RenderOptions:
+    """How a rendering looks and sounds; the one value type that config, both front doors and the engine use.
+
+    Validated once, on construction (:class:`InvalidArgument` naming the field and its valid range). On the wire 0
+    means "the server's default": :meth:`resolve` fills those in and validates with the request's field names.
+    ``width``/``height`` 0 keep the avatar's size (both set or neither).
+    """
+
+    fps: int = 25
+    audio_sample_rate: int = 24_000
+    seed: int = 0
+    width: int = 0
+    height: int = 0
+
+    def __post_init__(self) -> None:
+        check_render_options(self.fps, self.audio_sample_rate, self.width, self.height)
+
+    @property
+    def samples_per_frame(self) -> int:
+        return self.audio_sample_rate // self.fps
+
+    def resolve(
+        self,
+        *,
+        fps: int = 0,
+        audio_sample_rate: int = 0,
+        seed: int = 0,
+        width: int = 0,
+        height: int = 0,
+        field: str = "",
+    ) -> RenderOptions:
+        """These options (the defaults) overridden by a request's non-zero values; errors name ``field.<name>``."""
+        options = (
+            fps or self.fps,
+            audio_sample_rate or self.audio_sample_rate,
+            seed or self.seed,
+            width,
+            height,
+        )
+        check_render_options(*options[:2], width, height, field=f"{field}." if field else "", defaults_hint=True)
+        return RenderOptions(*options)
+
+
+def check_render_options(
+    fps: int, audio_sample_rate: int, width: int = 0, height: int = 0, *, field: str = "", defaults_hint: bool = False
+) -> None:
+    """Raise :class:`InvalidArgument` unless these render options can be rendered (see :class:`RenderOptions`)."""
+    default = ", or 0 for the default" if defaults_hint else ""
+    if not MIN_FPS <= fps <= MAX_FPS:
+        raise InvalidArgument(f"{field}fps {fps} is out of range: use {MIN_FPS}..{MAX_FPS} (25 is typical){default}")
+    if not MIN_OUTPUT_RATE <= audio_sample_rate <= MAX_OUTPUT_RATE:
+        raise InvalidArgument(
+            f"{field}audio_sample_rate {audio_sample_rate} is out of range: use {MIN_OUTPUT_RATE}..{MAX_OUTPUT_RATE} "
+            f"Hz (16000, 24000 or 48000 are typical){default}"
+        )
+    if audio_sample_rate % fps:
+        raise InvalidArgument(
+            f"{field}audio_sample_rate {audio_sample_rate} Hz is not a multiple of fps {fps}: every frame must carry "
+            "a whole number of samples (e.g. 16000, 24000 or 48000 at 25 fps)"
+        )
+    if width < 0 or height < 0 or bool(width) != bool(height):
+        raise InvalidArgument(f"{field}width and {field}height must be set together (or both left 0)")

@@ -21,7 +21,7 @@ import numpy.typing as npt
 import soxr
 
 from avaluma.core.errors import InvalidArgument
-from avaluma.core.media import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioChunk, validate_format
+from avaluma.core.media import AudioChunk, RenderOptions, validate_format
 from avaluma.renderer.animator import Animator
 from avaluma.renderer.avatar import Avatar
 from avaluma.renderer.idle import IdleConfig
@@ -103,17 +103,8 @@ class RenderSession:
         seed: int = 0,
         idle: IdleConfig | None = None,
     ) -> None:
-        if not 1 <= fps <= 60:
-            raise InvalidArgument(f"fps {fps} is out of range: use 1..60 (25 is typical)")
-        if not MIN_SAMPLE_RATE <= audio_sample_rate <= MAX_SAMPLE_RATE:
-            raise InvalidArgument(
-                f"audio_sample_rate {audio_sample_rate} is out of range: use {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz"
-            )
-        if audio_sample_rate % fps:
-            raise InvalidArgument(
-                f"audio_sample_rate {audio_sample_rate} is not a multiple of fps {fps}: every frame must carry a whole "
-                "number of samples (e.g. 24000 or 48000 Hz at 25 fps)"
-            )
+        #: Validated here as everywhere else: one value type, one set of bounds (core.media.RenderOptions).
+        self.options = RenderOptions(fps=fps, audio_sample_rate=audio_sample_rate, seed=seed)
         self._avatar = avatar
         self._fps = fps
         self._sr = audio_sample_rate

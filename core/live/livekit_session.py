@@ -11,7 +11,7 @@ The parts, outside in:
 - :class:`AVSyncSink` publishes each frame's video, then exactly its audio, through ``rtc.AVSynchronizer``, and
   records the resulting audio-minus-video offset (``avaluma.av.offset``);
 - :class:`FaultRelay` carries lip-sync backend faults (Triton died) from the render threads to the session: an
-  ``error`` event, and under the backend's ``end`` policy the session ends with ``END_REASON_LIPSYNC_UNAVAILABLE``;
+  ``error`` event, and under the backend's ``end`` policy the session ends with ``EndReason.LIPSYNC_UNAVAILABLE``;
 - :class:`AgentAudioBridge` drives a :class:`Playout` from LiveKit Agents' ``AudioReceiver`` interface (e.g.
   ``QueueAudioOutput``): the in-process, AvatarRunner-style path used by the offline end-to-end tests.
 """
@@ -29,12 +29,11 @@ import numpy as np
 from avaluma.core import telemetry
 from avaluma.core.errors import AvalumaError, Unavailable
 from avaluma.core.live.audio_receiver import AudioStreamReceiver, SenderPolicy, SendRpc
+from avaluma.core.live.events import EndReason, SessionError, SessionStats
 from avaluma.core.live.playout import Clock, FrameSink, Playout
 from avaluma.core.live.telemetry_render import KIND_LIVEKIT, instrument_backend, stream_telemetry
 from avaluma.core.media import AudioChunk, decode_pcm16, float_to_pcm16
-from avaluma.core.server.grpc.errors import status_number
 from avaluma.core.tasks import cancel_and_wait
-from avaluma.proto.v1 import avatar_service_pb2, common_pb2
 from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderSession
 from avaluma.renderer.lipsync.base import LipSyncBackend, LipSyncFault, watch_faults
 
@@ -44,8 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SessionEvent = avatar_service_pb2.SessionEvent
-
 #: Seconds between two ``stats`` events of a session.
 STATS_INTERVAL_S: Final = 1.0
 #: Media queued in LiveKit's audio source and the synchronizer's video queue (AvatarRunner's default).
@@ -53,23 +50,8 @@ MEDIA_QUEUE_MS: Final = 100
 VIDEO_TRACK_NAME: Final = "avatar_video"
 AUDIO_TRACK_NAME: Final = "avatar_audio"
 
-#: Ends a session: ``(END_REASON_*, detail)``. Provided by the session registry.
-EndSession = Callable[[int, str], None]
-
-
-def playback_event_message(event: PlaybackEvent) -> SessionEvent:
-    """The ``SessionEvent`` for a playout's playback event."""
-    if event.kind == "started":
-        return SessionEvent(playback_started=common_pb2.PlaybackStarted(segment=event.segment))
-    return SessionEvent(
-        playback_finished=common_pb2.PlaybackFinished(
-            segment=event.segment, playback_position_s=event.position_s, interrupted=event.interrupted
-        )
-    )
-
-
-def error_event_message(exc: AvalumaError) -> SessionEvent:
-    return SessionEvent(error=common_pb2.StreamError(code=status_number(exc), message=exc.message))
+#: Ends a session: ``(reason, detail)``. Provided by the session registry.
+EndSession = Callable[[EndReason, str], None]
 
 
 class FaultRelay:
@@ -164,7 +146,7 @@ class SessionRuntime:
 
     def report_error(self, exc: AvalumaError) -> None:
         """Publish a recoverable error; the session goes on."""
-        self.session.publish(error_event_message(exc))
+        self.session.publish(SessionError.of(exc))
 
     def _on_lipsync_fault(self, fault: LipSyncFault) -> None:
         """Tell the watchers; under the ``end`` policy end the session (its renders now fail), else it goes on."""
@@ -172,15 +154,15 @@ class SessionRuntime:
             "lip-sync backend fault in a session",
             extra={"event": "lipsync_fault", "session_id": self.session.id, "url": fault.url, "action": fault.action},
         )
-        self.session.publish(error_event_message(Unavailable(fault.describe())))
+        self.session.publish(SessionError.of(Unavailable(fault.describe())))
         if fault.action == "end":
-            self._request_end(avatar_service_pb2.END_REASON_LIPSYNC_UNAVAILABLE, fault.describe())
+            self._request_end(EndReason.LIPSYNC_UNAVAILABLE, fault.describe())
 
     def _on_playback(self, event: PlaybackEvent) -> None:
         self.receiver.on_playback(event)
-        self.session.publish(playback_event_message(event))
+        self.session.publish(event)
 
-    def _request_end(self, reason: int, detail: str) -> None:
+    def _request_end(self, reason: EndReason, detail: str) -> None:
         if not self._ending:
             self._ending = True
             self._end(reason, detail)
@@ -196,10 +178,8 @@ class SessionRuntime:
                 log.info("playout stopped by a lip-sync fault", extra={"session_id": self.session.id})
                 return
             log.exception("playout failed", extra={"session_id": self.session.id})
-            self.session.publish(
-                SessionEvent(error=common_pb2.StreamError(code=13, message=f"rendering failed: {exc}"))
-            )
-            self._request_end(avatar_service_pb2.END_REASON_ERROR, "rendering failed; see the error event")
+            self.session.publish(SessionError(AvalumaError.code, f"rendering failed: {exc}"))
+            self._request_end(EndReason.ERROR, "rendering failed; see the error event")
 
     async def _watch(self) -> None:
         """Per-second stats, and the idle timeout (no audio, no clear, nothing playing)."""
@@ -210,19 +190,17 @@ class SessionRuntime:
             now, stats = clock.now(), self.playout.stats()
             elapsed = max(now - last_time, 1e-9)
             self.session.publish(
-                SessionEvent(
-                    stats=avatar_service_pb2.SessionStats(
-                        fps=(stats.frames - last_frames) / elapsed,
-                        late_frames=stats.late_frames,
-                        queue_depth=stats.queue_depth,
-                    )
+                SessionStats(
+                    fps=(stats.frames - last_frames) / elapsed,
+                    late_frames=stats.late_frames,
+                    queue_depth=stats.queue_depth,
                 )
             )
             last_time, last_frames = now, stats.frames
             idle_s = now - self.playout.last_activity
             if idle_s >= self.session.idle_timeout_s and stats.queue_depth == 0 and stats.backlog_s == 0:
                 self._request_end(
-                    avatar_service_pb2.END_REASON_IDLE_TIMEOUT,
+                    EndReason.IDLE_TIMEOUT,
                     f"no audio for {self.session.idle_timeout_s} s (the session's idle timeout)",
                 )
                 return
@@ -407,7 +385,7 @@ async def start_livekit_runtime(
 
     def on_participant_disconnected(_participant: Any) -> None:
         if not room.remote_participants:
-            end(avatar_service_pb2.END_REASON_ROOM_EMPTY, "everyone else left the room")
+            end(EndReason.ROOM_EMPTY, "everyone else left the room")
 
     def on_reconnecting() -> None:
         log.warning("connection to the room lost; reconnecting", extra={"session_id": session.id})

@@ -24,22 +24,25 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 from urllib.parse import urlsplit
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from avaluma.core import telemetry
 from avaluma.core.avatar_protocol import PUBLISH_ON_BEHALF_ATTRIBUTE
-from avaluma.core.config import RenderConfig as RenderDefaults
 from avaluma.core.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from avaluma.core.live.avatar_store import AvatarStore
-from avaluma.proto.v1 import avatar_service_pb2, common_pb2
+from avaluma.core.live.events import (
+    EndReason,
+    SessionEnded,
+    SessionEvent,
+    SessionEventBody,
+    SessionStarted,
+    SessionState,
+)
+from avaluma.core.media import RenderOptions
 
 if TYPE_CHECKING:
     from avaluma.core.live.admission import SessionBudget
     from avaluma.renderer.avatar import Avatar
 
 log = logging.getLogger(__name__)
-
-SessionEvent = avatar_service_pb2.SessionEvent
 
 LIVEKIT_URL_SCHEMES: Final = ("ws", "wss", "http", "https")
 #: Events kept per session for watchers that subscribe late.
@@ -49,16 +52,6 @@ WATCHER_BUFFER: Final = 256
 DEFAULT_IDLE_TIMEOUT_S: Final = 300
 DEFAULT_CONNECT_TIMEOUT_S: Final = 15.0
 MAX_TOKEN_BYTES: Final = 16 * 1024
-#: The ``reason`` word passed to the ``session_ended`` plugin hook.
-END_REASON_WORDS: Final[dict[int, str]] = {
-    avatar_service_pb2.END_REASON_STOPPED: "stopped",
-    avatar_service_pb2.END_REASON_IDLE_TIMEOUT: "idle_timeout",
-    avatar_service_pb2.END_REASON_ROOM_EMPTY: "room_empty",
-    avatar_service_pb2.END_REASON_DISCONNECTED: "disconnected",
-    avatar_service_pb2.END_REASON_ERROR: "error",
-    avatar_service_pb2.END_REASON_SERVER_SHUTDOWN: "server_shutdown",
-    avatar_service_pb2.END_REASON_LIPSYNC_UNAVAILABLE: "lipsync_unavailable",
-}
 
 
 # --- capacity ---------------------------------------------------------------------------------------------------
@@ -222,7 +215,7 @@ class RuntimeFactory(Protocol):
     """
 
     async def __call__(
-        self, session: Session, room: RoomHandle, avatar: Avatar, *, end: Callable[[int, str], None]
+        self, session: Session, room: RoomHandle, avatar: Avatar, *, end: Callable[[EndReason, str], None]
     ) -> SessionRuntime | None: ...
 
 
@@ -258,12 +251,6 @@ async def connect_livekit(url: str, token: str, *, on_disconnected: Callable[[st
 # --- sessions ---------------------------------------------------------------------------------------------------
 
 
-def _now() -> Timestamp:
-    ts = Timestamp()
-    ts.GetCurrentTime()
-    return ts
-
-
 @dataclass(eq=False)
 class Session:
     """One avatar in one room. Events go to every watcher; a bounded history serves late subscribers."""
@@ -276,9 +263,10 @@ class Session:
     agent_identity: str
     accepted_senders: tuple[str, ...]
     idle_timeout_s: int
-    render: common_pb2.RenderOptions
-    started_at: Timestamp = field(default_factory=_now)
-    state: int = avatar_service_pb2.SESSION_STATE_STARTING
+    render: RenderOptions
+    #: Wall-clock start, nanoseconds since the Unix epoch.
+    started_at_ns: int = field(default_factory=time.time_ns)
+    state: SessionState = SessionState.STARTING
     room: RoomHandle | None = None
     slot: Slot | None = None
     runtime: SessionRuntime | None = None
@@ -290,26 +278,11 @@ class Session:
 
     @property
     def ended(self) -> bool:
-        return self.state == avatar_service_pb2.SESSION_STATE_ENDED
+        return self.state == SessionState.ENDED
 
-    def info(self) -> avatar_service_pb2.SessionInfo:
-        return avatar_service_pb2.SessionInfo(
-            session_id=self.id,
-            avatar_id=self.avatar_id,
-            state=self.state,  # type: ignore[arg-type]
-            livekit_url=self.livekit_url,
-            room_name=self.room_name,
-            avatar_participant_identity=self.identity,
-            agent_identity=self.agent_identity,
-            render=self.render,
-            started_at=self.started_at,
-        )
-
-    def publish(self, event: SessionEvent) -> None:
-        """Record ``event`` and hand it to every watcher (never blocks: slow watchers lose their oldest events)."""
-        event.session_id = self.id
-        if not event.HasField("time"):
-            event.time.CopyFrom(_now())
+    def publish(self, body: SessionEventBody) -> None:
+        """Record an event and hand it to every watcher (never blocks: slow watchers lose their oldest events)."""
+        event = SessionEvent(self.id, body)
         self._history.append(event)
         for queue in self._watchers:
             _put_dropping_oldest(queue, event)
@@ -344,12 +317,13 @@ def _put_dropping_oldest(queue: asyncio.Queue[SessionEvent | None], item: Sessio
 
 @dataclass(frozen=True, slots=True)
 class StartRequest:
-    """A validated-to-be ``StartSessionRequest`` in plain types (the servicer translates)."""
+    """A start request from either front door, in plain types; ``render`` is ``None`` for the server's defaults
+    (a front door that lets clients override them resolves them with :attr:`SessionRegistry.render_defaults`)."""
 
     livekit_url: str
     livekit_token: str
     avatar_id: str
-    render: common_pb2.RenderOptions
+    render: RenderOptions | None = None
     accepted_senders: tuple[str, ...] = ()
     agent_identity: str | None = None
     idle_timeout_s: int = 0
@@ -363,7 +337,7 @@ class SessionRegistry:
         *,
         store: AvatarStore,
         slots: SessionSlots,
-        defaults: RenderDefaults,
+        defaults: RenderOptions,
         default_avatar: str,
         connector: RoomConnector = connect_livekit,
         runtime: RuntimeFactory | None = None,
@@ -376,7 +350,8 @@ class SessionRegistry:
         self._default_avatar = default_avatar
         self._store = store
         self._slots = slots
-        self._defaults = defaults
+        #: The render options of a session whose request leaves them at 0 (the server's ``render`` config).
+        self.render_defaults = defaults
         self._connector = connector
         self._runtime = runtime
         self._hooks = hooks
@@ -386,34 +361,11 @@ class SessionRegistry:
         #: Strong references to clean-up tasks started from LiveKit callbacks, so they are not garbage-collected.
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def effective_render(self, options: common_pb2.RenderOptions) -> common_pb2.RenderOptions:
-        """Fill server defaults into ``options`` and validate it (:class:`InvalidArgument` naming the field)."""
-        if bool(options.width) != bool(options.height):
-            raise InvalidArgument("render.width and render.height must be set together (or both left 0)")
-        fps = options.fps or self._defaults.fps
-        if not 1 <= fps <= 60:
-            raise InvalidArgument(f"render.fps {fps} is out of range: use 1..60, or 0 for the default")
-        rate = options.audio_sample_rate or self._defaults.audio_sample_rate
-        if not 8_000 <= rate <= 48_000:
-            raise InvalidArgument(f"render.audio_sample_rate {rate} is out of range: use 8000..48000 Hz, or 0")
-        if rate % fps:
-            raise InvalidArgument(
-                f"render.audio_sample_rate {rate} Hz is not a whole number of samples per frame at {fps} fps: pick "
-                "a rate divisible by the fps (e.g. 16000, 24000 or 48000 at 25 fps)"
-            )
-        return common_pb2.RenderOptions(
-            width=options.width,
-            height=options.height,
-            fps=fps,
-            audio_sample_rate=rate,
-            seed=options.seed or self._defaults.seed,
-        )
-
     async def start(self, request: StartRequest) -> Session:
         url = check_livekit_url(request.livekit_url)
         token = parse_livekit_token(request.livekit_token)
         avatar = self._store.get(request.avatar_id or self._default_avatar)
-        render = self.effective_render(request.render)
+        render = request.render or self.render_defaults
         for other in self._sessions.values():
             if (other.livekit_url, other.room_name, other.identity) == (url, token.room, token.identity):
                 raise AlreadyExists(
@@ -456,14 +408,8 @@ class SessionRegistry:
                     await room.disconnect()
             slot.release()
             raise
-        session.state = avatar_service_pb2.SESSION_STATE_ACTIVE
-        session.publish(
-            SessionEvent(
-                started=avatar_service_pb2.SessionStarted(
-                    room_name=session.room_name, avatar_participant_identity=session.identity
-                )
-            )
-        )
+        session.state = SessionState.ACTIVE
+        session.publish(SessionStarted(room_name=session.room_name, avatar_participant_identity=session.identity))
         log.info("session started", extra={"session_id": session.id, "avatar_id": avatar.id})
         self._call_hook("session_started", session_id=session.id, avatar_id=avatar.id)
         return session
@@ -475,11 +421,9 @@ class SessionRegistry:
         return session
 
     def list(self) -> builtins.list[Session]:
-        return sorted(self._sessions.values(), key=lambda s: (s.started_at.ToNanoseconds(), s.id))
+        return sorted(self._sessions.values(), key=lambda s: (s.started_at_ns, s.id))
 
-    async def stop(
-        self, session_id: str, reason: int = avatar_service_pb2.END_REASON_STOPPED, detail: str = ""
-    ) -> None:
+    async def stop(self, session_id: str, reason: EndReason = EndReason.STOPPED, detail: str = "") -> None:
         """End the session: leave the room, free its slot, tell watchers. :class:`NotFound` when unknown."""
         session = self.get(session_id)
         await self._end(session, reason, detail)
@@ -488,17 +432,14 @@ class SessionRegistry:
         """End every session (server shutdown), each bounded so a hung room cannot hold the server up."""
         sessions = list(self._sessions.values())
         await asyncio.gather(
-            *(
-                self._end(s, avatar_service_pb2.END_REASON_SERVER_SHUTDOWN, "server shutdown", timeout_s=timeout_s)
-                for s in sessions
-            ),
+            *(self._end(s, EndReason.SERVER_SHUTDOWN, "server shutdown", timeout_s=timeout_s) for s in sessions),
             return_exceptions=True,
         )
 
-    async def _end(self, session: Session, reason: int, detail: str, *, timeout_s: float = 5.0) -> None:
+    async def _end(self, session: Session, reason: EndReason, detail: str, *, timeout_s: float = 5.0) -> None:
         if self._sessions.pop(session.id, None) is None:
             return  # already ending
-        session.state = avatar_service_pb2.SESSION_STATE_ENDING
+        session.state = SessionState.ENDING
         runtime, session.runtime = session.runtime, None
         if runtime is not None:
             try:
@@ -518,11 +459,11 @@ class SessionRegistry:
                 )
         if session.slot is not None:
             session.slot.release()
-        session.state = avatar_service_pb2.SESSION_STATE_ENDED
-        session.publish(SessionEvent(ended=avatar_service_pb2.SessionEnded(reason=reason, detail=detail)))  # type: ignore[arg-type]
+        session.state = SessionState.ENDED
+        session.publish(SessionEnded(reason, detail))
         session._close_watchers()
-        log.info("session ended", extra={"session_id": session.id, "reason": reason})
-        self._call_hook("session_ended", session_id=session.id, reason=END_REASON_WORDS.get(reason, "error"))
+        log.info("session ended", extra={"session_id": session.id, "reason": reason.value})
+        self._call_hook("session_ended", session_id=session.id, reason=reason.value)
 
     def _call_hook(self, name: str, **kwargs: str) -> None:
         if self._hooks is None:
@@ -532,7 +473,7 @@ class SessionRegistry:
         except Exception as exc:  # a broken plugin must not break sessions
             log.warning("plugin hook failed", extra={"hook": name, "error_type": type(exc).__name__})
 
-    def _end_soon(self, session: Session, reason: int, detail: str) -> None:
+    def _end_soon(self, session: Session, reason: EndReason, detail: str) -> None:
         """End ``session`` from a callback (the runtime, LiveKit events) without awaiting there."""
         if session.id not in self._sessions:
             return
@@ -541,5 +482,5 @@ class SessionRegistry:
         task.add_done_callback(self._tasks.discard)
 
     def _on_disconnected(self, session: Session, reason: str) -> None:
-        if session.state == avatar_service_pb2.SESSION_STATE_ACTIVE:
-            self._end_soon(session, avatar_service_pb2.END_REASON_DISCONNECTED, f"disconnected from the room: {reason}")
+        if session.state == SessionState.ACTIVE:
+            self._end_soon(session, EndReason.DISCONNECTED, f"disconnected from the room: {reason}")

@@ -24,9 +24,9 @@ from grpc_health.v1._async import HealthServicer as AsyncHealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from avaluma.core.config import Config
-from avaluma.core.config import RenderConfig as RenderDefaults
 from avaluma.core.errors import ConfigError, Unavailable
 from avaluma.core.live.avatar_store import AvatarStore
+from avaluma.core.live.events import EndReason
 from avaluma.core.live.sessions import (
     LiveKitRoom,
     RoomConnector,
@@ -38,21 +38,13 @@ from avaluma.core.live.sessions import (
     SessionSlots,
     connect_livekit,
 )
+from avaluma.core.media import RenderOptions
 from avaluma.core.server.auth import ApiKeyInterceptor, ApiKeys
-from avaluma.core.server.grpc.avatar_registry_service import AvatarRegistryServicer
-from avaluma.core.server.grpc.avatar_service import AvatarServiceServicer
 from avaluma.core.server.grpc.errors import ErrorMappingInterceptor
 from avaluma.core.server.grpc.render_service import RenderServicer, SharedBackend
+from avaluma.core.server.grpc.services import SERVICE_NAMES, add_services
 from avaluma.core.server.grpc.telemetry import server_interceptors
 from avaluma.core.tasks import cancel_and_wait
-from avaluma.proto.v1 import (
-    avatar_registry_pb2,
-    avatar_registry_pb2_grpc,
-    avatar_service_pb2,
-    avatar_service_pb2_grpc,
-    render_service_pb2,
-    render_service_pb2_grpc,
-)
 
 if TYPE_CHECKING:
     from avaluma.core.plugins import ProviderRegistry
@@ -61,12 +53,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Fully qualified names of the API's services, as health and reflection report them.
-SERVICE_NAMES: tuple[str, ...] = (
-    render_service_pb2.DESCRIPTOR.services_by_name["RenderService"].full_name,
-    avatar_service_pb2.DESCRIPTOR.services_by_name["AvatarService"].full_name,
-    avatar_registry_pb2.DESCRIPTOR.services_by_name["AvatarRegistry"].full_name,
-)
+__all__ = ["SERVICE_NAMES", "RunningServer", "livekit_runtime_factory", "start_server"]
 
 
 @dataclass
@@ -134,11 +121,11 @@ def _backend_factory(config: Config, registry: ProviderRegistry | None) -> Calla
     return build
 
 
-def livekit_runtime_factory(backend: SharedBackend, defaults: RenderDefaults) -> RuntimeFactory:
+def livekit_runtime_factory(backend: SharedBackend) -> RuntimeFactory:
     """Sessions in real LiveKit rooms render with the shared backend and publish through ``AVSynchronizer``."""
 
     async def start(
-        session: Session, room: RoomHandle, avatar: Avatar, *, end: Callable[[int, str], None]
+        session: Session, room: RoomHandle, avatar: Avatar, *, end: Callable[[EndReason, str], None]
     ) -> SessionRuntime | None:
         if not isinstance(room, LiveKitRoom):
             return None  # a scripted room (tests): nothing to play in
@@ -149,8 +136,8 @@ def livekit_runtime_factory(backend: SharedBackend, defaults: RenderDefaults) ->
             room.room,
             avatar,
             await backend.get(),
-            fps=session.render.fps or defaults.fps,
-            audio_sample_rate=session.render.audio_sample_rate or defaults.audio_sample_rate,
+            fps=session.render.fps,
+            audio_sample_rate=session.render.audio_sample_rate,
             end=end,
         )
 
@@ -212,10 +199,12 @@ async def start_server(
     sessions = SessionRegistry(
         store=avatars,
         slots=slots,
-        defaults=config.render,
+        defaults=RenderOptions(
+            fps=config.render.fps, audio_sample_rate=config.render.audio_sample_rate, seed=config.render.seed
+        ),
         default_avatar=config.default_avatar,
         connector=room_connector,
-        runtime=runtime if runtime is not None else livekit_runtime_factory(backend, config.render),
+        runtime=runtime if runtime is not None else livekit_runtime_factory(backend),
         hooks=hooks,
         idle_timeout_s=config.sessions.idle_timeout_s,
         accepted_senders=config.sessions.accepted_senders,
@@ -234,9 +223,7 @@ async def start_server(
     # Tracing first (when OTEL_* enables it): its span also covers rejected keys and mapped errors.
     interceptors = [*server_interceptors(), ApiKeyInterceptor(keys), ErrorMappingInterceptor()]
     server = grpc.aio.server(interceptors=interceptors, options=options)
-    render_service_pb2_grpc.add_RenderServiceServicer_to_server(render, server)
-    avatar_service_pb2_grpc.add_AvatarServiceServicer_to_server(AvatarServiceServicer(sessions), server)
-    avatar_registry_pb2_grpc.add_AvatarRegistryServicer_to_server(AvatarRegistryServicer(avatars), server)
+    add_services(server, render=render, sessions=sessions, avatars=avatars)
 
     health_servicer = AsyncHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

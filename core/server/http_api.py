@@ -28,7 +28,6 @@ from aiohttp import web
 from avaluma.core.errors import AvalumaError, InvalidArgument, ResourceExhausted, Unauthenticated
 from avaluma.core.live.sessions import SessionRegistry, SessionSlots, StartRequest
 from avaluma.core.server.auth import ApiKeys
-from avaluma.proto.v1 import common_pb2
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +132,6 @@ def parse_start_body(body: dict[str, Any]) -> StartRequest:
         livekit_url=body.get("livekit_url") or "",
         livekit_token=body.get("livekit_token") or "",
         avatar_id=body.get("avatar_id") or "",
-        render=common_pb2.RenderOptions(),
         accepted_senders=tuple(senders),
         agent_identity=body.get("agent_identity") or None,
         idle_timeout_s=int(body.get("idle_timeout_s") or 0),

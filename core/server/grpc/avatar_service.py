@@ -7,7 +7,8 @@ from typing import Any
 
 import grpc.aio
 
-from avaluma.core.live.sessions import SessionRegistry, StartRequest
+from avaluma.core.live.sessions import SessionRegistry
+from avaluma.core.server.grpc import convert
 from avaluma.proto.v1 import avatar_service_pb2, avatar_service_pb2_grpc
 
 
@@ -20,17 +21,7 @@ class AvatarServiceServicer(avatar_service_pb2_grpc.AvatarServiceServicer):
     async def StartSession(
         self, request: avatar_service_pb2.StartSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> avatar_service_pb2.StartSessionResponse:
-        session = await self._sessions.start(
-            StartRequest(
-                livekit_url=request.livekit_url,
-                livekit_token=request.livekit_token,
-                avatar_id=request.avatar_id,
-                render=request.render,
-                accepted_senders=tuple(request.accepted_sender_identities),
-                agent_identity=request.agent_identity if request.HasField("agent_identity") else None,
-                idle_timeout_s=request.idle_timeout_s,
-            )
-        )
+        session = await self._sessions.start(convert.start_request(request, self._sessions.render_defaults))
         return avatar_service_pb2.StartSessionResponse(
             session_id=session.id, avatar_participant_identity=session.identity
         )
@@ -44,16 +35,18 @@ class AvatarServiceServicer(avatar_service_pb2_grpc.AvatarServiceServicer):
     async def GetSession(
         self, request: avatar_service_pb2.GetSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> avatar_service_pb2.SessionInfo:
-        return self._sessions.get(request.session_id).info()
+        return convert.session_info(self._sessions.get(request.session_id))
 
     async def ListSessions(
         self, request: avatar_service_pb2.ListSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> avatar_service_pb2.ListSessionsResponse:
-        return avatar_service_pb2.ListSessionsResponse(sessions=[s.info() for s in self._sessions.list()])
+        return avatar_service_pb2.ListSessionsResponse(
+            sessions=[convert.session_info(s) for s in self._sessions.list()]
+        )
 
     async def WatchSession(
         self, request: avatar_service_pb2.WatchSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[avatar_service_pb2.SessionEvent]:
         session = self._sessions.get(request.session_id)
         async for event in session.watch():
-            yield event
+            yield convert.session_event(event)
