@@ -113,14 +113,18 @@ async def entrypoint(ctx: JobContext) -> None:
     await ctx.connect()
     link = config.agent.avatar
     if link is not None:
-        from avaluma.agent.avatar_session import AvatarSession
+        # The same AvatarSession any LiveKit agent gets from avaluma-livekit-plugin; ours adds the trace interceptors
+        # so one trace spans agent and server.
+        from livekit.plugins import avaluma
 
-        avatar = AvatarSession(
-            server=link.server,
-            tls=link.tls,
+        from avaluma.core.server.grpc.telemetry import client_interceptors
+
+        avatar = avaluma.AvatarSession(
+            api_url=f"grpcs://{link.server}" if link.tls else link.server,
             avatar_id=link.avatar_id,
-            avatar_identity=link.identity,
+            avatar_participant_identity=link.identity,
             accepted_senders=link.accepted_senders,
+            grpc_interceptors=client_interceptors(),
         )
         await avatar.start(session, room=ctx.room)
     await session.start(

@@ -35,7 +35,10 @@ ensure_venv() {
     fi
     echo "==> upgrading pip"
     "$PY" -m pip install -q --upgrade pip
+    # avaluma[agent] needs avaluma-livekit-plugin, which is not on PyPI yet: it comes from this checkout.
+    local livekit_plugin=()
+    case ",$extras," in *,agent,*) livekit_plugin=(-e "$ROOT/plugins/livekit-plugin") ;; esac
     echo "==> installing avaluma[$extras] $*"
-    "$PY" -m pip install -q -e "$ROOT[$extras]" "$@"
+    "$PY" -m pip install -q -e "$ROOT[$extras]" "${livekit_plugin[@]}" "$@"
     echo "$want" >> "$stamp"
 }

@@ -15,7 +15,7 @@ COPY core core
 COPY renderer renderer
 COPY agent agent
 COPY plugins plugins
-RUN /opt/venv/bin/pip install ".[agent,otel]" $(for p in $PLUGINS; do printf ' ./plugins/%s' "$p"; done)
+RUN /opt/venv/bin/pip install ".[agent,otel]" ./plugins/livekit-plugin $(for p in $PLUGINS; do printf ' ./plugins/%s' "$p"; done)
 
 FROM python:${PYTHON_VERSION}-slim-bookworm
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1

@@ -18,12 +18,12 @@ pytest.importorskip("opentelemetry.sdk", reason="needs the otel extra: pip insta
 
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from livekit.plugins import avaluma
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from avaluma.agent.avatar_session import AvatarServiceClient, RetryPolicy, mint_avatar_token, start_with_retries
 from avaluma.core import telemetry
 from avaluma.core.server.grpc.telemetry import client_interceptors
 from avaluma.proto.v1 import avatar_service_pb2, avatar_service_pb2_grpc, render_service_pb2, render_service_pb2_grpc
@@ -171,17 +171,18 @@ async def test_the_agents_start_session_call_continues_in_the_servers_span(
         return StandInRoom()
 
     server = await make_server(room_connector=connector)
-    client = AvatarServiceClient(server.address, api_key=api_key)  # the agent's client, interceptors included
-    token = mint_avatar_token(
+    # The plugin's client with the interceptors `avaluma agent` gives it.
+    client = avaluma.GrpcClient(server.address, api_key=api_key, interceptors=client_interceptors())
+    token = avaluma.mint_avatar_token(
         api_key="devkey", api_secret="secret-secret-secret-secret-secret", room="demo", identity="avatar-1",
         agent_identity="agent-1",
     )  # fmt: skip
-    request = avatar_service_pb2.StartSessionRequest(
+    request = avaluma.StartRequest(
         livekit_url="ws://lk.example:7880", livekit_token=token, avatar_id=server.store.ids()[0]
     )
     try:
         with telemetry.span(telemetry.SPAN_UTTERANCE) as root:
-            response = await start_with_retries(client, request, retry=RetryPolicy(attempts=1))
+            response = await avaluma.start_with_retries(client, request, retry=avaluma.RetryPolicy(attempts=1))
         await client.stop_session(response.session_id)
     finally:
         await client.aclose()
@@ -254,17 +255,17 @@ async def test_a_livekit_sessions_spans_hang_below_its_start_session_call(
     server = await start_server(
         server_config(avatars_dir), store=AvatarStore.open(avatars_dir), room_connector=connector, runtime=runtime
     )
-    client = AvatarServiceClient(server.address, api_key=api_key)
-    token = mint_avatar_token(
+    client = avaluma.GrpcClient(server.address, api_key=api_key, interceptors=client_interceptors())
+    token = avaluma.mint_avatar_token(
         api_key="devkey", api_secret="secret-secret-secret-secret-secret", room="demo", identity="avatar-1",
         agent_identity="agent-1",
     )  # fmt: skip
-    request = avatar_service_pb2.StartSessionRequest(
+    request = avaluma.StartRequest(
         livekit_url="ws://lk.example:7880", livekit_token=token, avatar_id=server.store.ids()[0]
     )
     try:
         with telemetry.span(telemetry.SPAN_UTTERANCE) as root:
-            response = await start_with_retries(client, request, retry=RetryPolicy(attempts=1))
+            response = await avaluma.start_with_retries(client, request, retry=avaluma.RetryPolicy(attempts=1))
         # Outside the call's context: audio arrives later, from the room.
         (session_runtime,) = runtimes
         session_runtime.playout.push_audio(pcm16_to_mono(speech(0.4), 16_000, 1))

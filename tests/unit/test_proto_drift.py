@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from google.protobuf.descriptor import EnumDescriptor, FileDescriptor
@@ -39,6 +40,21 @@ def test_check_reports_a_changed_file(tmp_path, monkeypatch) -> None:
     (copy / "render_service_pb2_grpc.pyi").unlink()
     monkeypatch.setattr(codegen, "OUTPUT_DIR", copy)
     assert codegen.check() == ["common_pb2.py", "render_service_pb2_grpc.pyi"]
+
+
+@needs_codegen
+def test_check_covers_the_livekit_plugins_copy(tmp_path, monkeypatch) -> None:
+    # avaluma-livekit-plugin ships its own stubs of the session API: an edited one is reported by its path.
+    copy = tmp_path / "_proto"
+    shutil.copytree(codegen.PLUGIN_OUTPUT_DIR, copy)
+    (copy / "avatar_service_pb2.py").write_text("# edited by hand\n")
+    (copy / "render_service_pb2.py").write_text("# not part of the plugin\n")
+    monkeypatch.setattr(codegen, "PLUGIN_OUTPUT_DIR", copy)
+    assert [Path(name).name for name in codegen.check()] == ["avatar_service_pb2.py", "render_service_pb2.py"]
+    assert (
+        "from livekit.plugins.avaluma._proto import avatar_service_pb2"
+        in (copy / "avatar_service_pb2_grpc.pyi").read_text()
+    )
 
 
 def test_generated_imports_use_the_installed_package_name() -> None:

@@ -1,0 +1,1 @@
+"""Generated gRPC modules of the Avaluma session API (``python -m avaluma.proto.codegen`` writes them; do not edit)."""

@@ -1,0 +1,281 @@
+"""Clients of an Avaluma server's session API: gRPC (``avaluma serve``, port 8080) or the hosted-service HTTP API.
+
+Both speak the same two calls, start and stop an avatar session, and report failures as :class:`AvalumaException`
+with the gRPC status name in ``code`` (the HTTP API returns the same names in its error bodies).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import grpc
+import grpc.aio
+
+from ._proto import avatar_service_pb2, avatar_service_pb2_grpc
+from .log import logger
+
+#: Failures worth another try: the server (or the LiveKit server behind it) is not reachable right now.
+RETRYABLE_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
+START_PATH = "/v1/livekit/start-avatar"
+STOP_PATH = "/v1/livekit/stop-avatar"
+
+
+class AvalumaException(Exception):
+    """An Avaluma server refused or could not be reached. ``code`` is the gRPC status name (``UNAVAILABLE``,
+    ``NOT_FOUND``, ``UNAUTHENTICATED``, ...), also for the HTTP API."""
+
+    def __init__(self, message: str, *, code: str = "UNKNOWN") -> None:
+        super().__init__(message)
+        self.code = code
+
+    @property
+    def retryable(self) -> bool:
+        return self.code in RETRYABLE_CODES
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """What a session start sends; the room is the one the token grants."""
+
+    livekit_url: str
+    livekit_token: str
+    avatar_id: str = ""
+    accepted_sender_identities: tuple[str, ...] = ()
+    agent_identity: str | None = None
+    idle_timeout_s: int = 0
+
+
+@dataclass(frozen=True)
+class StartResponse:
+    session_id: str
+    avatar_participant_identity: str = ""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff: ``attempts`` tries, waiting ``base_delay_s * 2**i`` (at most ``max_delay_s``) between."""
+
+    attempts: int = 4
+    base_delay_s: float = 0.5
+    max_delay_s: float = 4.0
+    #: Deadline of one start call (the server joins the room before answering).
+    call_timeout_s: float = 20.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.max_delay_s, self.base_delay_s * (2**attempt)))
+
+
+class AvatarServiceClient:
+    """Start and stop avatar sessions on one Avaluma server. Subclasses: :class:`GrpcClient`, :class:`HttpClient`."""
+
+    target: str
+
+    async def start_session(self, request: StartRequest, *, timeout_s: float) -> StartResponse:
+        raise NotImplementedError
+
+    async def stop_session(self, session_id: str, *, timeout_s: float = 5.0) -> None:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        pass
+
+
+class GrpcClient(AvatarServiceClient):
+    """``avaluma.v1.AvatarService`` over gRPC, the API key in ``x-api-key``. ``interceptors`` are handed to the
+    channel (the avaluma agent passes its OpenTelemetry ones, so one trace spans agent and server)."""
+
+    def __init__(self, target: str, *, api_key: str, tls: bool = False, interceptors: Sequence[Any] = ()) -> None:
+        self.target = target
+        channel_interceptors = list(interceptors) or None
+        self._channel = (
+            grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(), interceptors=channel_interceptors)
+            if tls
+            else grpc.aio.insecure_channel(target, interceptors=channel_interceptors)
+        )
+        self._stub = avatar_service_pb2_grpc.AvatarServiceStub(self._channel)
+        self._metadata = (("x-api-key", api_key),)
+
+    async def start_session(self, request: StartRequest, *, timeout_s: float) -> StartResponse:
+        message = avatar_service_pb2.StartSessionRequest(
+            livekit_url=request.livekit_url,
+            livekit_token=request.livekit_token,
+            avatar_id=request.avatar_id,
+            accepted_sender_identities=list(request.accepted_sender_identities),
+            idle_timeout_s=request.idle_timeout_s,
+        )
+        if request.agent_identity is not None:
+            message.agent_identity = request.agent_identity
+        try:
+            response = await self._stub.StartSession(message, metadata=self._metadata, timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise _from_grpc(exc) from None
+        return StartResponse(response.session_id, response.avatar_participant_identity)
+
+    async def stop_session(self, session_id: str, *, timeout_s: float = 5.0) -> None:
+        try:
+            await self._stub.StopSession(
+                avatar_service_pb2.StopSessionRequest(session_id=session_id), metadata=self._metadata, timeout=timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _from_grpc(exc) from None
+
+    async def aclose(self) -> None:
+        await self._channel.close(None)
+
+
+def _from_grpc(exc: grpc.aio.AioRpcError) -> AvalumaException:
+    return AvalumaException(exc.details() or exc.code().name, code=exc.code().name)
+
+
+class HttpClient(AvatarServiceClient):
+    """The hosted service's HTTP API (``POST /v1/livekit/start-avatar`` and ``stop-avatar``, key in ``api-secret``),
+    which ``avaluma serve`` also answers on its HTTP port (8081)."""
+
+    def __init__(self, base_url: str, *, api_key: str) -> None:
+        self.target = base_url.rstrip("/")
+        self._api_key = api_key
+        self._http: aiohttp.ClientSession | None = None
+
+    async def _post(self, path: str, body: dict[str, Any], *, timeout_s: float) -> dict[str, Any]:
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        try:
+            async with self._http.post(
+                self.target + path,
+                json=body,
+                headers={"api-secret": self._api_key},
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
+            ) as response:
+                text = await response.text()
+                status = response.status
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            raise AvalumaException(f"{type(exc).__name__}: {exc}".rstrip(": "), code="UNAVAILABLE") from None
+        try:
+            payload = json.loads(text) if text else {}
+        except ValueError:
+            payload = {}
+        if not isinstance(payload, dict):
+            payload = {}
+        if status >= 400 or payload.get("status") == "error":
+            code = str(payload.get("code") or _HTTP_CODES.get(status, "UNKNOWN"))
+            raise AvalumaException(str(payload.get("message") or f"HTTP {status}: {text[:200]}"), code=code)
+        return payload
+
+    async def start_session(self, request: StartRequest, *, timeout_s: float) -> StartResponse:
+        body: dict[str, Any] = {
+            "livekit_url": request.livekit_url,
+            "livekit_token": request.livekit_token,
+            "accepted_sender_identities": list(request.accepted_sender_identities),
+            "idle_timeout_s": request.idle_timeout_s,
+        }
+        if request.avatar_id:
+            body["avatar_id"] = request.avatar_id
+        if request.agent_identity is not None:
+            body["agent_identity"] = request.agent_identity
+        payload = await self._post(START_PATH, body, timeout_s=timeout_s)
+        session_id = payload.get("session_id")
+        if not isinstance(session_id, str) or not session_id:
+            raise AvalumaException(f"{self.target}{START_PATH} answered without a session_id", code="INTERNAL")
+        return StartResponse(session_id, str(payload.get("avatar_participant_identity") or ""))
+
+    async def stop_session(self, session_id: str, *, timeout_s: float = 5.0) -> None:
+        await self._post(STOP_PATH, {"session_id": session_id}, timeout_s=timeout_s)
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+
+_HTTP_CODES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ALREADY_EXISTS",
+    412: "FAILED_PRECONDITION",
+    429: "RESOURCE_EXHAUSTED",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    """Where the avatar server is, from ``api_url``: ``http(s)://...`` is the HTTP API; ``grpc://host:port``,
+    ``grpcs://host:port`` (TLS) or a bare ``host:port`` is gRPC."""
+
+    kind: str  # "grpc" | "http"
+    target: str
+    tls: bool = False
+
+    @classmethod
+    def parse(cls, api_url: str) -> ServerAddress:
+        url = api_url.strip()
+        if "://" not in url:
+            return cls("grpc", url)
+        parts = urlsplit(url)
+        if parts.scheme in ("http", "https"):
+            return cls("http", url.rstrip("/"))
+        if parts.scheme in ("grpc", "grpcs"):
+            if not parts.netloc:
+                raise ValueError(f"api_url {api_url!r} has no host:port")
+            return cls("grpc", parts.netloc, tls=parts.scheme == "grpcs")
+        raise ValueError(f"api_url {api_url!r}: use http(s):// for the HTTP API, grpc(s)://host:port or host:port")
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the server runs on this machine (only then is the development key file worth reading)."""
+        netloc = urlsplit(self.target).netloc if self.kind == "http" else self.target
+        host = netloc.rsplit("@", 1)[-1]
+        host = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0]
+        return host in ("localhost", "127.0.0.1", "::1", "0.0.0.0", "")
+
+    def client(self, *, api_key: str, grpc_interceptors: Sequence[Any] = ()) -> AvatarServiceClient:
+        if self.kind == "http":
+            return HttpClient(self.target, api_key=api_key)
+        return GrpcClient(self.target, api_key=api_key, tls=self.tls, interceptors=grpc_interceptors)
+
+
+async def start_with_retries(
+    client: AvatarServiceClient,
+    request: StartRequest,
+    *,
+    retry: RetryPolicy,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+) -> StartResponse:
+    """Start a session, retrying ``UNAVAILABLE`` / ``DEADLINE_EXCEEDED`` with backoff.
+
+    After the last attempt the :class:`AvalumaException` (code ``UNAVAILABLE``) carries the server's own explanation;
+    any other failure is raised at once (it will not get better by retrying), naming the server.
+    """
+    last: AvalumaException | None = None
+    for attempt in range(retry.attempts):
+        try:
+            return await client.start_session(request, timeout_s=retry.call_timeout_s)
+        except AvalumaException as exc:
+            if not exc.retryable:
+                raise AvalumaException(
+                    f"the Avaluma server at {client.target} refused to start the avatar: {exc}", code=exc.code
+                ) from None
+            last = exc
+            if attempt + 1 < retry.attempts:
+                delay = retry.delay(attempt)
+                logger.warning(
+                    "avatar server unavailable, retrying",
+                    extra={"target": client.target, "attempt": attempt + 1, "retry_in_s": delay},
+                )
+                await sleep(delay)
+    assert last is not None
+    raise AvalumaException(
+        f"could not start the avatar through the Avaluma server at {client.target} after {retry.attempts} attempts: "
+        f"{last}. Check that `avaluma serve` is running there and that it can reach the LiveKit server",
+        code="UNAVAILABLE",
+    )
