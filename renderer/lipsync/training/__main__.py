@@ -1,7 +1,9 @@
 """One-command training: ``python -m avaluma.renderer.lipsync.training [--epochs N] [--seed S] [--out PATH]``.
 
 Needs the ``train`` extra (torch CPU build). Synthesizes and caches the data on first run (a few minutes on 2 cores),
-trains, evaluates on held-out voices and sentences, and writes the ONNX model.
+adds the real speech of ``shared/data/human-speech`` when that corpus is on the machine (train speakers only, each
+utterance clean and degraded like deployment audio; ``$AVALUMA_HUMAN_SPEECH`` points elsewhere, ``--no-human``
+leaves it out), trains, keeps the epoch that scores best on the human dev speakers, and writes the ONNX model.
 """
 
 from __future__ import annotations
@@ -16,11 +18,19 @@ DEFAULT_OUT = Path(__file__).resolve().parent.parent / "models" / "lipsync.onnx"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m avaluma.renderer.lipsync.training", description=__doc__)
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 18)")
+    parser.add_argument(
+        "--steps-per-epoch", type=int, default=None, help="optimizer steps per epoch (default: one pass)"
+    )
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3)")
     parser.add_argument("--seed", type=int, default=0, help="seed for data, initialisation and batches")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"ONNX output (default {DEFAULT_OUT})")
     parser.add_argument("--cache", type=Path, default=Path("build/lipsync_data"), help="dataset cache folder")
     parser.add_argument("--channels", type=int, default=None, help="network width (default 128)")
     parser.add_argument("--quick", action="store_true", help="seconds-long smoke run: few sentences, tiny model")
+    parser.add_argument(
+        "--init-from", type=Path, default=None, help="warm-start from an exported model of the same shape (fine-tune)"
+    )
+    parser.add_argument("--no-human", action="store_true", help="synthetic speech only, even when the corpus is here")
     args = parser.parse_args(argv)
 
     try:
@@ -31,14 +41,27 @@ def main(argv: list[str] | None = None) -> int:
 
     from dataclasses import replace
 
-    from avaluma.renderer.lipsync.training.data import DataConfig, load_or_build
+    from avaluma.renderer.lipsync.training import human
+    from avaluma.renderer.lipsync.training.data import (
+        DataConfig,
+        HumanConfig,
+        human_eval_split,
+        load_or_build,
+        load_or_build_human,
+    )
     from avaluma.renderer.lipsync.training.model import ModelConfig
-    from avaluma.renderer.lipsync.training.train import TrainConfig, export_onnx, heldout_accuracy, train
+    from avaluma.renderer.lipsync.training.train import (
+        TrainConfig,
+        export_onnx,
+        heldout_accuracy,
+        train,
+        weights_from_onnx,
+    )
 
     def progress(msg: str) -> None:
         print(msg, flush=True)
 
-    config = TrainConfig(seed=args.seed, data=DataConfig(seed=args.seed))
+    config = TrainConfig(seed=args.seed, data=DataConfig(seed=args.seed), human=HumanConfig(seed=args.seed))
     if args.quick:
         config = replace(
             config,
@@ -47,15 +70,33 @@ def main(argv: list[str] | None = None) -> int:
             crop=50,
             model=ModelConfig(channels=8),
             data=replace(config.data, max_sentences=8, n_generated=0, espeak_per_sentence=1, piper_per_sentence=0.5),
+            human=replace(config.human, max_utterances=4, copies=1, workers=1) if config.human else None,
         )
+    if args.no_human or human.corpus_root() is None:
+        if not args.no_human:
+            progress(
+                "data: human-speech corpus not found (set AVALUMA_HUMAN_SPEECH): training on synthetic speech only"
+            )
+        config = replace(config, human=None)
     if args.epochs is not None:
         config = replace(config, epochs=args.epochs)
+    if args.steps_per_epoch is not None:
+        config = replace(config, steps_per_epoch=args.steps_per_epoch)
+    if args.lr is not None:
+        config = replace(config, lr=args.lr)
     if args.channels is not None:
         config = replace(config, model=replace(config.model, channels=args.channels))
 
     data = load_or_build(config.data, cache_dir=args.cache, progress=progress)
-    model = train(config, data, progress=progress)
+    extra, dev = [], None
+    if config.human is not None:
+        extra.append(load_or_build_human(config.human, cache_dir=args.cache, progress=progress))
+        dev = human_eval_split("dev", limit=8 if args.quick else 0)
+    init = weights_from_onnx(args.init_from, config.model) if args.init_from else None
+    model = train(config, data, progress=progress, extra_train=extra, dev=dev, init=init)
     metrics = {"heldout_frame_accuracy_100hz": round(heldout_accuracy(model, data[1]), 4)} if len(data[1]) else {}
+    if dev is not None:
+        metrics["human_dev_frame_accuracy_100hz"] = round(heldout_accuracy(model, dev), 4)
     export_onnx(model, args.out, config, metrics)
     progress(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB) {metrics}")
     return 0

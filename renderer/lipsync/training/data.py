@@ -266,3 +266,101 @@ def load_or_build(
     progress(f"data: cached in {folder} ({len(train)} train, {len(heldout)} held-out utterances)")
     # Read back what was stored (float16 features) so a first run trains on exactly what later runs load.
     return load(train_path), load(eval_path)
+
+
+# --- Real human speech (shared/data/human-speech) -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HumanConfig:
+    """How the human-speech training split is expanded: one clean copy plus ``copies`` deployment-like degradations."""
+
+    copies: int = 3
+    seed: int = 0
+    #: Limit utterances (smoke tests); 0 = all.
+    max_utterances: int = 0
+    workers: int = 2
+
+    def key(self) -> str:
+        return "human-" + hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _featurize_human(
+    task: tuple[int, int, Any, int, list[Any]],
+) -> list[tuple[str, npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.float32]]]:
+    """Worker: the clean and the augmented versions of one training utterance, featurized (picklable arguments)."""
+    from avaluma.renderer.lipsync.training import augment
+
+    index, seed, utt, copies, bank_utts = task
+    rng = np.random.default_rng([seed, index])
+    audio, spans = utt.audio(), utt.spans()
+    bank = [b.audio() for b in bank_utts]
+    versions = [augment.pad_silence(audio, spans, 0.2, 0.3)]
+    versions += [augment.deployment_mix(audio, spans, rng, bank) for _ in range(copies)]
+    out = []
+    for x, sp in versions:
+        f = logmel(x)
+        lab, par = targets(sp, len(f))
+        out.append((f"human:{utt.speaker}", f, lab, par))
+    return out
+
+
+def build_human(config: HumanConfig, progress: Callable[[str], None] = print) -> Split:
+    """The human-speech training split (train speakers only), clean + augmented, featurized."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from avaluma.renderer.lipsync.training import human
+
+    utts = list(human.utterances(split="train"))
+    if config.max_utterances:
+        utts = utts[: config.max_utterances]
+    rng = np.random.default_rng(config.seed)
+    tasks = []
+    for i, u in enumerate(utts):
+        # Babble for this utterance comes from other training speakers only.
+        others = [utts[int(k)] for k in rng.integers(0, len(utts), size=5)]
+        tasks.append((i, config.seed, u, config.copies, [o for o in others if o.speaker != u.speaker]))
+    feats, labs, pars, offs, voices = [], [], [], [0], []
+    t0 = time.monotonic()
+    with ProcessPoolExecutor(max_workers=config.workers) as pool:
+        for k, items in enumerate(pool.map(_featurize_human, tasks, chunksize=8)):
+            for voice, f, lab, par in items:
+                feats.append(f)
+                labs.append(lab)
+                pars.append(par)
+                offs.append(offs[-1] + len(f))
+                voices.append(voice)
+            if (k + 1) % 200 == 0 or k + 1 == len(tasks):
+                progress(f"human data: {k + 1}/{len(tasks)} utterances ({time.monotonic() - t0:.0f} s)")
+    return Split(
+        np.concatenate(feats).astype(np.float32),
+        np.concatenate(labs),
+        np.concatenate(pars),
+        np.array(offs, dtype=np.int64),
+        voices,
+    )
+
+
+def human_eval_split(split: str, limit: int = 0) -> Split:
+    """A clean evaluation split of the human corpus (``dev`` or ``test`` speakers), audio kept for the bench."""
+    from avaluma.renderer.lipsync.training import augment, human
+
+    items = []
+    for i, u in enumerate(human.utterances(split=split)):
+        if limit and i >= limit:
+            break
+        items.append((f"human:{u.speaker}", *augment.pad_silence(u.audio(), u.spans(), 0.3, 0.3)))
+    return _pack(items, keep_audio=True)
+
+
+def load_or_build_human(
+    config: HumanConfig, cache_dir: Path = DEFAULT_CACHE, progress: Callable[[str], None] = print
+) -> Split:
+    path = cache_dir / config.key() / "train.npz"
+    if path.exists():
+        progress(f"human data: using cache {path.parent}")
+        return load(path)
+    split = build_human(config, progress)
+    save(path, split)
+    (path.parent / "config.json").write_text(json.dumps(asdict(config), indent=2, sort_keys=True))
+    return load(path)

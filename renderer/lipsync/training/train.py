@@ -17,11 +17,11 @@ import torch.nn.functional as F
 
 from avaluma.renderer.lipsync.base import MOUTH_PARAMS
 from avaluma.renderer.lipsync.features import N_MELS, SILENCE_VALUE
-from avaluma.renderer.lipsync.training.data import DataConfig, Split, load_or_build
+from avaluma.renderer.lipsync.training.data import DataConfig, HumanConfig, Split, load_or_build
 from avaluma.renderer.lipsync.training.model import LipSyncNet, ModelConfig
-from avaluma.renderer.lipsync.visemes import VISEMES
+from avaluma.renderer.lipsync.visemes import PP, VISEMES
 
-MODEL_VERSION = "1"
+MODEL_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,18 @@ class TrainConfig:
     label_smoothing: float = 0.05
     #: Closures are brief but the most visible mistake, so the lips-closed channel counts double.
     lips_closed_weight: float = 2.0
+    #: p/b/m frames are few and the most visible miss (a mouth that never closes): their loss counts this much more.
+    closure_weight: float = 3.0
+    #: Share of training windows whose mel axis is stretched by 0.88-1.12 (vocal tract length perturbation).
+    vtlp: float = 0.5
+    #: Optimizer steps per epoch; 0 = one pass over the training frames.
+    steps_per_epoch: int = 0
     seed: int = 0
     threads: int = 2
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    #: Real speech (shared/data/human-speech), used when the corpus is on this machine; None = synthetic only.
+    human: HumanConfig | None = field(default_factory=HumanConfig)
 
 
 def _padded(
@@ -78,32 +86,66 @@ def heldout_accuracy(model: LipSyncNet, split: Split) -> float:
     return float((pred[mask] == target[mask]).mean())
 
 
+def _warp_mels(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Stretch each window's mel axis by its factor (linear interpolation between bins): a cheap vocal tract length
+    perturbation in the feature domain. ``x`` is ``[batch, time, N_MELS]``, ``factors`` ``[batch]``."""
+    bins = torch.arange(N_MELS, dtype=x.dtype)
+    src = (bins[None, :] * factors[:, None]).clamp(0, N_MELS - 1)  # [batch, N_MELS]
+    lo = src.floor().long()
+    hi = (lo + 1).clamp(max=N_MELS - 1)
+    w = (src - lo.to(x.dtype))[:, None, :]
+    lo_v = torch.gather(x, 2, lo[:, None, :].expand(-1, x.shape[1], -1))
+    hi_v = torch.gather(x, 2, hi[:, None, :].expand(-1, x.shape[1], -1))
+    return lo_v * (1 - w) + hi_v * w
+
+
 def train(
-    config: TrainConfig, data: tuple[Split, Split] | None = None, progress: Callable[[str], None] = print
+    config: TrainConfig,
+    data: tuple[Split, Split] | None = None,
+    progress: Callable[[str], None] = print,
+    extra_train: list[Split] | None = None,
+    dev: Split | None = None,
+    init: dict[str, torch.Tensor] | None = None,
 ) -> LipSyncNet:
+    """Train on the synthetic split plus ``extra_train`` (real speech, other languages); keep the epoch that scores
+    best on ``dev`` (real speakers never trained on) when given, else on the synthetic held-out split.
+
+    ``init`` (see :func:`weights_from_onnx`) warm-starts from an exported model of the same shape, feature
+    normalisation included: fine-tuning the shipped model reaches a given accuracy in a fraction of the steps."""
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     rng = np.random.default_rng(config.seed)
     train_split, heldout = data if data is not None else load_or_build(config.data, progress=progress)
     mcfg = config.model
-    x, y, p = _padded(train_split, mcfg.past, mcfg.lookahead)
-    mean = torch.from_numpy(train_split.features.mean(0))
-    std = torch.from_numpy(train_split.features.std(0) + 1e-3)
-    model = LipSyncNet(mcfg, mean, std)
+    parts = [_padded(s, mcfg.past, mcfg.lookahead) for s in [train_split, *(extra_train or [])] if len(s)]
+    x = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    p = np.concatenate([p[2] for p in parts])
+    if init is not None:
+        model = LipSyncNet(mcfg, init["mean"], init["std"])
+        model.load_state_dict(init)
+    else:
+        real = x[y >= 0]
+        model = LipSyncNet(mcfg, torch.from_numpy(real.mean(0)), torch.from_numpy(real.std(0) + 1e-3))
+        del real
     n_params = sum(t.numel() for t in model.parameters())
     window = config.crop + mcfg.receptive_field - 1
-    steps_per_epoch = max(1, len(x) // (config.crop * config.batch_size))
+    steps_per_epoch = config.steps_per_epoch or max(1, len(x) // (config.crop * config.batch_size))
     total = steps_per_epoch * config.epochs
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=0.1)
     weights = torch.ones(len(MOUTH_PARAMS))
     weights[1] = config.lips_closed_weight
     xt, yt, pt = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(p)
+    select = dev if dev is not None and len(dev) else heldout
+    select_name = "human dev" if select is dev else "held-out"
     progress(
         f"train: {n_params} parameters, receptive field {mcfg.receptive_field} frames (lookahead {mcfg.lookahead}), "
-        f"{len(train_split)} utterances / {len(x)} frames, {config.epochs} epochs x {steps_per_epoch} steps"
+        f"{len(train_split) + sum(len(s) for s in extra_train or [])} utterances / {len(x)} frames, "
+        f"{config.epochs} epochs x {steps_per_epoch} steps, epoch chosen on {select_name}"
     )
     t0 = time.monotonic()
+    best: tuple[float, dict[str, torch.Tensor]] | None = None
     for epoch in range(config.epochs):
         model.train()
         run_loss = 0.0
@@ -111,7 +153,12 @@ def train(
             starts = rng.integers(0, len(x) - window, size=config.batch_size)
             idx = torch.from_numpy(starts[:, None] + np.arange(window)[None, :])
             tidx = idx[:, mcfg.past : mcfg.past + config.crop]
-            vis_logits, par_logits = model.logits(xt[idx])
+            xb = xt[idx]
+            if config.vtlp > 0:
+                warp = rng.random(config.batch_size) < config.vtlp
+                factors = np.where(warp, rng.uniform(0.88, 1.12, config.batch_size), 1.0)
+                xb = _warp_mels(xb, torch.from_numpy(factors.astype(np.float32)))
+            vis_logits, par_logits = model.logits(xb)
             labels, params = yt[tidx], pt[tidx]
             mask = labels >= 0
             ce = (
@@ -119,7 +166,9 @@ def train(
                 if mask.any()
                 else vis_logits.sum() * 0
             )
-            l1 = (torch.abs(torch.sigmoid(par_logits) - params) * weights)[mask].mean() if mask.any() else ce * 0
+            frame_w = torch.where(labels == PP, config.closure_weight, 1.0)[..., None]
+            err = torch.abs(torch.sigmoid(par_logits) - params) * weights * frame_w
+            l1 = err[mask].mean() if mask.any() else ce * 0
             loss = ce + config.param_weight * l1
             opt.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
@@ -128,12 +177,40 @@ def train(
             sched.step()
             run_loss += loss.item()
         model.eval()
-        acc = heldout_accuracy(model, heldout) if len(heldout) else math.nan
+        acc = heldout_accuracy(model, select) if len(select) else math.nan
+        synth = heldout_accuracy(model, heldout) if select is not heldout and len(heldout) else acc
+        if best is None or not acc < best[0]:
+            best = (acc, {k: v.detach().clone() for k, v in model.state_dict().items()})
         progress(
             f"train: epoch {epoch + 1}/{config.epochs} loss {run_loss / steps_per_epoch:.4f} "
-            f"held-out frame accuracy {acc:.3f} ({time.monotonic() - t0:.0f} s)"
+            f"{select_name} frame accuracy {acc:.3f} (synthetic held-out {synth:.3f}) ({time.monotonic() - t0:.0f} s)"
         )
+    if best is not None and not math.isnan(best[0]):
+        model.load_state_dict(best[1])
+        progress(f"train: kept the epoch with {select_name} frame accuracy {best[0]:.3f}")
     return model
+
+
+def weights_from_onnx(path: Path, config: ModelConfig) -> dict[str, torch.Tensor]:
+    """The state dict of an exported model (its initializers are named ``net.<parameter>``), checked against
+    ``config``: a clear error when the shapes differ instead of a half-loaded network."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(path))
+    found = {
+        init.name.removeprefix("net."): torch.from_numpy(numpy_helper.to_array(init).copy())
+        for init in proto.graph.initializer
+        if init.name.startswith("net.")
+    }
+    expected = LipSyncNet(config).state_dict()
+    mismatched = [k for k, v in expected.items() if k not in found or tuple(found[k].shape) != tuple(v.shape)]
+    if mismatched:
+        raise ValueError(
+            f"{path} does not match the model configuration ({', '.join(mismatched[:4])}...): "
+            "train from scratch or use the same --channels"
+        )
+    return {k: found[k] for k in expected}
 
 
 class _Export(torch.nn.Module):
