@@ -12,6 +12,7 @@ Every failure a user can cause is an :class:`~avaluma.core.errors.InvalidArgumen
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -22,8 +23,9 @@ import numpy.typing as npt
 from PIL import Image
 
 from avaluma.core.errors import InvalidArgument
+from avaluma.renderer import face_check
 from avaluma.renderer.avatar import Avatar, MouthAtlas, VideoAssets
-from avaluma.renderer.facemesh import Detection, FaceMesh
+from avaluma.renderer.facemesh import Detection, FaceMesh, same_face
 from avaluma.renderer.lipsync.base import REST_POSE
 from avaluma.renderer.rig_builder import eye_rigs, lip_gap, mouth_measure, mouth_params, mouth_rig
 
@@ -71,6 +73,17 @@ def read_image(path: Path) -> U8:
         raise InvalidArgument(f"{path}: cannot read the photo ({e}); use a JPEG or PNG file") from None
 
 
+def find_face(mesh: FaceMesh, rgb: U8, source: str) -> Detection:
+    """The one face in a picture. Small faces are also searched for on tiles of the picture, so that a group photo
+    is answered with how many faces it holds rather than "no face"."""
+    faces = mesh.detect(rgb)
+    if not faces or max(f.width for f in faces) < 2 * MIN_FACE_PX:
+        for small in mesh.detect_small(rgb):
+            if not any(same_face(small, f) for f in faces):
+                faces.append(small)
+    return the_face(faces, source)
+
+
 def the_face(faces: list[Detection], source: str) -> Detection:
     """The one face in a picture, or the error that explains why there is not exactly one usable face."""
     if not faces:
@@ -80,6 +93,11 @@ def the_face(faces: list[Detection], source: str) -> Detection:
         )
     largest = max(faces, key=lambda f: f.width)
     others = [f for f in faces if f is not largest and f.width >= OTHER_FACE_FRACTION * largest.width]
+    if others and largest.width < MIN_FACE_PX:
+        raise InvalidArgument(
+            f"{source}: found {len(others) + 1} faces, each narrower than {MIN_FACE_PX} px; crop the picture to one "
+            f"person, with their face at least {MIN_FACE_PX} px wide"
+        )
     if others:
         raise InvalidArgument(
             f"{source}: found {len(others) + 1} faces; crop the picture to the one person who should be the avatar"
@@ -121,6 +139,30 @@ def _fit(mesh: FaceMesh, rgb: U8, source: str) -> F32:
     return landmarks
 
 
+def check_face(mesh: FaceMesh, rgb: U8, landmarks: F32, *, source: str, source_face_px: float, scale: float) -> None:
+    """The builder's face-fit quality checks on the framed picture (see :mod:`avaluma.renderer.face_check`)."""
+    h, w = rgb.shape[:2]
+    face_check.check_inside(landmarks, w, h, source)
+    face_check.check_pose(face_check.head_pose(landmarks), source)
+    face_check.check_proportions(landmarks, source)
+    face_check.check_fit_spread(face_check.fit_spread(mesh.fit_crop, rgb, landmarks), source)
+    face_check.check_mouth_size(face_check.mouth_width(landmarks), source_face_px, scale, source)
+
+
+def _validated(avatar: Avatar, source: str) -> Avatar:
+    """Rig validation in a user's words: its own messages name internal rig points."""
+    try:
+        avatar.rig.validate(avatar.width, avatar.height, source=source)
+        for eye in avatar.eyes:
+            eye.validate(avatar.width, avatar.height, source=source)
+    except InvalidArgument:
+        raise InvalidArgument(
+            f"{source}: the mouth and eyes could not be placed in the avatar (the face is too close to the picture's "
+            "edge or partly hidden); use a picture that shows the whole face, uncovered, with some room around it"
+        ) from None
+    return avatar
+
+
 def build_photo_avatar(
     image: U8,
     *,
@@ -137,13 +179,15 @@ def build_photo_avatar(
     """A ``photo`` avatar from an RGB image (H x W x 3 uint8)."""
     progress("loading the face models", None)
     mesh = mesh or FaceMesh()
+    face_check.check_image_size(image.shape[1], image.shape[0], source)
     progress("finding the face", 0.2)
-    face = the_face(mesh.detect(image), source)
+    face = find_face(mesh, image, source)
     progress("framing", 0.4)
     box = framing(face, image.shape[1], image.shape[0], size)
     rgb = _crop(image, box, size)
     progress("fitting the face mesh", 0.6)
     landmarks = _fit(mesh, rgb, source)
+    check_face(mesh, rgb, landmarks, source=source, source_face_px=face.width, scale=size[0] / (box[2] - box[0]))
     progress("rigging mouth and eyelids", 0.8)
     avatar = Avatar(
         id=avatar_id,
@@ -160,9 +204,7 @@ def build_photo_avatar(
         eyes=eye_rigs(landmarks),
         landmarks=_readonly(landmarks),
     )
-    avatar.rig.validate(avatar.width, avatar.height, source=source)
-    for eye in avatar.eyes:
-        eye.validate(avatar.width, avatar.height, source=source)
+    _validated(avatar, source)
     progress("done", 1.0)
     return avatar
 
@@ -227,39 +269,51 @@ def build_video_avatar(
     progress("loading the face models", None)
     mesh = mesh or FaceMesh()
     frames = [frames[i] for i in _resample_indices(len(frames), rate, fps)]
-    face = the_face(mesh.detect(frames[0]), f"{source} (first frame)")
+    face_check.check_image_size(frames[0].shape[1], frames[0].shape[0], source)
+    face = find_face(mesh, frames[0], f"{source} (first frame)")
     box = framing(face, frames[0].shape[1], frames[0].shape[0], size)
     crops = np.stack([_crop(f, box, size) for f in frames])
     n = len(crops)
     landmarks = np.zeros((n, 468, 3), dtype=np.float32)
-    previous: F32 | None = None
+    lost = np.zeros(n, dtype=bool)
+    first = _fit(mesh, crops[0], f"{source} (first frame)")
+    check_face(mesh, crops[0], first, source=f"{source} (first frame)", source_face_px=face.width,
+               scale=size[0] / (box[2] - box[0]))  # fmt: skip
+    previous: F32 = first
     for i in range(n):
-        if previous is None:
-            previous = _fit(mesh, crops[i], f"{source} (frame {i})")
         points, presence = mesh.track(crops[i], previous)
         if presence < 0.5:
             faces = mesh.detect(crops[i])
-            if not faces:
-                raise InvalidArgument(
-                    f"{source}: lost the face at {i / fps:.2f} s; use a clip where the face stays in view, unobscured"
-                )
-            points, presence = mesh.landmarks_from_detection(crops[i], the_face(faces, f"{source} at {i / fps:.2f} s"))
+            if faces:
+                points, presence = mesh.landmarks_from_detection(crops[i], max(faces, key=lambda f: f.width))
+        if presence < 0.5:
+            lost[i] = True
+            points = previous
         landmarks[i] = previous = points
         progress("tracking the face", (i + 1) / n)
     # A light temporal smoothing of the track (3 frames) removes landmark jitter without visible lag.
     smooth = landmarks.copy()
     smooth[1:-1] = (landmarks[:-2] + 2 * landmarks[1:-1] + landmarks[2:]) / 4
+    progress("checking every frame", None)
+    quality = frame_quality(crops, smooth, lost)
+    good = quality.good
+    if good.sum() < MIN_CLIP_S * fps:
+        raise InvalidArgument(
+            f"{source}: only {good.sum() / fps:.1f} s of the clip show the face clearly ({quality.summary()}); use a "
+            "clip where the person faces the camera, in focus, with nothing (hands, hair) crossing the face"
+        )
     measures = np.array([mouth_measure(lm) for lm in smooth], dtype=np.float32)
-    neutral = float(np.median(measures[:, 2]))
-    rest_gap = float(np.percentile([lip_gap(lm) for lm in smooth], 10))
+    neutral = float(np.median(measures[good, 2]))
+    rest_gap = float(np.percentile([lip_gap(lm) for lm in smooth[good]], 10))
     params = np.stack([mouth_params(lm, neutral_width=neutral, rest_gap=rest_gap) for lm in smooth])
 
     progress("choosing the idle loop", None)
-    start, length = choose_loop(crops, params, fps)
+    start, length = choose_loop(crops, params, fps, good=good, landmarks=smooth)
     loop = crossfade_loop(crops, start, length)
     loop_mouth = crossfade_loop(measures, start, length).astype(np.float32)
     progress("building the mouth atlas", None)
-    atlas = build_atlas(crops, measures, params, tiles=atlas_tiles)
+    keep = np.flatnonzero(good)
+    atlas = build_atlas(crops[keep], measures[keep], params[keep], tiles=atlas_tiles)
     base_lm = smooth[start]
     loop.flags.writeable = False
     loop_mouth.flags.writeable = False
@@ -278,6 +332,7 @@ def build_video_avatar(
             "builder": "avaluma avatar build --video",
             "source": source,
             "loop": {"start_s": round(start / fps, 2), "frames": length},
+            "frames": quality.counts(),
             **(metadata or {}),
         },
         eyes=eye_rigs(base_lm),
@@ -288,24 +343,173 @@ def build_video_avatar(
     return avatar
 
 
-def choose_loop(frames: U8, params: F32, fps: int) -> tuple[int, int]:
-    """(start, length) of the idle loop: quiet mouth, and a last frame that flows into the first."""
+#: Per-frame limits of the video builder: head turned or nodded further than this from the clip's median pose (deg).
+FRAME_TURN_DEG = 15.0
+#: A frame is blurred when its face's sharpness (variance of the Laplacian) is under this fraction of the clip's median.
+FRAME_BLUR_FRACTION = 0.45
+#: A frame is occluded when its mouth-and-chin appearance score (below) exceeds the clip's median by this many median
+#: absolute deviations plus :data:`OCCLUSION_MARGIN` (the two real clips of the development set: none over).
+OCCLUSION_MADS = 6.0
+OCCLUSION_MARGIN = 10.0
+#: Lip gaps (relative to the mouth width) within one step of each other count as "open about as wide".
+OCCLUSION_GAP_STEP = 0.04
+
+#: Where a hand or hair in front of the mouth shows: the outer lip contour, the chin and the cheeks beside the mouth
+#: (they move with speech, but their colour and texture stay those of lips and skin).
+_MOUTH_RING = np.array(
+    [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146,
+     152, 148, 176, 377, 400, 175, 199, 200, 18, 206, 426, 216, 436, 57, 287, 202, 422],
+    dtype=np.intp,
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FrameQuality:
+    """Which frames of a clip are usable, and why the others are not (a frame counts under its first reason)."""
+
+    lost: npt.NDArray[np.bool_]
+    turned: npt.NDArray[np.bool_]
+    blurred: npt.NDArray[np.bool_]
+    occluded: npt.NDArray[np.bool_]
+
+    @property
+    def good(self) -> npt.NDArray[np.bool_]:
+        ok: npt.NDArray[np.bool_] = ~(self.lost | self.turned | self.blurred | self.occluded)
+        return ok
+
+    def counts(self) -> dict[str, int]:
+        """Frames used and dropped per reason (kept in the avatar's metadata as its build report)."""
+        lost, turned = self.lost, self.turned & ~self.lost
+        occluded = self.occluded & ~(lost | turned)
+        blurred = self.blurred & ~(lost | turned | occluded)
+        return {
+            "total": len(self.lost),
+            "used": int(self.good.sum()),
+            "dropped_face_lost": int(lost.sum()),
+            "dropped_head_turned": int(turned.sum()),
+            "dropped_occluded": int(occluded.sum()),
+            "dropped_blurred": int(blurred.sum()),
+        }
+
+    def summary(self) -> str:
+        c = self.counts()
+        return _frames_summary(c)
+
+
+def _frames_summary(c: dict[str, int]) -> str:
+    parts = [
+        f"{c[key]} {label}"
+        for key, label in (
+            ("dropped_occluded", "with something covering the face"),
+            ("dropped_head_turned", f"with the head turned more than {FRAME_TURN_DEG:.0f} degrees"),
+            ("dropped_blurred", "blurred"),
+            ("dropped_face_lost", "without a face"),
+        )
+        if c.get(key)
+    ]
+    dropped = c["total"] - c["used"]
+    return f"used {c['used']} of {c['total']} frames" + (f"; dropped {dropped}: {', '.join(parts)}" if dropped else "")
+
+
+def build_report(avatar: Avatar) -> list[str]:
+    """Lines for people about what the builder did beyond the obvious (frames dropped, an open mouth closed)."""
+    lines = []
+    frames = avatar.metadata.get("frames")
+    if isinstance(frames, dict) and {"total", "used"} <= set(frames):
+        lines.append(_frames_summary(frames))
+    rest = avatar.metadata.get("rest_pose")
+    if isinstance(rest, str) and rest:
+        lines.append(rest)
+    return lines
+
+
+def frame_quality(crops: U8, landmarks: F32, lost: npt.NDArray[np.bool_]) -> FrameQuality:
+    """Head turns (against the clip's median pose), blur (against the clip's median sharpness) and occlusions (the
+    mouth region's colour and texture against their medians over the clip) per frame."""
+    n = len(crops)
+    h, w = crops.shape[1:3]
+    poses = np.array([[p.yaw, p.pitch] for p in map(face_check.head_pose, landmarks)], dtype=np.float32)
+    ok = ~lost
+    centre = np.median(poses[ok], axis=0) if ok.any() else np.zeros(2, np.float32)
+    turned = (np.abs(poses - centre) > FRAME_TURN_DEG).any(axis=1) | (np.abs(poses[:, 0]) > face_check.MAX_YAW_DEG)
+    sharp = np.zeros(n, dtype=np.float32)
+    # Per frame and mouth-ring landmark: mean colour and grey-level spread of the 7x7 patch around it.
+    looks = np.zeros((n, len(_MOUTH_RING), 4), dtype=np.float32)
+    for i in range(n):
+        lm = landmarks[i]
+        x0, y0 = np.maximum(np.floor(lm[:, :2].min(axis=0)).astype(int), 0)
+        x1, y1 = np.ceil(lm[:, :2].max(axis=0)).astype(int)
+        grey = crops[i, y0 : min(h, y1), x0 : min(w, x1)].astype(np.float32).mean(axis=2)
+        if grey.shape[0] > 4 and grey.shape[1] > 4:
+            lap = grey[1:-1, 1:-1] * 4 - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:]
+            sharp[i] = float(lap.var())
+        xs = np.clip(np.round(lm[_MOUTH_RING, 0]).astype(int), 3, w - 4)
+        ys = np.clip(np.round(lm[_MOUTH_RING, 1]).astype(int), 3, h - 4)
+        patch = np.stack([crops[i, ys + dy, xs + dx] for dy in range(-3, 4) for dx in range(-3, 4)], axis=1)
+        patch = patch.astype(np.float32)
+        looks[i, :, :3] = patch.mean(axis=1)
+        looks[i, :, 3] = patch.mean(axis=2).std(axis=1)
+    usable = ok & ~turned
+    if not usable.any():
+        usable = np.ones(n, dtype=bool)
+    blurred = sharp < FRAME_BLUR_FRACTION * float(np.median(sharp[usable]))
+    # Compared with frames whose mouth is open about as wide: an open mouth changes the lip contour's colour too.
+    gaps = np.round(np.array([lip_gap(lm) for lm in landmarks]) / OCCLUSION_GAP_STEP)
+    diff = np.empty_like(looks)
+    for g in np.unique(gaps):
+        alike = usable & (np.abs(gaps - g) <= 1)
+        if alike.sum() < 5:
+            alike = usable
+        diff[gaps == g] = looks[gaps == g] - np.median(looks[alike], axis=0)
+    diff[..., :3] -= np.median(diff[..., :3], axis=1, keepdims=True)  # the frame's overall light change
+    score = np.median(np.linalg.norm(diff[..., :3], axis=2) + 2.0 * np.abs(diff[..., 3]), axis=1)
+    typical = float(np.median(score[usable]))
+    spread = float(np.median(np.abs(score[usable] - typical)))
+    occluded = score > typical + OCCLUSION_MADS * spread + OCCLUSION_MARGIN
+    return FrameQuality(lost=lost, turned=turned, blurred=blurred, occluded=occluded)
+
+
+def choose_loop(
+    frames: U8,
+    params: F32,
+    fps: int,
+    *,
+    good: npt.NDArray[np.bool_] | None = None,
+    landmarks: F32 | None = None,
+) -> tuple[int, int]:
+    """(start, length) of the idle loop: quiet mouth, every frame usable (``good``, the cross-fade's lead-in
+    included), and a last frame that flows into the first: in pixels and in head position (``landmarks``), so the
+    cross-fade never blends two head positions into a ghost."""
     n = len(frames)
     lo = min(n - CROSSFADE_FRAMES - 1, int(LOOP_S[0] * fps))
     hi = min(n - CROSSFADE_FRAMES - 1, int(LOOP_S[1] * fps))
     if lo < 2:
         raise InvalidArgument(f"the clip is too short for an idle loop: it needs at least {MIN_CLIP_S:.0f} s")
+    bad = np.concatenate([[0], np.cumsum(~good if good is not None else np.zeros(n, bool))])
     # Small grey thumbnails make the end-match cheap.
     thumbs = np.stack([np.asarray(Image.fromarray(f).convert("L").resize((32, 32)), np.float32) for f in frames])
+    head = None
+    if landmarks is not None:
+        width = float(np.median(landmarks[:, 454, 0] - landmarks[:, 234, 0]))
+        head = landmarks[:, :, :2].reshape(n, -1, 2) / max(width, 1.0)
     openness = params[:, 0]
     best, best_score = (CROSSFADE_FRAMES, lo), math.inf
     for length in range(lo, hi + 1, max(1, (hi - lo) // 8 or 1)):
         for start in range(CROSSFADE_FRAMES, n - length + 1, 2):
+            if bad[start + length] - bad[start - CROSSFADE_FRAMES]:
+                continue
             end = start + length - 1
             mismatch = float(np.abs(thumbs[end] - thumbs[start - 1]).mean()) / 255.0
+            if head is not None:
+                mismatch += float(np.linalg.norm(head[end] - head[start - 1], axis=1).mean())
             score = float(openness[start : start + length].mean()) + 4.0 * mismatch
             if score < best_score:
                 best, best_score = (start, length), score
+    if best_score == math.inf:
+        raise InvalidArgument(
+            f"no {LOOP_S[0]:.0f} s stretch of the clip shows the face clearly and still; use a clip with a few "
+            "seconds of the person at rest, facing the camera, nothing crossing the face"
+        )
     return best
 
 

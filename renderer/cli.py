@@ -263,6 +263,7 @@ class _Bar:
 
     def __init__(self) -> None:
         self._last = ""
+        self._open = False  # the cursor is at the end of an unfinished bar line
 
     def __call__(self, message: str, fraction: float | None) -> None:
         if fraction is None:
@@ -271,8 +272,15 @@ class _Bar:
             filled = round(24 * fraction)
             line = f"  [{'#' * filled}{'.' * (24 - filled)}] {fraction:4.0%} {message}"
         if line != self._last:
-            click.echo(f"\r{line:<72}", nl=fraction is None or fraction >= 1.0, err=True)
-            self._last = line
+            ends = fraction is None or fraction >= 1.0
+            click.echo(f"\r{line:<72}", nl=ends, err=True)
+            self._last, self._open = line, not ends
+
+    def close(self) -> None:
+        """End an unfinished bar line, so what is printed next (an error) starts on its own line."""
+        if self._open:
+            click.echo("", err=True)
+            self._open = False
 
 
 @avatar_group.command("build")
@@ -310,9 +318,9 @@ def build_command(
         raise click.UsageError("give exactly one of --photo face.jpg or --video clip.mp4")
     if not AVATAR_ID_RE.fullmatch(avatar_id):
         raise click.BadParameter("use 1-64 characters of a-z, 0-9, '-' and '_'", param_hint="--id")
+    bar = _Bar()
     try:
         dims = builder.parse_size(size)
-        bar = _Bar()
         if photo is not None:
             avatar = builder.build_photo_avatar(
                 builder.read_image(photo), avatar_id=avatar_id, name=name, license=license_, size=dims, fps=fps,
@@ -330,7 +338,12 @@ def build_command(
             output = resolve_avatars_dir(_config(ctx).avatars_dir) / f"{avatar_id}{SUFFIX}"
         path = save_hvia(avatar, output)
     except AvalumaError as e:
+        bar.close()
         raise click.ClickException(e.message) from e
+    finally:
+        bar.close()
+    for line in builder.build_report(avatar):
+        click.echo(line)
     click.echo(
         f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {avatar.kind} avatar {avatar.width}x{avatar.height})"
     )

@@ -11,7 +11,11 @@ scale as x). Index names follow MediaPipe's canonical face mesh (see :mod:`avalu
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,8 @@ DETECTOR_SIZE = 128
 MESH_SIZE = 192
 MIN_DETECTION_SCORE = 0.6
 MIN_PRESENCE = 0.5
+#: Tiles show the detector more background per face: it takes a surer detection to count a face there.
+MIN_SMALL_FACE_SCORE = 0.7
 #: The mesh crop is the face box grown by this factor (MediaPipe's value).
 CROP_SCALE = 1.5
 N_LANDMARKS = 468
@@ -68,9 +74,27 @@ def _load_interpreter(path: Path) -> Any:
         raise FailedPrecondition(
             "the avatar builder needs the ai-edge-litert package to run its face models: pip install ai-edge-litert"
         ) from None
-    interpreter = Interpreter(model_path=str(path), num_threads=1)
-    interpreter.allocate_tensors()
+    with quiet_native_stderr():
+        interpreter = Interpreter(model_path=str(path), num_threads=1)
+        interpreter.allocate_tensors()
     return interpreter
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence what native code writes to file descriptor 2 meanwhile (TFLite prints an ``INFO: Created TensorFlow
+    Lite XNNPACK delegate`` line from C++, which split the builder's progress bar). Python's own ``sys.stderr`` is
+    flushed first and keeps working for exceptions raised afterwards."""
+    fd = 2  # the process's stderr, whatever sys.stderr is (a test runner replaces the Python object, not the fd)
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
 
 
 def _similarity_crop(
@@ -158,6 +182,32 @@ class FaceMesh:
             )
         return faces
 
+    def detect_small(self, rgb: npt.NDArray[np.uint8]) -> list[Detection]:
+        """Faces too small for :meth:`detect` on the whole picture (the detector sees it at 128 px): the detector run
+        on overlapping tiles half the picture's shorter side wide. A face is counted from the tile that holds all of
+        it; the same face seen from several tiles is counted once. Best first."""
+        h, w = rgb.shape[:2]
+        side = max(64, min(h, w) // 2)
+        step = side // 2
+        found: list[Detection] = []
+        for y in sorted({*range(0, max(1, h - side + 1), step), max(0, h - side)}):
+            for x in sorted({*range(0, max(1, w - side + 1), step), max(0, w - side)}):
+                for f in self.detect(rgb[y : y + side, x : x + side]):
+                    if f.score < MIN_SMALL_FACE_SCORE:
+                        continue
+                    margin = 2 + 0.1 * f.width
+                    inside = f.cx - f.width / 2 > margin and f.cx + f.width / 2 < side - margin
+                    if inside and margin < f.cy - f.height / 2 and f.cy + f.height / 2 < side - margin:
+                        (ax, ay), (bx, by) = f.eyes
+                        eyes = ((ax + x, ay + y), (bx + x, by + y))
+                        found.append(Detection(f.cx + x, f.cy + y, f.width, f.height, eyes, f.score))
+        found.sort(key=lambda f: -f.score)
+        kept: list[Detection] = []
+        for f in found:
+            if not any(same_face(f, k) for k in kept):
+                kept.append(f)
+        return kept
+
     # --- landmarks --------------------------------------------------------------------------------------------
 
     def _fit(self, image: Image.Image, center: tuple[float, float], size: float, angle: float) -> tuple[F32, float]:
@@ -171,6 +221,10 @@ class FaceMesh:
         xy = points[:, :2] @ matrix[:, :2].T + matrix[:, 2]
         z = points[:, 2:3] * (size / MESH_SIZE)
         return np.concatenate([xy, z], axis=1).astype(np.float32), presence
+
+    def fit_crop(self, image: Image.Image, center: tuple[float, float], size: float, angle: float) -> tuple[F32, float]:
+        """Landmarks fitted in one given square crop (centre, side, rotation in radians) and the presence score."""
+        return self._fit(image, center, size, angle)
 
     def landmarks_from_detection(self, rgb: npt.NDArray[np.uint8], face: Detection) -> tuple[F32, float]:
         """468 landmarks for a detected face and the model's face-presence score."""
@@ -187,6 +241,12 @@ class FaceMesh:
     def _refit(self, image: Image.Image, points: F32) -> tuple[F32, float]:
         center, size, angle = crop_from_landmarks(points)
         return self._fit(image, center, size, angle)
+
+
+def same_face(a: Detection, b: Detection) -> bool:
+    """Two detections of one face (e.g. the whole face and the part of it a tile shows): centres closer than 0.8 of
+    the larger box's width."""
+    return math.hypot(a.cx - b.cx, a.cy - b.cy) < 0.8 * max(a.width, b.width)
 
 
 def crop_from_landmarks(points: F32) -> tuple[tuple[float, float], float, float]:
