@@ -132,6 +132,7 @@ def _unavailable_command(name: str, help_line: str, why: str) -> click.Command:
 
 
 @click.group(cls=AvalumaGroup)
+@click.version_option(package_name="avaluma", prog_name="avaluma", message="%(prog)s %(version)s")
 @click.option(
     "--config",
     "config_path",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -250,7 +251,9 @@ async def start_http_api(
         from avaluma.core.errors import ConfigError
 
         raise ConfigError(
-            f"cannot listen for HTTP on {host}:{port} ({exc.strerror}): pick another http.port (0 for any free one)"
+            # asyncio's own text repeats the address; the errno's is the short "Address already in use".
+            f"cannot listen for HTTP on {host}:{port} ({os.strerror(exc.errno) if exc.errno else exc}): is another "
+            "process using the port? Pick another with --http-port (or http.port; 0 for any free port)"
         ) from exc
     # aiohttp does not expose the bound port; its server object does (port 0 = a free port).
     server: Any = site._server

@@ -1,13 +1,19 @@
 """``avaluma serve``: run the Avatar Server until SIGTERM / SIGINT, then shut down gracefully in bounded time.
 
-Without configured API keys (``AVALUMA_API_KEYS``) a random key is generated and printed once, so a local server
-works out of the box and no server is ever open by accident.
+Without configured API keys (``AVALUMA_API_KEYS``) a development key is made once, kept for this user in
+``~/.config/avaluma/dev-api-key`` (mode 0600; ``$XDG_CONFIG_HOME`` moves it) and printed when it is made, so a local
+server works out of the box, keeps its key across restarts (clients on this machine, like the LiveKit plugin, read
+it there), and no server is ever open by accident.
+
+"listening" is printed only once every port (gRPC, HTTP) is bound; a busy port is one error that names it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -24,15 +30,69 @@ log = logging.getLogger(__name__)
 SHUTDOWN_MARGIN_S = 5.0
 
 
-def apply_overrides(config: Config, *, host: str | None, port: int | None, avatars_dir: Path | None) -> Config:
+def apply_overrides(
+    config: Config, *, host: str | None, port: int | None, avatars_dir: Path | None, http_port: int | None = None
+) -> Config:
     """Command-line options win over the config file and the environment."""
     server_updates = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     updates: dict[str, object] = {}
     if server_updates:
         updates["server"] = config.server.model_copy(update=server_updates)
+    if http_port is not None:
+        updates["http"] = config.http.model_copy(update={"port": http_port})
     if avatars_dir is not None:
         updates["avatars_dir"] = avatars_dir
     return config.model_copy(update=updates) if updates else config
+
+
+def dev_key_path() -> Path:
+    """Where the development API key is kept. The LiveKit plugin (``livekit.plugins.avaluma.dev_key_path``) reads the
+    same file, for servers on this machine."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "avaluma" / "dev-api-key"
+
+
+def load_or_create_dev_key(path: Path) -> tuple[str, bool]:
+    """The key stored at ``path``, or a new one written there readable by this user only; ``(key, created)``.
+
+    Raises :class:`OSError` when the file can be neither read nor written (a read-only home in a container)."""
+    for _ in range(3):
+        with contextlib.suppress(FileNotFoundError):
+            key = path.read_text(encoding="utf-8").strip()
+            if key:
+                if path.stat().st_mode & 0o077:  # copied around or made by hand: keep it private
+                    path.chmod(0o600)
+                return key, False
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        key = generate_api_key()
+        try:  # O_EXCL: two servers starting at once agree on the first one's key
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(key + "\n")
+        return key, True
+    raise OSError(f"{path} exists but holds no key: delete it")
+
+
+def development_key() -> str:
+    """The development key for a server started without ``AVALUMA_API_KEYS``; says on stdout where it comes from
+    (the key itself only when it was just made: it is never logged)."""
+    path = dev_key_path()
+    try:
+        key, created = load_or_create_dev_key(path)
+    except OSError as exc:
+        key = generate_api_key()
+        click.echo(f"No API keys configured (AVALUMA_API_KEYS); generated one for this run ({exc}): {key}")
+        return key
+    if created:
+        click.echo(
+            f"No API keys configured (AVALUMA_API_KEYS): made a development key, kept in {path} (only you can read "
+            f"it) and used at every start from now on:\n  AVALUMA_API_KEY={key}"
+        )
+    else:
+        click.echo(f"No API keys configured (AVALUMA_API_KEYS): using the development key in {path}")
+    return key
 
 
 async def serve(config: Config) -> None:
@@ -61,7 +121,6 @@ async def serve(config: Config) -> None:
         loop.add_signal_handler(signum, on_signal, signum)
     try:
         running = await start_server(config, registry=registry, hooks=pm.hook)
-        click.echo(f"Avaluma gRPC server listening on {running.address}")
         http = None
         if config.http.enabled and running.slots is not None and running.keys is not None:
             from avaluma.core.server.http_api import start_http_api
@@ -79,6 +138,9 @@ async def serve(config: Config) -> None:
             except BaseException:
                 await running.stop(0)
                 raise
+        # Only now is every port bound: a client that waits for these lines can connect to both.
+        click.echo(f"Avaluma gRPC server listening on {running.address}")
+        if http is not None:
             click.echo(f"Avaluma HTTP API listening on {running.host}:{http.port}")
         sys.stdout.flush()
         await stop.wait()
@@ -101,20 +163,27 @@ async def serve(config: Config) -> None:
     "--port", type=click.IntRange(0, 65535), default=None, help="gRPC port; 0 picks a free one (default: server.port)."
 )
 @click.option(
+    "--http-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="HTTP API port; 0 picks a free one (default: http.port, 8081).",
+)
+@click.option(
     "--avatars-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Directory of .hvia avatars, loaded at start-up (default: avatars_dir, assets/avatars).",
 )
 @click.pass_context
-def serve_command(ctx: click.Context, host: str | None, port: int | None, avatars_dir: Path | None) -> None:
-    """Run the Avatar Server: the gRPC API (render streams, LiveKit sessions, avatar registry) until stopped."""
-    config = apply_overrides(context_config(ctx), host=host, port=port, avatars_dir=avatars_dir)
+def serve_command(
+    ctx: click.Context, host: str | None, port: int | None, http_port: int | None, avatars_dir: Path | None
+) -> None:
+    """Run the Avatar Server: the gRPC API (render streams, LiveKit sessions, avatar registry) and the HTTP API
+    until stopped."""
+    config = apply_overrides(context_config(ctx), host=host, port=port, avatars_dir=avatars_dir, http_port=http_port)
     if not config.api_keys:
-        key = generate_api_key()
-        config = config.model_copy(update={"api_keys": (key,)})
-        # Printed once, on stdout only (never logged): set AVALUMA_API_KEYS to choose keys yourself.
-        click.echo(f"No API keys configured (AVALUMA_API_KEYS); generated one for this run: {key}")
+        # Set AVALUMA_API_KEYS to choose keys yourself.
+        config = config.model_copy(update={"api_keys": (development_key(),)})
     try:
         asyncio.run(serve(config))
     except asyncio.CancelledError:

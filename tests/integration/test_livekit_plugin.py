@@ -282,3 +282,16 @@ def test_every_package_of_the_plugin_is_in_its_wheel() -> None:
         ".".join(init.parent.relative_to(PLUGIN_SRC).parts) for init in (PLUGIN_SRC / "livekit").rglob("__init__.py")
     }
     assert found == listed
+
+
+@pytest.mark.parametrize("config_home", ["", "custom"])
+def test_the_plugin_reads_the_development_key_where_serve_keeps_it(config_home, monkeypatch, tmp_path) -> None:
+    from avaluma.core.server.serve import dev_key_path
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if config_home:
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / config_home))
+    else:
+        monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    assert avaluma.dev_key_path() == dev_key_path()
+    assert dev_key_path().is_relative_to(tmp_path)

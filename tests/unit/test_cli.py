@@ -217,3 +217,11 @@ def test_unknown_log_level_is_a_usage_error(with_plugins: None) -> None:
     result = CliRunner().invoke(cli, ["--log-level", "LOUD", "plugins"])
     assert result.exit_code == 2
     assert "unknown log level 'LOUD'" in result.output
+
+
+def test_version_is_the_installed_distributions() -> None:
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"avaluma {version('avaluma')}\n"
