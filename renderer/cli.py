@@ -1,4 +1,4 @@
-"""``avaluma render``: text or a WAV file in, an MP4 of the avatar speaking out. No server, no cloud, no GPU.
+"""``avaluma render``: text or an audio file in, an MP4 of the avatar speaking out. No server, no cloud, no GPU.
 
 The same :class:`~avaluma.renderer.engine.RenderSession` the server uses, driven from a file in 100 ms chunks, so this
 path exercises exactly what a live session does (minus the network).
@@ -107,6 +107,59 @@ class WavReader:
                     yield pcm16_to_mono(data[:whole], self.sample_rate, self.channels)
 
 
+class DecodedAudio:
+    """Any audio FFmpeg (PyAV) decodes: MP3, M4A/AAC, OGG/Opus, FLAC, 8/24/32-bit or float WAV, a video's sound
+    track. Decoded at once to mono float32 (a render needs all of it anyway) and read as chunks."""
+
+    def __init__(self, path: Path) -> None:
+        import av
+        import numpy as np
+
+        self.path = path
+        try:
+            container = av.open(str(path))
+        except FileNotFoundError:
+            raise InvalidArgument(f"{path}: audio file not found") from None
+        except av.error.FFmpegError as e:
+            raise InvalidArgument(f"{path}: not an audio file FFmpeg can decode ({e})") from None
+        with container:
+            if not container.streams.audio:
+                raise InvalidArgument(f"{path}: the file has no audio track")
+            stream = container.streams.audio[0]
+            rate = stream.rate or 48_000
+            try:
+                validate_format(rate, 1)
+            except InvalidArgument:
+                rate = 48_000  # e.g. 96 kHz studio audio: resampled, the lip-sync model listens at 16 kHz anyway
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            parts: list[np.ndarray] = []
+            try:
+                for frame in container.decode(stream):
+                    parts += [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
+                parts += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+            except av.error.FFmpegError as e:
+                raise InvalidArgument(f"{path}: the audio could not be decoded ({e})") from None
+        samples = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+        if not len(samples):
+            raise InvalidArgument(f"{path}: the audio track holds no samples")
+        self.audio = AudioChunk(samples, rate)
+        self.sample_rate = rate
+        self.duration_s = len(samples) / rate
+
+    def chunks(self, chunk_s: float = CHUNK_S) -> Iterator[AudioChunk]:
+        return chunked(self.audio, chunk_s)
+
+
+def open_audio(path: Path) -> WavReader | DecodedAudio:
+    """A 16-bit PCM WAV is streamed from disk as it is; anything else goes through FFmpeg (PyAV, a dependency)."""
+    if not path.is_file():
+        raise InvalidArgument(f"{path}: audio file not found")
+    try:
+        return WavReader(path)
+    except InvalidArgument:
+        return DecodedAudio(path)
+
+
 def chunked(audio: AudioChunk, chunk_s: float = CHUNK_S) -> Iterator[AudioChunk]:
     step = max(1, round(audio.sample_rate * chunk_s))
     for start in range(0, len(audio.samples), step):
@@ -159,7 +212,7 @@ def _config(ctx: click.Context) -> Config:
 @click.option(
     "--audio",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="16-bit PCM WAV file to lip-sync (any sample rate, mono or multi-channel).",
+    help="Audio file to lip-sync: WAV, MP3, M4A, OGG, FLAC, ... (anything FFmpeg decodes; any rate and channels).",
 )
 @click.option(
     "-o",
@@ -184,7 +237,7 @@ def render_command(
 ) -> None:
     """Render --text or --audio to an MP4 (H.264 + AAC) of the avatar speaking."""
     if (text is None) == (audio is None):
-        raise click.UsageError('give exactly one of --text "..." or --audio file.wav')
+        raise click.UsageError('give exactly one of --text "..." or --audio FILE')
     try:
         _render(ctx, text=text, audio=audio, output=output, avatar_id=avatar_id, fps=fps, lipsync=lipsync)
     except AvalumaError as e:
@@ -206,7 +259,7 @@ def _render(
     config = _config(ctx)
     avatars_dir = resolve_avatars_dir(config.avatars_dir)
     avatar = load_avatar_by_id(avatar_id or config.default_avatar, avatars_dir)
-    reader = WavReader(audio) if audio is not None else None  # validate before building anything heavy
+    reader = open_audio(audio) if audio is not None else None  # validate before building anything heavy
     backend, registry = _build_backend(config, lipsync)
     if reader is not None:
         chunks, speech_s = reader.chunks(), reader.duration_s
