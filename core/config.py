@@ -66,6 +66,12 @@ class RenderConfig(Closed):
     fps: int = Field(25, ge=1, le=60)
     audio_sample_rate: int = Field(24_000, ge=8_000, le=48_000)
     seed: int = 0
+    #: ``Render`` streams: seconds the client has to send its first message (the config) before the stream is ended
+    #: with DEADLINE_EXCEEDED. Every open stream holds an admission slot, so a silent one must not hold it for long.
+    first_message_timeout_s: float = Field(10.0, gt=0)
+    #: ``Render`` streams: seconds without any request while the stream has nothing left to render or send, after
+    #: which it ends with DEADLINE_EXCEEDED. A quiet realtime stream stays open by sending audio (silence counts).
+    idle_timeout_s: float = Field(60.0, gt=0)
 
 
 class AvatarLinkConfig(Closed):

@@ -50,6 +50,12 @@ class FailedPrecondition(AvalumaError):
     code = "FAILED_PRECONDITION"
 
 
+class DeadlineExceeded(AvalumaError):
+    """A time limit of the server passed (a stream that stopped sending, a client that never started)."""
+
+    code = "DEADLINE_EXCEEDED"
+
+
 class Unavailable(AvalumaError):
     """A dependency (LiveKit, Triton) cannot be reached."""
 

@@ -210,7 +210,13 @@ async def start_server(
         accepted_senders=config.sessions.accepted_senders,
     )
     render = RenderServicer(
-        store=avatars, backend=backend, slots=slots, defaults=config.render, default_avatar=config.default_avatar
+        store=avatars,
+        backend=backend,
+        slots=slots,
+        defaults=config.render,
+        default_avatar=config.default_avatar,
+        first_message_timeout_s=config.render.first_message_timeout_s,
+        idle_timeout_s=config.render.idle_timeout_s,
     )
 
     limit = config.server.max_message_bytes

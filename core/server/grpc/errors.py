@@ -4,6 +4,10 @@ Servicers raise :class:`~avaluma.core.errors.AvalumaError` subclasses and never 
 errors; this interceptor turns them into the status named by the error's ``code`` with its message unchanged (the
 messages are written for the caller). Anything else is a bug: it is logged with its traceback and the caller gets
 ``INTERNAL`` with a generic message (internals never leak), while the server keeps serving.
+
+A request message that does not decode is the caller's error, not a bug: grpc would log a traceback and hand the
+behaviour ``None``; here the deserializer is wrapped so the call ends with ``INVALID_ARGUMENT`` and one log line,
+whether the bad message is a unary request or any message of a request stream.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import grpc.aio
 
-from avaluma.core.errors import AvalumaError
+from avaluma.core.errors import AvalumaError, InvalidArgument
 from avaluma.core.server.grpc.handlers import wrap_behaviour
 
 if TYPE_CHECKING:
@@ -62,6 +66,56 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], method: str, exc: 
     await fail(context, grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
 
 
+class Undecodable:
+    """Stands in for a request message that is not valid protobuf of the method's request type."""
+
+    __slots__ = ("error", "type_name")
+
+    def __init__(self, type_name: str, error: Exception) -> None:
+        self.type_name = type_name
+        self.error = error
+
+    def to_error(self) -> InvalidArgument:
+        return InvalidArgument(
+            f"a request message could not be decoded as {self.type_name} ({type(self.error).__name__}): send "
+            "protobuf-encoded messages of the method's request type (see avaluma/v1/*.proto)"
+        )
+
+
+def tolerant_deserializer(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """``deserializer``, returning :class:`Undecodable` instead of raising (grpc would log and pass ``None``)."""
+    if deserializer is None:
+        return None
+    owner = getattr(deserializer, "__self__", None)
+    descriptor = getattr(owner, "DESCRIPTOR", None)
+    type_name = str(getattr(descriptor, "full_name", "the request type"))
+
+    def deserialize(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except Exception as exc:
+            return Undecodable(type_name, exc)
+
+    return deserialize
+
+
+async def checked_requests(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """A request stream that raises :class:`InvalidArgument` at the first message that did not decode."""
+    async for request in requests:
+        if isinstance(request, Undecodable):
+            raise request.to_error()
+        yield request
+
+
+def _checked(request: Any) -> Any:
+    """The request a behaviour gets: a decoded message, or a stream of them that raises on an undecodable one."""
+    if isinstance(request, Undecodable):
+        raise request.to_error()
+    if hasattr(request, "__aiter__"):
+        return checked_requests(request)
+    return request
+
+
 def _passes_through(exc: BaseException) -> bool:
     # AbortError is how context.abort ends an RPC (it already carries its status); cancellation must propagate.
     return isinstance(exc, grpc.aio.AbortError) or not isinstance(exc, Exception)
@@ -72,7 +126,7 @@ def _wrap_coroutine(
 ) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
-            return await behavior(request, context)
+            return await behavior(_checked(request), context)
         except BaseException as exc:
             if _passes_through(exc):
                 raise
@@ -84,7 +138,7 @@ def _wrap_coroutine(
 def _wrap_generator(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         try:
-            async for response in behavior(request, context):
+            async for response in behavior(_checked(request), context):
                 yield response
         except BaseException as exc:
             if _passes_through(exc):
@@ -100,6 +154,7 @@ def wrap_handler(handler: grpc.RpcMethodHandler[Any, Any], method: str) -> grpc.
         handler,
         coroutine=lambda behavior: _wrap_coroutine(behavior, method),
         generator=lambda behavior: _wrap_generator(behavior, method),
+        request_deserializer=tolerant_deserializer(handler.request_deserializer),
     )
 
 

@@ -20,16 +20,22 @@ Wrapper = Callable[[Behaviour], Behaviour]
 
 
 def wrap_behaviour(
-    handler: grpc.RpcMethodHandler[Any, Any], *, coroutine: Wrapper, generator: Wrapper
+    handler: grpc.RpcMethodHandler[Any, Any],
+    *,
+    coroutine: Wrapper,
+    generator: Wrapper,
+    request_deserializer: Callable[[bytes], Any] | None = None,
 ) -> grpc.RpcMethodHandler[Any, Any]:
     """Return ``handler`` with its behaviour wrapped (same kind, same (de)serializers).
 
     ``coroutine`` wraps coroutine functions: every unary-response behaviour, and response-streaming ones that write
     through ``context.write``. ``generator`` wraps async generator functions (response-streaming behaviours that
     yield). grpc.aio inspects the function it is given to tell the two apart, so a wrapper must keep the kind.
+    ``request_deserializer``, when given, replaces the handler's (the error mapping makes undecodable requests
+    visible to the behaviour instead of letting grpc log a traceback and pass ``None``).
     """
     ser: dict[str, Any] = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": request_deserializer or handler.request_deserializer,
         "response_serializer": handler.response_serializer,
     }
 

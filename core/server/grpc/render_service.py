@@ -9,7 +9,14 @@ must not know about:
   :data:`RENDER_AHEAD_S` of video is rendered ahead;
 - off-loop rendering: rendering and encoding run in worker threads (``asyncio.to_thread``) in pieces of
   :data:`PIECE_FRAMES` frames, so one busy stream never stalls the others;
-- in-band errors: a malformed request is answered with ``StreamError`` and the stream goes on;
+- in-band errors: a malformed request is answered with ``StreamError`` and the stream goes on; a message that is not
+  a decodable ``RenderRequest`` at all ends the call with ``INVALID_ARGUMENT`` (the stream's content is lost);
+- timeouts (``render.first_message_timeout_s``, ``render.idle_timeout_s``): a client that never sends its config, or
+  that sends nothing while the stream has nothing left to play, is ended with ``DEADLINE_EXCEEDED``, so silent
+  clients cannot keep the admission slots every stream holds;
+- lag: a realtime stream that falls more than :data:`MAX_LAG_S` behind its clock (a starved CPU) tells the client
+  with an in-band ``StreamError`` (``RESOURCE_EXHAUSTED``) at most every :data:`LAG_NOTICE_INTERVAL_S`, instead of
+  drifting silently;
 - backend faults: when the lip-sync backend fails under the stream (Triton died; see :attr:`LipSyncStream.fault`),
   the client gets a ``StreamError`` (``UNAVAILABLE``, naming the backend's address and the policy applied); under
   ``fallback`` frames keep coming, under ``end`` the call then ends with ``UNAVAILABLE``. Other streams go on.
@@ -31,7 +38,7 @@ from typing import Any, Final
 import grpc.aio
 
 from avaluma.core.config import RenderConfig as RenderDefaults
-from avaluma.core.errors import AvalumaError, InvalidArgument, Unavailable
+from avaluma.core.errors import AvalumaError, DeadlineExceeded, InvalidArgument, ResourceExhausted, Unavailable
 from avaluma.core.live.avatar_store import AvatarStore
 from avaluma.core.live.sessions import SessionSlots
 from avaluma.core.live.telemetry_render import (
@@ -65,6 +72,8 @@ MAX_LAG_S: Final = 0.5
 MAX_BACKLOG_S: Final = 30.0
 #: Requests buffered between the reader task and the stream; beyond it gRPC flow control pushes back on the client.
 INBOX_SIZE: Final = 64
+#: A lagging realtime stream tells its client at most this often.
+LAG_NOTICE_INTERVAL_S: Final = 5.0
 
 MIN_FPS, MAX_FPS = 1, 60
 MIN_OUTPUT_RATE, MAX_OUTPUT_RATE = 8_000, 48_000
@@ -171,6 +180,15 @@ class _SegmentEndOp:
 
 _Op = AudioChunk | _SegmentEndOp
 _EOF: Final = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _InputFailed:
+    """The request stream broke in a way the client must hear about (a message that did not decode)."""
+
+    error: AvalumaError
+
+
 _SHUTDOWN_MESSAGE: Final = "the server is shutting down: reconnect (to another instance) and start a new stream"
 
 
@@ -196,8 +214,10 @@ class _RenderStream:
         height: int,
         telemetry: StreamTelemetry = NOOP_STREAM,
         faults: list[LipSyncFault] | None = None,
+        idle_timeout_s: float = 60.0,
     ) -> None:
         self.session = session
+        self.idle_timeout_s = idle_timeout_s
         #: Backend faults not yet told to the client; appended by render worker threads (see :func:`watch_faults`).
         self.faults: list[LipSyncFault] = faults if faults is not None else []
         self.telemetry = telemetry
@@ -217,6 +237,9 @@ class _RenderStream:
         self.last_segment = 0
         self.input_done = False
         self._get: asyncio.Task[object] | None = None
+        #: Loop time since which the client has sent nothing and the stream has had nothing to render or send.
+        self.quiet_since = asyncio.get_running_loop().time()
+        self._last_lag_notice: float | None = None
 
     def memory_bytes(self) -> int:
         """Bytes this stream buffers (audio waiting to be rendered, frames waiting to be sent), for telemetry."""
@@ -232,6 +255,9 @@ class _RenderStream:
                 if request.WhichOneof("request") == "clear":
                     self.clears_pending += 1  # before the put: the stream may be blocked on a full inbox
                 await self.inbox.put(request)
+        except AvalumaError as exc:  # a message that did not decode: the stream ends with its status, not OK
+            await self.inbox.put(_InputFailed(exc))
+            return
         except Exception as exc:  # the call broke (client gone): treat it as the end of the input
             log.debug("render stream input ended with an error", extra={"error_type": type(exc).__name__})
         # Not in a finally: when this task is cancelled the stream is over and nobody waits for the end marker.
@@ -290,6 +316,8 @@ class _RenderStream:
                     yield response
             if closing.is_set():
                 raise Unavailable(_SHUTDOWN_MESSAGE)
+            if self.ops or self.pending:  # the client may be waiting for what it sent: not idle
+                self.quiet_since = loop.time()
             if self.clears_pending:
                 request = await self._next_request(None, closing)
                 for response in await self._handle_before_clear(request):
@@ -303,6 +331,9 @@ class _RenderStream:
                         self.telemetry.frame_late()
                     if now - due > MAX_LAG_S:
                         clock_start = now - self.sent * frame_s
+                        notice = self._lag_notice(now, now - due)
+                        if notice is not None:
+                            yield notice
                     for response in await self._tick():
                         yield response
                     continue
@@ -326,16 +357,38 @@ class _RenderStream:
                 if self.input_done:
                     return
                 timeout = None
-            request = await self._next_request(timeout, closing)
+            remaining = self.quiet_since + self.idle_timeout_s - loop.time()
+            if remaining <= 0:
+                raise DeadlineExceeded(
+                    f"no request for {self.idle_timeout_s:g} s with nothing left to play: the stream was ended to free "
+                    "its slot (render.idle_timeout_s); keep a quiet stream open by sending audio (silence counts)"
+                )
+            request = await self._next_request(remaining if timeout is None else min(timeout, remaining), closing)
             if request is None:
                 continue
+            self.quiet_since = loop.time()
             for response in self._handle(request):
                 yield response
+
+    def _lag_notice(self, now: float, lag_s: float) -> RenderResponse | None:
+        """An in-band notice that the stream fell behind real time (at most one per LAG_NOTICE_INTERVAL_S)."""
+        if self._last_lag_notice is not None and now - self._last_lag_notice < LAG_NOTICE_INTERVAL_S:
+            return None
+        self._last_lag_notice = now
+        log.warning("realtime render stream fell behind", extra={"lag_s": round(lag_s, 3), "frames_sent": self.sent})
+        return _error(
+            ResourceExhausted(
+                f"the stream fell {lag_s:.2f} s behind real time: the server is short of CPU for its streams; frames "
+                "continue from now on (reconnect to another instance if this repeats)"
+            )
+        )
 
     # --- requests ------------------------------------------------------------------------------------------------
 
     def _handle(self, request: object) -> list[RenderResponse]:
         """Queue the work a request asks for; answer control requests right away."""
+        if isinstance(request, _InputFailed):
+            raise request.error
         if request is _EOF:
             # Half-close ends an open segment, like closing a LiveKit byte stream does.
             self.input_done = True
@@ -485,7 +538,11 @@ class RenderServicer(render_service_pb2_grpc.RenderServiceServicer):
         slots: SessionSlots,
         defaults: RenderDefaults,
         default_avatar: str,
+        first_message_timeout_s: float = 10.0,
+        idle_timeout_s: float = 60.0,
     ) -> None:
+        self._first_message_timeout_s = first_message_timeout_s
+        self._idle_timeout_s = idle_timeout_s
         self._store = store
         self._backend = backend
         self._slots = slots
@@ -502,10 +559,16 @@ class RenderServicer(render_service_pb2_grpc.RenderServiceServicer):
         request_iterator: AsyncIterator[RenderRequest],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[RenderResponse]:
+        wait_s = self._first_message_timeout_s
         try:
-            first = await anext(request_iterator)
+            first = await asyncio.wait_for(anext(request_iterator), wait_s)
         except StopAsyncIteration:
             return
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"no config within {wait_s:g} s of opening the Render stream (render.first_message_timeout_s): send "
+                "the RenderConfig as the first message right away"
+            ) from None
         if first.WhichOneof("request") != "config":
             raise InvalidArgument(
                 "the first message of a Render stream must be `config` (a RenderConfig); "
@@ -519,7 +582,14 @@ class RenderServicer(render_service_pb2_grpc.RenderServiceServicer):
             session = RenderSession(
                 avatar, backend, fps=settings.fps, audio_sample_rate=settings.audio_sample_rate, seed=settings.seed
             )
-            stream = _RenderStream(session, settings, avatar.width, avatar.height, faults=faults)
+            stream = _RenderStream(
+                session,
+                settings,
+                avatar.width,
+                avatar.height,
+                faults=faults,
+                idle_timeout_s=self._idle_timeout_s,
+            )
             stream.telemetry = stream_telemetry(
                 KIND_RENDER,
                 {
