@@ -77,7 +77,9 @@ class IdleMotion:
     def __init__(self, config: IdleConfig | None = None, *, fps: float, seed: int = 0) -> None:
         self.config = config or IdleConfig()
         self._fps = float(fps)
-        self._rng = np.random.default_rng(seed)
+        # Seeds come from the API as any int64 (and from config as any int); numpy takes only non-negative ones, so
+        # every seed is mapped once, here, onto 0..2**64-1 (distinct int64 seeds stay distinct).
+        self._rng = np.random.default_rng(seed % 2**64)
         self._frame = 0
         self._state: str = "idle"
         self._offset = np.zeros(4)  # eased dx, dy, narrow, nod amplitude

@@ -224,3 +224,19 @@ async def test_a_realtime_stream_that_falls_behind_tells_the_client(avatars_dir:
     assert len(notices) == 1
     assert notices[0].code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
     assert "behind real time" in notices[0].message
+
+
+# --- defect 5: every int64 seed renders ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [-1, -(2**63), 2**63 - 1])
+async def test_any_int64_seed_renders(channel, seed: int) -> None:
+    call = raw_render(channel)
+    await call.write(config(seed=seed).SerializeToString())
+    for request in audio_requests(speech_like([("speech", 0.2)])):
+        await call.write(request.SerializeToString())
+    await call.write(Req(segment_end=render_service_pb2.SegmentEnd()).SerializeToString())
+    await call.done_writing()
+    responses = await read_all(call)
+    assert kinds(responses).count("video") == round(0.2 * FPS)
+    assert await call.code() == grpc.StatusCode.OK
