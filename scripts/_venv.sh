@@ -39,6 +39,9 @@ ensure_venv() {
     local livekit_plugin=()
     case ",$extras," in *,agent,*) livekit_plugin=(-e "$ROOT/plugins/livekit-plugin") ;; esac
     echo "==> installing avaluma[$extras] $*"
-    "$PY" -m pip install -q -e "$ROOT[$extras]" "${livekit_plugin[@]}" "$@"
+    # setuptools tells about every editable install that it is one ("Please be careful with folders..."), ten lines
+    # per package; nothing to act on, so it is silenced for this command only.
+    PYTHONWARNINGS="ignore:::setuptools.command.editable_wheel" \
+        "$PY" -m pip install -q -e "$ROOT[$extras]" "${livekit_plugin[@]}" "$@"
     echo "$want" >> "$stamp"
 }

@@ -23,7 +23,22 @@ def test_every_subpackage_is_listed() -> None:
             rel = init.parent.relative_to(ROOT / folder)
             found.add(".".join([import_name, *rel.parts]))
     assert found - listed == set(), "add these packages to [tool.setuptools] packages in pyproject.toml"
-    assert listed - found == set(), "these listed packages have no folder with __init__.py"
+    # Data folders are listed too (setuptools warns about every unlisted one): they exist but hold no Python.
+    data_only = {name for name in listed - found if _folder(setuptools["package-dir"], name).is_dir()}
+    assert listed - found - data_only == set(), "these listed packages have no folder"
+    data = setuptools.get("package-data", {})
+    assert data_only <= set(data), "a listed folder without Python must have package-data (or not be listed)"
+    for name in data_only:
+        assert not list(_folder(setuptools["package-dir"], name).glob("*.py")), f"{name} holds Python: add __init__.py"
+
+
+def _folder(package_dir: dict[str, str], name: str) -> Path:
+    """The folder of package ``name`` under the package-dir mapping: avaluma.proto.avaluma.v1 -> proto/avaluma/v1."""
+    for import_name, folder in package_dir.items():
+        if name == import_name or name.startswith(import_name + "."):
+            rest = name[len(import_name) :].lstrip(".")
+            return ROOT / folder / Path(*rest.split(".")) if rest else ROOT / folder
+    return ROOT / Path(*name.split("."))
 
 
 def test_no_bare_top_level_imports() -> None:
