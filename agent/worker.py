@@ -140,10 +140,49 @@ def make_server(config: Config) -> AgentServer:
     return server
 
 
+HELP_FLAGS = frozenset({"--help", "-h"})
+#: Added to console's problems: what a user without keys or audio devices can do instead.
+CONSOLE_ALTERNATIVES = (
+    "`avaluma agent console` talks to the configured providers through this machine's microphone and speaker. "
+    'Without them: `avaluma render --text "Hello"` (no keys at all), or `avaluma agent dev` in a LiveKit room.'
+)
+
+
+def console_problem() -> str | None:
+    """Why ``console`` cannot use this machine's microphone and speaker, or ``None`` when it can."""
+    try:
+        import sounddevice
+    except OSError:  # sounddevice loads libportaudio when imported
+        return (
+            "console needs the PortAudio library for the microphone and speaker: sudo apt-get install libportaudio2 "
+            "(macOS: brew install portaudio)"
+        )
+    try:
+        sounddevice.query_devices(kind="input")
+        sounddevice.query_devices(kind="output")
+    except Exception as exc:  # PortAudioError or ValueError: no default device
+        return f"console found no microphone or speaker on this machine ({exc})"
+    return None
+
+
 def run(mode: str, args: list[str]) -> None:
-    """Run LiveKit Agents' CLI (``dev``, ``start``, ``console``, ``download-files``) on the configured worker."""
+    """Run LiveKit Agents' CLI (``dev``, ``start``, ``console``, ``download-files``) on the configured worker.
+
+    Before the worker starts, every provider is built once (missing keys are reported together) and ``console``
+    checks for PortAudio and audio devices, so problems are one message each instead of a traceback from the job.
+    ``<mode> --help`` is LiveKit's own help and needs neither keys nor devices."""
     config, registry = _load()
-    if mode != "download-files":
-        preflight(config, registry)
+    if mode != "download-files" and not HELP_FLAGS.intersection(args):
+        problems: list[str] = []
+        try:
+            preflight(config, registry)
+        except ConfigError as exc:
+            problems.append(exc.message)
+        if mode == "console" and (problem := console_problem()) is not None:
+            problems.append(problem)
+        if problems:
+            if mode == "console":
+                problems.append(CONSOLE_ALTERNATIVES)
+            raise ConfigError("\n".join(problems))
     sys.argv = ["avaluma agent", mode, *args]
     cli.run_app(make_server(config))

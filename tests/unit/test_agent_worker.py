@@ -141,3 +141,37 @@ def test_agent_command_rejects_an_unknown_mode_with_the_valid_ones() -> None:
     result = CliRunner().invoke(agent_command, ["strat"])
     assert result.exit_code == 2
     assert "'strat' is not one of 'dev', 'start', 'console', 'download-files'" in result.output
+
+
+def test_mode_help_is_livekits_and_needs_no_keys(registry: ProviderRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from avaluma.agent.cli import agent_command
+
+    for key in KEYS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(worker, "_load", lambda: (Config(), registry))
+    result = CliRunner().invoke(agent_command, ["start", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output and "--api-secret" in result.output  # LiveKit's options for start
+    assert "is not set" not in result.output
+
+
+def test_console_says_everything_that_is_missing_and_what_to_do_instead(
+    registry: ProviderRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ctypes.util
+
+    from click.testing import CliRunner
+
+    from avaluma.agent.cli import agent_command
+
+    for key in KEYS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(worker, "_load", lambda: (Config(), registry))
+    result = CliRunner().invoke(agent_command, ["console"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "ASSEMBLYAI_API_KEY is not set" in result.output
+    assert ("PortAudio" in result.output) == (ctypes.util.find_library("portaudio") is None)
+    assert "avaluma render --text" in result.output
