@@ -59,6 +59,9 @@ class TimedSink:
         self.rest = rest
         self.first_moving: float | None = None
 
+    def prepare(self, frame: RenderedFrame) -> None:
+        pass  # nothing to convert ahead of push
+
     async def push(self, frame: RenderedFrame) -> None:
         if self.first_moving is None and frame.speaking and not np.array_equal(frame.rgb, self.rest):
             self.first_moving = time.perf_counter()
@@ -156,6 +159,9 @@ async def drift_simulated(minutes: float) -> tuple[int, int, float]:
     audio_samples = 0
 
     class Counter:
+        def prepare(self, frame: RenderedFrame) -> None:
+            pass  # nothing to convert ahead of push
+
         async def push(self, frame: RenderedFrame) -> None:
             nonlocal frames, audio_samples
             frames += 1
@@ -192,6 +198,9 @@ async def clear_latency(runs: int, *, speaking: bool) -> list[float]:
             return ""
 
         class Null:
+            def prepare(self, frame: RenderedFrame) -> None:
+                pass  # nothing to convert ahead of push
+
             async def push(self, frame: RenderedFrame) -> None:
                 pass
 

@@ -33,9 +33,9 @@ import numpy as np
 from machine import describe
 
 from avaluma.core import telemetry
+from avaluma.core.live.playout import PIECE_FRAMES, split_chunk
 from avaluma.core.live.telemetry_render import NOOP_STREAM, StreamTelemetry, instrument_backend, stream_telemetry
 from avaluma.core.media import AudioChunk
-from avaluma.core.server.grpc.render_service import PIECE_FRAMES, split_audio
 from avaluma.renderer.engine import RenderSession
 from avaluma.renderer.hvia import load_hvia
 from avaluma.renderer.lipsync.energy import EnergyBackend
@@ -89,7 +89,7 @@ def engine_fps(avatar_path: Path, seconds: float, variant: str) -> float:
     session = RenderSession(avatar, instrument_backend(backend) if variant != "bare" else backend, fps=FPS,
                             audio_sample_rate=SR)  # fmt: skip
     hooks: StreamTelemetry = stream_telemetry("render", {}, lambda: 0) if variant != "bare" else NOOP_STREAM
-    pieces = split_audio(AudioChunk(speech(2.0), 16_000), FPS)
+    pieces = split_chunk(AudioChunk(speech(2.0), 16_000), FPS)
     frames = 0
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:

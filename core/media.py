@@ -147,7 +147,7 @@ def check_render_options(
     if audio_sample_rate % fps:
         raise InvalidArgument(
             f"{field}audio_sample_rate {audio_sample_rate} Hz is not a multiple of fps {fps}: every frame must carry "
-            "a whole number of samples (e.g. 16000, 24000 or 48000 at 25 fps)"
+            "a whole number of samples, so pick a rate divisible by the fps (e.g. 16000, 24000 or 48000 at 25 fps)"
         )
     if width < 0 or height < 0 or bool(width) != bool(height):
         raise InvalidArgument(f"{field}width and {field}height must be set together (or both left 0)")

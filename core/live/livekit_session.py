@@ -30,12 +30,12 @@ from avaluma.core import telemetry
 from avaluma.core.errors import AvalumaError, Unavailable
 from avaluma.core.live.audio_receiver import AudioStreamReceiver, SenderPolicy, SendRpc
 from avaluma.core.live.events import EndReason, SessionError, SessionStats
-from avaluma.core.live.playout import Clock, FrameSink, Playout
+from avaluma.core.live.playout import Clock, FaultRelay, FrameSink, Playout
 from avaluma.core.live.telemetry_render import KIND_LIVEKIT, instrument_backend, stream_telemetry
 from avaluma.core.media import AudioChunk, decode_pcm16, float_to_pcm16
 from avaluma.core.tasks import cancel_and_wait
 from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderSession
-from avaluma.renderer.lipsync.base import LipSyncBackend, LipSyncFault, watch_faults
+from avaluma.renderer.lipsync.base import LipSyncBackend, LipSyncFault
 
 if TYPE_CHECKING:
     from avaluma.core.live.sessions import Session
@@ -52,38 +52,6 @@ AUDIO_TRACK_NAME: Final = "avatar_audio"
 
 #: Ends a session: ``(reason, detail)``. Provided by the session registry.
 EndSession = Callable[[EndReason, str], None]
-
-
-class FaultRelay:
-    """Lip-sync backend faults, from the render worker threads to a listener on the event loop.
-
-    The backend is wrapped (:meth:`wrap`) before the session's ``RenderSession`` is built; the session's runtime
-    then :meth:`listen` s. Create it on the event loop that will receive the faults.
-    """
-
-    def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._listener: Callable[[LipSyncFault], None] | None = None
-        #: Faults seen so far, in order (also those that came before a listener did).
-        self.faults: list[LipSyncFault] = []
-
-    def wrap(self, backend: LipSyncBackend) -> LipSyncBackend:
-        return watch_faults(backend, self._from_worker)
-
-    def listen(self, listener: Callable[[LipSyncFault], None]) -> None:
-        self._listener = listener
-        for fault in self.faults:
-            listener(fault)
-
-    def _from_worker(self, fault: LipSyncFault) -> None:
-        # Called in the render thread before the failing call returns or raises, so the fault reaches the loop ahead
-        # of the playout's own reaction to that call (call_soon_threadsafe keeps order).
-        self._loop.call_soon_threadsafe(self._deliver, fault)
-
-    def _deliver(self, fault: LipSyncFault) -> None:
-        self.faults.append(fault)
-        if self._listener is not None:
-            self._listener(fault)
 
 
 class SessionRuntime:

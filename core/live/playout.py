@@ -1,7 +1,11 @@
 """The clocked core of a live avatar session: audio segments in, one frame (video + its audio) per tick out.
 
-:class:`Playout` is what a LiveKit session runs between its receiver and its ``rtc.AVSynchronizer``, with no room
-in sight, so it is tested and benchmarked offline (with a virtual clock when needed). It runs two tasks:
+:class:`Playout` is the one player of the server: a LiveKit session runs it between its receiver and its
+``rtc.AVSynchronizer``, a gRPC ``Render`` stream between its requests and its responses, each through a
+:class:`FrameSink`. With no room or wire in sight it is tested and benchmarked offline. Its :class:`Clock` says how
+frames are paced: :class:`MonotonicClock` (real time), :class:`VirtualClock` (tests: hours in seconds) or
+:class:`Unpaced` (offline renders: speech frames leave as fast as they are rendered, nothing fills silence). It runs
+two tasks:
 
 - the **ticker** publishes one frame per slot of a steady ``fps`` :class:`Clock` and does nothing else: it takes a
   speech frame when one has been rendered, else an idle frame (blinks, breathing, closed mouth) rendered ahead. It
@@ -10,14 +14,16 @@ in sight, so it is tested and benchmarked offline (with a virtual clock when nee
   exactly the audio that plays with it, so the sink can never let audio lead video by more than the frame it pushes;
 - the **render worker** renders in a thread of :func:`render_pool` (shared by all playouts), with a lock around the
   :class:`~avaluma.renderer.engine.RenderSession`: speech in pieces of :data:`PIECE_FRAMES` frames up to
-  :data:`RENDER_AHEAD_S` ahead of the clock, and :data:`IDLE_AHEAD` idle frames for when no speech is ready. A sink
-  with a ``prepare(frame)`` method gets it called in the same thread right after rendering, so media conversions
-  (RGB to bytes, float to PCM) stay off the event loop too.
+  :data:`RENDER_AHEAD_S` ahead of the clock, and :data:`IDLE_AHEAD` idle frames for when no speech is ready. The
+  sink's ``prepare(frame)`` is called in the same thread right after rendering, so media conversions (RGB to bytes,
+  JPEG, float to PCM) stay off the event loop too.
 
 :meth:`Playout.clear` answers *at once* (the events are returned and emitted before it returns), drops everything
 queued and rendered ahead (speech and idle), and the next published frame is a freshly rendered idle one: the mouth
 closes on the next tick. Playback events follow what was *published*: ``started`` just before the first frame of a
 segment, ``finished`` just after its last one, with the segment numbers :meth:`Playout.push_audio` handed out.
+:meth:`Playout.finish` makes :meth:`Playout.run` return once every queued segment has been published (the end of a
+``Render`` stream's input).
 
 The input methods only queue work and set flags, so they are safe to call from LiveKit callbacks on the event loop.
 With a :class:`VirtualClock` the ticker lets the worker finish everything it can do before each slot, so runs are
@@ -45,6 +51,7 @@ from avaluma.core.live.telemetry_render import NOOP_STREAM, StreamTelemetry
 from avaluma.core.media import AudioChunk
 from avaluma.core.tasks import cancel_and_wait
 from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderSession
+from avaluma.renderer.lipsync.base import LipSyncBackend, LipSyncFault, watch_faults
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +62,9 @@ RENDER_AHEAD_S: Final = 1.0
 #: Idle frames rendered ahead, so a tick with no speech ready never waits for rendering. Speech that arrives
 #: replaces them (they are dropped, not played first), so they add nothing to the first lip-moving frame's latency.
 IDLE_AHEAD: Final = 2
-#: Audio waiting to be rendered beyond this is refused (a sender pushing far faster than real time).
+#: Audio waiting to be rendered: beyond this :meth:`Playout.push_audio` refuses more (LiveKit senders, which cannot
+#: be slowed down), and :meth:`Playout.wait_for_room` holds back senders that can (a Render stream stops reading, so
+#: gRPC flow control slows its client). One bound on a player's memory, whoever feeds it.
 MAX_BACKLOG_S: Final = 120.0
 #: A frame published more than this fraction of a frame period after its slot counts as late.
 LATE_FRACTION: Final = 0.5
@@ -110,13 +119,25 @@ class VirtualClock:
         await asyncio.sleep(0)
 
 
-class FrameSink(Protocol):
-    """Where published frames go (``rtc.AVSynchronizer`` in a room; a recorder in tests).
+class Unpaced:
+    """No pacing: frames are published as soon as they are rendered and silence is not filled with idle frames (the
+    offline renders of a ``Render`` stream with ``realtime=false``). Its time is real time, for telemetry only."""
 
-    A sink may also define ``prepare(frame) -> None``: it is called in the render worker thread as soon as a frame
-    is rendered (possibly for frames a clear later drops), the place for conversions that would otherwise hold the
-    event loop in :meth:`push`.
-    """
+    def now(self) -> float:
+        return time.perf_counter()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(0)
+
+
+class FrameSink(Protocol):
+    """Where published frames go (``rtc.AVSynchronizer`` in a room, the responses of a Render stream, a recorder in
+    tests)."""
+
+    def prepare(self, frame: RenderedFrame) -> None:
+        """Called in the render worker thread as soon as ``frame`` is rendered (possibly for frames a clear later
+        drops): the place for conversions that would otherwise hold the event loop in :meth:`push`."""
+        ...
 
     async def push(self, frame: RenderedFrame) -> None:
         """Publish one frame and then its audio. May wait (back-pressure from the media queues)."""
@@ -186,11 +207,65 @@ def split_chunk(chunk: AudioChunk, fps: int, frames_per_piece: int = PIECE_FRAME
     return [AudioChunk(samples[i : i + size], chunk.sample_rate) for i in range(0, len(samples), size)]
 
 
+class FaultRelay:
+    """Lip-sync backend faults, from the render worker threads to a listener on the event loop.
+
+    The backend is wrapped (:meth:`wrap`) before the ``RenderSession`` is built; whoever owns the session then
+    :meth:`listen` s. Create it on the event loop that will receive the faults.
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._listener: Callable[[LipSyncFault], None] | None = None
+        #: Faults seen so far, in order (also those that came before a listener did).
+        self.faults: list[LipSyncFault] = []
+
+    def wrap(self, backend: LipSyncBackend) -> LipSyncBackend:
+        return watch_faults(backend, self._from_worker)
+
+    def listen(self, listener: Callable[[LipSyncFault], None]) -> None:
+        self._listener = listener
+        for fault in self.faults:
+            listener(fault)
+
+    def _from_worker(self, fault: LipSyncFault) -> None:
+        # Called in the render thread before the failing call returns or raises, so the fault reaches the loop ahead
+        # of the playout's own reaction to that call (call_soon_threadsafe keeps order).
+        self._loop.call_soon_threadsafe(self._deliver, fault)
+
+    def _deliver(self, fault: LipSyncFault) -> None:
+        self.faults.append(fault)
+        if self._listener is not None:
+            self._listener(fault)
+
+
+class SharedBackend:
+    """One lip-sync backend for every player of the server, built on first use (model loading is slow)."""
+
+    def __init__(self, factory: Callable[[], LipSyncBackend]) -> None:
+        self._factory = factory
+        self._backend: LipSyncBackend | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> LipSyncBackend:
+        async with self._lock:
+            if self._backend is None:
+                self._backend = await asyncio.to_thread(self._factory)
+            return self._backend
+
+    def close(self) -> None:
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
+
+
 class Playout:
-    """Drive one :class:`RenderSession` in real time: see the module docstring.
+    """Drive one :class:`RenderSession` on a clock: see the module docstring.
 
     ``on_event`` receives every playback event (with this playout's segment numbers) on the event loop, in order;
-    it must not block. Start with :meth:`run` (one task; it owns the render worker) and end it with :meth:`close`.
+    it must not block. Start with :meth:`run` (one task; it owns the render worker) and end it with :meth:`close`
+    (at once) or :meth:`finish` (after what is queued). ``on_lag`` is told how far behind its clock a paced playout
+    was each time it restarts its clock (a starved CPU).
     ``telemetry`` receives segment spans and frame metrics
     (:func:`~avaluma.core.live.telemetry_render.stream_telemetry`;
     the default reports nothing); the playout closes it when :meth:`run` ends.
@@ -205,16 +280,18 @@ class Playout:
         clock: Clock | None = None,
         render_ahead_s: float = RENDER_AHEAD_S,
         telemetry: StreamTelemetry = NOOP_STREAM,
+        on_lag: Callable[[float], None] | None = None,
     ) -> None:
         self._render = render
         self.telemetry = telemetry
         #: Held by whichever thread calls into the RenderSession (it is not thread-safe).
         self._render_lock = threading.Lock()
         self._sink = sink
-        self._prepare: Callable[[RenderedFrame], Any] | None = getattr(sink, "prepare", None)
         self._on_event = on_event
+        self._on_lag = on_lag
         self._clock: Clock = clock or MonotonicClock()
         self._realtime = isinstance(self._clock, MonotonicClock)
+        self._paced = not isinstance(self._clock, Unpaced)
         self._fps = render.fps
         self._frame_s = 1.0 / render.fps
         self._ahead = max(1, round(render_ahead_s * render.fps))
@@ -244,6 +321,10 @@ class Playout:
         self._failure: BaseException | None = None
         #: What the job :meth:`_next_job` returned last renders: "audio", "end" (of a segment), or None (other work).
         self._speech_job: str | None = None
+        #: A speech job is being rendered (its frames are not in ``_ready`` yet).
+        self._speech_in_flight = False
+        self._room = asyncio.Event()  # the backlog shrank (or the playout closed)
+        self._finishing = False
         self._closed = False
         self._frames = 0
         self._late = 0
@@ -292,12 +373,12 @@ class Playout:
             self._wake_worker()
         return segment
 
-    def clear(self) -> list[PlaybackEvent]:
+    def clear(self, *, emit: bool = True) -> list[PlaybackEvent]:
         """Interrupt now: drop queued audio and rendered frames; the next frame published is idle.
 
-        Returns (and emits) ``finished(interrupted=True)`` for every segment not yet finished (the one playing
-        carries its played position, the others 0), or one for the last segment when nothing was open: every clear
-        is answered.
+        Returns (and, with ``emit``, emits) ``finished(interrupted=True)`` for every segment not yet finished (the one
+        playing carries its played position, the others 0), or one for the last segment when nothing was open: every
+        clear is answered.
         """
         position = self._played_frames / self._fps if self._playing is not None else 0.0
         if self._open:
@@ -323,9 +404,38 @@ class Playout:
         self.last_activity = self._clock.now()
         self.telemetry.cleared()
         self._wake_worker()
-        for event in events:
-            self._on_event(event)
+        self._room.set()
+        if emit:
+            for event in events:
+                self._on_event(event)
         return events
+
+    @property
+    def playing(self) -> int | None:
+        """The segment whose frames are being published (its ``started`` was emitted, its ``finished`` not yet)."""
+        return self._playing
+
+    @property
+    def backlog_s(self) -> float:
+        """Seconds of audio received but not yet rendered."""
+        return self._backlog_s
+
+    def busy(self) -> bool:
+        """Whether speech is queued, being rendered or waiting to be published."""
+        return bool(self._ops) or self._speech_in_flight or self._speech_ready() > 0
+
+    async def wait_for_room(self, seconds: float) -> None:
+        """Wait until ``seconds`` more audio fit under :data:`MAX_BACKLOG_S` (or the playout closed): flow control
+        for a sender that can be slowed down."""
+        while not self._closed and self._backlog_s + seconds > MAX_BACKLOG_S and self._backlog_s > 0:
+            self._room.clear()
+            await self._room.wait()
+
+    def finish(self) -> None:
+        """Make :meth:`run` return once everything queued has been rendered and published (with its events)."""
+        self._finishing = True
+        self._wake_worker()
+        self._produced.set()
 
     def set_state(self, state: str) -> None:
         """Show an agent state (``listening``, ``thinking``; others mean idle) when the renderer supports states."""
@@ -349,6 +459,7 @@ class Playout:
         self._wake_worker()
         self._quiet.set()  # unblock a ticker waiting for the worker
         self._produced.set()
+        self._room.set()
 
     # --- the ticker -----------------------------------------------------------------------------------------
 
@@ -356,7 +467,7 @@ class Playout:
         """Publish frames at ``fps`` until :meth:`close`. Rendering errors propagate (the session ends)."""
         worker = asyncio.create_task(self._render_loop(), name="avaluma-playout-render")
         try:
-            await self._tick_loop()
+            await (self._tick_loop() if self._paced else self._unpaced_loop())
         finally:
             await cancel_and_wait(worker, keep_errors=True)
             self.telemetry.close()
@@ -366,6 +477,9 @@ class Playout:
         start = clock.now()
         published = 0
         while not self._closed:
+            if self._finishing and not self.busy():
+                self._emit_head_events()  # the last segment's finished, when its last frame went out last tick
+                return
             due = start + published * self._frame_s
             now = clock.now()
             if now < due:
@@ -373,6 +487,8 @@ class Playout:
                 continue
             if now - due > MAX_LAG_S:
                 log.warning("playout fell behind its clock; restarting the clock", extra={"lag_s": now - due})
+                if self._on_lag is not None:
+                    self._on_lag(now - due)
                 start = now - published * self._frame_s
                 due = now
             if not self._realtime:
@@ -382,6 +498,25 @@ class Playout:
                     break
             await self._tick(due)
             published += 1
+
+    async def _unpaced_loop(self) -> None:
+        """Publish speech frames as soon as they are rendered; never an idle frame."""
+        while not self._closed:
+            if self._clear_sink:
+                self._clear_sink = False
+                await self._sink.clear()
+            self._emit_head_events()
+            frame = self._ready.popleft() if self._ready and isinstance(self._ready[0], RenderedFrame) else None
+            if frame is None:
+                if self._finishing and not self.busy():
+                    return
+                self._produced.clear()
+                await self._produced.wait()
+                self._raise_failure()
+                continue
+            assert isinstance(frame, RenderedFrame)
+            self._wake_worker()  # room to render ahead again
+            await self._publish(frame)
 
     async def _tick(self, due: float) -> None:
         if self._clear_sink:
@@ -402,6 +537,9 @@ class Playout:
         if self._clock.now() - due > LATE_FRACTION * self._frame_s:
             self._late += 1
             self.telemetry.frame_late()
+        await self._publish(frame)
+
+    async def _publish(self, frame: RenderedFrame) -> None:
         # Counted before the (possibly waiting) push: a clear during the push must include this frame.
         self._frames += 1
         if frame.speaking and self._playing is not None:
@@ -468,11 +606,17 @@ class Playout:
                 else:
                     # The worker thread inherits the context: inference spans become children of the segment's.
                     queued = len(self._ops) * PIECE_FRAMES + self._speech_ready()
-                    with self.telemetry.rendering(audio=speech == "audio", queued_frames=queued):
-                        outputs = await run_in_render_pool(job)
+                    self._speech_in_flight = True
+                    try:
+                        with self.telemetry.rendering(audio=speech == "audio", queued_frames=queued):
+                            outputs = await run_in_render_pool(job)
+                    finally:
+                        self._speech_in_flight = False
                 self.telemetry.frames_rendered(outputs)
                 if generation == self._generation:
                     self._store(outputs)
+                if speech is not None:
+                    self._produced.set()  # also when it rendered nothing: a finishing playout may be done now
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -491,6 +635,7 @@ class Playout:
             op = self._ops.popleft()
             if isinstance(op, _Audio):
                 self._backlog_s = max(0.0, self._backlog_s - op.chunk.duration_s)
+                self._room.set()
                 if not self._rendering or self._rendering[-1] != op.segment:
                     self._rendering.append(op.segment)
                 chunk = op.chunk
@@ -498,7 +643,7 @@ class Playout:
                 return lambda: self._rendered(self._render.push_audio, chunk)
             self._speech_job = "end"
             return lambda: self._rendered(self._render.end_segment)
-        if len(self._idle) < IDLE_AHEAD:
+        if self._paced and len(self._idle) < IDLE_AHEAD:
             return lambda: self._rendered(self._render.idle_frames, 1)
         return None
 
@@ -515,10 +660,9 @@ class Playout:
         """Run one render step (worker thread), then let the sink prepare the new frames outside the lock."""
         with self._render_lock:
             outputs = step(*args)
-        if self._prepare is not None:
-            for item in outputs:
-                if isinstance(item, RenderedFrame):
-                    self._prepare(item)
+        for item in outputs:
+            if isinstance(item, RenderedFrame):
+                self._sink.prepare(item)
         return outputs
 
     def _store(self, outputs: Sequence[_Ready]) -> None:

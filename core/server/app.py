@@ -27,6 +27,7 @@ from avaluma.core.config import Config
 from avaluma.core.errors import ConfigError, Unavailable
 from avaluma.core.live.avatar_store import AvatarStore
 from avaluma.core.live.events import EndReason
+from avaluma.core.live.playout import SharedBackend
 from avaluma.core.live.sessions import (
     LiveKitRoom,
     RoomConnector,
@@ -41,7 +42,7 @@ from avaluma.core.live.sessions import (
 from avaluma.core.media import RenderOptions
 from avaluma.core.server.auth import ApiKeyInterceptor, ApiKeys
 from avaluma.core.server.grpc.errors import ErrorMappingInterceptor
-from avaluma.core.server.grpc.render_service import RenderServicer, SharedBackend
+from avaluma.core.server.grpc.render_service import RenderServicer
 from avaluma.core.server.grpc.services import SERVICE_NAMES, add_services
 from avaluma.core.server.grpc.telemetry import server_interceptors
 from avaluma.core.tasks import cancel_and_wait
@@ -196,12 +197,13 @@ async def start_server(
     avatars = store if store is not None else AvatarStore.open(config.avatars_dir)
     backend = SharedBackend(lipsync_backend if lipsync_backend is not None else _backend_factory(config, registry))
     slots = SessionSlots(config.server.max_sessions)
+    defaults = RenderOptions(
+        fps=config.render.fps, audio_sample_rate=config.render.audio_sample_rate, seed=config.render.seed
+    )
     sessions = SessionRegistry(
         store=avatars,
         slots=slots,
-        defaults=RenderOptions(
-            fps=config.render.fps, audio_sample_rate=config.render.audio_sample_rate, seed=config.render.seed
-        ),
+        defaults=defaults,
         default_avatar=config.default_avatar,
         connector=room_connector,
         runtime=runtime if runtime is not None else livekit_runtime_factory(backend),
@@ -213,7 +215,7 @@ async def start_server(
         store=avatars,
         backend=backend,
         slots=slots,
-        defaults=config.render,
+        defaults=defaults,
         default_avatar=config.default_avatar,
         first_message_timeout_s=config.render.first_message_timeout_s,
         idle_timeout_s=config.render.idle_timeout_s,

@@ -37,6 +37,9 @@ class Recorder:
         self.frames: list[RenderedFrame] = []
         self.clears = 0
 
+    def prepare(self, frame: RenderedFrame) -> None:
+        pass  # nothing to convert ahead of push
+
     async def push(self, frame: RenderedFrame) -> None:
         self.frames.append(frame)
 

@@ -229,6 +229,9 @@ async def test_a_livekit_sessions_spans_hang_below_its_start_session_call(
     from avaluma.renderer.lipsync.energy import EnergyBackend
 
     class Sink:
+        def prepare(self, frame: RenderedFrame) -> None:
+            pass  # nothing to convert ahead of push
+
         async def push(self, frame: RenderedFrame) -> None:
             return None
 

@@ -43,6 +43,9 @@ class Recorder:
         self.frames: list[RenderedFrame] = []
         self.changed = asyncio.Event()
 
+    def prepare(self, frame: RenderedFrame) -> None:
+        pass  # nothing to convert ahead of push
+
     async def push(self, frame: RenderedFrame) -> None:
         self.frames.append(frame)
         self.changed.set()

@@ -82,6 +82,9 @@ class FrameCounter:
     def __init__(self) -> None:
         self.frames: list[RenderedFrame] = []
 
+    def prepare(self, frame: RenderedFrame) -> None:
+        pass  # nothing to convert ahead of push
+
     async def push(self, frame: RenderedFrame) -> None:
         self.frames.append(frame)
 

@@ -5,6 +5,7 @@ mid-segment, clear when idle, back-to-back segments and agent-state cues. Nothin
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from avaluma.core.errors import ResourceExhausted
-from avaluma.core.live.playout import MAX_BACKLOG_S, Playout, VirtualClock
+from avaluma.core.live.playout import MAX_BACKLOG_S, Playout, Unpaced, VirtualClock
 from avaluma.core.media import AudioChunk
 from avaluma.renderer.avatar import Avatar
 from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderSession
@@ -46,6 +47,9 @@ class Recorder:
         self.clock: VirtualClock | None = None
         self.done = asyncio.Event()
         self.stop_at = 0
+
+    def prepare(self, frame: RenderedFrame) -> None:
+        pass  # nothing to convert ahead of push
 
     async def push(self, frame: RenderedFrame) -> None:
         action = self.actions.pop(len(self.frames), None)
@@ -207,3 +211,35 @@ async def test_agent_states_reach_a_renderer_that_supports_them(avatar: Avatar) 
     rig.at(3, lambda: rig.playout.set_state("speaking"))
     await rig.run(6)
     assert seen == ["thinking", "idle"]
+
+
+async def test_unpaced_playout_publishes_only_speech_and_finishes_after_the_last_segment(avatar: Avatar) -> None:
+    """The offline mode of a Render stream: no idle frames, no pacing, run() returns once everything is out."""
+    sink = Recorder()
+    sink.clock = VirtualClock()  # only stamps the recorded frames
+    events: list[PlaybackEvent] = []
+    playout = Playout(
+        RenderSession(avatar, EnergyBackend(), fps=FPS, audio_sample_rate=RATE), sink, on_event=events.append,
+        clock=Unpaced(),
+    )  # fmt: skip
+    for seconds in (0.5, 0.3):
+        playout.push_audio(AudioChunk(speech(seconds), RATE))
+        playout.end_segment()
+    playout.finish()
+    await asyncio.wait_for(playout.run(), HANG_GUARD_S)
+
+    assert len(sink.frames) == math.ceil(0.5 * FPS) + math.ceil(0.3 * FPS) and all(f.speaking for f in sink.frames)
+    assert [(e.kind, e.segment) for e in events] == [("started", 0), ("finished", 0), ("started", 1), ("finished", 1)]
+    assert not playout.busy() and playout.stats().late_frames == 0
+
+
+async def test_clear_without_emitting_returns_the_answer_and_a_sender_can_wait_for_room(avatar: Avatar) -> None:
+    rig = Rig(avatar)
+    rig.push(speech(MAX_BACKLOG_S - 0.5), chunk_s=5.0)
+    waiter = asyncio.create_task(rig.playout.wait_for_room(1.0))
+    await asyncio.sleep(0)
+    assert not waiter.done()  # 1 s more would pass the bound: the sender waits instead of being refused
+    events = rig.playout.clear(emit=False)
+    await asyncio.wait_for(waiter, HANG_GUARD_S)  # the clear dropped the backlog
+    assert [(e.kind, e.segment, e.interrupted) for e in events] == [("finished", 0, True)]
+    assert rig.events == []  # returned, not emitted
