@@ -60,6 +60,10 @@ class HttpConfig(Closed):
     #: Requests per minute per API key (a token bucket that allows short bursts of ``rate_limit_burst``).
     rate_limit_per_minute: float = Field(60, gt=0)
     rate_limit_burst: int = Field(10, ge=1)
+    #: Seconds a connection may take to send a complete request's headers (and may sit idle between requests).
+    header_timeout_s: float = Field(10.0, gt=0)
+    #: Seconds a request body may take to arrive after its headers (then ``408``).
+    body_timeout_s: float = Field(10.0, gt=0)
 
 
 class RenderConfig(Closed):

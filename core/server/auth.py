@@ -4,6 +4,11 @@ Clients send their key in the ``x-api-key`` metadata, or as ``authorization: Bea
 tooling sends). Health checks and reflection stay open so load balancers and ``grpcurl`` work without a key.
 Keys are compared in constant time against every configured key, so timing reveals neither a key nor which one
 matched.
+
+Failed authentication is throttled per client address (:class:`FailureThrottle`, shared with the HTTP API): after a
+burst of failures, every call from that address gets ``RESOURCE_EXHAUSTED`` (HTTP 429) without its key being looked
+at, until the bucket refills, so keys cannot be guessed at line rate. Rejections are logged through a
+:class:`LogSampler` (one line per interval with the count of those left out), so a flood does not flood the log.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import contextlib
 import hmac
 import logging
 import secrets
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +27,7 @@ import grpc
 import grpc.aio
 
 from avaluma.core.server.grpc.errors import fail
+from avaluma.core.server.grpc.handlers import wrap_behaviour
 
 if TYPE_CHECKING:
     _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
@@ -81,7 +89,9 @@ class ApiKeys:
         return len(self._keys)
 
     def is_valid(self, candidate: str) -> bool:
-        sent = candidate.encode("utf-8")
+        # surrogateescape: HTTP servers hand over undecodable header bytes as lone surrogates; such a key is simply
+        # wrong, never an error.
+        sent = candidate.encode("utf-8", "surrogateescape")
         # No early exit: every key is compared, so the time taken does not depend on which key matched.
         matched = False
         for key in self._keys:
@@ -91,40 +101,153 @@ class ApiKeys:
 
 #: How long a rejected streaming-request call waits for the client's first message before failing (see below).
 FIRST_MESSAGE_WAIT_S = 1.0
+#: Failed authentications one client address may make at once, and how many more per minute after that.
+AUTH_FAILURE_BURST = 20
+AUTH_FAILURES_PER_MINUTE = 30.0
+#: Addresses remembered by the throttle (the oldest are forgotten first): bounds its memory under a spread attack.
+MAX_TRACKED_CLIENTS = 10_000
+#: Rejected calls are logged at most once per this many seconds (with the count of those not logged).
+REJECTION_LOG_INTERVAL_S = 10.0
 
 
-def _rejecting_handler(handler: grpc.RpcMethodHandler[Any, Any], message: str) -> grpc.RpcMethodHandler[Any, Any]:
-    """A handler of the same kind as ``handler`` that fails the call with UNAUTHENTICATED."""
+class FailureThrottle:
+    """Failed authentications per client address, as token buckets. ``clock`` is injectable for tests."""
 
-    async def reject(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        await fail(context, grpc.StatusCode.UNAUTHENTICATED, message)
+    def __init__(
+        self,
+        burst: int = AUTH_FAILURE_BURST,
+        per_minute: float = AUTH_FAILURES_PER_MINUTE,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_clients: int = MAX_TRACKED_CLIENTS,
+    ) -> None:
+        self.burst = burst
+        self.per_minute = per_minute
+        self._clock = clock
+        self._max_clients = max_clients
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
-    async def reject_after_first(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        # Clients of streaming-request calls write their first message (Render's config) right away. Failing the
-        # call while that write is in flight makes grpc-python's asyncio client report INTERNAL instead of this
-        # status (grpc/grpc#36066), so take the first message, briefly, before failing.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(anext(requests, None), FIRST_MESSAGE_WAIT_S)
-        await fail(context, grpc.StatusCode.UNAUTHENTICATED, message)
+    def _tokens(self, client: str, now: float) -> float:
+        tokens, last = self._buckets.get(client, (float(self.burst), now))
+        return min(float(self.burst), tokens + (now - last) * self.per_minute / 60.0)
 
-    ser: dict[str, Any] = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(reject, **ser)
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(reject, **ser)
-    if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(reject_after_first, **ser)
-    return grpc.stream_stream_rpc_method_handler(reject_after_first, **ser)
+    def retry_after(self, client: str) -> float:
+        """0 when ``client`` may try (again); else the seconds until it may."""
+        tokens = self._tokens(client, self._clock())
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) * 60.0 / self.per_minute
+
+    def failed(self, client: str) -> None:
+        now = self._clock()
+        self._buckets[client] = (max(0.0, self._tokens(client, now) - 1.0), now)
+        self._buckets.move_to_end(client)
+        while len(self._buckets) > self._max_clients:
+            self._buckets.popitem(last=False)
+
+    def message(self, wait_s: float) -> str:
+        return (
+            f"too many failed authentication attempts from this address: retry in {max(1, round(wait_s))} s with a "
+            "valid API key"
+        )
+
+
+class LogSampler:
+    """Lets one log line through per ``interval_s`` and counts the rest (reported with the next line)."""
+
+    def __init__(self, interval_s: float = REJECTION_LOG_INTERVAL_S, clock: Callable[[], float] = time.monotonic):
+        self._interval_s = interval_s
+        self._clock = clock
+        self._next = 0.0
+        self._dropped = 0
+
+    def take(self) -> int | None:
+        """``None``: do not log now. Else log, and say how many lines were left out since the last one."""
+        now = self._clock()
+        if now < self._next:
+            self._dropped += 1
+            return None
+        self._next = now + self._interval_s
+        dropped, self._dropped = self._dropped, 0
+        return dropped
+
+
+def peer_address(peer: str) -> str:
+    """The client address of a grpc peer string (``ipv4:1.2.3.4:5678``, ``ipv6:[::1]:5678``), without the port."""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv6" and rest.startswith("["):
+        return rest[1 : rest.find("]")] or rest
+    if kind == "ipv4":
+        return rest.rpartition(":")[0] or rest
+    return peer  # unix sockets and others: the whole string names the client
 
 
 class ApiKeyInterceptor(_ServerInterceptor):
-    """Rejects calls without a valid API key with ``UNAUTHENTICATED``; health and reflection are exempt."""
+    """Rejects calls without a valid API key with ``UNAUTHENTICATED``; health and reflection are exempt.
 
-    def __init__(self, keys: ApiKeys) -> None:
+    Failures count against the caller's address in ``throttle``; an address over its budget gets
+    ``RESOURCE_EXHAUSTED`` for every call, valid key or not, until the budget refills.
+    """
+
+    def __init__(self, keys: ApiKeys, throttle: FailureThrottle | None = None) -> None:
         self._keys = keys
+        self.throttle = throttle if throttle is not None else FailureThrottle()
+        self._log = LogSampler()
+
+    def _guarded(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str, sent: str | None
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        """``handler`` behind the throttle (the peer is only known inside the call) and the key check."""
+        valid = sent is not None and self._keys.is_valid(sent)
+        reason = "missing" if sent is None else "invalid"
+        throttle = self.throttle
+        sampler = self._log
+
+        def verdict(context: grpc.aio.ServicerContext[Any, Any]) -> tuple[grpc.StatusCode, str] | None:
+            client = peer_address(context.peer() or "")
+            wait_s = throttle.retry_after(client)
+            if wait_s > 0:
+                return grpc.StatusCode.RESOURCE_EXHAUSTED, throttle.message(wait_s)
+            if valid:
+                return None
+            throttle.failed(client)
+            dropped = sampler.take()
+            if dropped is not None:
+                log.warning(
+                    "rejected call without a valid API key",
+                    extra={"rpc_method": method, "reason": reason, "not_logged_since_last": dropped},
+                )
+            return grpc.StatusCode.UNAUTHENTICATED, MISSING_KEY_MESSAGE if sent is None else WRONG_KEY_MESSAGE
+
+        async def refuse(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any], code: grpc.StatusCode, message: str
+        ) -> None:
+            if hasattr(request, "__aiter__"):
+                # Clients of streaming-request calls write their first message (Render's config) right away. Failing
+                # the call while that write is in flight makes grpc-python's asyncio client report INTERNAL instead
+                # of this status (grpc/grpc#36066), so take the first message, briefly, before failing.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(anext(request, None), FIRST_MESSAGE_WAIT_S)
+            await fail(context, code, message)
+
+        def coroutine(behaviour: Any) -> Any:
+            async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                refused = verdict(context)
+                if refused is not None:
+                    await refuse(request, context, *refused)
+                return await behaviour(request, context)
+
+            return wrapped
+
+        def generator(behaviour: Any) -> Any:
+            async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+                refused = verdict(context)
+                if refused is not None:
+                    await refuse(request, context, *refused)
+                async for response in behaviour(request, context):
+                    yield response
+
+            return wrapped
+
+        return wrap_behaviour(handler, coroutine=coroutine, generator=generator)
 
     async def intercept_service(
         self,
@@ -135,11 +258,8 @@ class ApiKeyInterceptor(_ServerInterceptor):
         if method.startswith(EXEMPT_SERVICE_PREFIXES):
             return await continuation(handler_call_details)
         sent = extract_api_key(handler_call_details.invocation_metadata)
-        if sent is not None and self._keys.is_valid(sent):
-            return await continuation(handler_call_details)
         handler = await continuation(handler_call_details)
         if handler is None:  # unknown method: let gRPC answer UNIMPLEMENTED as usual
             return handler
-        reason = "missing" if sent is None else "invalid"
-        log.warning("rejected call without a valid API key", extra={"rpc_method": method, "reason": reason})
-        return _rejecting_handler(handler, MISSING_KEY_MESSAGE if sent is None else WRONG_KEY_MESSAGE)
+        guarded: grpc.RpcMethodHandler[Any, Any] = self._guarded(handler, method, sent)
+        return guarded

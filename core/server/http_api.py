@@ -6,8 +6,12 @@
 - ``GET /health``: ``{status: "ok", active_sessions, max_sessions}`` (no key needed, for load balancers).
 
 The API key goes in the ``api-secret`` header (``x-api-key`` and ``Authorization: Bearer`` work too, as on gRPC).
-Each key has a token-bucket rate limit; a refused call gets ``429`` with ``Retry-After``. Errors are JSON
-``{status: "error", code, message}`` where ``code`` is the gRPC status name, so both APIs report the same thing.
+Each key has a token-bucket rate limit; a refused call gets ``429`` with ``Retry-After``. Failed authentication is
+throttled per client address the same way (:class:`~avaluma.core.server.auth.FailureThrottle`), and rejections are
+logged sampled. A connection that has not sent complete request headers within ``http.header_timeout_s`` (or sits idle
+that long between requests) is closed; a body not received within ``http.body_timeout_s`` is answered ``408``.
+Errors are JSON ``{status: "error", code, message}`` where ``code`` is the gRPC status name, so both APIs report the
+same thing.
 
 A thin adapter: it validates the body's shape and delegates to :class:`~avaluma.core.live.sessions.SessionRegistry`,
 exactly like the gRPC ``AvatarService``.
@@ -15,6 +19,7 @@ exactly like the gRPC ``AvatarService``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -26,9 +31,9 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from avaluma.core.errors import AvalumaError, InvalidArgument, ResourceExhausted, Unauthenticated
+from avaluma.core.errors import AvalumaError, DeadlineExceeded, InvalidArgument, ResourceExhausted, Unauthenticated
 from avaluma.core.live.sessions import SessionRegistry, SessionSlots, StartRequest
-from avaluma.core.server.auth import ApiKeys
+from avaluma.core.server.auth import ApiKeys, FailureThrottle, LogSampler
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,7 @@ MAX_BODY_BYTES: Final = 64 * 1024
 #: HTTP status of each domain error code.
 HTTP_STATUS: Final[dict[str, int]] = {
     "INVALID_ARGUMENT": 400,
+    "DEADLINE_EXCEEDED": 408,
     "UNAUTHENTICATED": 401,
     "PERMISSION_DENIED": 403,
     "NOT_FOUND": 404,
@@ -98,15 +104,21 @@ def _request_key(request: web.Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
+async def _json_body(request: web.Request, timeout_s: float = 10.0) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise InvalidArgument(f"request body is larger than {MAX_BODY_BYTES} bytes: send only the documented fields")
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
+    try:
+        raw = await asyncio.wait_for(request.content.read(MAX_BODY_BYTES + 1), timeout_s)
+    except TimeoutError:
+        raise DeadlineExceeded(
+            f"the request body did not arrive within {timeout_s:g} s (http.body_timeout_s): send it right after the "
+            "headers"
+        ) from None
     if len(raw) > MAX_BODY_BYTES:
         raise InvalidArgument(f"request body is larger than {MAX_BODY_BYTES} bytes: send only the documented fields")
     try:
         body = json.loads(raw or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser's stack
         raise InvalidArgument(
             "request body is not JSON: send a JSON object with Content-Type application/json"
         ) from None
@@ -145,11 +157,23 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class HttpApi:
     """The aiohttp application: auth, rate limits and error mapping around three small handlers."""
 
-    def __init__(self, sessions: SessionRegistry, slots: SessionSlots, keys: ApiKeys, limiter: RateLimiter) -> None:
+    def __init__(
+        self,
+        sessions: SessionRegistry,
+        slots: SessionSlots,
+        keys: ApiKeys,
+        limiter: RateLimiter,
+        *,
+        body_timeout_s: float = 10.0,
+        throttle: FailureThrottle | None = None,
+    ) -> None:
         self._sessions = sessions
         self._slots = slots
         self._keys = keys
         self._limiter = limiter
+        self._body_timeout_s = body_timeout_s
+        self._throttle = throttle if throttle is not None else FailureThrottle()
+        self._log = LogSampler()
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -160,9 +184,23 @@ class HttpApi:
 
     def _guarded(self, handler: Handler) -> Handler:
         async def guarded(request: web.Request) -> web.StreamResponse:
+            client = request.remote or ""
+            blocked_s = self._throttle.retry_after(client)
+            if blocked_s > 0:  # checked before the key: a throttled address learns nothing about its guesses
+                return _error_response(
+                    ResourceExhausted(self._throttle.message(blocked_s)),
+                    status=429,
+                    headers={"Retry-After": str(math.ceil(blocked_s))},
+                )
             key = _request_key(request)
             if key is None or not self._keys.is_valid(key):
-                log.warning("rejected HTTP call without a valid API key", extra={"path": request.path})
+                self._throttle.failed(client)
+                dropped = self._log.take()
+                if dropped is not None:
+                    log.warning(
+                        "rejected HTTP call without a valid API key",
+                        extra={"path": request.path, "not_logged_since_last": dropped},
+                    )
                 return _error_response(
                     Unauthenticated(
                         f"missing or invalid API key: send one of the server's keys (AVALUMA_API_KEYS) in the "
@@ -194,14 +232,14 @@ class HttpApi:
         return guarded
 
     async def _start(self, request: web.Request) -> web.StreamResponse:
-        session = await self._sessions.start(parse_start_body(await _json_body(request)))
+        session = await self._sessions.start(parse_start_body(await _json_body(request, self._body_timeout_s)))
         response: web.StreamResponse = web.json_response(
             {"status": "success", "session_id": session.id, "avatar_participant_identity": session.identity}
         )
         return response
 
     async def _stop(self, request: web.Request) -> web.StreamResponse:
-        body = await _json_body(request)
+        body = await _json_body(request, self._body_timeout_s)
         session_id = body.get("session_id")
         if not isinstance(session_id, str) or not session_id:
             raise InvalidArgument("session_id is required: pass the id start-avatar returned")
@@ -238,10 +276,20 @@ async def start_http_api(
     port: int,
     rate_limit_per_minute: float = 60,
     rate_limit_burst: int = 10,
+    header_timeout_s: float = 10.0,
+    body_timeout_s: float = 10.0,
 ) -> RunningHttpApi:
-    """Serve the HTTP API on ``host:port`` (0 = a free port) and return once it listens."""
-    api = HttpApi(sessions, slots, keys, RateLimiter(rate_limit_per_minute, rate_limit_burst))
-    runner = web.AppRunner(api.app(), access_log=None)
+    """Serve the HTTP API on ``host:port`` (0 = a free port) and return once it listens.
+
+    ``header_timeout_s``: a connection without a complete request (headers) for that long is closed, also between
+    keep-alive requests; ``body_timeout_s``: a body that does not arrive in time is answered ``408``.
+    """
+    api = HttpApi(
+        sessions, slots, keys, RateLimiter(rate_limit_per_minute, rate_limit_burst), body_timeout_s=body_timeout_s
+    )
+    # aiohttp's keep-alive timer runs from the connection's start and closes a connection still waiting for a whole
+    # request when it fires: that is the header read timeout (its default, an hour, let half-sent requests pile up).
+    runner = web.AppRunner(api.app(), access_log=None, keepalive_timeout=header_timeout_s)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=False)
     try:

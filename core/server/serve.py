@@ -134,6 +134,8 @@ async def serve(config: Config) -> None:
                     port=config.http.port,
                     rate_limit_per_minute=config.http.rate_limit_per_minute,
                     rate_limit_burst=config.http.rate_limit_burst,
+                    header_timeout_s=config.http.header_timeout_s,
+                    body_timeout_s=config.http.body_timeout_s,
                 )
             except BaseException:
                 await running.stop(0)
