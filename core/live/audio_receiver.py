@@ -344,6 +344,7 @@ class AudioStreamReceiver:
         """The stream's chunks; ends early when superseded, cleared or idle (its trailer may be lost)."""
         iterator = stream.reader.__aiter__()
         superseded = asyncio.ensure_future(self._superseded.wait())
+        next_chunk: asyncio.Future[bytes] | None = None
         try:
             while True:
                 next_chunk = asyncio.ensure_future(anext(iterator))
@@ -364,7 +365,9 @@ class AudioStreamReceiver:
                     log.warning("audio stream ended before its trailer arrived", extra={"reason": reason})
                 return
         finally:
-            superseded.cancel()
+            # Also when the session stops mid-stream (this generator's consumer is cancelled while it waits): the
+            # read of the next chunk is a task of its own, and nobody else would ever cancel or await it.
+            await cancel_and_wait(superseded, next_chunk)
 
     async def _send_loop(self) -> None:
         while True:

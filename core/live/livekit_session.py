@@ -387,6 +387,8 @@ class AgentAudioBridge:
         self._receiver = receiver
         self._playout: Playout | None = None
         self._task: asyncio.Task[None] | None = None
+        #: Playback notifications still being sent: owned here, cancelled and awaited in :meth:`aclose`.
+        self._notifications: set[asyncio.Future[Any]] = set()
 
     def on_playback(self, event: PlaybackEvent) -> None:
         if event.kind == "started":
@@ -401,6 +403,8 @@ class AgentAudioBridge:
     def _notify(self, result: Any) -> None:
         if asyncio.iscoroutine(result):
             task = asyncio.ensure_future(result)
+            self._notifications.add(task)
+            task.add_done_callback(self._notifications.discard)
             task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
     def start(self, playout: Playout) -> None:
@@ -424,4 +428,5 @@ class AgentAudioBridge:
 
     async def aclose(self) -> None:
         self._receiver.off("clear_buffer", self._on_clear_buffer)
+        await cancel_and_wait(*self._notifications)
         await cancel_and_wait(self._task, keep_errors=True)
