@@ -507,11 +507,91 @@ def _resource(service_name: str, environ: Mapping[str, str]) -> Any:
     return Resource.create(attributes)
 
 
+#: Spans made per inference or per frame (hundreds per utterance): the console exporter sums them up by name.
+HIGH_RATE_SPANS: Final = frozenset({SPAN_LIPSYNC_INFER, SPAN_RENDER_FRAMES})
+#: How often the console exporter prints its sums of high-rate spans.
+CONSOLE_SUMMARY_INTERVAL_S: Final = 5.0
+
+
+def console_span_exporter(
+    out: Callable[[str], object] | None = None,
+    *,
+    interval_s: float = CONSOLE_SUMMARY_INTERVAL_S,
+    clock: Callable[[], float] = time.monotonic,
+) -> SpanExporter:
+    """``OTEL_TRACES_EXPORTER=console``: one line per span (name, duration, ids, status, attributes) instead of the
+    SDK's 30-line JSON, and the high-rate spans (:data:`HIGH_RATE_SPANS`) summed up every ``interval_s`` (count,
+    mean, p95 and max duration, errors): one 3.7 s utterance printed 2,750 lines with the SDK's exporter."""
+    from opentelemetry.sdk.trace.export import SpanExporter as _SpanExporter
+    from opentelemetry.sdk.trace.export import SpanExportResult
+    from opentelemetry.trace import StatusCode
+
+    write = out or (lambda line: print(line, flush=True))
+
+    class ConsoleSummaryExporter(_SpanExporter):
+        def __init__(self) -> None:
+            self._lock = threading.Lock()
+            self._durations: dict[str, list[float]] = {}
+            self._errors: dict[str, int] = {}
+            self._since = clock()
+
+        def export(self, spans: Any) -> SpanExportResult:
+            lines: list[str] = []
+            with self._lock:
+                for s in spans:
+                    ms = ((s.end_time or s.start_time or 0) - (s.start_time or 0)) / 1e6
+                    failed = s.status.status_code == StatusCode.ERROR
+                    if s.name in HIGH_RATE_SPANS:
+                        self._durations.setdefault(s.name, []).append(ms)
+                        self._errors[s.name] = self._errors.get(s.name, 0) + failed
+                        continue
+                    attrs = " ".join(
+                        f"{k}={v}" for k, v in (s.attributes or {}).items() if not k.startswith(USER_CONTENT_PREFIX)
+                    )
+                    status = "ERROR " + (s.status.description or "") if failed else "ok"
+                    ctx = s.get_span_context()
+                    parent = f" parent={s.parent.span_id:016x}" if s.parent is not None else ""
+                    lines.append(
+                        f"[trace] {s.name} {ms:.1f} ms {status} trace={ctx.trace_id:032x} span={ctx.span_id:016x}"
+                        f"{parent} {attrs}".rstrip()
+                    )
+                if clock() - self._since >= interval_s:
+                    lines += self._summary_locked()
+            for line in lines:
+                write(line)
+            return SpanExportResult.SUCCESS
+
+        def _summary_locked(self) -> list[str]:
+            elapsed = clock() - self._since
+            lines = []
+            for name, durations in sorted(self._durations.items()):
+                ordered = sorted(durations)
+                p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+                lines.append(
+                    f"[trace] {name}: {len(ordered)} spans in {elapsed:.1f} s, mean {sum(ordered) / len(ordered):.2f} "
+                    f"ms, p95 {p95:.2f} ms, max {ordered[-1]:.2f} ms, {self._errors.get(name, 0)} errors"
+                )
+            self._durations.clear()
+            self._errors.clear()
+            self._since = clock()
+            return lines
+
+        def force_flush(self, timeout_millis: int = 30_000) -> bool:
+            with self._lock:
+                lines = self._summary_locked()
+            for line in lines:
+                write(line)
+            return True
+
+        def shutdown(self) -> None:
+            self.force_flush()
+
+    return ConsoleSummaryExporter()
+
+
 def _span_exporter(name: str, environ: Mapping[str, str]) -> SpanExporter:
     if name == "console":
-        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
-        return ConsoleSpanExporter()
+        return console_span_exporter()
     protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
     if protocol.startswith("http"):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter

@@ -380,3 +380,27 @@ def test_triton_requests_carry_the_trace_context(recorded: Recorded) -> None:
 
 def test_triton_requests_carry_no_headers_while_tracing_is_off(off: None) -> None:
     assert _triton_headers_sent() is None
+
+
+def test_the_console_exporter_sums_up_per_inference_spans_and_prints_one_line_per_other_span() -> None:
+    pytest.importorskip("opentelemetry.sdk", reason="needs the otel extra: pip install 'avaluma[otel]'")
+    lines: list[str] = []
+    now = [0.0]
+    exporter = telemetry.console_span_exporter(lines.append, interval_s=5.0, clock=lambda: now[0])
+    telemetry.configure({}, span_exporter=exporter, set_global=False)
+    try:
+        with telemetry.span(telemetry.SPAN_SEGMENT, {telemetry.ATTR_FRAMES: 92}):
+            for _ in range(200):
+                with telemetry.span(telemetry.SPAN_LIPSYNC_INFER):
+                    pass
+        assert len(lines) == 1  # the segment; the inferences wait for the summary
+        now[0] = 6.0
+        with telemetry.span(telemetry.SPAN_RENDER_FRAMES):
+            pass
+    finally:
+        telemetry.shutdown()
+    segment, *summaries = lines
+    assert segment.startswith(f"[trace] {telemetry.SPAN_SEGMENT} ") and "avaluma.frames=92" in segment
+    assert len(summaries) == 2
+    assert summaries[0].startswith(f"[trace] {telemetry.SPAN_LIPSYNC_INFER}: 200 spans in 6.0 s, mean ")
+    assert summaries[1].startswith(f"[trace] {telemetry.SPAN_RENDER_FRAMES}: 1 spans")
