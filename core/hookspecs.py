@@ -4,7 +4,7 @@ A plugin is a module (or object) with functions marked ``@hookimpl`` and is foun
 entry-point group. Registration hooks are synchronous and cheap: they only register *factories*; heavy imports
 wait until a factory is called. Example::
 
-    from avaluma.core.hookspecs import hookimpl
+    from avaluma.core.plugin_api import hookimpl
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -19,18 +19,22 @@ wait until a factory is called. Example::
         register("my-tts", make_tts, options=Options, description="My TTS")
 
 STT/LLM/TTS/VAD/turn-detector factories return LiveKit Agents' own objects (``stt.STT``, ``llm.LLM``, ``tts.TTS``,
-``vad.VAD``, a turn detector); audio sources, video sinks and lip-sync backends return Avaluma's interfaces
-(lip-sync: :class:`avaluma.renderer.lipsync.base.LipSyncBackend`).
+``vad.VAD``, a turn detector); lip-sync backends return Avaluma's interface,
+:class:`avaluma.renderer.lipsync.base.LipSyncBackend`. Plugin authors import all of this from one place,
+:mod:`avaluma.core.plugin_api`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 import pluggy
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from avaluma.core.config import Config
 
 PROJECT = "avaluma"
 ENTRY_POINT_GROUP = "avaluma.plugins"
@@ -89,16 +93,6 @@ def register_noise_cancellers(register: Register) -> None:
 
 
 @hookspec
-def register_audio_sources(register: Register) -> None:
-    """Register factories of audio sources feeding the avatar (Avaluma interface)."""
-
-
-@hookspec
-def register_video_sinks(register: Register) -> None:
-    """Register factories of video sinks consuming rendered frames (Avaluma interface)."""
-
-
-@hookspec
 def register_lipsync_backends(register: Register) -> None:
     """Register factories returning :class:`avaluma.renderer.lipsync.base.LipSyncBackend`."""
 
@@ -112,7 +106,7 @@ def register_commands(cli: click.Group) -> None:
 
 
 @hookspec
-def startup(config: Any) -> None:
+def startup(config: Config) -> None:
     """The server is starting with this :class:`avaluma.core.config.Config`; nothing is served yet."""
 
 

@@ -60,8 +60,6 @@ KIND_HOOKS: dict[str, str] = {
     "vad": "register_vad",
     "turn_detector": "register_turn_detectors",
     "noise_cancellation": "register_noise_cancellers",
-    "audio_source": "register_audio_sources",
-    "video_sink": "register_video_sinks",
     "lipsync_backend": "register_lipsync_backends",
 }
 PROVIDER_KINDS: tuple[str, ...] = tuple(KIND_HOOKS)
