@@ -1,7 +1,8 @@
 """The avatars a server can render: every ``*.hvia`` file of one directory, loaded at start-up.
 
 The file name is the avatar id (``<id>.hvia``), so what a client uploads under an id is what it gets back after a
-restart. A corrupt file is logged with the reason and skipped: one bad upload must never stop a server from starting.
+restart. A file that fails to load (for any reason) is logged with the reason, skipped and remembered in
+:attr:`AvatarStore.skipped` (``ListAvatars`` reports it): one bad file must never stop a server from starting.
 Writes are atomic (temporary file + rename), so a crash never leaves a half-written avatar for the next start-up.
 """
 
@@ -35,9 +36,13 @@ def check_avatar_id(avatar_id: str) -> str:
 class AvatarStore:
     """Avatars by id, backed by a directory of ``.hvia`` files. Thread-safe."""
 
-    def __init__(self, directory: Path, avatars: dict[str, Avatar] | None = None) -> None:
+    def __init__(
+        self, directory: Path, avatars: dict[str, Avatar] | None = None, skipped: dict[str, str] | None = None
+    ) -> None:
         self.directory = directory
         self._avatars: dict[str, Avatar] = dict(avatars or {})
+        #: Files of the directory that failed to load at start-up: file name -> reason.
+        self.skipped: dict[str, str] = dict(skipped or {})
         self._lock = threading.Lock()
 
     @classmethod
@@ -46,22 +51,27 @@ class AvatarStore:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         avatars: dict[str, Avatar] = {}
+        skipped: dict[str, str] = {}
         for path in sorted(directory.glob(f"*{SUFFIX}")):
             avatar_id = path.stem
             if not AVATAR_ID_RE.fullmatch(avatar_id):
-                log.warning(
-                    "skipping avatar file: its name is not a valid avatar id",
-                    extra={"path": str(path), "reason": f"rename it to <id>{SUFFIX} where <id> is {ID_RULE}"},
-                )
-                continue
-            try:
-                avatars[avatar_id] = _with_id(load_hvia(path), avatar_id)
-            except InvalidArgument as exc:  # AvatarFileError: corrupt, truncated, unknown version
-                log.warning(
-                    "skipping avatar file that failed to load", extra={"path": str(path), "reason": exc.message}
-                )
-        log.info("avatars loaded", extra={"directory": str(directory), "avatar_ids": sorted(avatars)})
-        return cls(directory, avatars)
+                reason = f"its name is not a valid avatar id: rename it to <id>{SUFFIX} where <id> is {ID_RULE}"
+            else:
+                try:
+                    avatars[avatar_id] = _with_id(load_hvia(path), avatar_id)
+                    continue
+                except InvalidArgument as exc:  # AvatarFileError: corrupt, truncated, too large, unknown version
+                    reason = exc.message
+                except (Exception, RecursionError, MemoryError) as exc:  # the loader translates all it knows
+                    log.warning("unexpected error loading an avatar file", exc_info=exc, extra={"path": str(path)})
+                    reason = f"{path}: cannot be loaded ({type(exc).__name__}); see the server log"
+            skipped[path.name] = reason
+            log.warning("skipping avatar file that failed to load", extra={"path": str(path), "reason": reason})
+        log.info(
+            "avatars loaded",
+            extra={"directory": str(directory), "avatar_ids": sorted(avatars), "skipped_files": sorted(skipped)},
+        )
+        return cls(directory, avatars, skipped)
 
     def ids(self) -> builtins.list[str]:
         with self._lock:
@@ -102,6 +112,7 @@ class AvatarStore:
                 )
             _atomic_write(self._path(avatar_id), data)
             self._avatars[avatar_id] = avatar
+            self.skipped.pop(self._path(avatar_id).name, None)  # replaced by a good file
         log.info("avatar stored", extra={"avatar_id": avatar_id, "size_bytes": len(data), "overwrite": overwrite})
         return avatar
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from avaluma.proto.v1 import common_pb2 as avaluma_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n avaluma/v1/avatar_registry.proto\x12\navaluma.v1\x1a\x17\x61valuma/v1/common.proto\"\x14\n\x12ListAvatarsRequest\">\n\x13ListAvatarsResponse\x12\'\n\x07\x61vatars\x18\x01 \x03(\x0b\x32\x16.avaluma.v1.AvatarInfo\"%\n\x10GetAvatarRequest\x12\x11\n\tavatar_id\x18\x01 \x01(\t\"g\n\x13UploadAvatarRequest\x12\x34\n\x08metadata\x18\x01 \x01(\x0b\x32 .avaluma.v1.UploadAvatarMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07request\"<\n\x14UploadAvatarMetadata\x12\x11\n\tavatar_id\x18\x01 \x01(\t\x12\x11\n\toverwrite\x18\x02 \x01(\x08\"(\n\x13\x44\x65leteAvatarRequest\x12\x11\n\tavatar_id\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteAvatarResponse2\xc1\x02\n\x0e\x41vatarRegistry\x12N\n\x0bListAvatars\x12\x1e.avaluma.v1.ListAvatarsRequest\x1a\x1f.avaluma.v1.ListAvatarsResponse\x12\x41\n\tGetAvatar\x12\x1c.avaluma.v1.GetAvatarRequest\x1a\x16.avaluma.v1.AvatarInfo\x12I\n\x0cUploadAvatar\x12\x1f.avaluma.v1.UploadAvatarRequest\x1a\x16.avaluma.v1.AvatarInfo(\x01\x12Q\n\x0c\x44\x65leteAvatar\x12\x1f.avaluma.v1.DeleteAvatarRequest\x1a .avaluma.v1.DeleteAvatarResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n avaluma/v1/avatar_registry.proto\x12\navaluma.v1\x1a\x17\x61valuma/v1/common.proto\"\x14\n\x12ListAvatarsRequest\"n\n\x13ListAvatarsResponse\x12\'\n\x07\x61vatars\x18\x01 \x03(\x0b\x32\x16.avaluma.v1.AvatarInfo\x12.\n\x07skipped\x18\x02 \x03(\x0b\x32\x1d.avaluma.v1.SkippedAvatarFile\"1\n\x11SkippedAvatarFile\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"%\n\x10GetAvatarRequest\x12\x11\n\tavatar_id\x18\x01 \x01(\t\"g\n\x13UploadAvatarRequest\x12\x34\n\x08metadata\x18\x01 \x01(\x0b\x32 .avaluma.v1.UploadAvatarMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07request\"<\n\x14UploadAvatarMetadata\x12\x11\n\tavatar_id\x18\x01 \x01(\t\x12\x11\n\toverwrite\x18\x02 \x01(\x08\"(\n\x13\x44\x65leteAvatarRequest\x12\x11\n\tavatar_id\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteAvatarResponse2\xc1\x02\n\x0e\x41vatarRegistry\x12N\n\x0bListAvatars\x12\x1e.avaluma.v1.ListAvatarsRequest\x1a\x1f.avaluma.v1.ListAvatarsResponse\x12\x41\n\tGetAvatar\x12\x1c.avaluma.v1.GetAvatarRequest\x1a\x16.avaluma.v1.AvatarInfo\x12I\n\x0cUploadAvatar\x12\x1f.avaluma.v1.UploadAvatarRequest\x1a\x16.avaluma.v1.AvatarInfo(\x01\x12Q\n\x0c\x44\x65leteAvatar\x12\x1f.avaluma.v1.DeleteAvatarRequest\x1a .avaluma.v1.DeleteAvatarResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,17 +35,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTAVATARSREQUEST']._serialized_start=73
   _globals['_LISTAVATARSREQUEST']._serialized_end=93
   _globals['_LISTAVATARSRESPONSE']._serialized_start=95
-  _globals['_LISTAVATARSRESPONSE']._serialized_end=157
-  _globals['_GETAVATARREQUEST']._serialized_start=159
-  _globals['_GETAVATARREQUEST']._serialized_end=196
-  _globals['_UPLOADAVATARREQUEST']._serialized_start=198
-  _globals['_UPLOADAVATARREQUEST']._serialized_end=301
-  _globals['_UPLOADAVATARMETADATA']._serialized_start=303
-  _globals['_UPLOADAVATARMETADATA']._serialized_end=363
-  _globals['_DELETEAVATARREQUEST']._serialized_start=365
-  _globals['_DELETEAVATARREQUEST']._serialized_end=405
-  _globals['_DELETEAVATARRESPONSE']._serialized_start=407
-  _globals['_DELETEAVATARRESPONSE']._serialized_end=429
-  _globals['_AVATARREGISTRY']._serialized_start=432
-  _globals['_AVATARREGISTRY']._serialized_end=753
+  _globals['_LISTAVATARSRESPONSE']._serialized_end=205
+  _globals['_SKIPPEDAVATARFILE']._serialized_start=207
+  _globals['_SKIPPEDAVATARFILE']._serialized_end=256
+  _globals['_GETAVATARREQUEST']._serialized_start=258
+  _globals['_GETAVATARREQUEST']._serialized_end=295
+  _globals['_UPLOADAVATARREQUEST']._serialized_start=297
+  _globals['_UPLOADAVATARREQUEST']._serialized_end=400
+  _globals['_UPLOADAVATARMETADATA']._serialized_start=402
+  _globals['_UPLOADAVATARMETADATA']._serialized_end=462
+  _globals['_DELETEAVATARREQUEST']._serialized_start=464
+  _globals['_DELETEAVATARREQUEST']._serialized_end=504
+  _globals['_DELETEAVATARRESPONSE']._serialized_start=506
+  _globals['_DELETEAVATARRESPONSE']._serialized_end=528
+  _globals['_AVATARREGISTRY']._serialized_start=531
+  _globals['_AVATARREGISTRY']._serialized_end=852
 # @@protoc_insertion_point(module_scope)

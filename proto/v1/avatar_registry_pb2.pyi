@@ -12,10 +12,20 @@ class ListAvatarsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListAvatarsResponse(_message.Message):
-    __slots__ = ("avatars",)
+    __slots__ = ("avatars", "skipped")
     AVATARS_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
     avatars: _containers.RepeatedCompositeFieldContainer[_common_pb2.AvatarInfo]
-    def __init__(self, avatars: _Optional[_Iterable[_Union[_common_pb2.AvatarInfo, _Mapping]]] = ...) -> None: ...
+    skipped: _containers.RepeatedCompositeFieldContainer[SkippedAvatarFile]
+    def __init__(self, avatars: _Optional[_Iterable[_Union[_common_pb2.AvatarInfo, _Mapping]]] = ..., skipped: _Optional[_Iterable[_Union[SkippedAvatarFile, _Mapping]]] = ...) -> None: ...
+
+class SkippedAvatarFile(_message.Message):
+    __slots__ = ("file", "reason")
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    file: str
+    reason: str
+    def __init__(self, file: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class GetAvatarRequest(_message.Message):
     __slots__ = ("avatar_id",)

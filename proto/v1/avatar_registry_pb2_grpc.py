@@ -61,7 +61,7 @@ class AvatarRegistryServicer:
     """Missing associated documentation comment in .proto file."""
 
     def ListAvatars(self, request, context):
-        """All avatars the server has loaded, sorted by id.
+        """All avatars the server has loaded, sorted by id, and the files it skipped because they failed to load.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -33,7 +33,7 @@ class AvatarRegistryStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AvatarRegistryAsyncStub: ...
     ListAvatars: _grpc.UnaryUnaryMultiCallable[_avatar_registry_pb2.ListAvatarsRequest, _avatar_registry_pb2.ListAvatarsResponse]
-    """All avatars the server has loaded, sorted by id."""
+    """All avatars the server has loaded, sorted by id, and the files it skipped because they failed to load."""
     GetAvatar: _grpc.UnaryUnaryMultiCallable[_avatar_registry_pb2.GetAvatarRequest, _common_pb2.AvatarInfo]
     """One avatar; NOT_FOUND (listing the available ids) when unknown."""
     UploadAvatar: _grpc.StreamUnaryMultiCallable[_avatar_registry_pb2.UploadAvatarRequest, _common_pb2.AvatarInfo]
@@ -48,7 +48,7 @@ class AvatarRegistryStub:
 class AvatarRegistryAsyncStub(AvatarRegistryStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListAvatars: _aio.UnaryUnaryMultiCallable[_avatar_registry_pb2.ListAvatarsRequest, _avatar_registry_pb2.ListAvatarsResponse]  # type: ignore[assignment]
-    """All avatars the server has loaded, sorted by id."""
+    """All avatars the server has loaded, sorted by id, and the files it skipped because they failed to load."""
     GetAvatar: _aio.UnaryUnaryMultiCallable[_avatar_registry_pb2.GetAvatarRequest, _common_pb2.AvatarInfo]  # type: ignore[assignment]
     """One avatar; NOT_FOUND (listing the available ids) when unknown."""
     UploadAvatar: _aio.StreamUnaryMultiCallable[_avatar_registry_pb2.UploadAvatarRequest, _common_pb2.AvatarInfo]  # type: ignore[assignment]
@@ -66,7 +66,7 @@ class AvatarRegistryServicer(metaclass=_abc_1.ABCMeta):
         request: _avatar_registry_pb2.ListAvatarsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_avatar_registry_pb2.ListAvatarsResponse, _abc.Awaitable[_avatar_registry_pb2.ListAvatarsResponse]]:
-        """All avatars the server has loaded, sorted by id."""
+        """All avatars the server has loaded, sorted by id, and the files it skipped because they failed to load."""
 
     @_abc_1.abstractmethod
     def GetAvatar(

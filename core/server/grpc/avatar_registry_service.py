@@ -1,4 +1,8 @@
-"""``AvatarRegistry``: a thin gRPC adapter over :class:`avaluma.core.live.avatar_store.AvatarStore`."""
+"""``AvatarRegistry``: a thin gRPC adapter over :class:`avaluma.core.live.avatar_store.AvatarStore`.
+
+Uploads are bounded: at most :data:`MAX_CONCURRENT_UPLOADS` calls at once (each buffers up to the file size limit
+and then decodes the avatar, which the ``.hvia`` reader caps; see docs/hvia.md), more are ``RESOURCE_EXHAUSTED``.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,14 @@ from typing import Any
 
 import grpc.aio
 
-from avaluma.core.errors import InvalidArgument
+from avaluma.core.errors import AvalumaError, InvalidArgument, ResourceExhausted
 from avaluma.core.live.avatar_store import AvatarStore, check_avatar_id
 from avaluma.proto.v1 import avatar_registry_pb2, avatar_registry_pb2_grpc, common_pb2
 from avaluma.renderer.avatar import Avatar
 from avaluma.renderer.hvia import MAX_HVIA_BYTES
+
+#: Upload calls served at once (buffering and decoding are the memory an upload costs).
+MAX_CONCURRENT_UPLOADS = 2
 
 _KINDS = {"photo": common_pb2.AVATAR_KIND_PHOTO, "video": common_pb2.AVATAR_KIND_VIDEO}
 
@@ -37,11 +44,18 @@ class AvatarRegistryServicer(avatar_registry_pb2_grpc.AvatarRegistryServicer):
 
     def __init__(self, store: AvatarStore) -> None:
         self._store = store
+        self._uploads = 0
 
     async def ListAvatars(
         self, request: avatar_registry_pb2.ListAvatarsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> avatar_registry_pb2.ListAvatarsResponse:
-        return avatar_registry_pb2.ListAvatarsResponse(avatars=[avatar_info(a) for a in self._store.list()])
+        return avatar_registry_pb2.ListAvatarsResponse(
+            avatars=[avatar_info(a) for a in self._store.list()],
+            skipped=[
+                avatar_registry_pb2.SkippedAvatarFile(file=name, reason=reason)
+                for name, reason in sorted(self._store.skipped.items())
+            ],
+        )
 
     async def GetAvatar(
         self, request: avatar_registry_pb2.GetAvatarRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -52,6 +66,27 @@ class AvatarRegistryServicer(avatar_registry_pb2_grpc.AvatarRegistryServicer):
         self,
         request_iterator: AsyncIterator[avatar_registry_pb2.UploadAvatarRequest],
         context: grpc.aio.ServicerContext[Any, Any],
+    ) -> common_pb2.AvatarInfo:
+        if self._uploads >= MAX_CONCURRENT_UPLOADS:
+            # Drained without buffering, and refused after the client's last message (see the note below).
+            busy: AvalumaError = ResourceExhausted(
+                f"the server is validating {MAX_CONCURRENT_UPLOADS} avatar uploads already (its limit for concurrent "
+                "uploads): retry in a few seconds"
+            )
+            drained = 0
+            async for request in request_iterator:
+                drained += len(request.chunk)
+                if drained > MAX_HVIA_BYTES:
+                    break
+            raise busy
+        self._uploads += 1
+        try:
+            return await self._upload(request_iterator)
+        finally:
+            self._uploads -= 1
+
+    async def _upload(
+        self, request_iterator: AsyncIterator[avatar_registry_pb2.UploadAvatarRequest]
     ) -> common_pb2.AvatarInfo:
         metadata: avatar_registry_pb2.UploadAvatarMetadata | None = None
         parts: list[bytes] = []
