@@ -163,6 +163,56 @@ def _validated(avatar: Avatar, source: str) -> Avatar:
     return avatar
 
 
+#: A photo whose inner lip gap is wider than this fraction of the mouth width is "open": its rest pose is closed.
+OPEN_MOUTH_GAP = 0.03
+# Inner lip contour pairs (upper, lower) from corner to corner, MediaPipe indices.
+_INNER_PAIRS = ((191, 95), (80, 88), (81, 178), (82, 87), (13, 14), (312, 317), (311, 402), (310, 318), (415, 324))
+_INNER_RING = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
+
+
+def photo_teeth(rgb: U8, landmarks: F32) -> list[float] | None:
+    """The colour of the teeth an open-mouthed photo shows (bright, unsaturated pixels inside the inner lip
+    contour), or None when it shows too few: the synthesised teeth then take this photo's own enamel."""
+    from PIL import ImageDraw
+
+    ring = [(float(landmarks[i, 0]), float(landmarks[i, 1])) for i in _INNER_RING]
+    mask_img = Image.new("L", (rgb.shape[1], rgb.shape[0]), 0)
+    ImageDraw.Draw(mask_img).polygon(ring, fill=255)
+    inside = rgb[np.asarray(mask_img) > 0].astype(np.float32)
+    if len(inside) < 30:
+        return None
+    luma = inside @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    saturation = (inside.max(axis=1) - inside.min(axis=1)) / np.maximum(inside.max(axis=1), 1.0)
+    # Brighter than the lips' wet inner edge and nearly grey: enamel, not lip or tongue.
+    lips = float(np.median(luma))
+    teeth = inside[(luma > max(90.0, 1.15 * lips, float(np.percentile(luma, 60)))) & (saturation < 0.22)]
+    if len(teeth) < max(12, 0.06 * len(inside)):
+        return None
+    top = teeth[teeth @ np.array([0.299, 0.587, 0.114], dtype=np.float32) >= np.percentile(
+        teeth @ np.array([0.299, 0.587, 0.114], dtype=np.float32), 50)]  # fmt: skip
+    return [round(float(v), 1) for v in np.median(top, axis=0)]
+
+
+def close_mouth(mesh: FaceMesh, rgb: U8, landmarks: F32) -> tuple[U8, F32]:
+    """The photo with its open mouth closed (the lower lip and chin move up, the upper lip down, as when the lips
+    meet in speech), and its landmarks refitted on the result: the rest pose of an open-mouthed photo, so an opening
+    mouth never shows a second mouth under the real one."""
+    from avaluma.renderer.mouth import MouthShape, MouthWarp
+
+    warp = MouthWarp(rgb, mouth_rig(landmarks))
+    closed = rgb.copy()
+    y0, y1, x0, x1 = warp.roi
+    warp.render_into(closed[y0:y1, x0:x1], MouthShape(opening=0.0, close=1.0, scale=1.0))
+    refit, presence = mesh.track(closed, landmarks)
+    points = refit if presence >= 0.5 else landmarks.copy()
+    # Wherever the refit still sees a sliver of a gap, the lips meet on the line between them.
+    for upper, lower in _INNER_PAIRS:
+        if points[lower, 1] > points[upper, 1]:
+            mid = (points[upper, :2] + points[lower, :2]) / 2
+            points[upper, :2] = points[lower, :2] = mid
+    return closed, points
+
+
 def build_photo_avatar(
     image: U8,
     *,
@@ -189,6 +239,16 @@ def build_photo_avatar(
     landmarks = _fit(mesh, rgb, source)
     check_face(mesh, rgb, landmarks, source=source, source_face_px=face.width, scale=size[0] / (box[2] - box[0]))
     progress("rigging mouth and eyelids", 0.8)
+    rest: dict[str, Any] = {}
+    gap = lip_gap(landmarks)
+    if gap > OPEN_MOUTH_GAP:
+        teeth = photo_teeth(rgb, landmarks)
+        rgb, landmarks = close_mouth(mesh, rgb, landmarks)
+        rest = {
+            "rest_pose": f"the lips in the photo are apart ({100 * gap:.0f} % of the mouth width): the avatar rests "
+            "with them closed",
+            "mouth": {"source_gap": round(gap, 3), **({"teeth_rgb": teeth} if teeth else {})},
+        }
     avatar = Avatar(
         id=avatar_id,
         name=name or avatar_id,
@@ -200,7 +260,7 @@ def build_photo_avatar(
         license=license,
         base=rgb,
         rig=mouth_rig(landmarks),
-        metadata={"builder": "avaluma avatar build --photo", "source": source, **(metadata or {})},
+        metadata={"builder": "avaluma avatar build --photo", "source": source, **rest, **(metadata or {})},
         eyes=eye_rigs(landmarks),
         landmarks=_readonly(landmarks),
     )

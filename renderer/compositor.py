@@ -114,6 +114,14 @@ _CACHE: weakref.WeakKeyDictionary[Avatar, Prepared] = weakref.WeakKeyDictionary(
 _CACHE_LOCK = threading.Lock()
 
 
+def _mouth_warp(avatar: Avatar) -> MouthWarp:
+    """The photo mouth, with the teeth colour the builder measured on the photo's own open mouth when it did."""
+    mouth = avatar.metadata.get("mouth")
+    teeth = mouth.get("teeth_rgb") if isinstance(mouth, dict) else None
+    ok = isinstance(teeth, list) and len(teeth) == 3 and all(isinstance(v, int | float) for v in teeth)
+    return MouthWarp(avatar.base, avatar.rig, eyes=avatar.eyes, teeth=teeth if ok else None)
+
+
 def prepared(avatar: Avatar) -> Prepared:
     """The shared geometry of ``avatar`` (computed on first use, then cached for as long as the avatar lives)."""
     with _CACHE_LOCK:
@@ -125,7 +133,7 @@ def prepared(avatar: Avatar) -> Prepared:
 
                 atlas = AtlasMouth(avatar.video)
             found = Prepared(
-                mouth=MouthWarp(avatar.base, avatar.rig) if avatar.video is None else None,
+                mouth=_mouth_warp(avatar) if avatar.video is None else None,
                 eyes=tuple(EyelidWarp(avatar.base, eye) for eye in avatar.eyes) if avatar.video is None else (),
                 head=_head_region(avatar),
                 atlas=atlas,

@@ -2,53 +2,69 @@
 
 Only a region of interest (ROI) is recomputed. Inside it a backward warp, column by column, moves the lower lip and
 chin down (jaw open), the lips towards each other (lips closed: a photo that shows teeth closes its lips when speech
-says so), and scales the mouth horizontally (stretch widens, rounding narrows). The gap that opens between the lips
-is filled with a synthesised mouth interior: a cavity shaded darkest at its back, upper teeth under the upper lip
-(kept from the photo when it shows them), lower teeth riding on the lower lip, and a tongue rising from the floor of
-the mouth. Every displacement field is multiplied by a feather window that is exactly zero on the ROI border, so
-there are no seams, and a zero parameter vector reproduces the base image exactly.
+says so), and scales the mouth horizontally (stretch widens, rounding narrows). Every displacement field is multiplied
+by a feather window that is exactly zero on the ROI border, so there are no seams, and a zero parameter vector
+reproduces the base image exactly.
 
-Everything that does not depend on the parameters (pixel grids, windows, colours) is computed once in the
+The warp keeps the photo's texture: the base is split into a smooth part, sampled bilinearly, and its fine detail
+(skin pores, lip lines, grain), taken from the nearest source pixel, so stretched lips and a dropped chin stay as
+sharp as the photo instead of being smoothed by interpolation.
+
+The gap that opens between the lips is filled with a mouth interior made for this photo (:class:`MouthLook`): upper
+teeth hanging from under the upper lip (individual teeth: central incisors longest, each tooth shaded as a rounded
+surface, soft gaps between them, fading into the shadow of the cheeks towards the corners, a translucent biting
+edge), lower teeth rising from behind the lower lip and showing more as the jaw drops, a tongue on the floor and a
+cavity that darkens with depth. Its colours come from the photo itself (teeth from the eye whites, or from the
+photo's own teeth when the builder saw them; cavity and tongue from the lips), so they follow its white balance and
+light; it is blurred to the photo's measured sharpness, lit from the side the face is lit from and given the
+photo's grain. The interior is drawn once per avatar into textures tied to the skull (teeth do not stretch with the
+lips); per frame it is looked up, never redrawn.
+
+Everything that does not depend on the parameters (pixel grids, windows, textures) is computed once in the
 constructor; :meth:`MouthWarp.render_into` is a few dozen vectorised numpy operations per tile of ROI rows (small
 float32 temporaries, colour planes rather than interleaved RGB), and the mouth interior is computed only where the
-gap shows. At 512x640 this is ~4x faster than whole-ROI float64 arrays (see bench/render.py).
+gap shows (see bench/render.py and bench/mouth_quality.py).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from avaluma.renderer.avatar import MouthRig
+from avaluma.renderer.avatar import EyeRig, MouthRig
 from avaluma.renderer.lipsync.base import JAW_OPEN, LIPS_CLOSED, ROUNDING, STRETCH
 
 F32 = npt.NDArray[np.float32]
+U8 = npt.NDArray[np.uint8]
 
 #: Largest lip gap, as a fraction of the mouth width (a wide "ah").
-MAX_OPEN = 0.38
+MAX_OPEN = 0.42
+#: How far the chin drops for a given lower-lip drop (the chin is further from the jaw's hinge than the lip).
+CHIN_GAIN = 1.15
 #: Horizontal scale of the mouth at full stretch / full rounding.
 STRETCH_GAIN = 0.18
 ROUNDING_GAIN = 0.25
 #: Photos whose lips are closer than this (px) at the centre get synthesised upper teeth.
 TEETH_GAP_PX = 2.0
-#: Lower teeth height and tooth width, as fractions of the mouth width.
-LOWER_TEETH = 0.07
-TOOTH_WIDTH = 0.105
+#: Visible length of the upper central incisors below the upper lip, and the most the lower teeth show above the
+#: lower lip, as fractions of the mouth width.
+UPPER_TEETH = 0.115
+LOWER_TEETH = 0.075
 #: Pixels per tile of the ROI rendered at once (the head region uses the same tiles): per-pixel temporaries of ~50 kB
 #: stay in cache and are reused by malloc. With whole-ROI float64 temporaries at 512x640, fresh memory (page faults)
 #: every frame cost as much as the arithmetic. 6k..16k pixels measured best on 512x512 and 512x640.
 TILE_PIXELS = 12288
 
-# Mouth interior colours (RGB, 0..255): a dark throat, darker where it is deepest, a reddish tongue near the floor.
-_DEEP = np.array([26.0, 7.0, 9.0], dtype=np.float32)
-_EDGE = np.array([92.0, 38.0, 42.0], dtype=np.float32)
-_TONGUE = np.array([168.0, 78.0, 80.0], dtype=np.float32)
-_TONGUE_DARK = np.array([110.0, 42.0, 46.0], dtype=np.float32)
-_TEETH = np.array([212.0, 204.0, 188.0], dtype=np.float32)
-# ...as colour planes, for broadcasting against per-pixel arrays.
-_DEEP, _EDGE, _TONGUE, _TONGUE_DARK, _TEETH = (c[:, None, None] for c in (_DEEP, _EDGE, _TONGUE, _TONGUE_DARK, _TEETH))
+#: Upper teeth from the centre outwards: (width, visible length), relative to a central incisor, as seen from the
+#: front (the arch turns away, so teeth further back look narrower).
+_UPPER_TEETH = ((1.0, 1.0), (0.74, 0.86), (0.66, 0.93), (0.55, 0.78), (0.48, 0.72), (0.5, 0.6))
+_LOWER_TEETH = ((0.72, 1.0), (0.7, 0.95), (0.62, 0.9), (0.55, 0.8), (0.5, 0.7), (0.5, 0.6))
+#: Central incisor width as a fraction of the mouth width.
+_INCISOR = 0.16
 
 
 def smoothstep(t: F32) -> F32:
@@ -85,13 +101,196 @@ def mouth_shape(params: npt.NDArray[np.floating], *, press: float = 0.0) -> Mout
     return MouthShape(opening, close, scale)
 
 
+# --- what the photo looks like --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MouthLook:
+    """What the synthesised interior must match in this photo. Colours are linear-ish RGB 0..255 as in the photo."""
+
+    teeth: tuple[float, float, float]  #: lit tooth enamel
+    lips: tuple[float, float, float]  #: the lips' own colour (the interior's reds follow it)
+    blur: float  #: Gaussian sigma (px) of the photo's softness around the mouth
+    grain: float  #: standard deviation of the photo's pixel noise (grey levels)
+    light: float  #: -1 (lit from the image's left) .. 1 (from its right)
+
+
+def _luma(rgb: F32) -> F32:
+    out: F32 = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+    return out
+
+
+def _patch(base: U8, x: float, y: float, r: float) -> F32:
+    h, w = base.shape[:2]
+    x0, x1 = int(max(0, x - r)), int(min(w, x + r + 1))
+    y0, y1 = int(max(0, y - r)), int(min(h, y + r + 1))
+    return base[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)].reshape(-1, 3).astype(np.float32)
+
+
+def _grey_patch(base: U8, x: float, y: float, r: float) -> F32:
+    h, w = base.shape[:2]
+    x0, x1 = int(max(0, x - r)), int(min(w, x + r + 1))
+    y0, y1 = int(max(0, y - r)), int(min(h, y + r + 1))
+    return _luma(base[y0:y1, x0:x1].astype(np.float32))
+
+
+def _inside_eye(base: U8, eye: EyeRig) -> F32:
+    """Pixels between an eye's lids (the sclera and iris)."""
+    xs = np.arange(math.ceil(eye.upper[0][0]), int(eye.upper[-1][0]) + 1)
+    up = np.interp(xs, [p[0] for p in eye.upper], [p[1] for p in eye.upper])
+    lo = np.interp(xs, [p[0] for p in eye.lower], [p[1] for p in eye.lower])
+    rows = []
+    h = base.shape[0]
+    for x, a, b in zip(xs, up, lo, strict=True):
+        y0, y1 = math.ceil(a + 1), math.floor(b - 1)
+        if 0 <= x < base.shape[1] and 0 <= y0 < y1 <= h:
+            rows.append(base[y0:y1, x].astype(np.float32))
+    return np.concatenate(rows) if rows else np.zeros((0, 3), np.float32)
+
+
+def estimate_blur(grey: F32) -> float:
+    """Gaussian sigma (px) of a picture's softness, from its strongest edges: a step edge blurred with sigma has a
+    peak gradient of contrast / (sqrt(2 pi) sigma)."""
+    if grey.shape[0] < 8 or grey.shape[1] < 8:
+        return 0.7
+    gx = (grey[1:-1, 2:] - grey[1:-1, :-2]) / 2
+    gy = (grey[2:, 1:-1] - grey[:-2, 1:-1]) / 2
+    mag = np.hypot(gx, gy)
+    # Local contrast: range of a 7x7 neighbourhood (max - min, by shifted maxima/minima).
+    pad = np.pad(grey, 3, mode="edge")
+    hi = np.full_like(grey, -np.inf)
+    lo = np.full_like(grey, np.inf)
+    h, w = grey.shape
+    for dy in range(7):
+        for dx in range(7):
+            win = pad[dy : dy + h, dx : dx + w]
+            np.maximum(hi, win, out=hi)
+            np.minimum(lo, win, out=lo)
+    contrast = (hi - lo)[1:-1, 1:-1]
+    strong = mag > np.percentile(mag, 97)
+    strong &= contrast > 25
+    if strong.sum() < 10:
+        return 0.7
+    ratio = float(np.median(mag[strong] / contrast[strong]))
+    return float(np.clip(1.0 / (2.5066 * max(ratio, 1e-3)), 0.5, 4.0))
+
+
+def estimate_grain(grey: F32) -> float:
+    """Standard deviation of pixel noise, from the median absolute Laplacian (robust to edges)."""
+    if grey.shape[0] < 3 or grey.shape[1] < 3:
+        return 0.0
+    lap = 4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:]
+    return float(np.clip(1.4826 * np.median(np.abs(lap)) / math.sqrt(20.0), 0.0, 12.0))
+
+
+def analyse_photo(
+    base: U8, rig: MouthRig, eyes: Sequence[EyeRig] = (), teeth: Sequence[float] | None = None
+) -> MouthLook:
+    """The :class:`MouthLook` of a photo: ``teeth`` (RGB) when the builder measured the photo's own teeth, else from
+    the eye whites (the same white, lit the same way; teeth sit in the lips' shade, so a little darker and warmer)."""
+    mw = max(rig.mouth_width, 4.0)
+    cx = (rig.mouth_left[0] + rig.mouth_right[0]) / 2
+    lip_y = (rig.upper_lip_top[1] + rig.upper_lip_inner[1]) / 2
+    lips = np.median(_patch(base, cx, lip_y, max(1.0, 0.06 * mw)), axis=0)
+    low_lip = np.median(_patch(base, cx, (rig.lower_lip_inner[1] + rig.lower_lip_bottom[1]) / 2, 0.06 * mw), axis=0)
+    lips = (lips + low_lip) / 2
+    if teeth is not None and len(teeth) == 3:
+        enamel = np.array(teeth, dtype=np.float32)
+    else:
+        whites = np.concatenate([_inside_eye(base, e) for e in eyes]) if eyes else np.zeros((0, 3), np.float32)
+        if len(whites) >= 8:
+            bright = np.median(whites[_luma(whites) >= np.percentile(_luma(whites), 75)], axis=0)
+            # Eye whites carry the photo's white balance but also their own redness: half of their tint is kept.
+            grey = float(_luma(bright)) * np.array([1.0, 1.0, 1.0], dtype=np.float32)
+            enamel = (0.5 * bright + 0.5 * grey) * np.array([1.0, 0.97, 0.9], dtype=np.float32)
+        else:
+            # No eyes to measure: a warm white as bright as the face's highlights, a little brighter than its skin.
+            face = _patch(base, cx, rig.mouth_center[1] - 0.8 * mw, 0.4 * mw)
+            bright = min(235.0, 1.15 * float(np.percentile(_luma(face), 95)))
+            enamel = bright * np.array([1.0, 0.96, 0.88], dtype=np.float32)
+    # Teeth are never darker than the lips around them, nor blown out, nor more coloured than a stained tooth.
+    enamel = enamel * max(1.0, float(_luma(lips) * 1.25 / max(float(_luma(enamel)), 1.0)))
+    enamel = enamel * min(1.0, 245.0 / max(float(enamel.max()), 1.0))
+    top = float(enamel.max())
+    saturation = (top - float(enamel.min())) / max(top, 1.0)
+    if saturation > 0.22:
+        grey = float(_luma(enamel))
+        enamel = grey + (enamel - grey) * (0.22 / saturation)
+    y0, y1 = int(max(0, rig.upper_lip_top[1] - 0.6 * mw)), int(min(base.shape[0], rig.chin[1]))
+    x0, x1 = int(max(0, rig.mouth_left[0] - 0.4 * mw)), int(min(base.shape[1], rig.mouth_right[0] + 0.4 * mw))
+    grey = _luma(base[y0:y1, x0:x1].astype(np.float32))
+    left = float(_luma(np.median(_patch(base, rig.mouth_left[0] - 0.35 * mw, rig.mouth_center[1], 0.1 * mw), 0)))
+    right = float(_luma(np.median(_patch(base, rig.mouth_right[0] + 0.35 * mw, rig.mouth_center[1], 0.1 * mw), 0)))
+    grain = min(
+        estimate_grain(_grey_patch(base, x, rig.mouth_center[1] - 0.3 * mw, 0.12 * mw))
+        for x in (rig.mouth_left[0] - 0.35 * mw, rig.mouth_right[0] + 0.35 * mw)
+    )
+    return MouthLook(
+        teeth=(float(enamel[0]), float(enamel[1]), float(enamel[2])),
+        lips=(float(lips[0]), float(lips[1]), float(lips[2])),
+        blur=estimate_blur(grey),
+        grain=grain,
+        light=float(np.clip((right - left) / max(right + left, 1.0) * 3.0, -1.0, 1.0)),
+    )
+
+
+def _gaussian(img: F32, sigma: float) -> F32:
+    """Separable Gaussian blur over the first two axes (edges replicated)."""
+    if sigma < 0.3:
+        return img
+    r = max(1, math.ceil(3 * sigma))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2).astype(np.float32)
+    k /= k.sum()
+    pad = np.pad(img, ((r, r), (0, 0)) + ((0, 0),) * (img.ndim - 2), mode="edge")
+    out = sum(k[i] * pad[i : i + img.shape[0]] for i in range(2 * r + 1))
+    pad = np.pad(out, ((0, 0), (r, r)) + ((0, 0),) * (img.ndim - 2), mode="edge")
+    res: F32 = sum(k[i] * pad[:, i : i + img.shape[1]] for i in range(2 * r + 1)).astype(np.float32)  # type: ignore[union-attr]
+    return res
+
+
+def _teeth_row(
+    xs: F32, cx: float, incisor: float, teeth: tuple[tuple[float, float], ...], length: float
+) -> tuple[F32, F32, F32]:
+    """Per column: visible tooth length (px), the tooth's own shading (rounded surface) and gap darkening."""
+    u = np.abs(xs - cx)
+    edges = np.cumsum([0.0] + [w * incisor for w, _ in teeth])
+    lengths = np.zeros_like(xs)
+    shade = np.ones_like(xs)
+    gaps = np.ones_like(xs)
+    # Real teeth are not identical: small fixed differences in length and brightness per tooth (left and right).
+    jitter = np.random.default_rng(7).uniform(-1.0, 1.0, size=(2, len(teeth), 2))
+    right = xs >= cx
+    for i, (_, rel) in enumerate(teeth):
+        a, b = edges[i], edges[i + 1]
+        inside = (u >= a) & (u < b)
+        t = (u - a) / max(b - a, 1e-3)  # 0 at the tooth's mesial edge, 1 at its distal edge
+        dl = np.where(right, jitter[1, i, 0], jitter[0, i, 0]) * 0.05
+        db = np.where(right, jitter[1, i, 1], jitter[0, i, 1]) * 0.035
+        # A rounded biting edge: shorter at the tooth's corners.
+        lengths = np.where(inside, length * rel * (1.0 + dl) * (1.0 - 0.22 * (2 * t - 1) ** 4), lengths)
+        shade = np.where(inside, (0.9 + 0.1 * (1.0 - (2 * t - 1) ** 2)) * (1.0 + db), shade)
+    for k, e in enumerate(edges[:-1]):
+        # The gap between the two front teeth barely shows; further back the gaps deepen into shadow.
+        depth = 0.12 if k == 0 else min(0.34, 0.18 + 0.05 * k)
+        gaps = np.minimum(gaps, 1.0 - depth * np.exp(-(((u - e) / 0.6) ** 2)))
+    lengths = np.where(u >= edges[-1], 0.0, lengths)
+    return lengths.astype(np.float32), shade.astype(np.float32), gaps.astype(np.float32)
+
+
 class MouthWarp:
     """Precomputed geometry of one mouth rig in one image; :meth:`render_roi` renders the ROI for a shape.
 
     Read-only after construction, so one instance serves every session of an avatar.
     """
 
-    def __init__(self, base: npt.NDArray[np.uint8], rig: MouthRig) -> None:
+    def __init__(
+        self,
+        base: npt.NDArray[np.uint8],
+        rig: MouthRig,
+        *,
+        eyes: Sequence[EyeRig] = (),
+        teeth: Sequence[float] | None = None,
+    ) -> None:
         (xl, yl), (xr, yr) = rig.mouth_left, rig.mouth_right
         self._xl, self._yl, self._slope = xl, yl, (yr - yl) / (xr - xl)
         self._cx = (xl + xr) / 2.0
@@ -105,12 +304,14 @@ class MouthWarp:
         self._upper_contour = _contour(rig.upper_inner)
         self._lower_contour = _contour(rig.lower_inner)
         self._teeth = (rig.lower_lip_inner[1] - rig.upper_lip_inner[1]) < TEETH_GAP_PX
-        self._teeth_px = 0.09 * mw
         jaw_x = [p[0] for p in rig.jaw]
         jaw_y = [p[1] for p in rig.jaw]
         self._jx0, self._jx1 = min(min(jaw_x), xl - 0.2 * mw), max(max(jaw_x), xr + 0.2 * mw)
         self._chin_y = max(rig.chin[1], max(jaw_y))
         self._lip_to_chin = max(self._chin_y - rig.lower_lip_inner[1], 1.0)
+        self.look = analyse_photo(base, rig, eyes, teeth)
+        #: Width (px) of the dark line where closed lips meet, which an opening mouth must not carry along.
+        self._crease = max(1.5, 0.03 * mw)
 
         # ROI: the jaw region plus room for the chin to drop over the neck without a visible fold.
         margin = 0.15 * mw + 4.0
@@ -118,11 +319,11 @@ class MouthWarp:
         x0 = int(max(0, np.floor(self._jx0 - margin)))
         x1 = int(min(w, np.ceil(self._jx1 + margin)))
         y0 = int(max(0, np.floor(rig.upper_lip_top[1] - 0.35 * mw - 4.0)))
-        y1 = int(min(h, np.ceil(self._chin_y + 1.8 * self._max_open + margin)))
+        y1 = int(min(h, np.ceil(self._chin_y + 1.8 * CHIN_GAIN * self._max_open + margin)))
         self.roi = (y0, y1, x0, x1)
         self._rh, self._rw = y1 - y0, x1 - x0
         #: Top of the band in which the upper lip may be stretched down (fixed, so the nose never moves).
-        self._top = float(y0) + 0.5 * (rig.upper_lip_top[1] - y0)
+        self._top = float(y0) + 0.3 * (rig.upper_lip_top[1] - y0)
 
         ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
         self._X, self._Y = xs, ys
@@ -137,17 +338,70 @@ class MouthWarp:
         self._hbasis = ((xs - self._cx) * gauss * window).astype(np.float32)
         below = (ys - self._chin_y) / max(y1 - 2.0 - self._chin_y, 1.0)
         self._vfall = ((1.0 - smoothstep(below)) * window).astype(np.float32)
-        # The four bilinear neighbours of every pixel ([i, i+1, i+w, i+w+1] x RGB) in one table: one ``np.take`` per
-        # tile fetches them all, where four fancy-indexing gathers cost ~20x more (the warp's main cost at 512x640).
-        # uint8, pixels x 12: the gather moves 12 bytes per pixel, and turning the result into float colour planes is
-        # one transposing cast.
-        flat = np.ascontiguousarray(base[y0:y1, x0:x1]).reshape(-1, 3)
+        # The base split into a smooth part (sampled bilinearly) and its fine detail (taken from the nearest pixel):
+        # together they reproduce the base exactly where nothing moves, and keep its texture where the warp
+        # stretches it. The four bilinear neighbours of every pixel of the smooth part ([i, i+1, i+w, i+w+1] x RGB)
+        # are one table: one ``np.take`` per tile fetches them all (four fancy-indexing gathers cost ~20x more).
+        # uint8 smooth part (the gather moves 12 bytes per pixel) and int16 detail: smooth + detail == base exactly.
+        roi = np.ascontiguousarray(base[y0:y1, x0:x1])
+        smooth = np.clip(np.rint(_gaussian(roi.astype(np.float32), 0.8)), 0, 255).astype(np.uint8)
+        detail = roi.astype(np.int16) - smooth
+        flat = smooth.reshape(-1, 3)
         rw = self._rw
         self._quad = np.concatenate([flat[: -rw - 1], flat[1:-rw], flat[rw:-1], flat[rw + 1 :]], axis=1)
-        # Tooth separations: faint darker lines every tooth width, strongest at the front teeth.
-        tooth = TOOTH_WIDTH * mw
-        phase = np.abs(np.sin(np.pi * (xs - self._cx) / tooth + np.pi / 2))
-        self._tooth_shade = (0.78 + 0.22 * (1.0 - phase**12)).astype(np.float32)
+        self._detail = detail.reshape(-1, 3)
+        self._build_interior(xs[0], ys[:, 0])
+
+    # --- the interior, drawn once ------------------------------------------------------------------------------
+
+    def _build_interior(self, cols: F32, rows: F32) -> None:
+        """Textures of the upper teeth (by depth below the upper lip), the lower teeth (by height above the lower
+        lip) and a grain field, per ROI column; blurred to the photo's softness."""
+        look = self.look
+        mw = self.mouth_width
+        enamel = np.array(look.teeth, dtype=np.float32)
+        lips = np.array(look.lips, dtype=np.float32)
+        # Light: brighter on the lit side, and the far corners in the cheeks' shadow.
+        u = (cols - self._cx) / self._hw
+        side_light = (1.0 + 0.18 * look.light * np.clip(u, -1, 1)).astype(np.float32)
+        corner_shade = (1.0 - 0.8 * smoothstep((np.abs(u) - 0.35) / 0.6)).astype(np.float32)
+        self._col_light = side_light * corner_shade
+
+        # What the teeth turn into towards the corners: the warm shadow of the cavity, not a darker grey.
+        shadow = lips * np.array([0.3, 0.16, 0.16], np.float32)
+
+        def layer(spec: tuple[tuple[float, float], ...], length: float, colour: F32, upper: bool) -> F32:
+            n = math.ceil(length * 1.1) + 6
+            lengths, shade, gaps = _teeth_row(cols, self._cx, _INCISOR * mw * (1.0 if upper else 0.8), spec, length)
+            d = np.arange(n, dtype=np.float32)[:, None] - 2.0  # depth from the lip line, px (2 rows above it)
+            # Coverage with a rounded biting edge; the edge itself is translucent (greyer, darker).
+            alpha = np.clip(lengths[None, :] - d + 0.5, 0.0, 1.0) * (d >= -0.5)
+            if not upper:  # the lower teeth hide behind the lower lip and the cheeks sooner
+                alpha = alpha * (1.0 - smoothstep((np.abs(u) - 0.25) / 0.4))[None, :]
+            edge = np.exp(-(((lengths[None, :] - d) / max(1.2, 0.12 * length)) ** 2))
+            # Enamel is brightest in the middle of its height, a little darker up under the lip.
+            vertical = 0.9 + 0.1 * smoothstep(d / max(2.0, 0.35 * length))
+            gain = (shade * gaps * side_light)[None, :] * vertical * (1.0 - 0.15 * edge)
+            rgb = colour[None, None, :] * gain[..., None]
+            rgb = rgb * (1 - 0.2 * edge[..., None]) + 0.2 * edge[..., None] * colour * 0.55
+            fade = corner_shade[None, :, None]
+            rgb = rgb * fade + shadow * (1.0 - fade)
+            return np.concatenate([rgb, alpha[..., None]], axis=2).astype(np.float32)
+
+        up_len = UPPER_TEETH * mw
+        low_len = LOWER_TEETH * mw
+        self._up_tex = _gaussian(layer(_UPPER_TEETH, up_len, enamel, True), look.blur)
+        self._low_tex = _gaussian(layer(_LOWER_TEETH[:4], low_len, enamel * 0.88, False), look.blur)
+        self._up_rows, self._low_rows = self._up_tex.shape[0], self._low_tex.shape[0]
+        self._low_len = low_len
+        # Cavity and tongue colours from the lips: a dark, reddish throat; a tongue a little darker than the lips.
+        self._deep = (lips * np.array([0.16, 0.08, 0.09], np.float32))[:, None, None]
+        self._edge = (lips * np.array([0.42, 0.24, 0.25], np.float32))[:, None, None]
+        self._tongue = (lips * np.array([0.92, 0.62, 0.62], np.float32))[:, None, None]
+        self._tongue_dark = (lips * np.array([0.52, 0.3, 0.31], np.float32))[:, None, None]
+        rng = np.random.default_rng(1234)
+        self._grain = (rng.standard_normal((self._rh, self._rw)).astype(np.float32) * look.grain).astype(np.float32)
+        self._soft = max(0.5, look.blur)
 
     # --- geometry ---------------------------------------------------------------------------------------------
 
@@ -204,29 +458,44 @@ class MouthWarp:
         up_out = up + close_up
         low_out = low + lower_shift * window
 
-        # Below the lower lip: the lip (and, further down, the whole chin) moves by the jaw's displacement.
+        # Below the lower lip: the lip (and, further down, the whole chin) moves by the jaw's displacement; the chin,
+        # further from the hinge, moves a little more than the lip.
         t = smoothstep((Y - low) / self._lip_to_chin)
-        profile = side * (1.0 - t) + self._jaw_profile(sx) * t
+        profile = side * (1.0 - t) + CHIN_GAIN * self._jaw_profile(sx) * t
         chin_shift = (drop * profile - 0.6 * shape.close * rest_gap * (1.0 - t)) * self._vfall[r0:r1]
         sy = np.where(low_out <= Y, Y - chin_shift, Y)
-        # Above the upper lip's inner edge: stretch the band from the fixed top down to the moved lip line.
-        band = np.maximum(up - self._top, 1.0)
-        stretched = self._top + (Y - self._top) * band / np.maximum(band + close_up, 1.0)
-        sy = np.where((self._top <= Y) & (up_out > Y), stretched, sy)
+        skip = self._crease * min(1.0, 4.0 * shape.opening)
+        if skip > 0:
+            # Where the lips part, their inner edges show lip, not the dark crease the closed lips made in the photo:
+            # the first pixels of each moved lip edge are read a little further into the lip.
+            # (Over twice the crease's width, so the lip is compressed at most 2:1 there, never folded.)
+            below = (Y - low_out) / (2.0 * self._crease)
+            sy = np.where((below >= 0) & (below < 1.0), sy + skip * side * (1.0 - below), sy)
+        # Above the upper lip's inner edge: the band from the fixed top down to the moved lip line follows the lip
+        # smoothly (no kink in the skin's texture where the stretch starts), never folding.
+        band = np.maximum(up_out - self._top, 1.0)
+        follow = smoothstep((Y - self._top) / band) * np.minimum(close_up, band / 1.6)
+        sy = np.where((self._top <= Y) & (up_out > Y), Y - follow, sy)
         # Inside the gap, the photo's own interior (its teeth) stays with the upper jaw...
         sy = np.where((up_out <= Y) & (low_out > Y), Y - close_up, sy)
+        if skip > 0:
+            above = (up_out - Y) / (2.0 * self._crease)
+            sy = np.where((above > 0) & (above < 1.0), sy - skip * 0.6 * side * (1.0 - above), sy)
         warped = self._sample(sx, sy)
 
-        # ...and whatever opens beyond the photo's own gap is synthesised. Pixel coverage anti-aliases both edges.
+        # ...and whatever opens beyond the photo's own gap is synthesised. The lip edges are as soft as the photo.
         new_top = up_out + rest_gap * (1.0 - shape.close)
-        synth = np.clip(np.minimum(Y + 0.5, low_out) - np.maximum(Y - 0.5, new_top), 0.0, 1.0)
+        soft = self._soft
+        synth = np.clip(
+            (np.minimum(Y + 0.5 * soft, low_out) - np.maximum(Y - 0.5 * soft, new_top)) / soft, 0.0, 1.0
+        ).astype(np.float32)
         box = _nonzero_box(synth) if drop > 0 else None
         if box is not None:
             # The interior is computed only in the box where the gap shows (a small band of the ROI); outside it the
             # coverage is 0 and the warped pixels stand as they are.
             ys, xs = slice(box[0], box[1]), slice(box[2], box[3])
-            cut = (a[ys, xs] for a in (Y, sx, side, up_out, low_out, synth, self._tooth_shade[r0:r1]))
-            self._paint_interior(warped[:, ys, xs], shape, *cut)
+            cut = (a[ys, xs] for a in (Y, sx, side, up_out, low_out, synth))
+            self._paint_interior(warped[:, ys, xs], shape, r0 + box[0], box[2], *cut)
         if shape.close > 0 and self._teeth:
             # Pressed lips: a soft shadow along the line where they meet (exactly 0 a dozen pixels away from it).
             line = np.exp(-(((Y - up_out) / 1.2) ** 2)) * side * shape.close * 0.35
@@ -242,38 +511,50 @@ class MouthWarp:
         self,
         warped: F32,
         shape: MouthShape,
+        row0: int,
+        col0: int,
         Y: F32,
         sx: F32,
         side: F32,
         up_out: F32,
         low_out: F32,
         synth: F32,
-        tooth_shade: F32,
     ) -> None:
         # Colour arrays are planar (3 x rows x cols); the rest is per pixel (rows x cols).
+        rows, cols = Y.shape
         gap = np.maximum(low_out - up_out, 1e-3)
         v = np.clip((Y - up_out) / gap, 0.0, 1.0)
+        light = self._col_light[col0 : col0 + cols]
         # Cavity: darkest a third of the way down and at the centre, lighter towards the lips and corners.
         depth = np.clip(1.0 - np.abs(v - 0.35) / 0.65, 0.0, 1.0) * side
-        interior = _EDGE + (_DEEP - _EDGE) * depth
+        interior = self._edge + (self._deep - self._edge) * depth
         # Tongue: a rounded hump rising from the floor, highest at the centre, lit from the front.
         u = (sx - self._cx) / (0.75 * self._hw)
         hump = 0.55 + 0.25 * np.clip(1.0 - u * u, 0.0, 1.0)
         tongue = smoothstep((v - (1.0 - hump * 0.55)) / 0.12) * 0.9 * side
-        tongue_col = _TONGUE_DARK + (_TONGUE - _TONGUE_DARK) * np.clip((v - 0.5) / 0.5, 0.0, 1.0)
-        interior = interior + (tongue_col - interior) * tongue
-        teeth_col = _TEETH * tooth_shade * (0.72 + 0.28 * side)
+        tongue_col = self._tongue_dark + (self._tongue - self._tongue_dark) * np.clip((v - 0.5) / 0.5, 0.0, 1.0)
+        interior = (interior + (tongue_col - interior) * tongue) * light
+        col_idx = np.arange(col0, col0 + cols)[None, :]
+        # Lower teeth: behind the lower lip, their biting edge rising above it as the jaw drops.
+        showing = self._low_len * float(np.clip((shape.opening - 0.3) / 0.5, 0.0, 1.0))
+        if showing > 0.5:
+            d = np.clip(np.rint(showing - (low_out - Y)) + 2.0, 0, self._low_rows - 1).astype(np.intp)
+            texel = self._low_tex[d, col_idx]  # rows x cols x 4
+            a = texel[..., 3] * (low_out - Y >= -0.5)
+            interior = interior + (np.moveaxis(texel[..., :3], -1, 0) - interior) * a
         if self._teeth:
-            top_band = np.clip(self._teeth_px * side - (Y - up_out) + 0.5, 0.0, 1.0)
-            interior = interior + (teeth_col - interior) * (top_band * 0.92)
-        # Lower teeth ride on the lower lip, partly hidden behind it; they show more as the jaw drops.
-        lower_h = LOWER_TEETH * self.mouth_width * min(1.0, 1.5 * shape.opening) * side
-        low_band = np.clip(lower_h - (low_out - Y) + 0.5, 0.0, 1.0)
-        interior = interior + (teeth_col * 0.93 - interior) * (low_band * 0.85)
+            d = np.clip(np.rint(Y - up_out) + 2.0, 0, self._up_rows - 1).astype(np.intp)
+            texel = self._up_tex[d, col_idx]
+            a = texel[..., 3]
+            interior = interior + (np.moveaxis(texel[..., :3], -1, 0) - interior) * a
+        # The upper lip shades what is right under it.
+        interior = interior * (0.72 + 0.28 * smoothstep((Y - up_out) / max(1.0, 0.04 * self.mouth_width)))
+        interior = interior + self._grain[row0 : row0 + rows, col0 : col0 + cols]
         warped[...] = warped * (1.0 - synth) + interior * synth
 
     def _sample(self, sx: F32, sy: F32) -> F32:
-        """Bilinear sample of the base ROI at absolute coordinates, clamped to the ROI; planar (3 x rows x cols)."""
+        """Smooth part bilinearly plus detail from the nearest pixel, at absolute coordinates clamped to the ROI;
+        planar (3 x rows x cols)."""
         y0, _, x0, _ = self.roi
         fx = np.clip(sx - x0, 0.0, self._rw - 1.0)
         fy = np.clip(sy - y0, 0.0, self._rh - 1.0)
@@ -282,14 +563,15 @@ class MouthWarp:
         iy = np.minimum(np.floor(fy), self._rh - 2.0)
         ax = fx - ix
         ay = fy - iy
+        index = (iy * self._rw + ix).astype(np.intp)
         # Colour planes (12 x rows x cols): numpy broadcasts a per-pixel weight over separate planes ~6x faster than
         # over an interleaved RGB last axis.
-        q = np.moveaxis(np.take(self._quad, (iy * self._rw + ix).astype(np.intp), axis=0), -1, 0).astype(
-            np.float32, order="C"
-        )
+        q = np.moveaxis(np.take(self._quad, index, axis=0), -1, 0).astype(np.float32, order="C")
         top = q[0:3] * (1.0 - ax) + q[3:6] * ax
         bot = q[6:9] * (1.0 - ax) + q[9:12] * ax
         sampled: F32 = top * (1.0 - ay) + bot * ay
+        nearest = index + (ay >= 0.5) * self._rw + (ax >= 0.5)
+        sampled += np.moveaxis(np.take(self._detail, nearest, axis=0), -1, 0)
         return sampled
 
 

@@ -127,3 +127,38 @@ def test_cli_error_starts_on_its_own_line_after_the_progress_bar(tmp_path: Path,
     assert "\nError: tilted.png: the head is tilted" in err
     assert "INFO" not in err and "rig point" not in err
     assert not (tmp_path / "t.hvia").exists()
+
+
+def _dark_runs(column: np.ndarray, threshold: float) -> list[int]:
+    """Lengths of the runs of dark pixels down a column."""
+    runs, length = [], 0
+    for dark in column.mean(axis=1) < threshold:
+        if dark:
+            length += 1
+        elif length:
+            runs.append(length)
+            length = 0
+    return [*runs, length] if length else runs
+
+
+def test_open_mouth_photo_rests_closed_and_opens_one_mouth(mesh: FaceMesh, hopper: np.ndarray) -> None:
+    """An open-mouthed photo (made here by opening Grace Hopper's mouth wide with the renderer itself) becomes an
+    avatar whose rest pose is closed, and whose opened mouth is one mouth, not a second cavity under the first."""
+    from avaluma.renderer.compositor import Compositor
+
+    source = load_hvia(ROOT / "assets" / "avatars" / "grace-hopper.hvia")
+    open_photo = Compositor(source).render(np.array([0.9, 0.0, 0.0, 0.0], dtype=np.float32), press=1.0)
+    avatar = build_photo_avatar(open_photo, avatar_id="open", size=(512, 640), mesh=mesh)
+    assert "rests with them closed" in avatar.metadata["rest_pose"]
+    assert avatar.metadata["mouth"]["source_gap"] > 0.15
+    rig = avatar.rig
+    assert rig.lower_lip_inner[1] - rig.upper_lip_inner[1] < 0.03 * rig.mouth_width  # closed at rest
+    x = int(rig.mouth_center[0])
+    ys = slice(int(rig.upper_lip_top[1]) - 5, int(rig.chin[1]))
+    dark = 0.5 * float(avatar.base[ys, x].mean())
+    cavity = 0.1 * rig.mouth_width
+    # At rest, at most the dark line where the lips meet: no cavity left.
+    assert max(_dark_runs(avatar.base[ys, x].astype(float), dark), default=0) < cavity
+    opened = Compositor(avatar).render(np.array([0.8, 0.0, 0.0, 0.0], dtype=np.float32), press=1.0)
+    runs = _dark_runs(opened[ys, x].astype(float), dark)
+    assert len([r for r in runs if r >= cavity]) == 1, runs  # one cavity, under one set of teeth
