@@ -34,7 +34,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "avaluma.core.server.serve:serve_command",
         "Run the Avatar Server (gRPC API, avatars, LiveKit sessions).",
     ),
-    "render": ("avaluma.renderer.cli:render_command", "Render text or a WAV file to an MP4 of the avatar speaking."),
+    "render": (
+        "avaluma.core.server.render_cli:render_command",
+        "Render text or audio to an MP4 of the avatar speaking.",
+    ),
     "agent": ("avaluma.agent.cli:agent_command", "Run the LiveKit voice agent (agent-1) with its avatar."),
     "send": ("avaluma.agent.cli:send_command", "Stream a WAV or raw PCM into a room's avatar (agent-2)."),
     "triton": ("avaluma.core.ops.triton.cli:triton_group", "Run NVIDIA Triton with the lip-sync model repository."),
