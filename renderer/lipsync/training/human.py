@@ -90,8 +90,8 @@ class HumanUtterance:
         with av.open(str(self.audio_path)) as container:
             resampler = av.AudioResampler(format="flt", layout="mono", rate=LIPSYNC_SAMPLE_RATE)
             for frame in container.decode(audio=0):
-                chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
-            chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
+                chunks.extend(np.asarray(f.to_ndarray(), np.float32).reshape(-1) for f in resampler.resample(frame))
+            chunks.extend(np.asarray(f.to_ndarray(), np.float32).reshape(-1) for f in resampler.resample(None))
         return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
 
     def spans(self) -> list[PhonemeSpan]:
