@@ -3,7 +3,8 @@
 - ``POST /v1/livekit/start-avatar``: JSON ``{livekit_url, livekit_token, avatar_id?, accepted_sender_identities?,
   agent_identity?, idle_timeout_s?}`` -> ``{status: "success", session_id, avatar_participant_identity}``;
 - ``POST /v1/livekit/stop-avatar``: JSON ``{session_id}`` -> ``{status: "success"}``;
-- ``GET /health``: ``{status: "ok", active_sessions, max_sessions}`` (no key needed, for load balancers).
+- ``GET /health``: ``{status: "ok", active_sessions, max_sessions}`` (no key needed, for load balancers);
+- ``GET /openapi.json``: this API as an OpenAPI 3.1 document, made from the typed models in ``http_models.py``.
 
 The API key goes in the ``api-secret`` header (``x-api-key`` and ``Authorization: Bearer`` work too, as on gRPC).
 Each key has a token-bucket rate limit; a refused call gets ``429`` with ``Retry-After``. Failed authentication is
@@ -34,12 +35,15 @@ from aiohttp import web
 from avaluma.core.errors import AvalumaError, DeadlineExceeded, InvalidArgument, ResourceExhausted, Unauthenticated
 from avaluma.core.live.sessions import SessionRegistry, SessionSlots, StartRequest
 from avaluma.core.server.auth import ApiKeys, FailureThrottle, LogSampler
+from avaluma.core.server.http_models import HealthResponse, StartAvatarResponse, StopAvatarResponse, openapi
 
 log = logging.getLogger(__name__)
 
 START_PATH: Final = "/v1/livekit/start-avatar"
 STOP_PATH: Final = "/v1/livekit/stop-avatar"
 HEALTH_PATH: Final = "/health"
+#: The OpenAPI 3.1 document of this API (no key needed), made from the models in http_models.py.
+OPENAPI_PATH: Final = "/openapi.json"
 API_SECRET_HEADER: Final = "api-secret"
 MAX_BODY_BYTES: Final = 64 * 1024
 
@@ -180,6 +184,7 @@ class HttpApi:
         app.router.add_post(START_PATH, self._guarded(self._start))
         app.router.add_post(STOP_PATH, self._guarded(self._stop))
         app.router.add_get(HEALTH_PATH, self._health)
+        app.router.add_get(OPENAPI_PATH, self._openapi)
         return app
 
     def _guarded(self, handler: Handler) -> Handler:
@@ -233,9 +238,8 @@ class HttpApi:
 
     async def _start(self, request: web.Request) -> web.StreamResponse:
         session = await self._sessions.start(parse_start_body(await _json_body(request, self._body_timeout_s)))
-        response: web.StreamResponse = web.json_response(
-            {"status": "success", "session_id": session.id, "avatar_participant_identity": session.identity}
-        )
+        body = StartAvatarResponse(session_id=session.id, avatar_participant_identity=session.identity)
+        response: web.StreamResponse = web.json_response(body.model_dump())
         return response
 
     async def _stop(self, request: web.Request) -> web.StreamResponse:
@@ -244,16 +248,21 @@ class HttpApi:
         if not isinstance(session_id, str) or not session_id:
             raise InvalidArgument("session_id is required: pass the id start-avatar returned")
         await self._sessions.stop(session_id)
-        return web.json_response({"status": "success"})
+        return web.json_response(StopAvatarResponse().model_dump())
 
     async def _health(self, _request: web.Request) -> web.StreamResponse:
-        response: web.StreamResponse = web.json_response(
-            {
-                "status": "ok",
-                "active_sessions": len(self._sessions.list()),
-                "max_sessions": self._slots.effective_limit,
-            }
-        )
+        body = HealthResponse(active_sessions=len(self._sessions.list()), max_sessions=self._slots.effective_limit)
+        response: web.StreamResponse = web.json_response(body.model_dump())
+        return response
+
+    async def _openapi(self, _request: web.Request) -> web.StreamResponse:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            document = openapi(version("avaluma"))
+        except PackageNotFoundError:
+            document = openapi()
+        response: web.StreamResponse = web.json_response(document)
         return response
 
 

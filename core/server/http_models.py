@@ -1,0 +1,185 @@
+"""The HTTP API's request and response bodies as typed models, and the OpenAPI 3.1 document made from them.
+
+The server answers with these models (:mod:`avaluma.core.server.http_api`), serves the document at
+``GET /openapi.json``, and ``docs/openapi.json`` is the committed copy (``python -m avaluma.core.server.http_models``
+rewrites it; a test fails when it drifts).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+API_TITLE: Final = "Avaluma HTTP API"
+#: gRPC status names, the ``code`` of every error body (both APIs report the same thing).
+ErrorCode = Literal[
+    "INVALID_ARGUMENT",
+    "UNAUTHENTICATED",
+    "PERMISSION_DENIED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "FAILED_PRECONDITION",
+    "RESOURCE_EXHAUSTED",
+    "UNAVAILABLE",
+    "INTERNAL",
+]
+
+
+class StartAvatarRequest(BaseModel):
+    """Start an avatar in a LiveKit room. Fields other clients of the hosted API send are ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    livekit_url: str = Field(description="LiveKit server URL: ws://, wss://, http:// or https://.")
+    livekit_token: str = Field(
+        description="Access token for the avatar participant: its identity becomes the avatar's; it should carry the "
+        "lk.publish_on_behalf attribute naming the agent."
+    )
+    avatar_id: str = Field("", description="Which avatar; empty = the server's default.")
+    accepted_sender_identities: list[str] = Field(
+        default_factory=list, description="Participants allowed to send audio on lk.audio_stream."
+    )
+    agent_identity: str | None = Field(
+        None, description="Whom the avatar publishes on behalf of; default: the token's lk.publish_on_behalf."
+    )
+    idle_timeout_s: int = Field(0, ge=0, description="End after this many seconds without audio; 0 = server default.")
+
+
+class StartAvatarResponse(BaseModel):
+    status: Literal["success"] = "success"
+    session_id: str = Field(description="Opaque id for stop-avatar.")
+    avatar_participant_identity: str = Field(description="The avatar's identity in the room.")
+
+
+class StopAvatarRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    session_id: str = Field(description="The id start-avatar returned.")
+
+
+class StopAvatarResponse(BaseModel):
+    status: Literal["success"] = "success"
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+    active_sessions: int
+    max_sessions: int = Field(description="Sessions this server admits (measured capacity, or server.max_sessions).")
+
+
+class ErrorResponse(BaseModel):
+    status: Literal["error"] = "error"
+    code: ErrorCode
+    message: str = Field(description="What went wrong and what to do.")
+
+
+MODELS: Final = (
+    StartAvatarRequest,
+    StartAvatarResponse,
+    StopAvatarRequest,
+    StopAvatarResponse,
+    HealthResponse,
+    ErrorResponse,
+)
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    texts = {
+        400: "Bad body (code INVALID_ARGUMENT)",
+        401: "Missing or wrong API key",
+        404: "Unknown avatar or session",
+        429: "Rate limit of this key reached (see Retry-After)",
+        503: "Server full or LiveKit unreachable",
+    }
+    return {str(s): _json(ErrorResponse, texts[s]) for s in statuses}
+
+
+def openapi(version: str = "") -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the HTTP API."""
+    schemas: dict[str, Any] = {}
+    for model in MODELS:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    secured = [{"apiSecret": []}]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": API_TITLE,
+            "version": version or "1",
+            "description": "Compatible with the hosted avatar service: an agent written for it can point at this "
+            "server. Errors carry the gRPC status name in `code`, as the gRPC API reports them.",
+        },
+        "paths": {
+            "/v1/livekit/start-avatar": {
+                "post": {
+                    "operationId": "startAvatar",
+                    "summary": "Start an avatar in a LiveKit room",
+                    "security": secured,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref(StartAvatarRequest)}},
+                    },
+                    "responses": {"200": _json(StartAvatarResponse, "Started"), **_errors(400, 401, 404, 429, 503)},
+                }
+            },
+            "/v1/livekit/stop-avatar": {
+                "post": {
+                    "operationId": "stopAvatar",
+                    "summary": "Stop an avatar session",
+                    "security": secured,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref(StopAvatarRequest)}},
+                    },
+                    "responses": {"200": _json(StopAvatarResponse, "Stopped"), **_errors(400, 401, 404, 429)},
+                }
+            },
+            "/health": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Liveness and load, without a key (for load balancers)",
+                    "responses": {"200": _json(HealthResponse, "Serving")},
+                }
+            },
+        },
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "apiSecret": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "api-secret",
+                    "description": "One of the server's API keys (x-api-key and Authorization: Bearer work too).",
+                }
+            },
+        },
+    }
+
+
+DOCUMENT_PATH: Final = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+
+
+def render_document() -> str:
+    return json.dumps(openapi(), indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    DOCUMENT_PATH.write_text(render_document(), encoding="utf-8")
+    print(f"wrote {DOCUMENT_PATH}", file=sys.stderr)
