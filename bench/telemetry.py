@@ -34,10 +34,11 @@ from machine import describe
 
 from avaluma.core import telemetry
 from avaluma.core.live.playout import PIECE_FRAMES, split_chunk
-from avaluma.core.live.telemetry_render import NOOP_STREAM, StreamTelemetry, instrument_backend, stream_telemetry
+from avaluma.core.live.telemetry_render import NOOP_STREAM, StreamTelemetry, lipsync_instrumentation, stream_telemetry
 from avaluma.core.media import AudioChunk
 from avaluma.renderer.engine import RenderSession
 from avaluma.renderer.hvia import load_hvia
+from avaluma.renderer.lipsync.base import NO_INSTRUMENTATION
 from avaluma.renderer.lipsync.energy import EnergyBackend
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,8 +87,8 @@ def engine_fps(avatar_path: Path, seconds: float, variant: str) -> float:
     (telemetry_on if variant == "on" else telemetry_off)()
     avatar = load_hvia(avatar_path)
     backend = EnergyBackend()
-    session = RenderSession(avatar, instrument_backend(backend) if variant != "bare" else backend, fps=FPS,
-                            audio_sample_rate=SR)  # fmt: skip
+    instrumentation = lipsync_instrumentation(backend) if variant != "bare" else NO_INSTRUMENTATION
+    session = RenderSession(avatar, backend, fps=FPS, audio_sample_rate=SR, instrumentation=instrumentation)
     hooks: StreamTelemetry = stream_telemetry("render", {}, lambda: 0) if variant != "bare" else NOOP_STREAM
     pieces = split_chunk(AudioChunk(speech(2.0), 16_000), FPS)
     frames = 0

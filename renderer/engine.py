@@ -7,7 +7,7 @@ same code. A/V alignment holds by construction: every :class:`RenderedFrame` car
 Playback events mirror LiveKit's avatar contract: ``started`` when the first frame of a segment is emitted,
 ``finished`` after its last frame (``interrupted=True`` when cut short by :meth:`RenderSession.clear`).
 
-INTERFACE CONTRACT (issue 2): implemented by the renderer owner; the gRPC server codes against these names.
+The names here are what the server's player (``avaluma.core.live.playout``) codes against.
 """
 
 from __future__ import annotations
@@ -25,7 +25,14 @@ from avaluma.core.media import AudioChunk, RenderOptions, validate_format
 from avaluma.renderer.animator import Animator
 from avaluma.renderer.avatar import Avatar
 from avaluma.renderer.idle import IdleConfig
-from avaluma.renderer.lipsync.base import LIPSYNC_SAMPLE_RATE, MOUTH_PARAMS, REST_POSE, LipSyncBackend
+from avaluma.renderer.lipsync.base import (
+    LIPSYNC_SAMPLE_RATE,
+    MOUTH_PARAMS,
+    NO_INSTRUMENTATION,
+    REST_POSE,
+    LipSyncBackend,
+    LipSyncInstrumentation,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +109,7 @@ class RenderSession:
         audio_sample_rate: int = 24000,
         seed: int = 0,
         idle: IdleConfig | None = None,
+        instrumentation: LipSyncInstrumentation = NO_INSTRUMENTATION,
     ) -> None:
         #: Validated here as everywhere else: one value type, one set of bounds (core.media.RenderOptions).
         self.options = RenderOptions(fps=fps, audio_sample_rate=audio_sample_rate, seed=seed)
@@ -111,6 +119,8 @@ class RenderSession:
         self._spf = audio_sample_rate // fps
         self._animator = Animator(avatar, fps=fps, seed=seed, idle=idle)
         self._lipsync = backend.open_stream(fps=fps)
+        #: The owner's inference spans, latency and fault listener around every lip-sync call of this session.
+        self._lipsync.instrumentation = instrumentation
         self._index = 0
         self._segment = 0
         self._reset_segment()

@@ -31,7 +31,7 @@ from avaluma.core.errors import AvalumaError, Unavailable
 from avaluma.core.live.audio_receiver import AudioStreamReceiver, SenderPolicy, SendRpc
 from avaluma.core.live.events import EndReason, SessionError, SessionStats
 from avaluma.core.live.playout import Clock, FaultRelay, FrameSink, Playout
-from avaluma.core.live.telemetry_render import KIND_LIVEKIT, instrument_backend, stream_telemetry
+from avaluma.core.live.telemetry_render import KIND_LIVEKIT, lipsync_instrumentation, stream_telemetry
 from avaluma.core.media import AudioChunk, decode_pcm16, float_to_pcm16
 from avaluma.core.tasks import cancel_and_wait
 from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderSession
@@ -189,15 +189,16 @@ def build_session_runtime(
     stats_interval_s: float = STATS_INTERVAL_S,
 ) -> SessionRuntime:
     """A session's runtime rendering with the server's shared ``backend``: inference spans and metrics
-    (:func:`instrument_backend`), backend faults reported to the session (:class:`FaultRelay`), segment spans
+    (:func:`lipsync_instrumentation`), backend faults reported to the session (:class:`FaultRelay`), segment spans
     parented on the ``StartSession`` call (``session.trace_context``). Call on the event loop; then :meth:`start`."""
     faults = FaultRelay()
     render = RenderSession(
         avatar,
-        instrument_backend(faults.wrap(backend)),
+        backend,
         fps=fps,
         audio_sample_rate=audio_sample_rate,
         seed=session.render.seed,
+        instrumentation=lipsync_instrumentation(backend, on_fault=faults.from_worker),
     )
     return SessionRuntime(
         session,
@@ -313,7 +314,7 @@ async def start_livekit_runtime(
     """Publish the avatar's tracks in the connected ``rtc.Room`` and start the session in it.
 
     ``backend`` is the server's shared lip-sync backend; the session renders through it with inference spans
-    (:func:`instrument_backend`) and its faults reported to the session (:class:`FaultRelay`); its segment spans
+    (:func:`lipsync_instrumentation`) and its faults reported to the session (:class:`FaultRelay`); its segment spans
     are children of the ``StartSession`` call that started it (``session.trace_context``).
     """
     from livekit import rtc

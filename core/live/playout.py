@@ -51,7 +51,7 @@ from avaluma.core.live.telemetry_render import NOOP_STREAM, StreamTelemetry
 from avaluma.core.media import AudioChunk
 from avaluma.core.tasks import cancel_and_wait
 from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderSession
-from avaluma.renderer.lipsync.base import LipSyncBackend, LipSyncFault, watch_faults
+from avaluma.renderer.lipsync.base import LipSyncBackend, LipSyncFault
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +210,9 @@ def split_chunk(chunk: AudioChunk, fps: int, frames_per_piece: int = PIECE_FRAME
 class FaultRelay:
     """Lip-sync backend faults, from the render worker threads to a listener on the event loop.
 
-    The backend is wrapped (:meth:`wrap`) before the ``RenderSession`` is built; whoever owns the session then
-    :meth:`listen` s. Create it on the event loop that will receive the faults.
+    :meth:`from_worker` is the ``on_fault`` of the session's lip-sync instrumentation
+    (:func:`~avaluma.core.live.telemetry_render.lipsync_instrumentation`); whoever owns the session :meth:`listen` s.
+    Create it on the event loop that will receive the faults.
     """
 
     def __init__(self) -> None:
@@ -220,15 +221,12 @@ class FaultRelay:
         #: Faults seen so far, in order (also those that came before a listener did).
         self.faults: list[LipSyncFault] = []
 
-    def wrap(self, backend: LipSyncBackend) -> LipSyncBackend:
-        return watch_faults(backend, self._from_worker)
-
     def listen(self, listener: Callable[[LipSyncFault], None]) -> None:
         self._listener = listener
         for fault in self.faults:
             listener(fault)
 
-    def _from_worker(self, fault: LipSyncFault) -> None:
+    def from_worker(self, fault: LipSyncFault) -> None:
         # Called in the render thread before the failing call returns or raises, so the fault reaches the loop ahead
         # of the playout's own reaction to that call (call_soon_threadsafe keeps order).
         self._loop.call_soon_threadsafe(self._deliver, fault)

@@ -1,8 +1,9 @@
 """Telemetry of the render path: lip-sync inference spans and latency, and per-stream segment spans and metrics.
 
-The render engine (:mod:`avaluma.renderer.engine`) stays free of telemetry; the gRPC adapter wraps what it hands the
-engine (:func:`instrument_backend`) and reports what a stream does through a :class:`StreamTelemetry`. Both cost
-nothing while telemetry is off: the backend is returned unwrapped and the stream gets :data:`NOOP_STREAM`.
+The render engine (:mod:`avaluma.renderer.engine`) stays free of telemetry: a session hands it a
+:class:`LipSyncTelemetry` (:func:`lipsync_instrumentation`), which the lip-sync base class calls around every inference,
+and reports what a stream does through a :class:`StreamTelemetry`. Both cost one flag check while telemetry is off
+(the stream gets :data:`NOOP_STREAM`).
 
 Span tree of one utterance on a ``Render`` stream (``avaluma.v1.RenderService/Render`` is the gRPC server span)::
 
@@ -27,70 +28,43 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Final
 
-import numpy as np
-import numpy.typing as npt
-
 from avaluma.core import telemetry
-from avaluma.renderer.lipsync.base import LipSyncBackend, LipSyncStream, MouthFrames
+from avaluma.renderer.lipsync.base import LipSyncBackend, LipSyncFault, LipSyncInstrumentation, MouthFrames
 
 KIND_RENDER: Final = "render"
 KIND_LIVEKIT: Final = "livekit"
 
 
-class TracedLipSyncStream(LipSyncStream):
-    """Delegates to a backend stream, with a span and a latency record around every inference call."""
+class LipSyncTelemetry(LipSyncInstrumentation):
+    """A lip-sync stream's instrumentation in the server: an inference span and a latency record around every call
+    while telemetry is on (a plain call while it is off), and each new backend fault handed to ``on_fault``."""
 
-    def __init__(self, inner: LipSyncStream, backend_name: str) -> None:
-        self._inner = inner
+    def __init__(self, backend_name: str, on_fault: Callable[[LipSyncFault], None] | None = None) -> None:
         self._attrs: dict[str, telemetry.AttributeValue] = {telemetry.ATTR_LIPSYNC_BACKEND: backend_name}
-        self.lookahead_s = inner.lookahead_s
-        self.fault = inner.fault
+        self.traced = telemetry.tracing_enabled() or telemetry.metrics_enabled()
+        self._on_fault = on_fault
 
-    def _call(self, op: str, run: Callable[[], MouthFrames], samples: int) -> MouthFrames:
+    def call(self, op: str, samples: int, run: Callable[[], MouthFrames]) -> MouthFrames:
+        if not self.traced:
+            return run()
         attrs = {**self._attrs, telemetry.ATTR_LIPSYNC_OP: op, telemetry.ATTR_AUDIO_SAMPLES: samples}
-        try:
-            with telemetry.span(telemetry.SPAN_LIPSYNC_INFER, attrs) as span:
-                start = time.perf_counter()
-                frames = run()
-                telemetry.INFERENCE_LATENCY.record(telemetry.elapsed_since(start), self._attrs)
-                span.set_attribute(telemetry.ATTR_FRAMES, len(frames))
-        finally:
-            self.fault = self._inner.fault  # the wrapper must not hide a backend's fault from the session's owner
+        with telemetry.span(telemetry.SPAN_LIPSYNC_INFER, attrs) as span:
+            start = time.perf_counter()
+            frames = run()
+            telemetry.INFERENCE_LATENCY.record(telemetry.elapsed_since(start), self._attrs)
+            span.set_attribute(telemetry.ATTR_FRAMES, len(frames))
         return frames
 
-    def push(self, audio: npt.NDArray[np.float32]) -> MouthFrames:
-        return self._call("push", lambda: self._inner.push(audio), int(audio.size))
-
-    def flush(self) -> MouthFrames:
-        return self._call("flush", self._inner.flush, 0)
-
-    def reset(self) -> None:
-        try:
-            self._inner.reset()
-        finally:
-            self.fault = self._inner.fault
+    def faulted(self, fault: LipSyncFault) -> None:
+        if self._on_fault is not None:
+            self._on_fault(fault)
 
 
-class TracedLipSyncBackend(LipSyncBackend):
-    """A backend whose streams are :class:`TracedLipSyncStream` s; closing it does not close the shared backend."""
-
-    def __init__(self, inner: LipSyncBackend) -> None:
-        self._inner = inner
-        self.name = inner.name or type(inner).__name__
-
-    def open_stream(self, *, fps: float) -> LipSyncStream:
-        return TracedLipSyncStream(self._inner.open_stream(fps=fps), self.name)
-
-    def close(self) -> None:
-        # The wrapped backend is shared by every stream of the server; its owner closes it.
-        return None
-
-
-def instrument_backend(backend: LipSyncBackend) -> LipSyncBackend:
-    """``backend`` with inference spans and latency metrics, or ``backend`` itself while telemetry is off."""
-    if not (telemetry.tracing_enabled() or telemetry.metrics_enabled()):
-        return backend
-    return TracedLipSyncBackend(backend)
+def lipsync_instrumentation(
+    backend: LipSyncBackend, on_fault: Callable[[LipSyncFault], None] | None = None
+) -> LipSyncTelemetry:
+    """The instrumentation a session hands its ``RenderSession`` for ``backend`` (see :class:`LipSyncTelemetry`)."""
+    return LipSyncTelemetry(backend.name or type(backend).__name__, on_fault)
 
 
 _stream_ids = itertools.count(1)

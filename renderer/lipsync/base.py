@@ -6,6 +6,11 @@ The compositor only ever sees :class:`MouthFrames`, so backends and avatars evol
 Frame timing contract: frame ``i`` of a segment covers audio ``[i / fps, (i + 1) / fps)`` seconds from its start.
 ``push`` returns the frames whose audio (plus the backend's lookahead) has fully arrived; ``flush`` returns the rest,
 so a segment of ``n`` samples yields exactly ``ceil(n * fps / LIPSYNC_SAMPLE_RATE)`` frames in total.
+
+The base class owns the call: :meth:`LipSyncStream.push` cleans the audio once (:func:`clean_mono`), runs the
+backend's ``_push`` inside the owner's :class:`LipSyncInstrumentation` (inference spans and latency, supplied by the
+server; nothing by default) and reports a new :attr:`LipSyncStream.fault` to it. A backend implements only
+``_push`` / ``_flush`` / ``_reset``.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -62,8 +67,9 @@ class LipSyncFault:
     """A backend failed under a stream mid-session (its server died, a request errored or timed out), and what the
     stream did about it: ``fallback`` (it goes on with another model) or ``end`` (its calls now raise).
 
-    Backends that depend on something outside the process report one through :attr:`LipSyncStream.fault`; whoever
-    owns the session turns it into an event its client sees (see :func:`watch_faults`).
+    Backends that depend on something outside the process report one through :attr:`LipSyncStream.fault`; the base
+    class hands each new one to the stream's :class:`LipSyncInstrumentation`, whose owner turns it into an event its
+    client sees.
     """
 
     url: str  #: address of the service that failed (e.g. Triton's host:port)
@@ -83,26 +89,83 @@ class LipSyncFault:
         return f"{who} at {self.url} failed mid-session ({self.error}); {then}"
 
 
+def clean_mono(audio: Any) -> npt.NDArray[np.float32]:
+    """The one sanitiser of lip-sync input: mono float32 in [-1, 1]; NaN/inf become silence/full scale rather than
+    poisoning every later frame. A ``[samples, channels]`` array is averaged (flattening would interleave channels)."""
+    x = np.asarray(audio, dtype=np.float32)
+    x = x.mean(axis=1, dtype=np.float32) if x.ndim == 2 else x.reshape(-1)
+    if x.size and not np.isfinite(x).all():
+        x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
+    return np.clip(x, -1.0, 1.0)
+
+
+class LipSyncInstrumentation:
+    """What the owner of a stream hears about its calls. The default does nothing; the server supplies one with
+    inference spans and latency (``avaluma.core.live.telemetry_render``) and a fault listener."""
+
+    def call(self, op: str, samples: int, run: Callable[[], MouthFrames]) -> MouthFrames:
+        """Run one inference call (``op`` is ``push`` or ``flush``); override to time or trace it."""
+        return run()
+
+    def faulted(self, fault: LipSyncFault) -> None:
+        """A new fault of the stream, in the thread of the call that hit it, before an error it raises propagates."""
+
+
+NO_INSTRUMENTATION: LipSyncInstrumentation = LipSyncInstrumentation()
+
+
 class LipSyncStream(ABC):
-    """Per-session streaming state of a backend. Not thread-safe; one owner."""
+    """Per-session streaming state of a backend. Not thread-safe; one owner.
+
+    :meth:`push` / :meth:`flush` / :meth:`reset` are the public calls and are not overridden: a backend implements
+    ``_push`` (already cleaned audio), ``_flush`` and ``_reset``.
+    """
 
     #: Audio the backend needs beyond a frame's end before it can emit that frame.
     lookahead_s: float = 0.0
     #: The last fault this stream hit mid-session, or ``None``. A backend that can fail under a running session
-    #: sets it (a new object per fault) before ``push`` / ``flush`` returns or raises; in-process backends never do.
+    #: sets it (a new object per fault) before ``_push`` / ``_flush`` returns or raises; in-process backends never do.
     fault: LipSyncFault | None = None
+    #: Set by the stream's owner (``RenderSession``): spans, latency and the fault listener.
+    instrumentation: LipSyncInstrumentation = NO_INSTRUMENTATION
 
-    @abstractmethod
     def push(self, audio: npt.NDArray[np.float32]) -> MouthFrames:
         """Feed mono float32 audio at :data:`LIPSYNC_SAMPLE_RATE` (any length, including 0); return completed frames."""
+        clean = clean_mono(audio)
+        return self._observed_call("push", int(clean.size), lambda: self._push(clean))
 
-    @abstractmethod
     def flush(self) -> MouthFrames:
         """End of segment: return all remaining frames (the last one padded with silence) and reset."""
+        return self._observed_call("flush", 0, self._flush)
 
-    @abstractmethod
     def reset(self) -> None:
         """Drop all buffered audio and state (``clear``): the next push starts a new segment."""
+        seen = self.fault
+        try:
+            self._reset()
+        finally:
+            self._report_new_fault(seen)
+
+    def _observed_call(self, op: str, samples: int, run: Callable[[], MouthFrames]) -> MouthFrames:
+        seen = self.fault
+        try:
+            return self.instrumentation.call(op, samples, run)
+        finally:  # also when the call raises: a fault under policy `end` is reported before its error propagates
+            self._report_new_fault(seen)
+
+    def _report_new_fault(self, seen: LipSyncFault | None) -> None:
+        if self.fault is not None and self.fault is not seen:
+            self.instrumentation.faulted(self.fault)
+
+    @abstractmethod
+    def _push(self, audio: npt.NDArray[np.float32]) -> MouthFrames:
+        """:meth:`push` with the audio already cleaned (:func:`clean_mono`)."""
+
+    @abstractmethod
+    def _flush(self) -> MouthFrames: ...
+
+    @abstractmethod
+    def _reset(self) -> None: ...
 
 
 class LipSyncBackend(ABC):
@@ -116,59 +179,3 @@ class LipSyncBackend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook for backends holding resources
         """Release shared resources (model sessions, connections)."""
-
-
-class _FaultWatchingStream(LipSyncStream):
-    def __init__(self, inner: LipSyncStream, on_fault: Callable[[LipSyncFault], None]) -> None:
-        self._inner = inner
-        self._on_fault = on_fault
-        self.fault = inner.fault
-        self.lookahead_s = inner.lookahead_s
-
-    def _check(self) -> None:
-        fault = self._inner.fault
-        if fault is not None and fault is not self.fault:
-            self.fault = fault
-            self._on_fault(fault)
-
-    def push(self, audio: npt.NDArray[np.float32]) -> MouthFrames:
-        try:
-            return self._inner.push(audio)
-        finally:  # also when the call raises: a fault under policy `end` is reported before its error propagates
-            self._check()
-
-    def flush(self) -> MouthFrames:
-        try:
-            return self._inner.flush()
-        finally:
-            self._check()
-
-    def reset(self) -> None:
-        try:
-            self._inner.reset()
-        finally:
-            self._check()
-
-
-class _FaultWatchingBackend(LipSyncBackend):
-    def __init__(self, inner: LipSyncBackend, on_fault: Callable[[LipSyncFault], None]) -> None:
-        self._inner = inner
-        self._on_fault = on_fault
-        self.name = inner.name
-
-    def open_stream(self, *, fps: float) -> LipSyncStream:
-        return _FaultWatchingStream(self._inner.open_stream(fps=fps), self._on_fault)
-
-    def close(self) -> None:
-        # The wrapped backend is shared by every session of the server; its owner closes it.
-        return None
-
-
-def watch_faults(backend: LipSyncBackend, on_fault: Callable[[LipSyncFault], None]) -> LipSyncBackend:
-    """``backend`` whose streams call ``on_fault`` once per new :attr:`LipSyncStream.fault`, right after the ``push``,
-    ``flush`` or ``reset`` that produced it (in the thread that made the call, before an error it raises propagates).
-
-    For the owner of a session (the gRPC render stream, a LiveKit session), which hands the backend to a renderer
-    and never sees the stream itself. Closing the returned backend does not close ``backend``.
-    """
-    return _FaultWatchingBackend(backend, on_fault)

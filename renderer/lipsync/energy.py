@@ -79,9 +79,9 @@ class EnergyStream(LipSyncStream):
         self._fps = float(fps)
         self._attack = _coefficient(options.attack_ms, self._fps)
         self._release = _coefficient(options.release_ms, self._fps)
-        self.reset()
+        self._reset()
 
-    def reset(self) -> None:
+    def _reset(self) -> None:
         self._pending = np.zeros(0, dtype=np.float32)
         self._frame = 0  # index of the next frame to emit, within the segment
         self._consumed = 0  # samples of the segment before self._pending
@@ -91,15 +91,14 @@ class EnergyStream(LipSyncStream):
         """First sample of frame ``i`` (exact for integer fps; within a sample otherwise)."""
         return math.floor(i * LIPSYNC_SAMPLE_RATE / self._fps + 1e-9)
 
-    def push(self, audio: F32) -> MouthFrames:
-        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    def _push(self, audio: F32) -> MouthFrames:
         if audio.size:
-            self._pending = np.concatenate([self._pending, np.nan_to_num(audio, nan=0.0, posinf=1.0, neginf=-1.0)])
+            self._pending = np.concatenate([self._pending, audio])
         return self._emit(final=False)
 
-    def flush(self) -> MouthFrames:
+    def _flush(self) -> MouthFrames:
         frames = self._emit(final=True)
-        self.reset()
+        self._reset()
         return frames
 
     def _emit(self, *, final: bool) -> MouthFrames:

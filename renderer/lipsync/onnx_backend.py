@@ -105,9 +105,9 @@ class OnnxStream(LipSyncStream):
         # ``lookahead`` more frames, the last of which reaches RIGHT_REACH samples past its slot.
         self.lookahead_s = (model.lookahead * HOP + HOP // 2 + RIGHT_REACH) / LIPSYNC_SAMPLE_RATE
         self._mel = StreamingLogMel()
-        self.reset()
+        self._reset()
 
-    def reset(self) -> None:
+    def _reset(self) -> None:
         self._mel.reset()
         self._n_samples = 0
         # Features from frame ``self._next_out - past`` on; the segment starts after ``past`` frames of silence.
@@ -119,14 +119,13 @@ class OnnxStream(LipSyncStream):
         self._par = np.zeros((0, len(MOUTH_PARAMS)), dtype=np.float32)
         self._next_video = 0
 
-    def push(self, audio: F32) -> MouthFrames:
-        audio = _sanitize(audio)
+    def _push(self, audio: F32) -> MouthFrames:
         self._n_samples += len(audio)
         self._add_features(self._mel.push(audio))
         self._run(self._n_feats - self._model.lookahead)
         return self._emit(None)
 
-    def flush(self) -> MouthFrames:
+    def _flush(self) -> MouthFrames:
         total = n_video_frames(self._n_samples, self._fps)
         self._add_features(self._mel.flush())
         if total > 0:
@@ -136,7 +135,7 @@ class OnnxStream(LipSyncStream):
                 self._add_features(np.full((pad, N_MELS), SILENCE_VALUE, dtype=np.float32))
             self._run(need_out)
         frames = self._emit(total)
-        self.reset()
+        self._reset()
         return frames
 
     def _add_features(self, feats: F32) -> None:
@@ -182,19 +181,6 @@ class OnnxStream(LipSyncStream):
                 np.zeros((0, len(MOUTH_PARAMS)), dtype=np.float32), np.zeros((0, len(VISEMES)), dtype=np.float32)
             )
         return MouthFrames(np.stack(par_rows).astype(np.float32), np.stack(vis_rows).astype(np.float32))
-
-
-def _sanitize(audio: Any) -> F32:
-    """Mono float32 in [-1, 1]; NaN/inf become silence/full scale rather than poisoning every later frame.
-
-    Callers should hand over mono (core/media.py downmixes); a ``[samples, channels]`` array is averaged rather than
-    flattened, which would interleave the channels into garbage.
-    """
-    x = np.asarray(audio, dtype=np.float32)
-    x = x.mean(axis=1) if x.ndim == 2 else x.reshape(-1)
-    if x.size and not np.isfinite(x).all():
-        x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
-    return np.clip(x, -1.0, 1.0)
 
 
 class OnnxBackend(LipSyncBackend):

@@ -276,8 +276,7 @@ class TritonStream(LipSyncStream):
 
     # --- LipSyncStream --------------------------------------------------------------------------------------------
 
-    def push(self, audio: F32) -> MouthFrames:
-        audio = _as_audio(audio)
+    def _push(self, audio: F32) -> MouthFrames:
         if self._fallback is not None:
             return self._fallback.push(audio)
         self._raise_if_failed()
@@ -286,7 +285,7 @@ class TritonStream(LipSyncStream):
             return _no_frames()
         return self._request(audio, flush=False)
 
-    def flush(self) -> MouthFrames:
+    def _flush(self) -> MouthFrames:
         if self._fallback is not None:
             return self._fallback.flush()
         self._raise_if_failed()
@@ -297,7 +296,7 @@ class TritonStream(LipSyncStream):
         self._end_segment()
         return frames
 
-    def reset(self) -> None:
+    def _reset(self) -> None:
         if self._fallback is not None:
             self._fallback.reset()
             return
@@ -433,14 +432,6 @@ class TritonStream(LipSyncStream):
         self._end_segment()
         self._fallback = stream
         return _drop_first(frames, emitted)
-
-
-def _as_audio(audio: Any) -> F32:
-    """Mono float32 in [-1, 1], NaN/inf replaced, exactly as the in-process stream cleans its input."""
-    x = np.asarray(audio, dtype=np.float32).reshape(-1)
-    if x.size and not np.isfinite(x).all():
-        x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
-    return np.clip(x, -1.0, 1.0)
 
 
 def _drop_first(frames: MouthFrames, n: int) -> MouthFrames:

@@ -13,13 +13,12 @@ from avaluma.core.errors import ConfigError
 from avaluma.core.live.telemetry_render import (
     KIND_LIVEKIT,
     NOOP_STREAM,
-    TracedLipSyncBackend,
-    instrument_backend,
+    lipsync_instrumentation,
     stream_telemetry,
 )
 from avaluma.core.server.grpc.telemetry import client_interceptors, rpc_attributes, server_interceptors
 from avaluma.core.telemetry import TelemetrySettings, settings_from_env
-from avaluma.renderer.lipsync.base import LipSyncBackend, LipSyncFault, LipSyncStream, MouthFrames, watch_faults
+from avaluma.renderer.lipsync.base import LipSyncBackend, LipSyncFault, LipSyncStream, MouthFrames
 from avaluma.renderer.lipsync.energy import EnergyBackend
 
 # --- settings (pure) ----------------------------------------------------------------------------------------------
@@ -95,8 +94,7 @@ def test_off_by_default_every_helper_is_a_no_op(off: None) -> None:
     assert telemetry.current_context() is None
     assert telemetry.extract_context({"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}) is None
     assert server_interceptors() == [] and client_interceptors() == []
-    backend = EnergyBackend()
-    assert instrument_backend(backend) is backend, "no wrapper around the model while off"
+    assert not lipsync_instrumentation(EnergyBackend()).traced, "no span around the model while off"
     assert stream_telemetry("render", {}, lambda: 0) is NOOP_STREAM
 
 
@@ -182,9 +180,9 @@ def test_instruments_record_once_configured_and_go_quiet_after_shutdown(recorded
 
 
 def test_traced_backend_reports_every_inference_call(recorded: Recorded) -> None:
-    backend = instrument_backend(EnergyBackend())
-    assert isinstance(backend, TracedLipSyncBackend) and backend.name == "energy"
+    backend = EnergyBackend()
     stream = backend.open_stream(fps=25)
+    stream.instrumentation = lipsync_instrumentation(backend)
     audio = (0.3 * np.sin(np.arange(16_000) / 16_000 * 2 * np.pi * 200)).astype(np.float32)
     frames = len(stream.push(audio)) + len(stream.flush())
     assert frames == 25
@@ -256,16 +254,16 @@ class _FaultingStream(LipSyncStream):
         self._fail_at = fail_at
         self._pushes = 0
 
-    def push(self, audio: np.ndarray) -> MouthFrames:
+    def _push(self, audio: np.ndarray) -> MouthFrames:
         self._pushes += 1
         if self._pushes in self._fail_at:
             self.fault = LipSyncFault("10.0.0.7:8001", "lipsync", "ConnectionError: gone", "fallback", 0.0, "scripted")
         return MouthFrames.empty()
 
-    def flush(self) -> MouthFrames:
+    def _flush(self) -> MouthFrames:
         return MouthFrames.empty()
 
-    def reset(self) -> None:
+    def _reset(self) -> None:
         return None
 
 
@@ -279,14 +277,17 @@ class _FaultingBackend(LipSyncBackend):
         return _FaultingStream(self.fail_at)
 
 
-def test_faults_pass_through_the_traced_wrapper_and_are_reported_once_each(recorded: Recorded) -> None:
+def test_faults_reach_the_instrumentation_once_each_while_traced(recorded: Recorded) -> None:
     seen: list[LipSyncFault] = []
-    stream = instrument_backend(watch_faults(_FaultingBackend({2, 4}), seen.append)).open_stream(fps=25)
+    backend = _FaultingBackend({2, 4})
+    stream = backend.open_stream(fps=25)
+    stream.instrumentation = lipsync_instrumentation(backend, on_fault=seen.append)
     silence = np.zeros(160, dtype=np.float32)
     for _ in range(5):
         stream.push(silence)
     assert [f.error for f in seen] == ["ConnectionError: gone"] * 2, "one report per new fault, none repeated"
-    assert stream.fault is seen[-1], "the traced wrapper shows the backend's fault"
+    assert stream.fault is seen[-1]
+    assert len(recorded.spans.get_finished_spans()) == 5, "every call traced, the faulting ones too"
     message = seen[0].describe()
     assert "'scripted' at 10.0.0.7:8001" in message and "on_failure: fallback" in message
 

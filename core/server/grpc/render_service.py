@@ -32,7 +32,7 @@ from avaluma.core.errors import AvalumaError, DeadlineExceeded, InvalidArgument,
 from avaluma.core.live.avatar_store import AvatarStore
 from avaluma.core.live.playout import FaultRelay, MonotonicClock, Playout, SharedBackend, Unpaced
 from avaluma.core.live.sessions import SessionSlots
-from avaluma.core.live.telemetry_render import KIND_RENDER, instrument_backend, stream_telemetry
+from avaluma.core.live.telemetry_render import KIND_RENDER, lipsync_instrumentation, stream_telemetry
 from avaluma.core.media import RenderOptions, pcm16_to_mono
 from avaluma.core.server.grpc.render_sink import (
     WIRE_ENCODING,
@@ -200,9 +200,14 @@ class RenderServicer(render_service_pb2_grpc.RenderServiceServicer):
         stream = _Stream(RenderResponseSink(settings, avatar.width, avatar.height), self._idle_timeout_s)
         faults = FaultRelay()
         options = settings.options
-        backend = instrument_backend(faults.wrap(await self._backend.get()))
+        backend = await self._backend.get()
         render = RenderSession(
-            avatar, backend, fps=options.fps, audio_sample_rate=options.audio_sample_rate, seed=options.seed
+            avatar,
+            backend,
+            fps=options.fps,
+            audio_sample_rate=options.audio_sample_rate,
+            seed=options.seed,
+            instrumentation=lipsync_instrumentation(backend, on_fault=faults.from_worker),
         )
         clock = MonotonicClock() if settings.realtime else Unpaced()
         stream.playout = Playout(render, stream.sink, on_event=stream.on_event, clock=clock, on_lag=stream.on_lag)
