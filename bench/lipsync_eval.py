@@ -64,6 +64,8 @@ from avaluma.renderer.lipsync.visemes import PhonemeSpan as Span
 
 Analyzer = Callable[[npt.NDArray[np.float32], float], MouthFrames]
 SILENCE_MARGIN_S = 0.1
+#: Audio level bins (dBFS RMS of the frame) for silence closure: digital-quiet, room tone, loud non-speech.
+SILENCE_LEVEL_BINS = ((-1000.0, -60.0), (-60.0, -45.0), (-45.0, 1000.0))
 CLOSED = 0.5
 REPO = Path(__file__).resolve().parent.parent
 V1_COMMIT = "3a5f3df"
@@ -121,9 +123,15 @@ class Counts:
     sil_hit: int
     sil_n: int
     confusion: npt.NDArray[np.int64]  # [true, predicted] frame counts
+    #: Silence closure by the audio level of the frame: [bin, (closed, frames)] over :data:`SILENCE_LEVEL_BINS`.
+    sil_by_level: npt.NDArray[np.int64] = field(
+        default_factory=lambda: np.zeros((len(SILENCE_LEVEL_BINS), 2), np.int64)
+    )
 
 
-def score(out: MouthFrames, spans: list[Span], n_samples: int, fps: float) -> Counts:
+def score(
+    out: MouthFrames, spans: list[Span], n_samples: int, fps: float, audio: npt.NDArray[np.float32] | None = None
+) -> Counts:
     labels, jaw = _truth(spans, n_samples, fps)
     assert len(out) == len(labels), (len(out), len(labels))
     pred = _decode(out)
@@ -147,6 +155,13 @@ def score(out: MouthFrames, spans: list[Span], n_samples: int, fps: float) -> Co
     quiet = ~near_speech
     confusion = np.zeros((len(VISEMES), len(VISEMES)), dtype=np.int64)
     np.add.at(confusion, (labels, pred), 1)
+    by_level = np.zeros((len(SILENCE_LEVEL_BINS), 2), np.int64)
+    if audio is not None:
+        for i in np.flatnonzero(quiet):
+            seg = audio[int(i * LIPSYNC_SAMPLE_RATE / fps) : int((i + 1) * LIPSYNC_SAMPLE_RATE / fps)]
+            level = 10 * np.log10(np.mean(seg.astype(np.float64) ** 2) + 1e-12) if len(seg) else -120.0
+            k = next(b for b, (lo, hi) in enumerate(SILENCE_LEVEL_BINS) if lo <= level < hi)
+            by_level[k] += (int(closed[i]), 1)
     return Counts(
         exact=int((pred == labels).sum()),
         near=int(((pred == labels) | (pred == prev) | (pred == nxt)).sum()),
@@ -160,6 +175,7 @@ def score(out: MouthFrames, spans: list[Span], n_samples: int, fps: float) -> Co
         sil_hit=int(closed[quiet].sum()),
         sil_n=int(quiet.sum()),
         confusion=confusion,
+        sil_by_level=by_level,
     )
 
 
@@ -405,7 +421,9 @@ Results = dict[str, list[Counts]]  # method name -> per-utterance counts
 
 def run_set(methods: list[Method], data: EvalSet, fps: float) -> Results:
     return {
-        m.name: [score(m.analyze(a, fps), _spans(s), len(a), fps) for a, s in zip(data.audio, data.spans, strict=True)]
+        m.name: [
+            score(m.analyze(a, fps), _spans(s), len(a), fps, a) for a, s in zip(data.audio, data.spans, strict=True)
+        ]
         for m in methods
     }
 
@@ -442,6 +460,15 @@ def print_speaker_range(results: Results, data: EvalSet) -> None:
     for name, counts in results.items():
         accs = [metrics(counts[i] for i, t in enumerate(data.tags) if t["speaker"] == s)["acc"] for s in speakers]
         print(f"  {name:10} {min(accs):.3f} / {float(np.median(accs)):.3f} / {max(accs):.3f}")
+
+
+def print_silence_by_level(title: str, results: Results) -> None:
+    names = ["< -60 dBFS", "-60..-45 dBFS", ">= -45 dBFS"]
+    print(f"\nsilence closure by the frame's audio level, {title} (closed share, frames):")
+    for name, counts in results.items():
+        total = sum((c.sil_by_level for c in counts), np.zeros((len(SILENCE_LEVEL_BINS), 2), np.int64))
+        cells = [f"{lab} {h / max(n, 1):.2f} ({n})" for lab, (h, n) in zip(names, total, strict=True)]
+        print(f"  {name:10} " + "   ".join(cells))
 
 
 def print_confusions(title: str, results: Results, methods: list[Method], top: int = 8, min_frames: int = 100) -> None:
@@ -608,6 +635,25 @@ def lagged_r(real: npt.NDArray[np.float64], rendered: npt.NDArray[np.float64]) -
     return pearson(real, rendered), best, best_lag
 
 
+CLOSED_SHARE = 0.2
+
+
+def closure_agreement(real: npt.NDArray[np.float64], rendered: npt.NDArray[np.float64]) -> tuple[float, float]:
+    """Share of frames where both mouths are closed or both open (each series thresholded in its own range), and the
+    share expected by chance from how often each is closed."""
+    ok = np.isfinite(real) & np.isfinite(rendered)
+    if ok.sum() < 10:
+        return float("nan"), float("nan")
+
+    def closed(x: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+        lo, hi = np.percentile(x, [5, 95])
+        return np.asarray(x <= lo + CLOSED_SHARE * (hi - lo))
+
+    a, b = closed(real[ok]), closed(rendered[ok])
+    pa, pb = float(a.mean()), float(b.mean())
+    return float((a == b).mean()), pa * pb + (1 - pa) * (1 - pb)
+
+
 def faces_eval(methods: list[Method], quick: bool) -> None:
     """Real person's inner-lip gap vs the rendered avatar's, per clip and method."""
     folder = talking_faces_dir()
@@ -624,17 +670,20 @@ def faces_eval(methods: list[Method], quick: bool) -> None:
     mesh = FaceMesh(progress=lambda m: print(m, file=sys.stderr))
     chosen = [m for m in methods if m.backend is not None]
     print(
-        f"avatar {avatar.id}; inner-lip gap = mean of 3 inner-lip landmark pairs / outer eye-corner distance; "
-        f"r at lag 0 and best r within +-{MAX_LAG} frames (lag > 0: avatar late)"
+        f"avatar {avatar.id}; inner-lip gap = mean of 3 inner-lip landmark pairs / outer eye-corner distance; r at "
+        f"lag 0 and best r within +-{MAX_LAG} frames (lag > 0: the avatar is late); closed = gap in the lowest "
+        f"{CLOSED_SHARE:.0%} of its own range (p5..p95), agreement of real and rendered closed/open against chance"
     )
-    print(f"{'clip':16} {'s':>5} {'fps':>6} {'found':>6} " + "  ".join(f"{m.name:>20}" for m in chosen))
-    totals: dict[str, list[tuple[float, float]]] = {m.name: [] for m in chosen}
+    print(f"{'clip':16} {'s':>5} {'fps':>6} {'face':>5}  {'method':10} {'r lag 0':>8} {'best r':>7} {'lag':>4} "
+          f"{'closed agree':>13} {'chance':>7}")  # fmt: skip
+    totals: dict[str, list[tuple[float, float, float, float]]] = {m.name: [] for m in chosen}
     for clip in sorted(folder.glob("*.mp4")):
         frames, times, fps, audio, rate = decode_clip(clip, max_s=8.0 if quick else 0.0)
         real = lip_gaps(mesh, frames)
+        del frames
         render_fps = max(1, min(60, round(fps)))
-        cells = []
-        for m in chosen:
+        found = float(np.isfinite(real).mean())
+        for k, m in enumerate(chosen):
             rendered = render_gaps(mesh, avatar, m.backend, audio, rate, render_fps)
             # Rendered frame i shows [i, i+1)/render_fps; sample it at each real frame's time.
             t_r = (np.arange(len(rendered)) + 0.5) / render_fps
@@ -643,15 +692,15 @@ def faces_eval(methods: list[Method], quick: bool) -> None:
                 np.interp(times + 0.5 / fps, t_r[ok], rendered[ok]) if ok.sum() > 1 else np.full(len(times), np.nan)
             )
             r0, rb, lag = lagged_r(real, on_real)
-            totals[m.name].append((r0, rb))
-            cells.append(f"{r0:6.3f} {rb:6.3f} ({lag:+d})")
-        found = float(np.isfinite(real).mean())
-        print(f"{clip.stem:16} {times[-1]:5.1f} {fps:6.2f} {found:6.0%} " + "  ".join(f"{c:>20}" for c in cells))
-    means = [
-        f"{np.nanmean([a for a, _ in totals[m.name]]):6.3f} {np.nanmean([b for _, b in totals[m.name]]):6.3f}     "
-        for m in chosen
-    ]
-    print(f"{'mean':16} {'':5} {'':6} {'':6} " + "  ".join(f"{c:>20}" for c in means))
+            agree, chance = closure_agreement(real, on_real)
+            totals[m.name].append((r0, rb, agree, chance))
+            head = f"{clip.stem:16} {times[-1]:5.1f} {fps:6.2f} {found:5.0%}" if k == 0 else " " * 35
+            print(f"{head}  {m.name:10} {r0:8.3f} {rb:7.3f} {lag:+4d} {agree:13.2f} {chance:7.2f}")
+    for m in chosen:
+        r0s, rbs, agrees, chances = (np.nanmean([t[j] for t in totals[m.name]]) for j in range(4))
+        print(
+            f"{'mean':16} {'':5} {'':6} {'':5}  {m.name:10} {r0s:8.3f} {rbs:7.3f} {'':4} {agrees:13.2f} {chances:7.2f}"
+        )
 
 
 # --- main ------------------------------------------------------------------------------------------------------------
@@ -707,6 +756,7 @@ def main(argv: list[str] | None = None) -> int:
             print_groups("human test per source", res_test, test, "source", ("acc", "bilabial"))
             print_speaker_range(res_test, test)
             print_confusions("human test", res_test, methods)
+            print_silence_by_level("human test", res_test)
             for cond in (
                 add_pink(test, 20.0),
                 add_babble(test, bank, 10.0),
