@@ -16,6 +16,7 @@ import builtins
 import contextlib
 import json
 import logging
+import math
 import secrets
 import time
 from collections import deque
@@ -134,8 +135,12 @@ def check_livekit_url(url: str) -> str:
     """Return ``url`` if it is a LiveKit server URL we can dial, else raise :class:`InvalidArgument`."""
     if not url:
         raise InvalidArgument("livekit_url is empty: set it to your LiveKit server, e.g. wss://example.livekit.cloud")
-    parts = urlsplit(url)
-    if parts.scheme not in LIVEKIT_URL_SCHEMES or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket: "http://[::1"
+        hostname = None
+    if hostname is None or parts.scheme not in LIVEKIT_URL_SCHEMES:
         raise InvalidArgument(
             "livekit_url must be a ws://, wss://, http:// or https:// URL with a host, "
             "e.g. wss://example.livekit.cloud or ws://localhost:7880"
@@ -164,7 +169,7 @@ def parse_livekit_token(token: str, *, now: float | None = None) -> TokenInfo:
         raise InvalidArgument(f"livekit_token is not a JWT (expected three dot-separated parts): {hint}")
     try:
         header, claims = _b64_json(parts[0]), _b64_json(parts[1])
-    except (ValueError, binascii.Error, UnicodeError):
+    except (ValueError, binascii.Error, UnicodeError, RecursionError):  # RecursionError: JSON nested too deep
         raise InvalidArgument(f"livekit_token is not a JWT (its parts are not base64url JSON): {hint}") from None
     if not isinstance(header, dict) or "alg" not in header or not isinstance(claims, dict):
         raise InvalidArgument(f"livekit_token is not a JWT (no header alg or claims object): {hint}")
@@ -176,7 +181,7 @@ def parse_livekit_token(token: str, *, now: float | None = None) -> TokenInfo:
     attributes = claims.get("attributes")
     on_behalf = attributes.get(PUBLISH_ON_BEHALF_ATTRIBUTE, "") if isinstance(attributes, dict) else ""
     exp = claims.get("exp")
-    expires_at = int(exp) if isinstance(exp, int | float) else None
+    expires_at = int(exp) if isinstance(exp, int | float) and math.isfinite(exp) else None
     if expires_at is not None and expires_at <= (time.time() if now is None else now):
         raise InvalidArgument("livekit_token has expired: mint a new token for the avatar")
     return TokenInfo(

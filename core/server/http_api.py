@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from avaluma.core.errors import AvalumaError, DeadlineExceeded, InvalidArgument, ResourceExhausted, Unauthenticated
 from avaluma.core.live.sessions import SessionRegistry, SessionSlots, StartRequest
@@ -266,6 +267,29 @@ class HttpApi:
         return response
 
 
+class _WireLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's server logger, minus the traceback at ERROR it writes for every malformed request a client sends.
+
+    Such a request is answered 400 by aiohttp and is the client's problem: one sampled INFO line, no traceback. Real
+    failures inside aiohttp keep their traceback.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("aiohttp.server"), {})
+        self._sampler = LogSampler()
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            dropped = self._sampler.take()
+            if dropped is not None:
+                log.info(
+                    "malformed HTTP request answered with 400",
+                    extra={"error": exc_info.message[:200], "not_logged_since_last": dropped},
+                )
+            return
+        self.logger.exception(msg, *args, exc_info=exc_info, **kwargs)
+
+
 @dataclass
 class RunningHttpApi:
     runner: web.AppRunner
@@ -298,7 +322,7 @@ async def start_http_api(
     )
     # aiohttp's keep-alive timer runs from the connection's start and closes a connection still waiting for a whole
     # request when it fires: that is the header read timeout (its default, an hour, let half-sent requests pile up).
-    runner = web.AppRunner(api.app(), access_log=None, keepalive_timeout=header_timeout_s)
+    runner = web.AppRunner(api.app(), access_log=None, keepalive_timeout=header_timeout_s, logger=_WireLog())
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=False)
     try:
