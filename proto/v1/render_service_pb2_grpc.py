@@ -54,6 +54,11 @@ class RenderServiceServicer:
         Half-closing the request stream ends any open segment; the server sends the remaining frames and then ends the call.
         Clients should wait for `started` before sending audio: a set-up error then reaches them with its own status
         (grpc-python's asyncio client may report INTERNAL instead while it is still writing, grpc/grpc#36066).
+        A message that does not decode as a RenderRequest ends the call with INVALID_ARGUMENT. Timeouts (server config):
+        no `config` within render.first_message_timeout_s (10 s), or no request for render.idle_timeout_s (60 s) while
+        nothing is left to play, ends the call with DEADLINE_EXCEEDED; keep a quiet stream open by sending audio
+        (silence counts). A realtime stream that falls behind real time says so with an in-band `error`
+        (RESOURCE_EXHAUSTED) and goes on.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
