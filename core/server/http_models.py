@@ -117,7 +117,7 @@ def openapi(version: str = "") -> dict[str, Any]:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
-    secured = [{"apiSecret": []}]
+    secured: list[dict[str, list[str]]] = [{"apiSecret": []}]
     return {
         "openapi": "3.1.0",
         "info": {
