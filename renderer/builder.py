@@ -44,7 +44,7 @@ MIN_CLIP_S = 2.0
 MAX_CLIP_S = 60.0
 LOOP_S = (2.0, 4.0)
 CROSSFADE_FRAMES = 6
-ATLAS_TILES = 24
+ATLAS_TILES = 40
 SIZES = ((512, 512), (512, 640))
 
 
@@ -373,7 +373,9 @@ def build_video_avatar(
     loop_mouth = crossfade_loop(measures, start, length).astype(np.float32)
     progress("building the mouth atlas", None)
     keep = np.flatnonzero(good)
-    atlas = build_atlas(crops[keep], measures[keep], params[keep], tiles=atlas_tiles)
+    atlas = build_atlas(
+        crops[keep], measures[keep], params[keep], tiles=atlas_tiles, sources=([frames[i] for i in keep], box)
+    )
     base_lm = smooth[start]
     loop.flags.writeable = False
     loop_mouth.flags.writeable = False
@@ -600,7 +602,7 @@ def cut_tile(frame: U8, measure: F32, ref_width: float) -> U8:
     c, si = math.cos(angle) * s, math.sin(angle) * s
     # tile (u, v) -> frame: centre + R(angle) * s * ((u, v) - anchor)
     coeffs = (c, -si, cx - c * ax + si * ay, si, c, cy - si * ax - c * ay)
-    tile = Image.fromarray(frame).transform((tw, th), Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR)
+    tile = Image.fromarray(frame).transform((tw, th), Image.Transform.AFFINE, coeffs, Image.Resampling.BICUBIC)
     return np.asarray(tile, dtype=np.uint8)
 
 
@@ -622,9 +624,37 @@ def kmeans(x: F32, k: int, *, seed: int = 0, iters: int = 30) -> npt.NDArray[np.
 PARAM_WEIGHTS = np.array([1.5, 1.0, 0.7, 0.7], dtype=np.float32)
 
 
-def build_atlas(frames: U8, measures: F32, params: F32, *, tiles: int = ATLAS_TILES) -> MouthAtlas:
-    """Cluster the frames' mouths by shape; each cluster's most typical frame becomes a tile, with its parameters.
-    The most closed mouth is always a tile, so silence has an exact match."""
+#: Largest decoded atlas the builder writes (the loader's cap is 32 MiB): tiles are cut at up to
+#: :data:`ATLAS_SUPERSAMPLE` times the avatar's resolution, less when that would exceed this.
+ATLAS_BUDGET_BYTES = 24 * 1024 * 1024
+ATLAS_SUPERSAMPLE = 2.0
+
+
+def _mouth_sharpness(frame: U8, measure: F32) -> float:
+    cx, cy, width, _ = (float(v) for v in measure)
+    x0, x1 = int(max(0, cx - 0.6 * width)), int(cx + 0.6 * width)
+    y0, y1 = int(max(0, cy - 0.4 * width)), int(cy + 0.4 * width)
+    grey = frame[y0:y1, x0:x1].astype(np.float32).mean(axis=2)
+    if grey.shape[0] < 3 or grey.shape[1] < 3:
+        return 0.0
+    lap = 4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:]
+    return float(lap.var())
+
+
+def build_atlas(
+    frames: U8,
+    measures: F32,
+    params: F32,
+    *,
+    tiles: int = ATLAS_TILES,
+    sources: tuple[list[U8], tuple[float, float, float, float]] | None = None,
+) -> MouthAtlas:
+    """Cluster the frames' mouths by shape; each cluster's sharpest typical frame becomes a tile, with its parameters.
+    The most closed mouth is always a tile, so silence has an exact match.
+
+    ``sources``: the clip's frames before framing and the crop box (in their pixels) that made ``frames``: tiles are
+    then cut from them at up to :data:`ATLAS_SUPERSAMPLE` times the avatar's resolution, so placing a tile (a second
+    resampling) loses almost none of the real mouth's sharpness."""
     ref_width = float(np.median(measures[:, 2]))
     weighted = params * PARAM_WEIGHTS
     k = max(1, min(tiles, len(np.unique(np.round(weighted, 2), axis=0))))
@@ -635,12 +665,32 @@ def build_atlas(frames: U8, measures: F32, params: F32, *, tiles: int = ATLAS_TI
         if not len(members):
             continue
         centre = weighted[members].mean(axis=0)
-        pick = int(members[np.argmin(((weighted[members] - centre) ** 2).sum(axis=1))])
+        dist = np.sqrt(((weighted[members] - centre) ** 2).sum(axis=1))
+        # Among the members about as typical as the most typical one, the sharpest (motion blur, focus).
+        near = members[dist <= dist.min() + 0.05]
+        pick = int(max(near, key=lambda i: _mouth_sharpness(frames[i], measures[i])))
         if pick not in chosen:
             chosen.append(pick)
-    tile_stack = np.stack([cut_tile(frames[i], measures[i], ref_width) for i in chosen])
+    scale = 1.0
+    if sources is not None:
+        x0, y0, x1, _ = sources[1]
+        tw, th, _ = tile_geometry(ref_width)
+        scale = min(ATLAS_SUPERSAMPLE, (x1 - x0) / frames.shape[2])
+        scale = min(scale, (ATLAS_BUDGET_BYTES / (len(chosen) * tw * th * 3)) ** 0.5)
+        scale = max(1.0, scale)
+    if sources is not None and scale > 1.0:
+        originals, (x0, y0, x1, _) = sources
+        k_src = (x1 - x0) / frames.shape[2]  # source px per avatar px
+        cut = []
+        for i in chosen:
+            cx, cy, width, angle = (float(v) for v in measures[i])
+            in_source = np.array([x0 + cx * k_src, y0 + cy * k_src, width * k_src, angle], dtype=np.float32)
+            cut.append(cut_tile(originals[i], in_source, ref_width * scale))
+        tile_stack = np.stack(cut)
+    else:
+        tile_stack = np.stack([cut_tile(frames[i], measures[i], ref_width) for i in chosen])
     tile_stack.flags.writeable = False
     tile_params = params[chosen].astype(np.float32)
     tile_params.flags.writeable = False
-    _, _, anchor = tile_geometry(ref_width)
-    return MouthAtlas(tiles=tile_stack, params=tile_params, anchor=anchor, ref_width=ref_width)
+    _, _, anchor = tile_geometry(ref_width * scale)
+    return MouthAtlas(tiles=tile_stack, params=tile_params, anchor=anchor, ref_width=ref_width * scale)

@@ -3,8 +3,8 @@
 A frame starts as a copy of the avatar's base (a photo, or the current frame of a video avatar's idle loop). Then:
 
 1. the mouth: for a photo, :class:`~avaluma.renderer.mouth.MouthWarp` warps a region around the mouth and jaw and
-   synthesises the interior; for a video avatar, :class:`~avaluma.renderer.atlas.AtlasMouth` blends the atlas patches
-   nearest to the parameters onto the loop frame's mouth;
+   synthesises the interior; for a video avatar, :class:`~avaluma.renderer.atlas.AtlasMouth` places the one real
+   atlas patch that matches the parameters (with hysteresis) onto the loop frame's mouth;
 2. blinks: :class:`~avaluma.renderer.eyes.EyelidWarp` per eye (photo avatars with an eyelid rig);
 3. head motion: the head region (with its edited mouth and eyes) moves by a sub-pixel offset (sway, breathing,
    state) and is blended over the unmoved frame through a feathered elliptical mask, so background pixels never
@@ -14,7 +14,8 @@ A frame starts as a copy of the avatar's base (a photo, or the current frame of 
 
 Every step works on a region of interest and is skipped when it has nothing to do: the rest pose with a still idle
 pose reproduces the base exactly. Per-avatar geometry is computed once and shared by all sessions rendering that
-avatar (:func:`prepared`); a :class:`Compositor` itself holds nothing per frame, so it is cheap per session.
+avatar (:func:`prepared`); a :class:`Compositor` itself holds only the mouth tile a video avatar showed last, so it
+is cheap per session.
 """
 
 from __future__ import annotations
@@ -143,7 +144,8 @@ def prepared(avatar: Avatar) -> Prepared:
 
 
 class Compositor:
-    """Renders frames of one avatar. Deterministic and stateless between frames; one per session is cheap.
+    """Renders frames of one avatar; one per session is cheap. Deterministic: the only state kept between frames
+    is the mouth tile a video avatar showed last (for temporal coherence), so frames depend on the sequence.
 
     ``seed`` is accepted for compatibility: randomness lives in :class:`~avaluma.renderer.idle.IdleMotion`.
     """
@@ -152,6 +154,8 @@ class Compositor:
         self.avatar = avatar
         self.seed = seed
         self._prep = prepared(avatar)
+        #: The atlas tile a video avatar showed last (its mouth changes tile only for a clearly better match).
+        self._tile: int | None = None
 
     @property
     def roi(self) -> tuple[int, int, int, int]:
@@ -196,7 +200,8 @@ class Compositor:
             assert isinstance(prep.atlas, AtlasMouth)
             index = frame % len(video.frames)
             loop_frame: U8 = video.frames[index].copy()
-            prep.atlas.paste(loop_frame, index, params)
+            self._tile = prep.atlas.select(params, self._tile)
+            prep.atlas.paste(loop_frame, index, self._tile)
             return loop_frame
         out = self.avatar.base.copy()
         assert prep.mouth is not None

@@ -465,7 +465,9 @@ class MouthWarp:
         chin_shift = (drop * profile - 0.6 * shape.close * rest_gap * (1.0 - t)) * self._vfall[r0:r1]
         sy = np.where(low_out <= Y, Y - chin_shift, Y)
         skip = self._crease * min(1.0, 4.0 * shape.opening)
-        if skip > 0:
+        reach = 2.0 * self._crease
+        near_lips = skip > 0 and Y[0, 0] <= float(low_out.max()) + reach and Y[-1, 0] >= float(up_out.min()) - reach
+        if near_lips:
             # Where the lips part, their inner edges show lip, not the dark crease the closed lips made in the photo:
             # the first pixels of each moved lip edge are read a little further into the lip.
             # (Over twice the crease's width, so the lip is compressed at most 2:1 there, never folded.)
@@ -473,12 +475,13 @@ class MouthWarp:
             sy = np.where((below >= 0) & (below < 1.0), sy + skip * side * (1.0 - below), sy)
         # Above the upper lip's inner edge: the band from the fixed top down to the moved lip line follows the lip
         # smoothly (no kink in the skin's texture where the stretch starts), never folding.
-        band = np.maximum(up_out - self._top, 1.0)
-        follow = smoothstep((Y - self._top) / band) * np.minimum(close_up, band / 1.6)
-        sy = np.where((self._top <= Y) & (up_out > Y), Y - follow, sy)
+        if shape.close > 0:
+            band = np.maximum(up_out - self._top, 1.0)
+            follow = smoothstep((Y - self._top) / band) * np.minimum(close_up, band / 1.6)
+            sy = np.where((self._top <= Y) & (up_out > Y), Y - follow, sy)
         # Inside the gap, the photo's own interior (its teeth) stays with the upper jaw...
         sy = np.where((up_out <= Y) & (low_out > Y), Y - close_up, sy)
-        if skip > 0:
+        if near_lips:
             above = (up_out - Y) / (2.0 * self._crease)
             sy = np.where((above > 0) & (above < 1.0), sy - skip * 0.6 * side * (1.0 - above), sy)
         warped = self._sample(sx, sy)

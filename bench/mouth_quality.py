@@ -1,0 +1,359 @@
+#!/usr/bin/env python3
+"""Mouth quality of photo and video avatars, before and after issue 14, in one run.
+
+    .venv/bin/python bench/mouth_quality.py [--clips ../shared/data/talking-faces] [--seconds 12] [--baseline REV]
+
+"Before" is the renderer and demo avatars at git revision ``--baseline`` (default: the commit before issue 14's
+mouth work), loaded from git into this process; "after" is the working tree. Both render the same lip-sync track:
+the trained ONNX model run on the real speech of each clip in ``--clips`` (people talking to the camera, with their
+own audio).
+
+Video avatars (built from each clip, by the baseline builder and by the current one):
+
+- open-close rate: cycles per second of the on-screen mouth (inner lip gap landmarked on the rendered frames) against
+  the lip-sync track's ``jaw_open``, both through a Schmitt trigger set on each signal's own range: the
+  rendered signal is the ``jaw_open`` of the mouth on screen (the atlas tile's, measured on its source frame at build
+  time; the baseline's two blended tiles' weighted mean), and, for reference, the inner lip gap landmarked on the
+  rendered frames; goal within 10 %;
+- mouth sharpness: variance of the Laplacian in the mouth region of rendered speech frames over the same measure on
+  the clip's own speech frames; goal >= 0.9.
+
+Photo avatars (the demo avatars): the on-screen inner lip gap landmarked on rendered frames against the ``jaw_open``
+the renderer was given (after the session's smoother), Pearson r; goal >= 0.9.
+
+Render cost: frames per second on one core of the session path (smoother, idle life, compositor) at 512x640
+(grace-hopper) and for a video avatar, before and after, interleaved so machine load hits both alike.
+
+Not a test: numbers depend on the machine (printed first, load average included); nothing here asserts.
+"""
+
+from __future__ import annotations
+
+import os
+
+# One core means one thread everywhere: set before numpy (and its BLAS) is imported.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import types  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import av  # noqa: E402
+import numpy as np  # noqa: E402
+import soxr  # noqa: E402
+from machine import describe  # noqa: E402
+
+from avaluma.renderer import builder  # noqa: E402
+from avaluma.renderer import compositor as comp_module  # noqa: E402
+from avaluma.renderer.animator import Animator  # noqa: E402
+from avaluma.renderer.avatar import Avatar  # noqa: E402
+from avaluma.renderer.compositor import Compositor, Prepared, prepared  # noqa: E402
+from avaluma.renderer.facemesh import FaceMesh  # noqa: E402
+from avaluma.renderer.hvia import load_hvia, load_hvia_bytes  # noqa: E402
+from avaluma.renderer.lipsync.base import LIPSYNC_SAMPLE_RATE  # noqa: E402
+from avaluma.renderer.rig_builder import LOWER_LIP_INNER, UPPER_LIP_INNER, lip_gap, mouth_measure  # noqa: E402
+from avaluma.renderer.smoothing import MouthSmoother  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+FPS = 25
+#: The last commit before issue 14 changed the mouth (renderer/mouth.py, atlas.py, builder.py, demo avatars).
+BASELINE = "3a5f3df"
+OPEN, SHUT = 0.6, 0.3
+
+
+# --- the baseline, from git ------------------------------------------------------------------------------------
+
+
+def git_bytes(rev: str, path: str) -> bytes:
+    return subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, capture_output=True, check=True).stdout
+
+
+def old_module(rev: str, path: str, name: str) -> types.ModuleType:
+    """A module of the renderer as it was at ``rev`` (its imports resolve to today's package)."""
+    module = types.ModuleType(name)
+    sys.modules[name] = module
+    exec(compile(git_bytes(rev, path).decode(), f"{rev}:{path}", "exec"), module.__dict__)
+    return module
+
+
+def with_old_mouth(avatar: Avatar, old_mouth: types.ModuleType) -> Avatar:
+    """Make every Compositor of ``avatar`` render its mouth with the baseline's MouthWarp."""
+    prep = prepared(avatar)
+    comp_module._CACHE[avatar] = Prepared(
+        mouth=old_mouth.MouthWarp(avatar.base, avatar.rig), eyes=prep.eyes, head=prep.head, atlas=prep.atlas
+    )
+    return avatar
+
+
+# --- speech and its lip-sync track ----------------------------------------------------------------------------
+
+
+def clip_audio(path: Path, seconds: float) -> np.ndarray:
+    """The clip's speech, mono float32 at the lip-sync rate."""
+    chunks, rate = [], 0
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        rate = stream.rate
+        for frame in container.decode(stream):
+            chunks.append(frame.to_ndarray().astype(np.float32).mean(axis=0))
+    audio = np.concatenate(chunks)[: int(seconds * rate)]
+    return np.asarray(soxr.resample(audio, rate, LIPSYNC_SAMPLE_RATE), dtype=np.float32)
+
+
+def lipsync_track(audio: np.ndarray) -> np.ndarray:
+    """Per-frame mouth parameters from the default (trained ONNX) backend, streamed in 100 ms chunks."""
+    from avaluma.renderer.lipsync.onnx_backend import OnnxBackend, OnnxOptions
+
+    stream = OnnxBackend(OnnxOptions(threads=1)).open_stream(fps=FPS)
+    step = LIPSYNC_SAMPLE_RATE // 10
+    parts = [stream.push(audio[i : i + step]).params for i in range(0, len(audio), step)]
+    parts.append(stream.flush().params)
+    return np.concatenate([p for p in parts if len(p)]).astype(np.float32)
+
+
+def smoothed(track: np.ndarray) -> np.ndarray:
+    smoother = MouthSmoother(fps=FPS)
+    return np.stack([smoother(p) for p in track])
+
+
+def cycles_per_s(signal: np.ndarray) -> float:
+    """Open-close cycles per second through a Schmitt trigger set on the signal's own range (open above 60 %, shut
+    below 30 % of its 10th..90th percentile span), so signals on different scales (the model's jaw_open, a tile's
+    measured jaw, a landmarked lip gap) are counted alike."""
+    q10, q90 = np.percentile(signal, [10, 90])
+    high, low = q10 + OPEN * (q90 - q10), q10 + SHUT * (q90 - q10)
+    is_open, cycles = False, 0
+    for v in signal:
+        if not is_open and v > high:
+            is_open, cycles = True, cycles + 1
+        elif is_open and v < low:
+            is_open = False
+    return cycles / (len(signal) / FPS)
+
+
+# --- measuring rendered frames --------------------------------------------------------------------------------
+
+
+class Landmarker:
+    """Face mesh tracked through a sequence of frames (re-detected when lost)."""
+
+    def __init__(self, mesh: FaceMesh) -> None:
+        self.mesh = mesh
+        self.previous: np.ndarray | None = None
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        points, presence = (0.0, 0.0) if self.previous is None else self.mesh.track(rgb, self.previous)
+        if self.previous is None or presence < 0.5:
+            face = max(self.mesh.detect(rgb), key=lambda f: f.width)
+            points, _ = self.mesh.landmarks_from_detection(rgb, face)
+        self.previous = np.asarray(points)
+        return self.previous
+
+
+def mouth_sharpness(rgb: np.ndarray, lm: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey image in a box around the mouth (1.3 x 0.9 mouth widths)."""
+    cx, cy, width, _ = mouth_measure(lm)
+    x0, x1 = int(cx - 0.65 * width), int(cx + 0.65 * width)
+    y0, y1 = int(cy - 0.45 * width), int(cy + 0.45 * width)
+    grey = rgb[max(0, y0) : y1, max(0, x0) : x1].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    lap = 4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:]
+    return float(lap.var())
+
+
+def on_screen_jaw(gaps: np.ndarray) -> np.ndarray:
+    """Inner lip gaps (relative to the mouth width) as ``jaw_open`` (the atlas builder's mapping, rest subtracted)."""
+    rest = float(np.percentile(gaps, 10))
+    return np.asarray(np.clip((gaps - rest) / 0.38, 0.0, 1.0))
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
+
+
+# --- video avatars --------------------------------------------------------------------------------------------
+
+
+def source_speech_sharpness(frames: list[np.ndarray], rate: float, mesh: FaceMesh, size: tuple[int, int]) -> float:
+    """Mouth sharpness of the clip's own frames (framed as the builder frames them) while the mouth is open."""
+    picked = [frames[i] for i in builder._resample_indices(len(frames), rate, FPS)]
+    face = builder.find_face(mesh, picked[0], "clip")
+    box = builder.framing(face, picked[0].shape[1], picked[0].shape[0], size)
+    track = Landmarker(mesh)
+    values = []
+    for f in picked:
+        crop = builder._crop(f, box, size)
+        lm = track(crop)
+        values.append((lip_gap(lm), mouth_sharpness(crop, lm)))
+    gaps = np.array([g for g, _ in values])
+    opened = gaps > np.percentile(gaps, 10) + 0.05
+    return float(np.median(np.array([s for _, s in values])[opened]))
+
+
+def render_video(
+    avatar: Avatar, params: np.ndarray, old_atlas: types.ModuleType | None
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Frames of a video avatar speaking ``params`` (already smoothed), and the ``jaw_open`` of the mouth each shows
+    (the tile's, as measured on its source frame at build time): today's compositor, or the baseline's atlas (two
+    nearest tiles blended) placed on the same loop frames."""
+    assert avatar.video is not None
+    tiles = avatar.video.atlas.params
+    out, shown = [], []
+    if old_atlas is None:
+        comp = Compositor(avatar)
+        for i, p in enumerate(params):
+            out.append(comp.render(p, frame=i))
+            shown.append(float(tiles[comp._tile, 0]))
+        return out, np.array(shown)
+    atlas = old_atlas.AtlasMouth(avatar.video)
+    for i, p in enumerate(params):
+        frame = avatar.video.frames[i % len(avatar.video.frames)].copy()
+        atlas.paste(frame, i % len(avatar.video.frames), p)
+        ids, weights = atlas.select(p)
+        out.append(frame)
+        shown.append(float(sum(w * tiles[j, 0] for j, w in zip(ids, weights, strict=True))))
+    return out, np.array(shown)
+
+
+def measure_video(frames: list[np.ndarray], mesh: FaceMesh) -> tuple[np.ndarray, np.ndarray]:
+    track = Landmarker(mesh)
+    gaps, sharp = [], []
+    for f in frames:
+        lm = track(f)
+        gaps.append(lip_gap(lm))
+        sharp.append(mouth_sharpness(f, lm))
+    return np.array(gaps), np.array(sharp)
+
+
+def bench_video(clip: Path, seconds: float, rev: str, mesh: FaceMesh) -> None:
+    print(f"\nvideo avatar from {clip.name} ({seconds:g} s of its speech)")
+    frames, rate = builder.read_video(clip, max_s=seconds)
+    track = smoothed(lipsync_track(clip_audio(clip, seconds)))
+    n = min(len(track), int(len(frames) / rate * FPS))
+    track = track[:n]
+    source = source_speech_sharpness(frames, rate, mesh, (512, 512))
+    target = cycles_per_s(track[:, 0])
+    print(f"  lip-sync track: {target:.2f} open-close cycles/s; source mouth sharpness {source:.0f} (Laplacian var)")
+    old_builder = old_module(rev, "renderer/builder.py", "old_builder")
+    old_atlas = old_module(rev, "renderer/atlas.py", "old_atlas")
+    for label, build, atlas_module in (
+        ("before", old_builder.build_video_avatar, old_atlas),
+        ("after", builder.build_video_avatar, None),
+    ):
+        started = time.perf_counter()
+        avatar = build(frames, rate, avatar_id="bench", source=clip.name, mesh=mesh)
+        built = time.perf_counter() - started
+        rendered, shown = render_video(avatar, track, atlas_module)
+        gaps, sharp = measure_video(rendered, mesh)
+        rate_r = cycles_per_s(shown)
+        rate_l = cycles_per_s(on_screen_jaw(gaps))
+        speaking = track[:, 0] > 0.2
+        ratio = float(np.median(sharp[speaking])) / source if speaking.any() else float("nan")
+        report = builder.build_report(avatar)
+        print(
+            f"  {label:>6}: open-close {rate_r:.2f} cycles/s ({100 * (rate_r / target - 1):+.0f} % vs track; "
+            f"landmarked on screen {rate_l:.2f}), "
+            f"mouth sharpness {ratio:.2f} of the source, {len(avatar.video.atlas.params)} atlas tiles, "  # type: ignore[union-attr]
+            f"built in {built:.0f} s" + (f"; {report[0]}" if report else "")
+        )
+
+
+# --- photo avatars --------------------------------------------------------------------------------------------
+
+
+def bench_photo(name: str, track: np.ndarray, rev: str, mesh: FaceMesh) -> None:
+    old_mouth = old_module(rev, "renderer/mouth.py", "old_mouth")
+    path = f"assets/avatars/{name}.hvia"
+    for label, avatar in (
+        ("before", with_old_mouth(load_hvia_bytes(git_bytes(rev, path), source=f"{rev}:{path}"), old_mouth)),
+        ("after", load_hvia(ROOT / path)),
+    ):
+        comp = Compositor(avatar)
+        landmarks = Landmarker(mesh)
+        gaps = []
+        for p in track:
+            lm = landmarks(comp.render(p, press=1.0))
+            gaps.append(float(np.linalg.norm(lm[LOWER_LIP_INNER, :2] - lm[UPPER_LIP_INNER, :2])))
+        g = np.array(gaps)
+        mw = avatar.rig.mouth_width
+        jaw = track[:, 0]
+        closed = track[:, 1]
+        coef = np.linalg.lstsq(np.c_[jaw, closed, np.ones_like(jaw)], g / mw, rcond=None)[0]
+        print(
+            f"  {label:>6} {name}: gap vs jaw_open r = {pearson(g, jaw):.3f}; gap at jaw_open > 0.6: "
+            f"{np.mean(g[jaw > 0.6]) / mw if (jaw > 0.6).any() else float('nan'):.2f} of the mouth width; "
+            f"regression gap/width = {coef[0]:+.3f} jaw_open {coef[1]:+.3f} lips_closed"
+        )
+
+
+# --- render cost ----------------------------------------------------------------------------------------------
+
+
+def frames_per_s(avatar: Avatar, params: np.ndarray) -> Callable[[], float]:
+    animator = Animator(avatar, fps=FPS)
+
+    def run() -> float:
+        started = time.perf_counter()
+        for p in params:
+            animator.next_frame(p, speaking=True)
+        return len(params) / (time.perf_counter() - started)
+
+    run()  # warm-up
+    return run
+
+
+def bench_cost(track: np.ndarray, rev: str, video: Avatar | None) -> None:
+    old_mouth = old_module(rev, "renderer/mouth.py", "old_mouth")
+    path = "assets/avatars/grace-hopper.hvia"
+    runs = {
+        "photo 512x640 before": frames_per_s(
+            with_old_mouth(load_hvia_bytes(git_bytes(rev, path), source=path), old_mouth), track
+        ),
+        "photo 512x640 after": frames_per_s(load_hvia(ROOT / path), track),
+    }
+    if video is not None:
+        runs["video 512x512 after"] = frames_per_s(video, track)
+    results: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(3):
+        for key, run in runs.items():
+            results[key].append(run())
+    print("\nrender cost on one core (session path: smoother, idle life, compositor; best of 3 interleaved runs)")
+    for key, values in results.items():
+        best = max(values)
+        print(f"  {key:>22}: {best:6.0f} frames/s ({1000 / best:.2f} ms/frame)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=Path, default=ROOT.parent / "shared" / "data" / "talking-faces")
+    parser.add_argument("--seconds", type=float, default=12.0)
+    parser.add_argument("--baseline", default=BASELINE, help="git revision of the 'before' code and avatars")
+    parser.add_argument("--skip-video", action="store_true")
+    args = parser.parse_args(argv)
+    print(describe(baseline=args.baseline))
+    mesh = FaceMesh(progress=lambda message: None)
+    clips = sorted(args.clips.glob("*.mp4")) if args.clips.is_dir() else []
+    if not clips:
+        print(f"(no clips in {args.clips}: the video part and real speech need them)")
+        return 1
+    track = smoothed(lipsync_track(clip_audio(clips[0], args.seconds)))
+    rate = cycles_per_s(track[:, 0])
+    print(f"\nphoto avatars speaking {clips[0].name}'s audio ({len(track)} frames, track {rate:.2f} cycles/s)")
+    for name in ("grace-hopper", "astronaut"):
+        bench_photo(name, track, args.baseline, mesh)
+    video = None
+    if not args.skip_video:
+        for clip in clips:
+            bench_video(clip, args.seconds, args.baseline, mesh)
+        frames, rate = builder.read_video(clips[0], max_s=args.seconds)
+        video = builder.build_video_avatar(frames, rate, avatar_id="cost", mesh=mesh)
+    bench_cost(track, args.baseline, video)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""A video avatar's mouth: one real tile per frame (never a blend of two), chosen with temporal coherence."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from avaluma.renderer.atlas import AtlasMouth
+from avaluma.renderer.avatar import MouthAtlas, VideoAssets
+
+JAWS = (0.0, 0.2, 0.4, 0.6)
+
+
+def video() -> VideoAssets:
+    """Four flat-coloured tiles (jaw 0, 0.2, 0.4, 0.6) on a grey 2-frame loop; the mouth at (64, 64), 40 px wide."""
+    tiles = np.stack([np.full((40, 44, 3), 40 + 60 * i, np.uint8) for i in range(len(JAWS))])
+    params = np.array([[j, 1.0 if j == 0 else 0.0, 0.0, 0.0] for j in JAWS], dtype=np.float32)
+    atlas = MouthAtlas(tiles=tiles, params=params, anchor=(22.0, 16.0), ref_width=40.0)
+    frames = np.full((2, 128, 128, 3), 128, np.uint8)
+    mouth = np.array([[64.0, 64.0, 40.0, 0.0]] * 2, dtype=np.float32)
+    return VideoAssets(frames=frames, mouth=mouth, atlas=atlas)
+
+
+def test_each_frame_shows_one_real_tile_not_a_blend() -> None:
+    assets = video()
+    mouth = AtlasMouth(assets)
+    between = np.array([0.3, 0.0, 0.0, 0.0], dtype=np.float32)  # halfway between two tiles
+    frame = assets.frames[0].copy()
+    mouth.paste(frame, 0, mouth.select(between))
+    centre = frame[60:68, 60:68].reshape(-1, 3)
+    assert {int(v) for v in centre[:, 0]} <= {40 + 60 * i for i in range(len(JAWS))}  # a tile's own pixels
+
+
+def test_parameter_noise_does_not_flick_the_mouth_between_neighbouring_tiles() -> None:
+    mouth = AtlasMouth(video())
+    rng = np.random.default_rng(0)
+    previous, switches = None, 0
+    for _ in range(200):
+        jaw = 0.3 + rng.uniform(-0.02, 0.02)  # jitter across the boundary between the 0.2 and 0.4 tiles
+        tile = mouth.select(np.array([jaw, 0.0, 0.0, 0.0], dtype=np.float32), previous)
+        switches += previous is not None and tile != previous
+        previous = tile
+    assert switches == 0
+    # A real change of shape does switch, at once.
+    assert JAWS[mouth.select(np.array([0.6, 0.0, 0.0, 0.0], dtype=np.float32), previous)] == 0.6
+    assert JAWS[mouth.select(np.array([0.0, 1.0, 0.0, 0.0], dtype=np.float32), previous)] == 0.0
