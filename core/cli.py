@@ -43,6 +43,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "triton": ("avaluma.core.ops.triton.cli:triton_group", "Run NVIDIA Triton with the lip-sync model repository."),
     "models": ("avaluma.core.ops.triton.cli:models_group", "Push a new lip-sync model version into Triton."),
     "avatar": ("avaluma.renderer.cli:avatar_group", "Build, inspect and preview .hvia avatar files."),
+    "playground": (
+        "avaluma.core.server.playground.app:playground_command",
+        "See and hear an avatar live in the browser (WebRTC, offline TTS, microphone).",
+    ),
     "doctor": (
         "avaluma.core.server.doctor:doctor_command",
         "Check this machine for what Avaluma needs; say what to do.",
