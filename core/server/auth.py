@@ -5,9 +5,10 @@ tooling sends). Health checks and reflection stay open so load balancers and ``g
 Keys are compared in constant time against every configured key, so timing reveals neither a key nor which one
 matched.
 
-Failed authentication is throttled per client address (:class:`FailureThrottle`, shared with the HTTP API): after a
-burst of failures, every call from that address gets ``RESOURCE_EXHAUSTED`` (HTTP 429) without its key being looked
-at, until the bucket refills, so keys cannot be guessed at line rate. Rejections are logged through a
+Failed authentication is throttled per client address (:class:`FailureThrottle`; the HTTP API has its own): after a
+burst of failures, further calls from that address without a valid key get ``RESOURCE_EXHAUSTED`` (HTTP 429) until the
+bucket refills, so keys cannot be guessed at line rate. A valid key is never throttled: clients behind one proxy share
+its address, and one misconfigured client must not lock the others out. Rejections are logged through a
 :class:`LogSampler` (one line per interval with the count of those left out), so a flood does not flood the log.
 """
 
@@ -184,7 +185,7 @@ class ApiKeyInterceptor(_ServerInterceptor):
     """Rejects calls without a valid API key with ``UNAUTHENTICATED``; health and reflection are exempt.
 
     Failures count against the caller's address in ``throttle``; an address over its budget gets
-    ``RESOURCE_EXHAUSTED`` for every call, valid key or not, until the budget refills.
+    ``RESOURCE_EXHAUSTED`` for calls without a valid key until the budget refills.
     """
 
     def __init__(self, keys: ApiKeys, throttle: FailureThrottle | None = None) -> None:
@@ -202,12 +203,12 @@ class ApiKeyInterceptor(_ServerInterceptor):
         sampler = self._log
 
         def verdict(context: grpc.aio.ServicerContext[Any, Any]) -> tuple[grpc.StatusCode, str] | None:
-            client = peer_address(context.peer() or "")
-            wait_s = throttle.retry_after(client)
-            if wait_s > 0:
-                return grpc.StatusCode.RESOURCE_EXHAUSTED, throttle.message(wait_s)
             if valid:
                 return None
+            client = peer_address(context.peer() or "")
+            wait_s = throttle.retry_after(client)
+            if wait_s > 0:  # over the budget: refused as rate-limited, neither counted nor logged
+                return grpc.StatusCode.RESOURCE_EXHAUSTED, throttle.message(wait_s)
             throttle.failed(client)
             dropped = sampler.take()
             if dropped is not None:

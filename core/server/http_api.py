@@ -8,11 +8,11 @@
 
 The API key goes in the ``api-secret`` header (``x-api-key`` and ``Authorization: Bearer`` work too, as on gRPC).
 Each key has a token-bucket rate limit; a refused call gets ``429`` with ``Retry-After``. Failed authentication is
-throttled per client address the same way (:class:`~avaluma.core.server.auth.FailureThrottle`), and rejections are
-logged sampled. A connection that has not sent complete request headers within ``http.header_timeout_s`` (or sits idle
-that long between requests) is closed; a body not received within ``http.body_timeout_s`` is answered ``408``.
-Errors are JSON ``{status: "error", code, message}`` where ``code`` is the gRPC status name, so both APIs report the
-same thing.
+throttled per client address the same way (:class:`~avaluma.core.server.auth.FailureThrottle`; a valid key never
+is), and rejections are logged sampled. A connection that has not sent complete request headers within
+``http.header_timeout_s`` (or sits idle that long between requests) is closed; a body not received within
+``http.body_timeout_s`` is answered ``408``. Errors are JSON ``{status: "error", code, message}`` where ``code`` is
+the gRPC status name, so both APIs report the same thing.
 
 A thin adapter: it validates the body's shape and delegates to :class:`~avaluma.core.live.sessions.SessionRegistry`,
 exactly like the gRPC ``AvatarService``.
@@ -190,16 +190,17 @@ class HttpApi:
 
     def _guarded(self, handler: Handler) -> Handler:
         async def guarded(request: web.Request) -> web.StreamResponse:
-            client = request.remote or ""
-            blocked_s = self._throttle.retry_after(client)
-            if blocked_s > 0:  # checked before the key: a throttled address learns nothing about its guesses
-                return _error_response(
-                    ResourceExhausted(self._throttle.message(blocked_s)),
-                    status=429,
-                    headers={"Retry-After": str(math.ceil(blocked_s))},
-                )
             key = _request_key(request)
             if key is None or not self._keys.is_valid(key):
+                # A valid key is never throttled (clients behind one proxy share its address); failures are.
+                client = request.remote or ""
+                blocked_s = self._throttle.retry_after(client)
+                if blocked_s > 0:
+                    return _error_response(
+                        ResourceExhausted(self._throttle.message(blocked_s)),
+                        status=429,
+                        headers={"Retry-After": str(math.ceil(blocked_s))},
+                    )
                 self._throttle.failed(client)
                 dropped = self._log.take()
                 if dropped is not None:

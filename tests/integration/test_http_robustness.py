@@ -115,9 +115,11 @@ async def test_failed_http_authentication_is_throttled_and_sampled(http, caplog)
         statuses.append(status)
     assert statuses[0] == 401 and statuses[-1] == 429
     assert statuses.count(401) < 40
-    # While throttled, even the right key is not looked at.
-    status, _ = await raw_http(port, post("/v1/livekit/stop-avatar", b"{}", f"api-secret: {API_KEY}\r\n".encode()))
-    assert status == 429
+    # A valid key is never throttled: clients behind one proxy share an address.
+    status, body = await raw_http(
+        port, post("/v1/livekit/stop-avatar", b'{"session_id": "nope"}', f"api-secret: {API_KEY}\r\n".encode())
+    )
+    assert status == 404, body
     rejections = [r for r in caplog.records if "without a valid API key" in r.getMessage()]
     assert 1 <= len(rejections) <= 2
 
@@ -134,8 +136,9 @@ async def test_failed_grpc_authentication_is_throttled_and_sampled(channel, capl
         codes.append(info.value.code())
     assert codes[0] == grpc.StatusCode.UNAUTHENTICATED and codes[-1] == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "too many failed authentication attempts" in info.value.details()
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stub.ListAvatars(avatar_registry_pb2.ListAvatarsRequest(), metadata=(("x-api-key", API_KEY),), timeout=30)
-    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    listed = await stub.ListAvatars(
+        avatar_registry_pb2.ListAvatarsRequest(), metadata=(("x-api-key", API_KEY),), timeout=30
+    )
+    assert [a.id for a in listed.avatars] == ["astronaut"]  # a valid key is never throttled
     rejections = [r for r in caplog.records if "without a valid API key" in r.getMessage()]
     assert 1 <= len(rejections) <= 2
