@@ -10,7 +10,9 @@ A plain static page (``static/``, no build step) talks to this aiohttp app:
   ``/audio`` (a file in the body: anything FFmpeg decodes), ``/mic`` ``{on}`` (push to talk: the microphone becomes
   one segment), ``/stop`` (the stock ``lk.clear_buffer``: the mouth closes at once), ``/state`` ``{state}`` (idle,
   listening, thinking);
-- events (``playback_started``, ``playback_finished``, ``state``) go to the page on the data channel it opens.
+- events (``playback_started``, ``playback_finished``, ``state``) go to the page on the data channel it opens;
+- ``POST /api/build?id=...&kind=photo|video`` (the file in the body) builds a new avatar as ``avaluma avatar build``
+  does, in a thread; ``GET /api/build/{job}`` is its progress, ``/api/build/{job}/preview.png`` its contact sheet.
 
 Each connection runs the server's own :class:`~avaluma.core.live.playout.Playout` (the clocked player of LiveKit
 sessions and Render streams) with a sink that feeds the two WebRTC tracks.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import io
 import json
 import logging
 import secrets
@@ -153,6 +156,19 @@ class Session:
         )
 
 
+@dataclass
+class BuildJob:
+    """An avatar being built from an upload: what the page polls (progress, then the preview sheet or the error)."""
+
+    id: str
+    avatar_id: str
+    status: str = "running"
+    message: str = "starting"
+    fraction: float = 0.0
+    error: str = ""
+    preview: bytes | None = None
+
+
 class Playground:
     """Avatars, the lip-sync backend and the TTS, shared by every browser session; the aiohttp routes."""
 
@@ -166,6 +182,8 @@ class Playground:
         if not self.store.ids():
             raise NotFound(f"no avatars in {config.avatars_dir}: build one with `avaluma avatar build photo.jpg`")
         self.sessions: dict[str, Session] = {}
+        self.builds: dict[str, BuildJob] = {}
+        self.build_tasks: set[asyncio.Task[None]] = set()
         self._backend: Any = None
         self._tts: Any = None
         self._lock = asyncio.Lock()
@@ -218,6 +236,9 @@ class Playground:
         app.router.add_post("/api/sessions/{id}/stop", self._stop)
         app.router.add_post("/api/sessions/{id}/state", self._state)
         app.router.add_post("/api/report", self._report)
+        app.router.add_post("/api/build", self._build)
+        app.router.add_get("/api/build/{job}", self._build_status)
+        app.router.add_get("/api/build/{job}/preview.png", self._build_preview)
         app.router.add_static("/static/", STATIC_DIR)
         app.on_shutdown.append(lambda _app: self.close())
         return app
@@ -353,6 +374,81 @@ class Playground:
         session.send({"type": "state", "state": state})
         return web.json_response({"status": "ok", "state": state})
 
+    async def _build(self, request: web.Request) -> web.Response:
+        """Build an avatar from the uploaded photo (or short clip, ``kind=video``) in a thread; poll its job."""
+        from avaluma.renderer.avatar import AVATAR_ID_RE
+
+        avatar_id = request.query.get("id", "")
+        kind = request.query.get("kind", "photo")
+        if not AVATAR_ID_RE.fullmatch(avatar_id):
+            raise InvalidArgument("avatar id: use 1-64 characters of a-z, 0-9, '-' and '_', starting with a letter")
+        if kind not in ("photo", "video"):
+            raise InvalidArgument("kind must be photo or video")
+        data = await request.read()
+        if not data:
+            raise InvalidArgument("no file in the request body: upload a photo or a short clip")
+        job = BuildJob(secrets.token_hex(6), avatar_id)
+        self.builds[job.id] = job
+        task = asyncio.create_task(asyncio.to_thread(self._run_build, job, kind, data))
+        self.build_tasks.add(task)
+        task.add_done_callback(self.build_tasks.discard)
+        return web.json_response({"job": job.id})
+
+    def _run_build(self, job: BuildJob, kind: str, data: bytes) -> None:
+        """The builder of ``avaluma avatar build``, with its progress reported to the page (runs in a thread)."""
+        from avaluma.renderer import builder
+        from avaluma.renderer.hvia import dump_hvia_bytes
+        from avaluma.renderer.preview import contact_sheet
+
+        def progress(message: str, fraction: float | None) -> None:
+            job.message, job.fraction = message, fraction if fraction is not None else job.fraction
+
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / f"upload.{'mp4' if kind == 'video' else 'img'}"
+                path.write_bytes(data)
+                if kind == "photo":
+                    avatar = builder.build_photo_avatar(
+                        builder.read_image(path), avatar_id=job.avatar_id, source="upload", progress=progress
+                    )
+                else:
+                    progress("reading the clip", 0.0)
+                    frames, rate = builder.read_video(path)
+                    avatar = builder.build_video_avatar(
+                        frames, rate, avatar_id=job.avatar_id, source="upload", progress=progress
+                    )
+            progress("storing", 1.0)
+            self.store.add(dump_hvia_bytes(avatar), job.avatar_id, overwrite=True)
+            buffer = io.BytesIO()
+            contact_sheet(avatar).save(buffer, format="PNG", optimize=True)
+            job.preview = buffer.getvalue()
+            job.status, job.message = "done", "done"
+        except AvalumaError as exc:
+            job.status, job.error = "error", exc.message
+        except Exception as exc:  # the page shows it; the playground goes on
+            log.exception("avatar build failed", extra={"avatar_id": job.avatar_id})
+            job.status, job.error = "error", f"{type(exc).__name__}: {exc}"
+
+    async def _build_status(self, request: web.Request) -> web.Response:
+        job = self.builds.get(request.match_info["job"])
+        if job is None:
+            raise NotFound("no such build")
+        return web.json_response(
+            {
+                "status": job.status,
+                "message": job.message,
+                "fraction": job.fraction,
+                "avatar_id": job.avatar_id,
+                "error": job.error,
+            }
+        )
+
+    async def _build_preview(self, request: web.Request) -> web.Response:
+        job = self.builds.get(request.match_info["job"])
+        if job is None or job.preview is None:
+            raise NotFound("no preview (yet) for this build")
+        return web.Response(body=job.preview, content_type="image/png")
+
     async def _report(self, request: web.Request) -> web.Response:
         await self.reports.put(await request.json())
         return web.json_response({"status": "ok"})
@@ -369,6 +465,8 @@ class Playground:
     async def close(self) -> None:
         for session in list(self.sessions.values()):
             await self._end(session)
+        for task in list(self.build_tasks):  # a build in its thread finishes; nothing waits for its result
+            task.cancel()
         if self._tts is not None:
             await self._tts.aclose()
 

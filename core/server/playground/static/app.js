@@ -188,6 +188,31 @@ for (const button of document.querySelectorAll("#states button")) {
   };
 }
 
+$("build").onclick = async () => {
+  const file = $("build-file").files[0], id = $("build-id").value.trim();
+  if (!file || !id) return log("give the new avatar an id and pick a photo or a clip");
+  const kind = file.type.startsWith("video/") ? "video" : "photo";
+  try {
+    const { job } = await api(`/api/build?id=${encodeURIComponent(id)}&kind=${kind}`, undefined, file);
+    const bar = $("build-progress");
+    bar.hidden = false;
+    $("build-preview").hidden = true;
+    for (;;) {
+      const s = await api(`/api/build/${job}`);
+      bar.value = s.fraction;
+      $("build-status").textContent = s.error || s.message;
+      if (s.status === "error") return log(`build failed: ${s.error}`);
+      if (s.status === "done") break;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    $("build-preview").src = `/api/build/${job}/preview.png`;
+    $("build-preview").hidden = false;
+    await loadAvatars();
+    $("avatar").value = id;
+    log(`built avatar ${id}: connect to see it`);
+  } catch (e) { log(`error: ${e.message}`); }
+};
+
 // --- the self-test (?autotest=1) ---------------------------------------------------------------------------
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
