@@ -2,6 +2,7 @@
 """Mouth quality of photo and video avatars, before and after issue 14, in one run.
 
     .venv/bin/python bench/mouth_quality.py [--clips ../shared/data/talking-faces] [--seconds 12] [--baseline REV]
+    .venv/bin/python bench/mouth_quality.py --sheets docs/avatars   # before/after contact sheets of the demo avatars
 
 "Before" is the renderer and demo avatars at git revision ``--baseline`` (default: the commit before issue 14's
 mouth work), loaded from git into this process; "after" is the working tree. Both render the same lip-sync track:
@@ -327,13 +328,36 @@ def bench_cost(track: np.ndarray, rev: str, video: Avatar | None) -> None:
         print(f"  {key:>22}: {best:6.0f} frames/s ({1000 / best:.2f} ms/frame)")
 
 
+def write_sheets(directory: Path, rev: str) -> None:
+    """``<id>-before.jpg`` (baseline code and avatar) and ``<id>-after.jpg`` contact sheets of the demo avatars."""
+    from PIL import Image
+
+    from avaluma.renderer.preview import contact_sheet
+
+    old_mouth = old_module(rev, "renderer/mouth.py", "old_mouth")
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("astronaut", "grace-hopper"):
+        path = f"assets/avatars/{name}.hvia"
+        before = with_old_mouth(load_hvia_bytes(git_bytes(rev, path), source=f"{rev}:{path}"), old_mouth)
+        for label, avatar in (("before", before), ("after", load_hvia(ROOT / path))):
+            sheet = contact_sheet(avatar)
+            sheet = sheet.resize((sheet.width * 4 // 5, sheet.height * 4 // 5), Image.Resampling.LANCZOS)
+            out = directory / f"{name}-{label}.jpg"
+            sheet.save(out, quality=78, optimize=True)
+            print(f"wrote {out} ({out.stat().st_size // 1024} kB)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=Path, default=ROOT.parent / "shared" / "data" / "talking-faces")
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--baseline", default=BASELINE, help="git revision of the 'before' code and avatars")
     parser.add_argument("--skip-video", action="store_true")
+    parser.add_argument("--sheets", type=Path, default=None, help="write before/after contact sheets here and stop")
     args = parser.parse_args(argv)
+    if args.sheets is not None:
+        write_sheets(args.sheets, args.baseline)
+        return 0
     print(describe(baseline=args.baseline))
     mesh = FaceMesh(progress=lambda message: None)
     clips = sorted(args.clips.glob("*.mp4")) if args.clips.is_dir() else []

@@ -165,14 +165,19 @@ def _validated(avatar: Avatar, source: str) -> Avatar:
 
 #: A photo whose inner lip gap is wider than this fraction of the mouth width is "open": its rest pose is closed.
 OPEN_MOUTH_GAP = 0.03
+#: ...unless it is a smile whose gap (at most this wide) is mostly teeth: then the photo is the rest pose.
+SMILE_MAX_GAP = 0.3
+SMILE_TEETH_FRACTION = 0.4
+#: The photo's teeth colour is used (for synthesised teeth) only when enamel fills at least this much of the gap.
+MIN_TEETH_FRACTION = 0.25
 # Inner lip contour pairs (upper, lower) from corner to corner, MediaPipe indices.
 _INNER_PAIRS = ((191, 95), (80, 88), (81, 178), (82, 87), (13, 14), (312, 317), (311, 402), (310, 318), (415, 324))
 _INNER_RING = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
 
 
-def photo_teeth(rgb: U8, landmarks: F32) -> list[float] | None:
-    """The colour of the teeth an open-mouthed photo shows (bright, unsaturated pixels inside the inner lip
-    contour), or None when it shows too few: the synthesised teeth then take this photo's own enamel."""
+def photo_teeth(rgb: U8, landmarks: F32) -> tuple[list[float] | None, float]:
+    """What shows between the lips of a photo whose lips are apart: the colour of its teeth (bright, unsaturated
+    pixels inside the inner lip contour; None when too few) and the fraction of the gap they fill."""
     from PIL import ImageDraw
 
     ring = [(float(landmarks[i, 0]), float(landmarks[i, 1])) for i in _INNER_RING]
@@ -180,17 +185,19 @@ def photo_teeth(rgb: U8, landmarks: F32) -> list[float] | None:
     ImageDraw.Draw(mask_img).polygon(ring, fill=255)
     inside = rgb[np.asarray(mask_img) > 0].astype(np.float32)
     if len(inside) < 30:
-        return None
-    luma = inside @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        return None, 0.0
+    weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    luma = inside @ weights
     saturation = (inside.max(axis=1) - inside.min(axis=1)) / np.maximum(inside.max(axis=1), 1.0)
-    # Brighter than the lips' wet inner edge and nearly grey: enamel, not lip or tongue.
-    lips = float(np.median(luma))
-    teeth = inside[(luma > max(90.0, 1.15 * lips, float(np.percentile(luma, 60)))) & (saturation < 0.22)]
-    if len(teeth) < max(12, 0.06 * len(inside)):
-        return None
-    top = teeth[teeth @ np.array([0.299, 0.587, 0.114], dtype=np.float32) >= np.percentile(
-        teeth @ np.array([0.299, 0.587, 0.114], dtype=np.float32), 50)]  # fmt: skip
-    return [round(float(v), 1) for v in np.median(top, axis=0)]
+    # Enamel: nearly grey and bright, brighter than the lips' wet inner edge (the gap's darker half).
+    lips = float(np.percentile(luma, 25))
+    enamel = (luma > max(90.0, 1.3 * lips)) & (saturation < 0.25)
+    teeth = inside[enamel]
+    fraction = float(enamel.mean())
+    if len(teeth) < 12 or fraction < MIN_TEETH_FRACTION:  # a few bright pixels may be wet lip, not enamel
+        return None, fraction
+    top = teeth[teeth @ weights >= np.percentile(teeth @ weights, 50)]
+    return [round(float(v), 1) for v in np.median(top, axis=0)], fraction
 
 
 def close_mouth(mesh: FaceMesh, rgb: U8, landmarks: F32) -> tuple[U8, F32]:
@@ -242,13 +249,23 @@ def build_photo_avatar(
     rest: dict[str, Any] = {}
     gap = lip_gap(landmarks)
     if gap > OPEN_MOUTH_GAP:
-        teeth = photo_teeth(rgb, landmarks)
-        rgb, landmarks = close_mouth(mesh, rgb, landmarks)
-        rest = {
-            "rest_pose": f"the lips in the photo are apart ({100 * gap:.0f} % of the mouth width): the avatar rests "
-            "with them closed",
-            "mouth": {"source_gap": round(gap, 3), **({"teeth_rgb": teeth} if teeth else {})},
+        teeth, fraction = photo_teeth(rgb, landmarks)
+        mouth = {
+            "source_gap": round(gap, 3),
+            "teeth_fraction": round(fraction, 2),
+            **({"teeth_rgb": teeth} if teeth else {}),
         }
+        if gap <= SMILE_MAX_GAP and fraction >= SMILE_TEETH_FRACTION:
+            # A smile showing its teeth: the real teeth are the best reference there is; they stay, and move with the
+            # upper jaw, and the mouth opens below them.
+            rest = {"rest_pose": "", "mouth": mouth}
+        else:
+            rgb, landmarks = close_mouth(mesh, rgb, landmarks)
+            rest = {
+                "rest_pose": f"the lips in the photo are apart ({100 * gap:.0f} % of the mouth width): the avatar "
+                "rests with them closed",
+                "mouth": mouth,
+            }
     avatar = Avatar(
         id=avatar_id,
         name=name or avatar_id,

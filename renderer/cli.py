@@ -464,7 +464,7 @@ def describe(avatar: Avatar) -> dict[str, object]:
 )
 @click.pass_context
 def preview_command(ctx: click.Context, target: str, output: Path | None) -> None:
-    """Write a contact sheet PNG: the avatar at key mouth shapes and idle states."""
+    """Write a contact sheet PNG: key mouth shapes and idle states, mouth close-ups at every viseme, a speech strip."""
     from avaluma.renderer.preview import contact_sheet
 
     try:

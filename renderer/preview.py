@@ -1,6 +1,14 @@
-"""Contact sheets: an avatar at key mouth shapes and idle states, in one PNG for people to look at.
+"""Contact sheets: an avatar at key mouth shapes and idle states, its mouth across the visemes, and a strip of speech,
+in one PNG for people to look at.
 
-Each cell is the face region of a real compositor frame (no retouching), labelled with what it shows.
+Three sections, every cell a real frame (no retouching), labelled with what it shows:
+
+1. the face at key shapes (rest, jaw 0.3 / 0.6 / 1.0, rounded, stretched, pressed) and idle states (blinks,
+   listening, thinking);
+2. mouth close-ups at each viseme's canonical shape (the shapes the lip-sync model is trained towards), enlarged,
+   so teeth, cavity, lip texture and edges can be judged;
+3. a strip of speech: consecutive frames (every other frame at 25 fps) of a short phrase through the same smoother,
+   idle life and compositor a live session uses, close on the lower face.
 """
 
 from __future__ import annotations
@@ -9,9 +17,17 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFont
 
+from avaluma.renderer.animator import Animator
 from avaluma.renderer.avatar import Avatar
 from avaluma.renderer.compositor import Compositor, face_box
-from avaluma.renderer.idle import IdlePose
+from avaluma.renderer.idle import IdleConfig, IdlePose
+from avaluma.renderer.lipsync.visemes import (
+    VISEME_SHAPES,
+    VISEMES,
+    coarticulated_params,
+    frame_labels,
+    spans_from_events,
+)
 
 U8 = npt.NDArray[np.uint8]
 
@@ -32,8 +48,21 @@ SHAPES: tuple[tuple[str, tuple[float, float, float, float], float, IdlePose | No
     ("thinking", _REST, 0.0, IdlePose(blink=0.22, head_dx=-0.014, head_dy=-0.012)),
 )
 
+#: "Hello, my piece of news", as IPA onsets (seconds): every mouth class, two lip closures, pauses at both ends.
+PHRASE: tuple[tuple[float, str], ...] = (
+    (0.20, "h"), (0.26, "ə"), (0.33, "l"), (0.40, "o"), (0.58, "m"), (0.66, "a"), (0.84, "p"), (0.92, "i"),
+    (1.06, "s"), (1.16, "ə"), (1.22, "v"), (1.30, "n"), (1.37, "u"), (1.55, "z"), (1.66, "ʃ"), (1.76, "ɔ"),
+    (1.92, "t"), (1.98, " "),
+)  # fmt: skip
+PHRASE_S = 2.2
+
 CELL = (200, 250)
 COLUMNS = 6
+MOUTH_CELL = (150, 112)
+MOUTH_COLUMNS = 8
+STRIP_CELL = (150, 150)
+STRIP_FRAMES = 16
+FPS = 25
 
 
 def _crop_box(avatar: Avatar) -> tuple[int, int, int, int]:
@@ -47,29 +76,97 @@ def _crop_box(avatar: Avatar) -> tuple[int, int, int, int]:
     return left, top, int(min(avatar.width, left + w)), int(min(avatar.height, top + h))
 
 
+def _box(avatar: Avatar, width: float, up: float, down: float, aspect: float) -> tuple[int, int, int, int]:
+    """A box ``width`` mouth widths wide around the mouth, from ``up`` above to ``down`` below its centre."""
+    rig = avatar.rig
+    mw = rig.mouth_width
+    cx, cy = rig.mouth_center
+    w = width * mw
+    h = max((up + down) * mw, w / aspect)
+    top = cy - up * mw
+    left = int(max(0, min(avatar.width - w, cx - w / 2)))
+    top_i = int(max(0, min(avatar.height - h, top)))
+    return left, top_i, int(min(avatar.width, left + w)), int(min(avatar.height, top_i + h))
+
+
+def speech_params(fps: int = FPS) -> npt.NDArray[np.float32]:
+    """Mouth parameters of :data:`PHRASE` at ``fps`` (the lip-sync model's own training targets, coarticulated)."""
+    spans = spans_from_events(list(PHRASE), PHRASE_S)
+    labels = frame_labels(spans, int(PHRASE_S * 100))
+    params = coarticulated_params(labels)
+    out: npt.NDArray[np.float32] = params[:: 100 // fps].astype(np.float32)
+    return out
+
+
+def _fonts() -> tuple[ImageFont.ImageFont | ImageFont.FreeTypeFont, ImageFont.ImageFont | ImageFont.FreeTypeFont]:
+    try:
+        return ImageFont.load_default(size=15), ImageFont.load_default(size=19)
+    except (TypeError, OSError):  # Pillow without FreeType: the bitmap font
+        return ImageFont.load_default(), ImageFont.load_default()
+
+
 def contact_sheet(avatar: Avatar) -> Image.Image:
     """The contact sheet of ``avatar`` as an RGB image."""
-    comp = Compositor(avatar)
-    box = _crop_box(avatar)
-    try:
-        font = ImageFont.load_default(size=15)
-        title_font = ImageFont.load_default(size=19)
-    except (TypeError, OSError):  # Pillow without FreeType: the bitmap font
-        font = title_font = ImageFont.load_default()
-    rows = -(-len(SHAPES) // COLUMNS)
+    font, title_font = _fonts()
     label_h, title_h, gap = 24, 40, 6
-    sheet_w = COLUMNS * (CELL[0] + gap) + gap
-    sheet_h = title_h + rows * (CELL[1] + label_h + gap) + gap
+    rows = -(-len(SHAPES) // COLUMNS)
+    mouth_rows = -(-len(VISEMES) // MOUTH_COLUMNS)
+    strip_rows = -(-STRIP_FRAMES // MOUTH_COLUMNS)
+    sheet_w = max(COLUMNS * (CELL[0] + gap), MOUTH_COLUMNS * (MOUTH_CELL[0] + gap)) + gap
+    sections_y = (
+        title_h,
+        title_h + rows * (CELL[1] + label_h + gap) + title_h,
+        title_h + rows * (CELL[1] + label_h + gap) + 2 * title_h + mouth_rows * (MOUTH_CELL[1] + label_h + gap),
+    )
+    sheet_h = sections_y[2] + strip_rows * (STRIP_CELL[1] + label_h + gap) + gap
     sheet = Image.new("RGB", (sheet_w, sheet_h), (24, 26, 30))
     draw = ImageDraw.Draw(sheet)
     title = f"{avatar.name} - {avatar.kind} avatar {avatar.width}x{avatar.height}, .hvia v{avatar.format_version}"
     draw.text((gap + 4, 10), title, fill=(235, 235, 235), font=title_font)
+
+    def cell(img: Image.Image, label: str, x: int, y: int, size: tuple[int, int]) -> None:
+        sheet.paste(img, (x, y))
+        draw.text((x + 4, y + size[1] + 4), label, fill=(210, 210, 210), font=font)
+
+    # 1. key shapes and idle states, one fresh compositor per cell (no tile memory between unrelated shapes).
+    box = _crop_box(avatar)
     for i, (label, params, press, pose) in enumerate(SHAPES):
-        frame = comp.render(np.array(params, dtype=np.float32), pose=pose, press=press)
-        cell = Image.fromarray(frame).resize(CELL, Image.Resampling.LANCZOS, box=box)
+        frame = Compositor(avatar).render(np.array(params, dtype=np.float32), pose=pose, press=press)
         r, c = divmod(i, COLUMNS)
-        x = gap + c * (CELL[0] + gap)
-        y = title_h + r * (CELL[1] + label_h + gap)
-        sheet.paste(cell, (x, y))
-        draw.text((x + 4, y + CELL[1] + 4), label, fill=(210, 210, 210), font=font)
+        img = Image.fromarray(frame).resize(CELL, Image.Resampling.LANCZOS, box=box)
+        cell(img, label, gap + c * (CELL[0] + gap), sections_y[0] + r * (CELL[1] + label_h + gap), CELL)
+
+    # 2. mouth close-ups across the visemes.
+    y = sections_y[1] - title_h + 10
+    draw.text((gap + 4, y), "mouth at each viseme (close-up)", fill=(235, 235, 235), font=title_font)
+    mouth_box = _box(avatar, 1.5, 0.5, 0.62, MOUTH_CELL[0] / MOUTH_CELL[1])
+    for i, (name, shape) in enumerate(zip(VISEMES, VISEME_SHAPES, strict=True)):
+        frame = Compositor(avatar).render(shape.astype(np.float32), press=1.0)
+        r, c = divmod(i, MOUTH_COLUMNS)
+        img = Image.fromarray(frame).resize(MOUTH_CELL, Image.Resampling.LANCZOS, box=mouth_box)
+        label = f"{name} jaw {shape[0]:.2f}"
+        cell(
+            img, label, gap + c * (MOUTH_CELL[0] + gap), sections_y[1] + r * (MOUTH_CELL[1] + label_h + gap), MOUTH_CELL
+        )
+
+    # 3. a strip of speech through a live session's animator.
+    y = sections_y[2] - title_h + 10
+    draw.text(
+        (gap + 4, y), '"hello, my piece of news" (every 2nd frame, 25 fps)', fill=(235, 235, 235), font=title_font
+    )
+    animator = Animator(avatar, fps=FPS, idle=IdleConfig())
+    strip_box = _box(avatar, 2.4, 1.0, 1.4, STRIP_CELL[0] / STRIP_CELL[1])
+    params = speech_params()
+    start = 4  # the phrase starts after a short pause
+    for i, p in enumerate(params):
+        frame = animator.next_frame(p, speaking=True)
+        k = (i - start) // 2
+        if i < start or (i - start) % 2 or k >= STRIP_FRAMES:
+            continue
+        r, c = divmod(k, MOUTH_COLUMNS)
+        img = Image.fromarray(frame).resize(STRIP_CELL, Image.Resampling.LANCZOS, box=strip_box)
+        label = f"{i / FPS:.2f} s"
+        cell(
+            img, label, gap + c * (STRIP_CELL[0] + gap), sections_y[2] + r * (STRIP_CELL[1] + label_h + gap), STRIP_CELL
+        )
     return sheet

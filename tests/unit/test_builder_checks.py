@@ -162,3 +162,14 @@ def test_open_mouth_photo_rests_closed_and_opens_one_mouth(mesh: FaceMesh, hoppe
     opened = Compositor(avatar).render(np.array([0.8, 0.0, 0.0, 0.0], dtype=np.float32), press=1.0)
     runs = _dark_runs(opened[ys, x].astype(float), dark)
     assert len([r for r in runs if r >= cavity]) == 1, runs  # one cavity, under one set of teeth
+
+
+def test_a_smile_showing_its_teeth_stays_the_rest_pose(mesh: FaceMesh) -> None:
+    """The astronaut smiles with her upper teeth showing: the real teeth are kept (they move with the upper jaw) and
+    their colour is measured for the parts the renderer draws."""
+    photo = np.array(load_hvia(ROOT / "assets" / "avatars" / "astronaut.hvia").base)
+    avatar = build_photo_avatar(photo, avatar_id="smile", mesh=mesh)
+    assert avatar.metadata["rest_pose"] == ""
+    mouth = avatar.metadata["mouth"]
+    assert mouth["teeth_fraction"] >= 0.4 and min(mouth["teeth_rgb"]) > 180
+    np.testing.assert_array_equal(avatar.base, photo)

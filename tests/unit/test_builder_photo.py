@@ -28,19 +28,16 @@ def mesh() -> FaceMesh:
 
 @pytest.fixture(scope="module")
 def photo() -> np.ndarray:
-    """The astronaut photo as the demo avatar keeps it: the 512x512 original with its smile closed (the builder's
-    rest pose for a photo whose lips are apart)."""
+    """The astronaut photo (the demo avatar's base image is the unmodified 512x512 original)."""
     return np.array(load_hvia(ROOT / "assets" / "avatars" / "astronaut.hvia").base)
 
 
 def test_rig_lands_on_the_face(mesh: FaceMesh, photo: np.ndarray) -> None:
     avatar = build_photo_avatar(photo, avatar_id="a", mesh=mesh)
     rig = avatar.rig
-    # Hand-measured on the original photo for format version 1 (corners, chin): the detected rig agrees within a few
-    # pixels. The lips, apart in the original (inner edges at y 141.5 and 148), meet in between.
+    # Hand-measured on this photo for format version 1: the detected rig agrees within a few pixels.
     assert abs(rig.mouth_left[0] - 203) < 5 and abs(rig.mouth_right[0] - 244) < 5
-    assert abs(rig.chin[1] - 177.5) < 5 and 141.5 < rig.upper_lip_inner[1] < 148
-    assert rig.lower_lip_inner[1] - rig.upper_lip_inner[1] < 1.0
+    assert abs(rig.chin[1] - 177.5) < 5 and abs(rig.upper_lip_inner[1] - 141.5) < 3
     assert len(avatar.eyes) == 2
     for eye, expected_x in zip(sorted(avatar.eyes, key=lambda e: e.upper[0][0]), (203, 247), strict=True):
         assert abs((eye.upper[0][0] + eye.upper[-1][0]) / 2 - expected_x) < 8
