@@ -15,5 +15,7 @@ RPC_CLEAR_BUFFER: Final = "lk.clear_buffer"
 #: RPCs from the avatar back to the sender of a segment.
 RPC_PLAYBACK_STARTED: Final = "lk.playback_started"
 RPC_PLAYBACK_FINISHED: Final = "lk.playback_finished"
+#: RPC of the hosted avatar API from the agent: show an agent state (payload ``{"state": "listening"}``).
+RPC_AGENT_STATE_CHANGED: Final = "agent_state_changed"
 #: Attribute of the avatar's token naming the agent it publishes on behalf of (``livekit.agents.types``).
 PUBLISH_ON_BEHALF_ATTRIBUTE: Final = "lk.publish_on_behalf"

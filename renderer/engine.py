@@ -50,6 +50,8 @@ class PlaybackEvent:
     segment: int  #: segment number since the stream started, from 0
     position_s: float  #: seconds of the segment played when the event happened
     interrupted: bool = False
+    #: Who sent the segment, where a live player knows it (playback replies go there); the engine leaves it empty.
+    sender: str = ""
 
 
 RenderOutput = RenderedFrame | PlaybackEvent

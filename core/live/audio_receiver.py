@@ -33,6 +33,7 @@ from typing import Any, Final, Protocol
 
 from avaluma.core.avatar_protocol import (
     AUDIO_STREAM_TOPIC,
+    RPC_AGENT_STATE_CHANGED,
     RPC_CLEAR_BUFFER,
     RPC_PLAYBACK_FINISHED,
     RPC_PLAYBACK_STARTED,
@@ -45,7 +46,6 @@ from avaluma.renderer.engine import PlaybackEvent
 
 log = logging.getLogger(__name__)
 
-RPC_AGENT_STATE_CHANGED: Final = "agent_state_changed"
 #: With no chunk (and no trailer) for this long a segment ends anyway: the stock receiver's fallback.
 STREAM_IDLE_TIMEOUT_S: Final = 10.0
 #: Attempts for each playback RPC, and the pause between them (the stock receiver's values).
@@ -217,11 +217,6 @@ class AudioStreamReceiver:
         self._streams_changed = asyncio.Event()
         self._current: _Stream | None = None
         self._superseded = asyncio.Event()
-        #: Who sent each segment the playout has not finished: playback RPCs go back to them.
-        self._segment_senders: dict[int, str] = {}
-        self._last_sender: str | None = None
-        #: The caller of the clear being handled: its answer goes there when no segment was open.
-        self._clear_caller: str | None = None
         self._outbox: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -264,11 +259,12 @@ class AudioStreamReceiver:
             self._superseded.set()
         for stream in self._streams:  # queued streams belong to the cleared audio too
             stream.cleared = True
-        self._clear_caller = call.caller_identity
-        try:
-            events = self._playout.clear()  # emits the finished events through on_playback, synchronously
-        finally:
-            self._clear_caller = None
+        # The playout emits the finished events (watchers, on_playback: each open segment's goes to its sender); the
+        # one for "nothing was open" has no sender, so the caller gets it here.
+        events = self._playout.clear()
+        for event in events:
+            if not event.sender:
+                self._reply(call.caller_identity, event)
         log.debug("clear_buffer handled", extra={"segments_finished": len(events)})
         return "ok"
 
@@ -282,14 +278,14 @@ class AudioStreamReceiver:
         return "ok"
 
     def on_playback(self, event: PlaybackEvent) -> None:
-        """A playback event of the playout: tell the sender of that segment (or the last sender)."""
+        """A playback event of the playout: tell the sender of that segment (the playout carries it on the event)."""
+        if event.sender:
+            self._reply(event.sender, event)
+
+    def _reply(self, destination: str, event: PlaybackEvent) -> None:
         if event.kind == "started":
-            destination = self._segment_senders.get(event.segment, self._last_sender)
-            if destination:
-                self._outbox.put_nowait((destination, RPC_PLAYBACK_STARTED, ""))
-            return
-        destination = self._segment_senders.pop(event.segment, None) or self._clear_caller or self._last_sender
-        if destination:
+            self._outbox.put_nowait((destination, RPC_PLAYBACK_STARTED, ""))
+        else:
             self._outbox.put_nowait((destination, RPC_PLAYBACK_FINISHED, playback_finished_payload(event)))
 
     # --- internals -------------------------------------------------------------------------------------------
@@ -336,9 +332,7 @@ class AudioStreamReceiver:
             if not usable:
                 continue
             chunk = pcm16_to_mono(data[:usable], fmt.sample_rate, fmt.num_channels)
-            segment = self._playout.push_audio(chunk)
-            self._segment_senders[segment] = stream.sender
-            self._last_sender = stream.sender
+            self._playout.push_audio(chunk, sender=stream.sender)
 
     async def _chunks(self, stream: _Stream) -> AsyncIterator[bytes]:
         """The stream's chunks; ends early when superseded, cleared or idle (its trailer may be lost)."""

@@ -5,15 +5,14 @@ The parts, outside in:
 - :func:`start_livekit_runtime` is the thin room adapter: it publishes ``avatar_video`` (camera) and ``avatar_audio``
   (microphone) — the avatar's token carries ``lk.publish_on_behalf``, so LiveKit shows them as the agent's — wires
   the stream handler and RPCs, and turns room events (everyone left, reconnecting) into session decisions;
-- :class:`SessionRuntime` is the session itself, room-free: a :class:`Playout` fed by an
+- :class:`LiveSession` is the session itself, room-free: a :class:`Playout` fed by an
   :class:`AudioStreamReceiver`, playback / error / per-second stats events published to the session's watchers,
   and the idle timeout. Tests build it with a recording sink and a scripted ``send_rpc``;
 - :class:`AVSyncSink` publishes each frame's video, then exactly its audio, through ``rtc.AVSynchronizer``, and
   records the resulting audio-minus-video offset (``avaluma.av.offset``);
-- :class:`FaultRelay` carries lip-sync backend faults (Triton died) from the render threads to the session: an
-  ``error`` event, and under the backend's ``end`` policy the session ends with ``EndReason.LIPSYNC_UNAVAILABLE``;
-- :class:`AgentAudioBridge` drives a :class:`Playout` from LiveKit Agents' ``AudioReceiver`` interface (e.g.
-  ``QueueAudioOutput``): the in-process, AvatarRunner-style path used by the offline end-to-end tests.
+- :class:`FaultRelay` (in :mod:`.playout`) carries lip-sync backend faults (Triton died) from the render threads to
+  the session: an ``error`` event, and under the backend's ``end`` policy the session ends with
+  ``EndReason.LIPSYNC_UNAVAILABLE``.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ from avaluma.core.live.audio_receiver import AudioStreamReceiver, SenderPolicy, 
 from avaluma.core.live.events import EndReason, SessionError, SessionStats
 from avaluma.core.live.playout import Clock, FaultRelay, FrameSink, Playout
 from avaluma.core.live.telemetry_render import KIND_LIVEKIT, lipsync_instrumentation, stream_telemetry
-from avaluma.core.media import AudioChunk, decode_pcm16, float_to_pcm16
+from avaluma.core.media import float_to_pcm16
 from avaluma.core.tasks import cancel_and_wait
 from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderSession
 from avaluma.renderer.lipsync.base import LipSyncBackend, LipSyncFault
@@ -54,7 +53,7 @@ AUDIO_TRACK_NAME: Final = "avatar_audio"
 EndSession = Callable[[EndReason, str], None]
 
 
-class SessionRuntime:
+class LiveSession:
     """A live session without the room: receiver, playout, events, stats and idle timeout.
 
     ``session`` receives the events (:meth:`Session.publish`); ``end`` is called once when the session should end
@@ -174,7 +173,7 @@ class SessionRuntime:
                 return
 
 
-def build_session_runtime(
+def build_live_session(
     session: Session,
     avatar: Avatar,
     backend: LipSyncBackend,
@@ -187,7 +186,7 @@ def build_session_runtime(
     is_agent: Callable[[str], bool] = lambda _identity: False,
     clock: Clock | None = None,
     stats_interval_s: float = STATS_INTERVAL_S,
-) -> SessionRuntime:
+) -> LiveSession:
     """A session's runtime rendering with the server's shared ``backend``: inference spans and metrics
     (:func:`lipsync_instrumentation`), backend faults reported to the session (:class:`FaultRelay`), segment spans
     parented on the ``StartSession`` call (``session.trace_context``). Call on the event loop; then :meth:`start`."""
@@ -200,7 +199,7 @@ def build_session_runtime(
         seed=session.render.seed,
         instrumentation=lipsync_instrumentation(backend, on_fault=faults.from_worker),
     )
-    return SessionRuntime(
+    return LiveSession(
         session,
         render,
         sink,
@@ -285,9 +284,9 @@ class AVSyncSink:
 
 
 class LiveKitRuntime:
-    """A :class:`SessionRuntime` joined to its room, with the media tracks published."""
+    """A :class:`LiveSession` joined to its room, with the media tracks published."""
 
-    def __init__(self, runtime: SessionRuntime, sink: AVSyncSink, room: Any, handlers: dict[str, Any]) -> None:
+    def __init__(self, runtime: LiveSession, sink: AVSyncSink, room: Any, handlers: dict[str, Any]) -> None:
         self.runtime = runtime
         self._sink = sink
         self._room = room
@@ -330,7 +329,7 @@ async def start_livekit_runtime(
         participant = room.remote_participants.get(identity)
         return participant is not None and participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
 
-    runtime = build_session_runtime(
+    runtime = build_live_session(
         session,
         avatar,
         backend,
@@ -371,63 +370,3 @@ async def start_livekit_runtime(
         room.on(event, handler)
     runtime.start()
     return LiveKitRuntime(runtime, sink, room, handlers)
-
-
-# --- LiveKit Agents' AudioReceiver (in-process) ------------------------------------------------------------------
-
-
-class AgentAudioBridge:
-    """Plays a LiveKit Agents ``AudioReceiver`` (``QueueAudioOutput``, ``DataStreamAudioReceiver``) with a
-    :class:`Playout`, answering it the way an avatar worker does: ``notify_playback_started`` on the first published
-    frame of a segment, ``notify_playback_finished`` after its last one or on ``clear_buffer``.
-
-    Create it, pass :meth:`on_playback` as the playout's ``on_event``, then :meth:`start`.
-    """
-
-    def __init__(self, receiver: Any) -> None:
-        self._receiver = receiver
-        self._playout: Playout | None = None
-        self._task: asyncio.Task[None] | None = None
-        #: Playback notifications still being sent: owned here, cancelled and awaited in :meth:`aclose`.
-        self._notifications: set[asyncio.Future[Any]] = set()
-
-    def on_playback(self, event: PlaybackEvent) -> None:
-        if event.kind == "started":
-            self._notify(self._receiver.notify_playback_started())
-        else:
-            self._notify(
-                self._receiver.notify_playback_finished(
-                    playback_position=event.position_s, interrupted=event.interrupted
-                )
-            )
-
-    def _notify(self, result: Any) -> None:
-        if asyncio.iscoroutine(result):
-            task = asyncio.ensure_future(result)
-            self._notifications.add(task)
-            task.add_done_callback(self._notifications.discard)
-            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
-
-    def start(self, playout: Playout) -> None:
-        from livekit.agents.voice.avatar import AudioSegmentEnd
-
-        self._playout = playout
-        self._receiver.on("clear_buffer", self._on_clear_buffer)
-
-        async def read() -> None:
-            async for item in self._receiver:
-                if isinstance(item, AudioSegmentEnd):
-                    playout.end_segment()
-                    continue
-                playout.push_audio(AudioChunk(decode_pcm16(bytes(item.data), item.num_channels), item.sample_rate))
-
-        self._task = asyncio.create_task(read(), name="avaluma-agent-audio-bridge")
-
-    def _on_clear_buffer(self) -> None:
-        if self._playout is not None:
-            self._playout.clear()
-
-    async def aclose(self) -> None:
-        self._receiver.off("clear_buffer", self._on_clear_buffer)
-        await cancel_and_wait(*self._notifications)
-        await cancel_and_wait(self._task, keep_errors=True)

@@ -306,6 +306,8 @@ class Playout:
         #: Segments the engine is rendering, in order (engine events carry the engine's own numbering).
         self._rendering: deque[int] = deque()
         self._next_segment = 0
+        #: The sender of each segment not yet finished: given once, to push_audio, and carried on its events.
+        self._senders: dict[int, str] = {}
         self._playing: int | None = None
         self._played_frames = 0
         #: Bumped by clear(): a render step that started before it returns stale output, which is dropped.
@@ -338,8 +340,10 @@ class Playout:
     def clock(self) -> Clock:
         return self._clock
 
-    def push_audio(self, chunk: AudioChunk) -> int:
+    def push_audio(self, chunk: AudioChunk, *, sender: str = "") -> int:
         """Queue audio of the current segment (opening one if none is receiving); returns its segment number.
+
+        ``sender`` (who sent the segment) is recorded when the segment opens and carried on its playback events.
 
         Raises :class:`ResourceExhausted` when more than :data:`MAX_BACKLOG_S` of audio already waits.
         """
@@ -352,6 +356,7 @@ class Playout:
             self._receiving = self._next_segment
             self._next_segment += 1
             self._open.append(self._receiving)
+            self._senders[self._receiving] = sender
         self.last_activity = self._clock.now()
         self.telemetry.audio_received()
         if chunk.samples.size:
@@ -381,12 +386,13 @@ class Playout:
         position = self._played_frames / self._fps if self._playing is not None else 0.0
         if self._open:
             events = [
-                PlaybackEvent("finished", s, position if s == self._playing else 0.0, interrupted=True)
+                PlaybackEvent("finished", s, position if s == self._playing else 0.0, True, self._senders.get(s, ""))
                 for s in self._open
             ]
-        else:
+        else:  # nothing open: still answered, for the last segment, to whoever asked (no sender)
             events = [PlaybackEvent("finished", max(0, self._next_segment - 1), 0.0, interrupted=True)]
         self._open.clear()
+        self._senders.clear()
         self._receiving = None
         self._playing = None
         self._played_frames = 0
@@ -571,6 +577,7 @@ class Playout:
         else:
             if event.segment in self._open:
                 self._open.remove(event.segment)
+            self._senders.pop(event.segment, None)
             if self._playing == event.segment:
                 self._playing = None
         self._on_event(event)
@@ -675,6 +682,7 @@ class Playout:
             segment = self._rendering[0] if self._rendering else item.segment
             if item.kind == "finished" and self._rendering:
                 self._rendering.popleft()
-            self._ready.append(PlaybackEvent(item.kind, segment, item.position_s, item.interrupted))
+            sender = self._senders.get(segment, "")
+            self._ready.append(PlaybackEvent(item.kind, segment, item.position_s, item.interrupted, sender))
         if outputs:
             self._produced.set()

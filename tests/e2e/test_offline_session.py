@@ -21,8 +21,8 @@ from livekit.agents import Agent, AgentSession
 from livekit.agents.voice.avatar import QueueAudioOutput
 
 from avaluma.agent.testing import LLMReply, ScriptedLLM, ScriptedSTT, ScriptedVAD, SilentAudioInput, ToneTTS, UserTurn
-from avaluma.core.live.livekit_session import AgentAudioBridge
 from avaluma.core.live.playout import Playout
+from avaluma.core.live.testing import AgentAudioBridge
 from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderSession
 from avaluma.renderer.hvia import load_hvia
 from avaluma.renderer.lipsync.energy import EnergyBackend

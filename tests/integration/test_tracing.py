@@ -222,7 +222,7 @@ async def test_a_livekit_sessions_spans_hang_below_its_start_session_call(
     from conftest import server_config
 
     from avaluma.core.live.avatar_store import AvatarStore
-    from avaluma.core.live.livekit_session import SessionRuntime, build_session_runtime
+    from avaluma.core.live.livekit_session import LiveSession, build_live_session
     from avaluma.core.media import pcm16_to_mono
     from avaluma.core.server.app import start_server
     from avaluma.renderer.engine import RenderedFrame
@@ -238,17 +238,17 @@ async def test_a_livekit_sessions_spans_hang_below_its_start_session_call(
         async def clear(self) -> None:
             return None
 
-    runtimes: list[SessionRuntime] = []
+    runtimes: list[LiveSession] = []
     backend = EnergyBackend()
 
     async def connector(url: str, token: str, *, on_disconnected: Callable[[str], None]) -> StandInRoom:
         return StandInRoom()
 
-    async def runtime(session, room, avatar, *, end) -> SessionRuntime:
+    async def runtime(session, room, avatar, *, end) -> LiveSession:
         async def send_rpc(destination: str, method: str, payload: str) -> str:
             return ""
 
-        built = build_session_runtime(
+        built = build_live_session(
             session, avatar, backend, Sink(), fps=25, audio_sample_rate=16_000, send_rpc=send_rpc, end=end
         )
         built.start()

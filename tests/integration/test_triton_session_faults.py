@@ -3,7 +3,7 @@ address and the policy; under ``fallback`` the session keeps playing speech, und
 ``END_REASON_LIPSYNC_UNAVAILABLE``; the other sessions and the server stay up.
 
 No LiveKit server can run here, so rooms are scripted and each session's runtime is the real room-free one
-(:func:`build_session_runtime`: playout, receiver, events) publishing into a recording sink."""
+(:func:`build_live_session`: playout, receiver, events) publishing into a recording sink."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from test_grpc_sessions import ScriptedConnector, token
 from triton_support import copy_repository, require_triton, speech_like
 
 from avaluma.core.live.avatar_store import AvatarStore
-from avaluma.core.live.livekit_session import SessionRuntime, build_session_runtime
+from avaluma.core.live.livekit_session import LiveSession, build_live_session
 from avaluma.core.live.sessions import RoomHandle, Session
 from avaluma.core.media import AudioChunk
 from avaluma.core.ops.triton.server import start_triton
@@ -66,19 +66,19 @@ class Runtimes:
     """The runtime factory of the test servers: the real session runtime with a recording sink."""
 
     def __init__(self) -> None:
-        self.by_id: dict[str, tuple[SessionRuntime, Recorder]] = {}
+        self.by_id: dict[str, tuple[LiveSession, Recorder]] = {}
         self.backend: TritonBackend | None = None
 
     async def __call__(
         self, session: Session, room: RoomHandle, avatar: Avatar, *, end: Callable[[int, str], None]
-    ) -> SessionRuntime:
+    ) -> LiveSession:
         assert self.backend is not None
         sink = Recorder()
 
         async def send_rpc(destination: str, method: str, payload: str) -> str:
             return ""
 
-        runtime = build_session_runtime(
+        runtime = build_live_session(
             session, avatar, self.backend, sink, fps=25, audio_sample_rate=16_000, send_rpc=send_rpc, end=end
         )
         runtime.start()
@@ -107,7 +107,7 @@ async def start(stub: avatar_service_pb2_grpc.AvatarServiceStub, identity: str) 
     return (await stub.StartSession(request, metadata=AUTH)).session_id
 
 
-def play(runtime: SessionRuntime, audio: np.ndarray, *, end: bool = True) -> None:
+def play(runtime: LiveSession, audio: np.ndarray, *, end: bool = True) -> None:
     for i in range(0, len(audio), 1600):
         runtime.playout.push_audio(AudioChunk(audio[i : i + 1600], 16_000))
     if end:
