@@ -99,6 +99,15 @@ def clean_mono(audio: Any) -> npt.NDArray[np.float32]:
     return np.clip(x, -1.0, 1.0)
 
 
+class LipSyncFailed(Exception):
+    """A stream gave up on its session with a fault whose action is ``fallback``: whoever composed a fallback
+    (:class:`~avaluma.renderer.lipsync.fallback.FallbackStream`) takes over from here."""
+
+    def __init__(self, fault: LipSyncFault) -> None:
+        super().__init__(fault.describe())
+        self.fault = fault
+
+
 class LipSyncInstrumentation:
     """What the owner of a stream hears about its calls. The default does nothing; the server supplies one with
     inference spans and latency (``avaluma.core.live.telemetry_render``) and a fault listener."""

@@ -18,8 +18,9 @@ Faults (Triton dies, a request errors, or an answer takes longer than ``timeout_
 (``event=lipsync_fault``), records a :class:`LipSyncFault` (also passed to the backend's ``on_fault`` callback) and
 then follows ``on_failure``:
 
-- ``fallback``: the stream switches to the in-process ONNX backend for the rest of the session, replaying the
-  current segment's audio so no frame is lost or duplicated;
+- ``fallback``: the stream raises :class:`LipSyncFailed` and the :class:`FallbackStream` that
+  :meth:`TritonBackend.open_stream` composed around it switches to the in-process ONNX model for the rest of the
+  session, replaying the current segment's audio so no frame is lost or duplicated;
 - ``end``: this and every later call raise :class:`~avaluma.core.errors.Unavailable` naming the address; the
   session ends, the process and the other sessions stay up.
 
@@ -41,7 +42,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -49,7 +50,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from avaluma.core import telemetry
 from avaluma.core.errors import Unavailable
-from avaluma.renderer.lipsync.base import MOUTH_PARAMS, LipSyncBackend, LipSyncFault, LipSyncStream, MouthFrames
+from avaluma.renderer.lipsync.base import (
+    MOUTH_PARAMS,
+    LipSyncBackend,
+    LipSyncFailed,
+    LipSyncFault,
+    LipSyncStream,
+    MouthFrames,
+)
+from avaluma.renderer.lipsync.fallback import FallbackStream
 from avaluma.renderer.lipsync.framing import MAX_FPS
 from avaluma.renderer.lipsync.onnx_backend import DEFAULT_MODEL, OnnxModel, OnnxStream
 from avaluma.renderer.lipsync.triton_model import (
@@ -170,10 +179,16 @@ class TritonBackend(LipSyncBackend):
 
     # --- LipSyncBackend -------------------------------------------------------------------------------------------
 
-    def open_stream(self, *, fps: float) -> TritonStream:
+    def open_stream(self, *, fps: float) -> LipSyncStream:
+        """A :class:`TritonStream`; under ``on_failure: fallback`` inside a :class:`FallbackStream` to the in-process
+        model (loaded at start, the same file Triton serves)."""
         if self._closed:
             raise RuntimeError("the Triton lip-sync backend is closed")
-        return TritonStream(self, fps)
+        stream = TritonStream(self, fps)
+        local = self._local_model
+        if self.options.on_failure != "fallback" or local is None:
+            return stream
+        return FallbackStream(stream, lambda: OnnxStream(local, fps))
 
     def close(self) -> None:
         if self._closed:
@@ -197,10 +212,6 @@ class TritonBackend(LipSyncBackend):
     def local_model(self) -> OnnxModel | None:
         """The in-process copy of the model (loaded at start): stream geometry, and the fallback."""
         return self._local_model
-
-    @property
-    def fallback_model(self) -> OnnxModel | None:
-        return self._local_model if self.options.on_failure == "fallback" else None
 
     def report(self, fault: LipSyncFault) -> None:
         self.faults.append(fault)
@@ -263,22 +274,14 @@ class TritonStream(LipSyncStream):
         self._seq: _Sequence | None = None
         self._segment_audio: list[F32] = []
         self._emitted = 0
-        self._fallback: OnnxStream | None = None
         self._failure: Unavailable | None = None
         self.fault: LipSyncFault | None = None
         #: Triton model version that answered the current (or last) segment; "" before the first answer.
         self.model_version = ""
 
-    @property
-    def using_fallback(self) -> bool:
-        """True once a fault switched this stream to the in-process backend."""
-        return self._fallback is not None
-
     # --- LipSyncStream --------------------------------------------------------------------------------------------
 
     def _push(self, audio: F32) -> MouthFrames:
-        if self._fallback is not None:
-            return self._fallback.push(audio)
         self._raise_if_failed()
         self._segment_audio.append(audio)
         if not audio.size and self._seq is None:
@@ -286,8 +289,6 @@ class TritonStream(LipSyncStream):
         return self._request(audio, flush=False)
 
     def _flush(self) -> MouthFrames:
-        if self._fallback is not None:
-            return self._fallback.flush()
         self._raise_if_failed()
         if self._seq is None:  # no audio in this segment: nothing to ask for
             self._end_segment()
@@ -297,9 +298,6 @@ class TritonStream(LipSyncStream):
         return frames
 
     def _reset(self) -> None:
-        if self._fallback is not None:
-            self._fallback.reset()
-            return
         seq, self._seq = self._seq, None
         self._end_segment()
         if seq is not None and self._failure is None:
@@ -328,9 +326,9 @@ class TritonStream(LipSyncStream):
             try:
                 frames = _drop_first(self._call(np.concatenate(self._segment_audio), flush=flush), self._emitted)
             except Exception as again:
-                return self._fault(again, flush=flush)
+                return self._fault(again)
         except Exception as exc:
-            return self._fault(exc, flush=flush)
+            return self._fault(exc)
         self._emitted += len(frames)
         return frames
 
@@ -405,33 +403,24 @@ class TritonStream(LipSyncStream):
         if self._failure is not None:
             raise self._failure
 
-    def _fault(self, exc: BaseException, *, flush: bool) -> MouthFrames:
+    def _fault(self, exc: BaseException) -> NoReturn:
+        """Record and report the fault, then give up on the session: :class:`LipSyncFailed` for the composed
+        fallback to take over, or (policy ``end``) :class:`Unavailable` now and on every later call."""
         self._cancel_sequence()
         action = self._options.on_failure
-        fallback_model = self._backend.fallback_model
-        if action == "fallback" and fallback_model is None:
-            action = "end"
         fault = LipSyncFault(
             self._options.url, self._options.model, _describe(exc), action, time.time(), backend=TritonBackend.name
         )
         self.fault = fault
         self._backend.report(fault)
-        if action == "end" or fallback_model is None:
-            self._failure = Unavailable(
-                f"Triton at {self._options.url} failed mid-session ({fault.error}); the session ends because "
-                "lipsync.options.on_failure is 'end' (use 'fallback' to continue in-process)"
-            )
-            raise self._failure
-        # Replay the segment in-process and hand out only the frames Triton had not delivered yet.
-        stream = OnnxStream(fallback_model, self._fps)
-        audio = np.concatenate(self._segment_audio) if self._segment_audio else np.zeros(0, dtype=np.float32)
-        frames = stream.push(audio)
-        if flush:
-            frames = MouthFrames.concat([frames, stream.flush()])
-        emitted = self._emitted
         self._end_segment()
-        self._fallback = stream
-        return _drop_first(frames, emitted)
+        if action == "fallback":
+            raise LipSyncFailed(fault)
+        self._failure = Unavailable(
+            f"Triton at {self._options.url} failed mid-session ({fault.error}); the session ends because "
+            "lipsync.options.on_failure is 'end' (use 'fallback' to continue in-process)"
+        )
+        raise self._failure
 
 
 def _drop_first(frames: MouthFrames, n: int) -> MouthFrames:

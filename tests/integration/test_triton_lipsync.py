@@ -104,7 +104,7 @@ def test_models_push_under_load(triton: TritonServer, in_process: OnnxBackend, t
                 parts = []
                 for start in range(0, len(audio), 640):
                     parts.append(stream.push(audio[start : start + 640]))
-                    versions_seen[i].add(stream.model_version)
+                    versions_seen[i].add(stream.primary.model_version)  # the Triton stream inside the fallback
                 parts.append(stream.flush())
                 results[i].append(MouthFrames.concat(parts))
         except BaseException as exc:
