@@ -768,7 +768,11 @@ def main(argv: list[str] | None = None) -> int:
                 summary.append((cond.name.replace("human test, ", "human test: "), res))
             res_dev = run_set(methods, dev, fps)
             dev_speakers = len({t["speaker"] for t in dev.tags})
-            print_table(f"human DEV split ({dev_speakers} speakers): the TUNING set, optimistic", res_dev, dev)
+            print_table(
+                f"human DEV split ({dev_speakers} speakers): the TUNING set (models are picked on it)",
+                res_dev,
+                dev,
+            )
             summary.append(("human dev (tuning set)", res_dev))
 
         # Synthetic held-out (English), as before.
