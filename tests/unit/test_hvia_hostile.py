@@ -98,9 +98,12 @@ def test_loop_declaring_too_many_decoded_pixels_is_refused_before_decoding() -> 
 
 
 def test_the_caps_leave_room_for_what_the_builder_makes() -> None:
-    # The builder's largest default output: 512x640, 4 s loops at up to 60 fps, 24 tiles about 300x260.
-    assert hvia.MAX_LOOP_DECODED_BYTES >= 240 * 512 * 640 * 3
-    assert hvia.MAX_ATLAS_DECODED_BYTES >= 24 * 300 * 260 * 3
+    from avaluma.renderer import builder
+
+    # The builder's largest default output: 512x640, 4 s loops at up to 60 fps; its atlas stays within its budget.
+    width, height = max(builder.SIZES, key=lambda s: s[0] * s[1])
+    assert hvia.MAX_LOOP_DECODED_BYTES >= round(60 * builder.LOOP_S[1]) * width * height * 3
+    assert hvia.MAX_ATLAS_DECODED_BYTES >= builder.ATLAS_BUDGET_BYTES
 
 
 # --- defect 6: an avatar that loads can be rendered -------------------------------------------------------------
