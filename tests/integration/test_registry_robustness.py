@@ -128,6 +128,26 @@ async def test_concurrent_uploads_are_bounded(channel, auth) -> None:
     assert (await stub.UploadAvatar(iter(again), metadata=auth)).id == "after"
 
 
+async def test_a_stalled_upload_is_ended_and_frees_its_slot(channel, auth, monkeypatch) -> None:
+    from avaluma.core.server.grpc import avatar_registry_service
+
+    monkeypatch.setattr(avatar_registry_service, "UPLOAD_IDLE_TIMEOUT_S", 0.5)
+    stub = avatar_registry_pb2_grpc.AvatarRegistryStub(channel)
+    stalled = []
+    for i in range(MAX_CONCURRENT_UPLOADS):
+        call = stub.UploadAvatar(metadata=auth)
+        await call.write(Upload(metadata=avatar_registry_pb2.UploadAvatarMetadata(avatar_id=f"stalled-{i}")))
+        stalled.append(call)  # ... and nothing more
+    for call in stalled:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await asyncio.wait_for(call, 30)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "sent nothing" in info.value.details()
+    data = photo_bytes()
+    again = [Upload(metadata=avatar_registry_pb2.UploadAvatarMetadata(avatar_id="after")), Upload(chunk=data)]
+    assert (await stub.UploadAvatar(iter(again), metadata=auth)).id == "after"
+
+
 def test_avatar_inspect_reports_a_corrupt_file_without_a_traceback(tmp_path: Path) -> None:
     from avaluma.core.cli import cli
 

@@ -1,7 +1,8 @@
 """``AvatarRegistry``: a thin gRPC adapter over :class:`avaluma.core.live.avatar_store.AvatarStore`.
 
 Uploads are bounded: at most :data:`MAX_CONCURRENT_UPLOADS` calls at once (each buffers up to the file size limit
-and then decodes the avatar, which the ``.hvia`` reader caps; see docs/hvia.md), more are ``RESOURCE_EXHAUSTED``.
+and then decodes the avatar, which the ``.hvia`` reader caps; see docs/hvia.md), more are ``RESOURCE_EXHAUSTED``; an
+upload that sends nothing for :data:`UPLOAD_IDLE_TIMEOUT_S` ends with ``DEADLINE_EXCEEDED`` (it would hold a slot).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import grpc.aio
 
-from avaluma.core.errors import AvalumaError, InvalidArgument, ResourceExhausted
+from avaluma.core.errors import AvalumaError, DeadlineExceeded, InvalidArgument, ResourceExhausted
 from avaluma.core.live.avatar_store import AvatarStore, check_avatar_id
 from avaluma.proto.v1 import avatar_registry_pb2, avatar_registry_pb2_grpc, common_pb2
 from avaluma.renderer.avatar import Avatar
@@ -20,6 +21,26 @@ from avaluma.renderer.hvia import MAX_HVIA_BYTES
 
 #: Upload calls served at once (buffering and decoding are the memory an upload costs).
 MAX_CONCURRENT_UPLOADS = 2
+#: Seconds an upload may go without a message before it is ended.
+UPLOAD_IDLE_TIMEOUT_S = 30.0
+
+
+async def _paced(
+    requests: AsyncIterator[avatar_registry_pb2.UploadAvatarRequest],
+) -> AsyncIterator[avatar_registry_pb2.UploadAvatarRequest]:
+    """``requests``, ending with :class:`DeadlineExceeded` when the client stalls for UPLOAD_IDLE_TIMEOUT_S."""
+    iterator = aiter(requests)
+    while True:
+        try:
+            request = await asyncio.wait_for(anext(iterator), UPLOAD_IDLE_TIMEOUT_S)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"the upload sent nothing for {UPLOAD_IDLE_TIMEOUT_S:g} s: send the whole file, then close the stream"
+            ) from None
+        yield request
+
 
 _KINDS = {"photo": common_pb2.AVATAR_KIND_PHOTO, "video": common_pb2.AVATAR_KIND_VIDEO}
 
@@ -74,7 +95,7 @@ class AvatarRegistryServicer(avatar_registry_pb2_grpc.AvatarRegistryServicer):
                 "uploads): retry in a few seconds"
             )
             drained = 0
-            async for request in request_iterator:
+            async for request in _paced(request_iterator):
                 drained += len(request.chunk)
                 if drained > MAX_HVIA_BYTES:
                     break
@@ -95,7 +116,7 @@ class AvatarRegistryServicer(avatar_registry_pb2_grpc.AvatarRegistryServicer):
         # asyncio client reports INTERNAL instead of the real status when the call ends while it is still writing
         # (grpc/grpc#36066). Only the size limit ends the call early, so an endless stream cannot tie up the server.
         problem: InvalidArgument | None = None
-        async for request in request_iterator:
+        async for request in _paced(request_iterator):
             kind = request.WhichOneof("request")
             size += len(request.chunk)
             if size > MAX_HVIA_BYTES:
