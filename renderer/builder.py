@@ -139,14 +139,14 @@ def _fit(mesh: FaceMesh, rgb: U8, source: str) -> F32:
     return landmarks
 
 
-def check_face(mesh: FaceMesh, rgb: U8, landmarks: F32, *, source: str, source_face_px: float, scale: float) -> None:
+def check_face(mesh: FaceMesh, rgb: U8, landmarks: F32, *, source: str, source_face_px: float) -> None:
     """The builder's face-fit quality checks on the framed picture (see :mod:`avaluma.renderer.face_check`)."""
     h, w = rgb.shape[:2]
     face_check.check_inside(landmarks, w, h, source)
     face_check.check_pose(face_check.head_pose(landmarks), source)
     face_check.check_proportions(landmarks, source)
     face_check.check_fit_spread(face_check.fit_spread(mesh.fit_crop, rgb, landmarks), source)
-    face_check.check_mouth_size(face_check.mouth_width(landmarks), source_face_px, scale, source)
+    face_check.check_mouth_size(face_check.mouth_width(landmarks), source_face_px, source)
 
 
 def _validated(avatar: Avatar, source: str) -> Avatar:
@@ -244,7 +244,7 @@ def build_photo_avatar(
     rgb = _crop(image, box, size)
     progress("fitting the face mesh", 0.6)
     landmarks = _fit(mesh, rgb, source)
-    check_face(mesh, rgb, landmarks, source=source, source_face_px=face.width, scale=size[0] / (box[2] - box[0]))
+    check_face(mesh, rgb, landmarks, source=source, source_face_px=face.width)
     progress("rigging mouth and eyelids", 0.8)
     rest: dict[str, Any] = {}
     gap = lip_gap(landmarks)
@@ -354,8 +354,7 @@ def build_video_avatar(
     landmarks = np.zeros((n, 468, 3), dtype=np.float32)
     lost = np.zeros(n, dtype=bool)
     first = _fit(mesh, crops[0], f"{source} (first frame)")
-    check_face(mesh, crops[0], first, source=f"{source} (first frame)", source_face_px=face.width,
-               scale=size[0] / (box[2] - box[0]))  # fmt: skip
+    check_face(mesh, crops[0], first, source=f"{source} (first frame)", source_face_px=face.width)
     previous: F32 = first
     for i in range(n):
         points, presence = mesh.track(crops[i], previous)

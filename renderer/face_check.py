@@ -22,6 +22,7 @@ which runs the face mesh again.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,18 +152,21 @@ def check_inside(lm: F32, width: int, height: int, source: str) -> None:
         )
 
 
-def check_mouth_size(mouth_px: float, face_px_source: float, scale: float, source: str) -> None:
-    """``mouth_px``: mouth width in the avatar; ``scale``: avatar px per source px."""
+def check_mouth_size(mouth_px: float, face_px_source: float, source: str) -> None:
+    """``mouth_px``: mouth width in the avatar; ``face_px_source``: the face's width in the source picture. The
+    builder never enlarges a face beyond the source's resolution, so a bigger mouth needs a bigger face."""
     if mouth_px < MIN_MOUTH_PX:
         need = face_px_source * MIN_MOUTH_PX / max(mouth_px, 1e-3)
         raise InvalidArgument(
             f"{source}: the mouth would be only {mouth_px:.0f} px wide in the avatar (at least {MIN_MOUTH_PX} px "
-            f"needed); use a higher-resolution picture or a closer crop, with the face at least {need:.0f} px wide"
-            + (f" ({need / scale:.0f} px in this picture's scale)" if abs(scale - 1.0) > 0.05 else "")
+            f"needed); use a higher-resolution picture in which the face is at least {need:.0f} px wide"
         )
 
 
-def fit_spread(refit: object, rgb: npt.NDArray[np.uint8], lm: F32) -> float:
+Refit = Callable[[Image.Image, tuple[float, float], float, float], tuple[F32, float]]
+
+
+def fit_spread(refit: Refit, rgb: npt.NDArray[np.uint8], lm: F32) -> float:
     """Mean landmark displacement / face width between ``lm`` and a fit from a crop shifted by 5 % and grown by
     15 % (``refit(image, centre, size, angle) -> (landmarks, presence)``, the mesh's own crop-and-fit)."""
     from avaluma.renderer.facemesh import crop_from_landmarks
@@ -171,6 +175,6 @@ def fit_spread(refit: object, rgb: npt.NDArray[np.uint8], lm: F32) -> float:
     image = Image.fromarray(rgb)
     spreads = []
     for dx, dy, grow in ((0.05, -0.04, 1.15), (-0.05, 0.04, 0.92)):
-        other, _ = refit(image, (cx + dx * size, cy + dy * size), size * grow, angle)  # type: ignore[operator]
+        other, _ = refit(image, (cx + dx * size, cy + dy * size), size * grow, angle)
         spreads.append(float(np.linalg.norm(other[:, :2] - lm[:, :2], axis=1).mean()))
     return max(spreads) / max(face_width(lm), 1e-3)

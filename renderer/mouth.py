@@ -191,31 +191,32 @@ def analyse_photo(
     mw = max(rig.mouth_width, 4.0)
     cx = (rig.mouth_left[0] + rig.mouth_right[0]) / 2
     lip_y = (rig.upper_lip_top[1] + rig.upper_lip_inner[1]) / 2
-    lips = np.median(_patch(base, cx, lip_y, max(1.0, 0.06 * mw)), axis=0)
+    upper_lip = np.median(_patch(base, cx, lip_y, max(1.0, 0.06 * mw)), axis=0)
     low_lip = np.median(_patch(base, cx, (rig.lower_lip_inner[1] + rig.lower_lip_bottom[1]) / 2, 0.06 * mw), axis=0)
-    lips = (lips + low_lip) / 2
+    lips: F32 = ((upper_lip + low_lip) / 2).astype(np.float32)
+    enamel: F32
     if teeth is not None and len(teeth) == 3:
         enamel = np.array(teeth, dtype=np.float32)
     else:
         whites = np.concatenate([_inside_eye(base, e) for e in eyes]) if eyes else np.zeros((0, 3), np.float32)
         if len(whites) >= 8:
-            bright = np.median(whites[_luma(whites) >= np.percentile(_luma(whites), 75)], axis=0)
+            white = np.median(whites[_luma(whites) >= np.percentile(_luma(whites), 75)], axis=0).astype(np.float32)
             # Eye whites carry the photo's white balance but also their own redness: half of their tint is kept.
-            grey = float(_luma(bright)) * np.array([1.0, 1.0, 1.0], dtype=np.float32)
-            enamel = (0.5 * bright + 0.5 * grey) * np.array([1.0, 0.97, 0.9], dtype=np.float32)
+            neutral = float(_luma(white)) * np.ones(3, dtype=np.float32)
+            enamel = ((0.5 * white + 0.5 * neutral) * np.array([1.0, 0.97, 0.9], dtype=np.float32)).astype(np.float32)
         else:
             # No eyes to measure: a warm white as bright as the face's highlights, a little brighter than its skin.
             face = _patch(base, cx, rig.mouth_center[1] - 0.8 * mw, 0.4 * mw)
             bright = min(235.0, 1.15 * float(np.percentile(_luma(face), 95)))
-            enamel = bright * np.array([1.0, 0.96, 0.88], dtype=np.float32)
+            enamel = (bright * np.array([1.0, 0.96, 0.88], dtype=np.float32)).astype(np.float32)
     # Teeth are never darker than the lips around them, nor blown out, nor more coloured than a stained tooth.
-    enamel = enamel * max(1.0, float(_luma(lips) * 1.25 / max(float(_luma(enamel)), 1.0)))
-    enamel = enamel * min(1.0, 245.0 / max(float(enamel.max()), 1.0))
+    enamel = enamel * np.float32(max(1.0, float(_luma(lips)) * 1.25 / max(float(_luma(enamel)), 1.0)))
+    enamel = enamel * np.float32(min(1.0, 245.0 / max(float(enamel.max()), 1.0)))
     top = float(enamel.max())
     saturation = (top - float(enamel.min())) / max(top, 1.0)
     if saturation > 0.22:
-        grey = float(_luma(enamel))
-        enamel = grey + (enamel - grey) * (0.22 / saturation)
+        luma = np.float32(_luma(enamel))
+        enamel = luma + (enamel - luma) * np.float32(0.22 / saturation)
     y0, y1 = int(max(0, rig.upper_lip_top[1] - 0.6 * mw)), int(min(base.shape[0], rig.chin[1]))
     x0, x1 = int(max(0, rig.mouth_left[0] - 0.4 * mw)), int(min(base.shape[1], rig.mouth_right[0] + 0.4 * mw))
     grey = _luma(base[y0:y1, x0:x1].astype(np.float32))
@@ -244,7 +245,7 @@ def _gaussian(img: F32, sigma: float) -> F32:
     pad = np.pad(img, ((r, r), (0, 0)) + ((0, 0),) * (img.ndim - 2), mode="edge")
     out = sum(k[i] * pad[i : i + img.shape[0]] for i in range(2 * r + 1))
     pad = np.pad(out, ((0, 0), (r, r)) + ((0, 0),) * (img.ndim - 2), mode="edge")
-    res: F32 = sum(k[i] * pad[:, i : i + img.shape[1]] for i in range(2 * r + 1)).astype(np.float32)  # type: ignore[union-attr]
+    res: F32 = np.asarray(sum(k[i] * pad[:, i : i + img.shape[1]] for i in range(2 * r + 1)), dtype=np.float32)
     return res
 
 

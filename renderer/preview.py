@@ -156,10 +156,9 @@ def contact_sheet(avatar: Avatar) -> Image.Image:
     )
     animator = Animator(avatar, fps=FPS, idle=IdleConfig())
     strip_box = _box(avatar, 2.4, 1.0, 1.4, STRIP_CELL[0] / STRIP_CELL[1])
-    params = speech_params()
     start = 4  # the phrase starts after a short pause
-    for i, p in enumerate(params):
-        frame = animator.next_frame(p, speaking=True)
+    for i, row in enumerate(speech_params()):
+        frame = animator.next_frame(row, speaking=True)
         k = (i - start) // 2
         if i < start or (i - start) % 2 or k >= STRIP_FRAMES:
             continue
