@@ -17,7 +17,9 @@ Video avatars (built from each clip, by the baseline builder and by the current 
   time; the baseline's two blended tiles' weighted mean), and, for reference, the inner lip gap landmarked on the
   rendered frames; goal within 10 %;
 - mouth sharpness: variance of the Laplacian in the mouth region of rendered speech frames over the same measure on
-  the clip's own speech frames; goal >= 0.9.
+  the clip's own speech frames; goal >= 0.9;
+- the idle loop's seam: the mean pixel step from its last frame to its first, against its ordinary frame-to-frame
+  steps (a visible jump is a seam step far above them).
 
 Photo avatars (the demo avatars): the on-screen inner lip gap landmarked on rendered frames against the ``jaw_open``
 the renderer was given (after the session's smoother), Pearson r; goal >= 0.9.
@@ -255,6 +257,13 @@ def bench_video(clip: Path, seconds: float, rev: str, mesh: FaceMesh) -> None:
         speaking = track[:, 0] > 0.2
         ratio = float(np.median(sharp[speaking])) / source if speaking.any() else float("nan")
         report = builder.build_report(avatar)
+        loop = avatar.video.frames.astype(np.float32)  # type: ignore[union-attr]
+        steps = np.abs(np.diff(loop, axis=0)).mean(axis=(1, 2, 3))
+        seam = float(np.abs(loop[0] - loop[-1]).mean())
+        print(
+            f"  {label:>6}: idle loop {len(loop)} frames, seam step {seam:.2f} grey levels against a median "
+            f"frame-to-frame step of {float(np.median(steps)):.2f} (largest {float(steps.max()):.2f})"
+        )
         print(
             f"  {label:>6}: open-close {rate_r:.2f} cycles/s ({100 * (rate_r / target - 1):+.0f} % vs track; "
             f"landmarked on screen {rate_l:.2f}), "
