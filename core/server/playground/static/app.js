@@ -258,6 +258,7 @@ async function autotest() {
     await connect();
     await waitFor(() => state.frames.length >= 10, 30000, "video frames");
     report.first_frame_ms = state.frames[0].t;
+    report.first_frame_epoch_ms = performance.timeOrigin + state.frames[0].t;
     report.video_playing = !video.paused && video.readyState >= 2;
     report.video_size = [video.videoWidth, video.videoHeight];
     report.audio_track = state.pc.getReceivers().some((r) => r.track.kind === "audio" && r.track.readyState === "live");
