@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "models" / "lipsync.onnx"
 
@@ -45,9 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     from avaluma.renderer.lipsync.training.data import (
         DataConfig,
         HumanConfig,
+        MultilingualConfig,
         human_eval_split,
         load_or_build,
         load_or_build_human,
+        load_or_build_multilingual,
+        nonspeech_split,
     )
     from avaluma.renderer.lipsync.training.model import ModelConfig
     from avaluma.renderer.lipsync.training.train import (
@@ -61,7 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     def progress(msg: str) -> None:
         print(msg, flush=True)
 
-    config = TrainConfig(seed=args.seed, data=DataConfig(seed=args.seed), human=HumanConfig(seed=args.seed))
+    config = TrainConfig(
+        seed=args.seed,
+        data=DataConfig(seed=args.seed),
+        human=HumanConfig(seed=args.seed),
+        multilingual=MultilingualConfig(seed=args.seed),
+    )
     if args.quick:
         config = replace(
             config,
@@ -71,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             model=ModelConfig(channels=8),
             data=replace(config.data, max_sentences=8, n_generated=0, espeak_per_sentence=1, piper_per_sentence=0.5),
             human=replace(config.human, max_utterances=4, copies=1, workers=1) if config.human else None,
+            multilingual=MultilingualConfig(per_sentence=1, languages=("es",), seed=args.seed),
         )
     if args.no_human or human.corpus_root() is None:
         if not args.no_human:
@@ -89,11 +99,18 @@ def main(argv: list[str] | None = None) -> int:
 
     data = load_or_build(config.data, cache_dir=args.cache, progress=progress)
     extra, dev = [], None
+    if config.multilingual is not None:
+        extra.append(load_or_build_multilingual(config.multilingual, cache_dir=args.cache, progress=progress))
     if config.human is not None:
         extra.append(load_or_build_human(config.human, cache_dir=args.cache, progress=progress))
+        extra.append(nonspeech_split(8 if args.quick else 300, seed=args.seed))
         dev = human_eval_split("dev", limit=8 if args.quick else 0)
     init = weights_from_onnx(args.init_from, config.model) if args.init_from else None
-    model = train(config, data, progress=progress, extra_train=extra, dev=dev, init=init)
+
+    def keep_best(candidate: Any, accuracy: float) -> None:
+        export_onnx(candidate, args.out, config, {"selection_frame_accuracy_100hz": round(accuracy, 4)})
+
+    model = train(config, data, progress=progress, extra_train=extra, dev=dev, init=init, on_best=keep_best)
     metrics = {"heldout_frame_accuracy_100hz": round(heldout_accuracy(model, data[1]), 4)} if len(data[1]) else {}
     if dev is not None:
         metrics["human_dev_frame_accuracy_100hz"] = round(heldout_accuracy(model, dev), 4)

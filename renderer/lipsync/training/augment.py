@@ -61,7 +61,7 @@ def room_impulse(rng: np.random.Generator, rt60: float, direct_ratio_db: float) 
     tail /= np.sqrt(np.sum(tail**2)) + 1e-9
     rir = tail * 10 ** (-direct_ratio_db / 20)
     rir[0] += 1.0
-    return rir.astype(np.float32)
+    return np.asarray(rir, dtype=np.float32)
 
 
 def reverb(x: Audio, rng: np.random.Generator) -> Audio:
@@ -70,7 +70,8 @@ def reverb(x: Audio, rng: np.random.Generator) -> Audio:
 
     rir = room_impulse(rng, float(rng.uniform(0.15, 0.9)), float(rng.uniform(-6.0, 8.0)))
     y = signal.fftconvolve(x, rir)[: len(x)]
-    return (y * (_rms(x) / _rms(y.astype(np.float32)))).astype(np.float32)
+    y32 = np.asarray(y, dtype=np.float32)
+    return np.asarray(y32 * (_rms(x) / _rms(y32)), dtype=np.float32)
 
 
 def band_limit(x: Audio, rng: np.random.Generator) -> Audio:
@@ -85,7 +86,7 @@ def band_limit(x: Audio, rng: np.random.Generator) -> Audio:
         return y if len(y) == len(x) else np.pad(y, (0, len(x) - len(y)))
     lo, hi = rng.uniform(50, 300), rng.uniform(4000, 7800)
     sos = signal.butter(4, [lo, hi], btype="bandpass", fs=SR, output="sos")
-    return signal.sosfilt(sos, x).astype(np.float32)
+    return np.asarray(signal.sosfilt(sos, x), dtype=np.float32)
 
 
 def _align(reference: Audio, y: Audio, max_lag: int = 4096) -> Audio:
@@ -116,6 +117,7 @@ def codec_roundtrip(x: Audio, container: str, codec: str, rate: int, bit_rate: i
     buf = io.BytesIO()
     with av.open(buf, "w", format=container) as out:
         stream = out.add_stream(codec, rate=rate)
+        assert isinstance(stream, av.AudioStream)
         stream.bit_rate = bit_rate
         stream.layout = "mono"
         frame = av.AudioFrame.from_ndarray(pcm[None], format="s16", layout="mono")
@@ -131,8 +133,8 @@ def codec_roundtrip(x: Audio, container: str, codec: str, rate: int, bit_rate: i
     with av.open(buf, "r") as inp:
         back = av.AudioResampler(format="flt", layout="mono", rate=SR)
         for f in inp.decode(audio=0):
-            chunks.extend(g.to_ndarray().reshape(-1) for g in back.resample(f))
-        chunks.extend(g.to_ndarray().reshape(-1) for g in back.resample(None))
+            chunks.extend(np.asarray(g.to_ndarray(), np.float32).reshape(-1) for g in back.resample(f))
+        chunks.extend(np.asarray(g.to_ndarray(), np.float32).reshape(-1) for g in back.resample(None))
     y = np.concatenate(chunks).astype(np.float32) / scale if chunks else np.zeros_like(x)
     return _align(x, y)
 
@@ -161,7 +163,10 @@ def noise(x: Audio, rng: np.random.Generator, snr_db: float, bank: Sequence[Audi
     elif kind == 3:
         f0 = float(rng.choice([50.0, 60.0]))
         t = np.arange(n) / SR
-        nz = sum(np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 6.3)) / h for h in range(1, 6)).astype(np.float32)
+        hum = np.zeros(n)
+        for h in range(1, 6):
+            hum += np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 6.3)) / h
+        nz = hum.astype(np.float32)
         nz = nz + 0.3 * pink(n, rng)
     else:
         nz = np.zeros(n, np.float32)
@@ -240,7 +245,7 @@ def level(x: Audio, rng: np.random.Generator) -> Audio:
         y = x / peak * 10 ** (rng.uniform(-40.0, 0.0) / 20)
     if rng.random() < 0.1:
         y = y + rng.uniform(-0.1, 0.1)
-    return np.clip(y, -1.0, 1.0).astype(np.float32)
+    return np.asarray(np.clip(y, -1.0, 1.0), dtype=np.float32)
 
 
 def deployment_mix(
@@ -262,3 +267,36 @@ def deployment_mix(
     if rng.random() < 0.3:
         x = random_codec(x, rng)
     return level(x, rng), out_spans
+
+
+def nonspeech(rng: np.random.Generator, seconds: float) -> Audio:
+    """A clip with nobody speaking (labelled silence): instrumental music, breathing, hum, clicks or room noise."""
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    kind = int(rng.integers(4))
+    if kind == 0:  # music: notes of a few harmonics with attack/decay envelopes, sometimes a drum
+        x = np.zeros(n)
+        pos = 0
+        while pos < n:
+            dur = int(rng.uniform(0.1, 0.6) * SR)
+            f0 = 110.0 * 2 ** (int(rng.integers(0, 36)) / 12)
+            seg = t[: min(dur, n - pos)]
+            note = sum(np.sin(2 * np.pi * f0 * h * seg) * rng.uniform(0.2, 1.0) / h for h in range(1, 6))
+            x[pos : pos + len(seg)] += note * np.exp(-seg * rng.uniform(2, 10))
+            if rng.random() < 0.4:
+                k = min(800, len(seg))
+                x[pos : pos + k] += rng.standard_normal(k) * np.exp(-np.arange(k) / 150)
+            pos += dur
+    elif kind == 1:  # breathing: slow band-passed noise swells
+        from scipy import signal
+
+        sos = signal.butter(2, [400, 4000], btype="bandpass", fs=SR, output="sos")
+        x = signal.sosfilt(sos, rng.standard_normal(n)) * (0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.2, 0.5) * t))
+    elif kind == 2:  # mains hum with a little noise
+        x = np.sin(2 * np.pi * float(rng.choice([50.0, 60.0])) * t) + 0.05 * rng.standard_normal(n)
+    else:  # room tone with sparse clicks
+        x = pink(n, rng, float(rng.uniform(0.0, 2.0))).astype(np.float64) * 0.1
+        for k in rng.integers(0, n, size=int(rng.integers(1, 8))):
+            x[k : k + 30] += rng.standard_normal(len(x[k : k + 30]))
+    peak = float(np.max(np.abs(x))) + 1e-9
+    return np.clip(x / peak * 10 ** (rng.uniform(-45.0, -3.0) / 20), -1, 1).astype(np.float32)

@@ -341,6 +341,14 @@ def build_human(config: HumanConfig, progress: Callable[[str], None] = print) ->
     )
 
 
+def nonspeech_split(n: int, seed: int = 0) -> Split:
+    """``n`` clips where nobody speaks (music, breathing, hum, clicks), all labelled silence: a closed mouth."""
+    from avaluma.renderer.lipsync.training import augment
+
+    rng = np.random.default_rng([seed, 7])
+    return _pack([("nonspeech", augment.nonspeech(rng, float(rng.uniform(0.5, 3.0))), []) for _ in range(n)], False)
+
+
 def human_eval_split(split: str, limit: int = 0) -> Split:
     """A clean evaluation split of the human corpus (``dev`` or ``test`` speakers), audio kept for the bench."""
     from avaluma.renderer.lipsync.training import augment, human
@@ -362,5 +370,42 @@ def load_or_build_human(
         return load(path)
     split = build_human(config, progress)
     save(path, split)
+    (path.parent / "config.json").write_text(json.dumps(asdict(config), indent=2, sort_keys=True))
+    return load(path)
+
+
+# --- Other languages (espeak-ng, training/languages.py) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MultilingualConfig:
+    """Renditions per training sentence in every non-English language, each degraded like deployment audio."""
+
+    per_sentence: int = 4
+    seed: int = 0
+    #: Language codes of ``languages.LANGUAGES``; empty = all.
+    languages: tuple[str, ...] = ()
+
+    def key(self) -> str:
+        return "multilingual-" + hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def build_multilingual(config: MultilingualConfig, progress: Callable[[str], None] = print) -> Split:
+    from avaluma.renderer.lipsync.training import augment, languages
+
+    rng = np.random.default_rng([config.seed, 11])
+    items = languages.multilingual_items(rng, EspeakSynth(), config.per_sentence, config.languages or None)
+    progress(f"multilingual data: {len(items)} utterances synthesized")
+    return _pack([(label, *augment.deployment_mix(x, sp, rng)) for label, x, sp in items], keep_audio=False)
+
+
+def load_or_build_multilingual(
+    config: MultilingualConfig, cache_dir: Path = DEFAULT_CACHE, progress: Callable[[str], None] = print
+) -> Split:
+    path = cache_dir / config.key() / "train.npz"
+    if path.exists():
+        progress(f"multilingual data: using cache {path.parent}")
+        return load(path)
+    save(path, build_multilingual(config, progress))
     (path.parent / "config.json").write_text(json.dumps(asdict(config), indent=2, sort_keys=True))
     return load(path)

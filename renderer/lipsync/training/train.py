@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from avaluma.renderer.lipsync.base import MOUTH_PARAMS
 from avaluma.renderer.lipsync.features import N_MELS, SILENCE_VALUE
-from avaluma.renderer.lipsync.training.data import DataConfig, HumanConfig, Split, load_or_build
+from avaluma.renderer.lipsync.training.data import DataConfig, HumanConfig, MultilingualConfig, Split, load_or_build
 from avaluma.renderer.lipsync.training.model import LipSyncNet, ModelConfig
 from avaluma.renderer.lipsync.visemes import PP, VISEMES
 
@@ -47,6 +47,8 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     #: Real speech (shared/data/human-speech), used when the corpus is on this machine; None = synthetic only.
     human: HumanConfig | None = field(default_factory=HumanConfig)
+    #: Other languages spoken by espeak-ng (training/languages.py); None = English only.
+    multilingual: MultilingualConfig | None = field(default_factory=MultilingualConfig)
 
 
 def _padded(
@@ -106,12 +108,15 @@ def train(
     extra_train: list[Split] | None = None,
     dev: Split | None = None,
     init: dict[str, torch.Tensor] | None = None,
+    on_best: Callable[[LipSyncNet, float], None] | None = None,
 ) -> LipSyncNet:
     """Train on the synthetic split plus ``extra_train`` (real speech, other languages); keep the epoch that scores
     best on ``dev`` (real speakers never trained on) when given, else on the synthetic held-out split.
 
     ``init`` (see :func:`weights_from_onnx`) warm-starts from an exported model of the same shape, feature
-    normalisation included: fine-tuning the shipped model reaches a given accuracy in a fraction of the steps."""
+    normalisation included: fine-tuning the shipped model reaches a given accuracy in a fraction of the steps.
+    ``on_best`` is called with the model whenever an epoch beats the best so far (a long run can be stopped early
+    and still leave its best model behind)."""
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     rng = np.random.default_rng(config.seed)
@@ -181,6 +186,8 @@ def train(
         synth = heldout_accuracy(model, heldout) if select is not heldout and len(heldout) else acc
         if best is None or not acc < best[0]:
             best = (acc, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            if on_best is not None:
+                on_best(model, acc)
         progress(
             f"train: epoch {epoch + 1}/{config.epochs} loss {run_loss / steps_per_epoch:.4f} "
             f"{select_name} frame accuracy {acc:.3f} (synthetic held-out {synth:.3f}) ({time.monotonic() - t0:.0f} s)"
