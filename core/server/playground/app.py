@@ -139,6 +139,8 @@ class Session:
     channel: Any = None
     mic_on: bool = False
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    #: Say requests whose text is still being synthesized (Stop cancels them).
+    speaking: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def send(self, message: dict[str, Any]) -> None:
         channel = self.channel
@@ -320,7 +322,10 @@ class Playground:
         text = str((await request.json()).get("text") or "").strip()
         if not text:
             raise InvalidArgument("text is empty: type something for the avatar to say")
-        session.tasks.append(asyncio.create_task(self._speak(session, text)))
+        task = asyncio.create_task(self._speak(session, text))
+        session.tasks.append(task)
+        session.speaking.add(task)
+        task.add_done_callback(session.speaking.discard)
         return web.json_response({"status": "ok"})
 
     async def _speak(self, session: Session, text: str) -> None:
@@ -364,6 +369,8 @@ class Playground:
     async def _stop(self, request: web.Request) -> web.Response:
         session = self._session(request)
         session.mic_on = False
+        # Text still being synthesized would start speaking again after the clear: it is dropped too.
+        await cancel_and_wait(*session.speaking)
         session.playout.clear()  # lk.clear_buffer: playback_finished{interrupted} is emitted at once
         return web.json_response({"status": "ok"})
 

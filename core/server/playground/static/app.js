@@ -285,6 +285,8 @@ async function autotest() {
     await api(session("stop"), {});
     const closed = await waitFor(() => state.frames.find((f) => f.t > tStop + 1 && Math.abs(f.mouth - base) < 2.5), 5000, "the mouth to close");
     report.stop_to_closed_ms = closed.t - tStop;
+    report.mouth_around_stop = state.frames.filter((f) => f.t > tStop - 200 && f.t < tStop + 1500)
+      .map((f) => [Math.round(f.t - tStop), Math.round((f.mouth - base) * 10) / 10]);
     report.interrupted_event = state.events.some((e) => e.type === "playback_finished" && e.interrupted);
     // An uploaded file (a WAV made here: a vowel-like tone) and the microphone (Chromium's fake device in tests).
     await sleep(300);
