@@ -577,7 +577,10 @@ def choose_loop(
             if bad[start + length] - bad[start - CROSSFADE_FRAMES]:
                 continue
             end = start + length - 1
+            # The fade blends the end into the frames before the start; the seam itself is the clip's own step
+            # into the start, which must be an ordinary one (not the middle of a head movement).
             mismatch = float(np.abs(thumbs[end] - thumbs[start - 1]).mean()) / 255.0
+            mismatch += 2.0 * float(np.abs(thumbs[start] - thumbs[start - 1]).mean()) / 255.0
             if head is not None:
                 mismatch += float(np.linalg.norm(head[end] - head[start - 1], axis=1).mean())
             score = float(openness[start : start + length].mean()) + 4.0 * mismatch
@@ -592,11 +595,13 @@ def choose_loop(
 
 
 def crossfade_loop(frames: npt.NDArray[Any], start: int, length: int) -> npt.NDArray[Any]:
-    """``frames[start:start+length]`` with its last frames faded into the ones before ``start``, so it loops."""
+    """``frames[start:start+length]`` with its last frames faded into the ones before ``start``, so it loops: the
+    last frame *is* the frame before ``start`` (the step from it to the first is a real step of the clip), and the
+    difference between the two ends is spread over the fade."""
     loop = frames[start : start + length].astype(np.float32)
     k = min(CROSSFADE_FRAMES, start, length // 2)
     for j in range(k):
-        w = (j + 1) / (k + 1)
+        w = (j + 1) / k
         loop[length - k + j] = (1 - w) * loop[length - k + j] + w * frames[start - k + j].astype(np.float32)
     if frames.dtype == np.uint8:
         as_bytes: npt.NDArray[Any] = np.clip(loop + 0.5, 0, 255).astype(np.uint8)
