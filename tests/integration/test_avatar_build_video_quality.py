@@ -1,8 +1,9 @@
 """The video builder drops frames it should not learn from, and says so.
 
-The clip is generated: the astronaut photo avatar speaking (3 s) then at rest (3 s), with a hand (a shaded shape
-with fingers) crossing the lower face for one second. The builder must drop those frames, count them in the build
-report, keep them out of the idle loop and the mouth atlas, and still build. Real face models, encoder and decoder.
+The clips are generated: the astronaut photo avatar speaking (3 s) then at rest (3 s), with a hand (a shaded shape
+with fingers) crossing the lower face for one second, or the head seemingly turned aside for that second. The builder
+must drop those frames, count them in the build report, keep them out of the idle loop and the mouth atlas, and still
+build. Real face models, encoder and decoder.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from PIL import Image
 
 from avaluma.renderer.builder import build_report, build_video_avatar, read_video
 from avaluma.renderer.compositor import Compositor
@@ -35,12 +37,21 @@ def _hand(frame: np.ndarray, cx: float, cy: float, size: float) -> None:
     frame[fingers] = (70, 45, 38)
 
 
-@pytest.fixture(scope="module")
-def occluded_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _turn(frame: np.ndarray, nose_x: int, k: float) -> np.ndarray:
+    """The head seemingly turned: the face left of the nose squeezed to ``k`` of its width, the rest stretched."""
+    h, w = frame.shape[:2]
+    left = np.asarray(Image.fromarray(frame[:, :nose_x]).resize((max(1, int(nose_x * k)), h)))
+    right = np.asarray(Image.fromarray(frame[:, nose_x:]).resize((w - left.shape[1], h)))
+    return np.ascontiguousarray(np.concatenate([left, right], axis=1))
+
+
+def _clip(path: Path, edit: str) -> Path:
+    """6 s of the astronaut (3 s speaking, 3 s at rest); frames in HAND get a hand over the mouth or a head turn."""
     avatar = load_hvia(ROOT / "assets" / "avatars" / "astronaut.hvia")
     comp = Compositor(avatar)
     rig = avatar.rig
-    path = tmp_path_factory.mktemp("clip") / "hand.mp4"
+    assert avatar.landmarks is not None
+    nose_x = int(avatar.landmarks[1, 0])
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=FPS, options={"crf": "16"})
         stream.width, stream.height, stream.pix_fmt = avatar.width, avatar.height, "yuv420p"
@@ -49,9 +60,11 @@ def occluded_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
             jaw = max(0.0, float(np.sin(i / 2.5))) if i < 3 * FPS else 0.0
             params = np.array([jaw, 1.0 - jaw, 0.0, 0.0], dtype=np.float32)
             rgb = comp.render(params, pose=IdlePose(head_dx=0.006 * np.sin(i / 11)), press=1.0).copy()
-            if i in HAND:
+            if i in HAND and edit == "hand":
                 t = (i - HAND.start) / len(HAND)
                 _hand(rgb, rig.mouth_left[0] - 30 + 100 * t, rig.chin[1] - 10, 1.6 * rig.mouth_width)
+            elif i in HAND and edit == "turn":
+                rgb = _turn(rgb, nose_x, 0.4)
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame.pts = i
             container.mux(stream.encode(frame))
@@ -59,9 +72,28 @@ def occluded_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_occluded_frames_are_dropped_counted_and_kept_out_of_the_loop(occluded_clip: Path) -> None:
+@pytest.fixture(scope="module")
+def mesh() -> FaceMesh:
+    return FaceMesh(progress=lambda message: None)
+
+
+@pytest.fixture(scope="module")
+def occluded_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _clip(tmp_path_factory.mktemp("clip") / "hand.mp4", "hand")
+
+
+def test_turned_head_frames_are_dropped_and_counted(tmp_path: Path, mesh: FaceMesh) -> None:
+    frames, rate = read_video(_clip(tmp_path / "turn.mp4", "turn"))
+    avatar = build_video_avatar(frames, rate, avatar_id="turn", mesh=mesh)
+    counts = avatar.metadata["frames"]
+    assert counts["dropped_head_turned"] >= 0.8 * len(HAND)
+    assert counts["total"] - counts["used"] <= len(HAND) + 4
+    assert "with the head turned more than 15 degrees" in build_report(avatar)[0]
+
+
+def test_occluded_frames_are_dropped_counted_and_kept_out_of_the_loop(occluded_clip: Path, mesh: FaceMesh) -> None:
     frames, rate = read_video(occluded_clip)
-    avatar = build_video_avatar(frames, rate, avatar_id="hand", mesh=FaceMesh(progress=lambda m: None))
+    avatar = build_video_avatar(frames, rate, avatar_id="hand", mesh=mesh)
     counts = avatar.metadata["frames"]
     assert counts["total"] == 6 * FPS
     # The hand's first and last frames barely touch the mouth; under it the tracker may lose the face altogether.
