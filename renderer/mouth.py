@@ -120,18 +120,24 @@ def _luma(rgb: F32) -> F32:
     return out
 
 
-def _patch(base: U8, x: float, y: float, r: float) -> F32:
-    h, w = base.shape[:2]
+def _window(shape: tuple[int, ...], x: float, y: float, r: float) -> tuple[slice, slice]:
+    """Rows and columns of a square of radius ``r`` around (x, y), moved inside the image, never empty."""
+    h, w = shape[:2]
+    x = min(max(x, 0.0), w - 1.0)
+    y = min(max(y, 0.0), h - 1.0)
     x0, x1 = int(max(0, x - r)), int(min(w, x + r + 1))
     y0, y1 = int(max(0, y - r)), int(min(h, y + r + 1))
-    return base[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)].reshape(-1, 3).astype(np.float32)
+    return slice(y0, max(y1, y0 + 1)), slice(x0, max(x1, x0 + 1))
+
+
+def _patch(base: U8, x: float, y: float, r: float) -> F32:
+    rows, cols = _window(base.shape, x, y, r)
+    return base[rows, cols].reshape(-1, 3).astype(np.float32)
 
 
 def _grey_patch(base: U8, x: float, y: float, r: float) -> F32:
-    h, w = base.shape[:2]
-    x0, x1 = int(max(0, x - r)), int(min(w, x + r + 1))
-    y0, y1 = int(max(0, y - r)), int(min(h, y + r + 1))
-    return _luma(base[y0:y1, x0:x1].astype(np.float32))
+    rows, cols = _window(base.shape, x, y, r)
+    return _luma(base[rows, cols].astype(np.float32))
 
 
 def _inside_eye(base: U8, eye: EyeRig) -> F32:

@@ -323,3 +323,19 @@ def test_mouth_tiles_do_not_change_the_result(avatar: Avatar, monkeypatch: pytes
     whole = [warp.render_roi(s) for s in shapes]
     for a, b in zip(per_row, whole, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_mouth_at_the_picture_edge_measures_and_renders(recwarn: pytest.WarningsRecorder) -> None:
+    """The photo measurements (lip colour, cheeks for light and grain) reach beyond a mouth at the picture's edge:
+    they are taken inside the picture instead, never from an empty patch (NaN colours)."""
+    base = np.full((64, 64, 3), (200, 160, 130), dtype=np.uint8)
+    rig = MouthRig(
+        mouth_center=(58.0, 40.0), mouth_left=(52.0, 40.0), mouth_right=(63.0, 40.0), upper_lip_top=(58.0, 37.0),
+        upper_lip_inner=(58.0, 40.0), lower_lip_inner=(58.0, 40.0), lower_lip_bottom=(58.0, 43.0),
+        chin=(58.0, 60.0), jaw=((50.0, 45.0), (58.0, 60.0), (63.0, 45.0)),
+    )  # fmt: skip
+    avatar = Avatar(id="edge", name="edge", kind="photo", width=64, height=64, fps=25, format_version=1,
+                    license="CC0", base=base, rig=rig)  # fmt: skip
+    frame = Compositor(avatar).render(pose(1.0))
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    assert frame[40:50, 52:64].mean() < base[40:50, 52:64].mean() - 20  # it opened
