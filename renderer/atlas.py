@@ -1,7 +1,8 @@
 """A video avatar's mouth: one real atlas patch per frame, chosen for the parameters, placed on the loop frame's mouth.
 
 Patches are never averaged: a blend of two frames of real teeth is a grey smear, so every frame shows one real
-mouth, sharp (bicubic resampling, once when the atlas is cut and once when it is placed). The choice has temporal
+mouth, sharp (bicubic resampling, once when the atlas is cut and once when it is placed), its colour scaled to the
+loop frame's light where it blends in (tiles come from other moments of the clip). The choice has temporal
 coherence: the patch shown last frame stays while it is within :data:`HYSTERESIS` of the best match, so noise in
 the parameters does not flick the mouth between two neighbouring shapes (measured by bench/mouth_quality.py: the
 rendered open-close rate against the lip-sync track's). The patch is placed on the loop frame's mouth (its centre,
@@ -56,6 +57,25 @@ class AtlasMouth:
             min(b[0] for b in boxes),
             max(b[2] for b in boxes),
         )
+        # Light matching: a tile comes from another moment of the clip (the light on the face, the exposure may
+        # differ), so it is scaled per colour channel to the loop frame's colour in the ring where it blends in.
+        alpha = self._alpha.astype(np.float32) / 255.0
+        ring = alpha * (1.0 - alpha)
+        self._ring = ring / max(float(ring.sum()), 1e-6)
+        self._tile_ring = np.einsum("kyxc,yx->kc", atlas.tiles.astype(np.float32), self._ring)
+        self._loop_ring = np.stack([self._ring_colour(video.frames[i], i) for i in range(len(video.frames))])
+
+    def _ring_colour(self, frame: U8, index: int) -> npt.NDArray[np.float32]:
+        """Mean colour of the loop frame under the tile's blending ring (the frame seen in tile space)."""
+        a, b, c, d, e, f = self._matrix(index)
+        # PIL's transform maps output (tile) pixels to input (frame) pixels: the inverse of frame -> tile.
+        det = a * e - b * d
+        ia, ib, id_, ie = e / det, -b / det, -d / det, a / det
+        ic, if_ = -(ia * c + ib * f), -(id_ * c + ie * f)
+        th, tw = self._tiles_u8.shape[1:3]
+        seen = Image.fromarray(frame).transform((tw, th), Image.Transform.AFFINE, (ia, ib, ic, id_, ie, if_))
+        colour: npt.NDArray[np.float32] = np.einsum("yxc,yx->c", np.asarray(seen, np.float32), self._ring)
+        return colour.astype(np.float32)
 
     def _matrix(self, index: int) -> tuple[float, ...]:
         """Affine frame -> tile coefficients for loop frame ``index`` (PIL wants the inverse map)."""
@@ -91,7 +111,12 @@ class AtlasMouth:
 
     def paste(self, out: U8, index: int, tile: int) -> None:
         """Draw atlas tile ``tile`` onto ``out`` (loop frame ``index``), in place."""
-        rgba = np.dstack([self._tiles_u8[tile], self._alpha])
+        gain = np.clip(self._loop_ring[index] / np.maximum(self._tile_ring[tile], 1.0), 0.8, 1.25)
+        if np.abs(gain - 1.0).max() > 0.01:
+            pixels = np.clip(self._tiles_u8[tile] * gain.astype(np.float32) + 0.5, 0, 255).astype(np.uint8)
+        else:
+            pixels = self._tiles_u8[tile]
+        rgba = np.dstack([pixels, self._alpha])
         h, w = out.shape[:2]
         x0, y0, x1, y1 = self._box(index, w, h)
         a, b, c, d, e, f = self._matrix(index)
