@@ -1,9 +1,14 @@
-"""Lip-sync through Triton versus in-process: per-frame latency and throughput for 1, 8 and 32 concurrent sessions.
+"""Lip-sync through Triton versus in-process: per-frame latency and throughput for 1, 8 and 32 concurrent sessions,
+with Triton batching the sessions' network calls (``batch_windows: "true"``, the shipped configuration) and without.
 
 Usage::
 
     .venv/bin/python bench/triton.py                 # starts tritonserver from the nvidia-pytriton wheel itself
     .venv/bin/python bench/triton.py --url HOST:PORT # an already running Triton serving the `lipsync` model
+
+Started by the benchmark, Triton serves a temporary copy of ``deploy/triton/model_repository`` holding ``lipsync``
+and ``lipsync_unbatched`` (the same model with ``batch_windows: "false"``); against ``--url`` only ``lipsync`` is
+measured, plus ``lipsync_unbatched`` if that server has it.
 
 Every session streams ``--seconds`` of speech-like audio in 40 ms chunks (one video frame at 25 fps per push) as
 fast as it is answered, from its own thread, like the server's render workers do. Latency is the wall time of one
@@ -18,6 +23,7 @@ import argparse
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -57,6 +63,53 @@ def speech_like(seconds: float, seed: int) -> np.ndarray:
     voiced = sum(np.sin(2 * np.pi * 120 * k * t) / k for k in range(1, 10))
     envelope = np.clip(np.sin(2 * np.pi * 3 * t), 0, None) ** 2
     return (0.3 * envelope * (voiced / 3 + rng.standard_normal(n) * 0.05)).astype(np.float32)
+
+
+def repository_with_unbatched(target: Path) -> Path:
+    """A copy of the shipped repository plus ``lipsync_unbatched``: the same model, batch_windows off."""
+    repo = target / "model_repository"
+    shutil.copytree(ROOT / "deploy" / "triton" / "model_repository", repo, ignore=shutil.ignore_patterns("__pycache__"))
+    source, unbatched = repo / "lipsync", repo / "lipsync_unbatched"
+    (unbatched / "1").mkdir(parents=True)
+    shutil.copy(source / "1" / "model.py", unbatched / "1" / "model.py")
+    config = (source / "config.pbtxt").read_text().replace('name: "lipsync"', 'name: "lipsync_unbatched"')
+    on = 'key: "batch_windows" value: { string_value: "true" }'
+    if on not in config:
+        raise SystemExit(f"{source / 'config.pbtxt'} does not set batch_windows to true")
+    (unbatched / "config.pbtxt").write_text(config.replace(on, on.replace("true", "false")))
+    return repo
+
+
+def has_model(url: str, model: str) -> bool:
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        return bool(client.is_model_ready(model))
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
+def server_counters(url: str, model: str) -> tuple[int, int, int]:
+    """Triton's statistics for ``model``: requests answered, execute() calls, and nanoseconds spent in them."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        stats = client.get_inference_statistics(model, as_json=True).get("model_stats", [])
+    finally:
+        client.close()
+    requests = executions = ns = 0
+    for entry in stats:
+        requests += int(entry.get("inference_count", 0))
+        executions += int(entry.get("execution_count", 0))
+        batches = entry.get("batch_stats", [])
+        for batch in batches:
+            for part in ("compute_input", "compute_infer", "compute_output"):
+                ns += int(batch.get(part, {}).get("ns", 0))
+    return requests, executions, ns
 
 
 def run_sessions(backend: LipSyncBackend, n: int, seconds: float) -> dict[str, float]:
@@ -109,7 +162,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="Triton gRPC address (default: start one from the nvidia-pytriton wheel)")
     parser.add_argument("--sessions", default="1,8,32", help="comma-separated concurrency levels")
-    parser.add_argument("--seconds", type=float, default=4.0, help="audio per session")
+    parser.add_argument("--seconds", type=float, default=2.0, help="audio per session")
     args = parser.parse_args()
     levels = [int(x) for x in args.sessions.split(",")]
 
@@ -117,32 +170,48 @@ def main() -> None:
 
     server = None
     url = args.url
+    scratch = tempfile.TemporaryDirectory(prefix="avaluma-bench-triton-")
     if url is None:
         from avaluma.core.ops.triton.server import start_triton
 
-        server = start_triton(ROOT / "deploy" / "triton" / "model_repository")
+        repo = repository_with_unbatched(Path(scratch.name))
+        server = start_triton(repo, models=["lipsync", "lipsync_unbatched"])
         url = server.grpc_url
     try:
         print(f"machine: {describe(onnxruntime=onnxruntime.__version__, GPU=gpu_name() or 'none')}")
         print(f"triton: {url} ({'started by this benchmark' if server else 'external'}), {args.seconds:g} s of audio")
         print(f"per session, 40 ms chunks, 25 fps; command: python bench/triton.py {' '.join(sys.argv[1:])}".rstrip())
         gpu_idle = gpu_memory_mib()
-        backends: list[tuple[str, LipSyncBackend]] = [
-            ("in-process", OnnxBackend()),
-            ("triton", TritonBackend(TritonOptions(url=url, timeout_s=30, on_failure="end"))),
-        ]
+        # (label, backend, Triton model name or None for in-process)
+        backends: list[tuple[str, LipSyncBackend, str | None]] = [("in-process", OnnxBackend(), None)]
+        if has_model(url, "lipsync_unbatched"):
+            unbatched = TritonOptions(url=url, model="lipsync_unbatched", timeout_s=30, on_failure="end")
+            backends.append(("triton unbatched", TritonBackend(unbatched), "lipsync_unbatched"))
+        batched = TritonOptions(url=url, timeout_s=30, on_failure="end")
+        backends.append(("triton batched", TritonBackend(batched), "lipsync"))
+        print(
+            "req/exec: requests per execute() call; srv us: Triton's compute time per request (the model alone, "
+            "without the client and gRPC)"
+        )
         header = (
-            f"{'backend':<11} {'sessions':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'frames/s':>9} {'rt sess':>8}"
+            f"{'backend':<16} {'sessions':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'frames/s':>9} {'rt sess':>8}"
+            f" {'req/exec':>8} {'srv us':>7}"
         )
         if gpu_idle is not None:
             header += f" {'GPU MiB':>8}"
         print(header)
-        for name, backend in backends:
+        for name, backend, model in backends:
             for n in levels:
+                before = server_counters(url, model) if model else None
                 r = run_sessions(backend, n, args.seconds)
+                counters = f" {'-':>8} {'-':>7}"
+                if model is not None and before is not None:
+                    after = server_counters(url, model)
+                    requests, executions, ns = (a - b for a, b in zip(after, before, strict=True))
+                    counters = f" {requests / max(executions, 1):>8.1f} {ns / max(requests, 1) / 1000:>7.0f}"
                 line = (
-                    f"{name:<11} {n:>8} {r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f} {r['p99_ms']:>8.2f} "
-                    f"{r['frames_per_s']:>9.0f} {r['rt_sessions']:>8.1f}"
+                    f"{name:<16} {n:>8} {r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f} {r['p99_ms']:>8.2f} "
+                    f"{r['frames_per_s']:>9.0f} {r['rt_sessions']:>8.1f}{counters}"
                 )
                 if gpu_idle is not None:
                     line += f" {r['gpu_mib']:>8.0f}"
@@ -153,6 +222,7 @@ def main() -> None:
     finally:
         if server is not None:
             server.stop()
+        scratch.cleanup()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ kilobytes of buffered audio and features.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -30,6 +30,7 @@ from avaluma.renderer.lipsync.base import (
     LipSyncBackend,
     LipSyncStream,
     MouthFrames,
+    clean_mono,
 )
 from avaluma.renderer.lipsync.features import HOP, N_MELS, RIGHT_REACH, SILENCE_VALUE, StreamingLogMel
 from avaluma.renderer.lipsync.framing import MAX_FPS, feature_range, n_video_frames
@@ -47,6 +48,11 @@ Provider = str | tuple[str, dict[str, Any]]
 #: What :class:`OnnxModel` runs on unless told otherwise.
 CPU_PROVIDERS: Final[tuple[Provider, ...]] = ("CPUExecutionProvider",)
 
+#: A stream's computation as a coroutine: it yields each feature window the network must run on, is sent back that
+#: window's ``(visemes, params)``, and returns the frames. :meth:`OnnxStream.step_frames` makes one; one stream drives
+#: it with :meth:`OnnxModel.run`, :func:`run_batched` drives many together with one network call per window length.
+StreamStep = Generator[F32, tuple[F32, F32], MouthFrames]
+
 
 class OnnxOptions(BaseModel):
     """Options of the ``onnx`` backend (config ``lipsync: {name: onnx, options: {...}}``)."""
@@ -62,9 +68,13 @@ class OnnxModel:
 
     ``providers`` are onnxruntime execution providers in order of preference, as ``ort.InferenceSession`` takes
     them (e.g. ``[("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]``); the default is the CPU.
+    ``batch``: make :meth:`run_batch` stack windows of concurrent streams into one call (the Triton model does; a
+    file exported with its batch axis fixed to 1 is then loaded with that axis made dynamic).
     """
 
-    def __init__(self, path: Path, threads: int = 1, *, providers: Sequence[Provider] = CPU_PROVIDERS) -> None:
+    def __init__(
+        self, path: Path, threads: int = 1, *, providers: Sequence[Provider] = CPU_PROVIDERS, batch: bool = False
+    ) -> None:
         import onnxruntime as ort
 
         if not path.is_file():
@@ -77,6 +87,13 @@ class OnnxModel:
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         self._session = ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
+        #: Whether :meth:`run_batch` stacks windows (asked for, and the batch axis is dynamic or was made so).
+        self.batches = batch and not isinstance(self._session.get_inputs()[0].shape[0], int)
+        if batch and not self.batches:
+            patched = _batch_dynamic(path)
+            if patched is not None:
+                self._session = ort.InferenceSession(patched, sess_options=opts, providers=list(providers))
+                self.batches = True
         meta: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
         self.path = path
         self.version = meta.get("avaluma.version", "?")
@@ -91,6 +108,90 @@ class OnnxModel:
         """Features ``[past + k + lookahead, N_MELS]`` -> visemes ``[k, 15]`` and params ``[k, 4]``."""
         vis, par = self._session.run(None, {"features": features[None].astype(np.float32, copy=False)})
         return vis[0], par[0]
+
+    def run_batch(self, windows: Sequence[F32]) -> list[tuple[F32, F32]]:
+        """:meth:`run` on many windows: one network call per distinct window length, each answer equal to what
+        :meth:`run` gives for that window alone, bit for bit (measured with onnxruntime 1.32's CPU kernels).
+
+        Windows are grouped by length rather than padded to one: the valid convolutions would let the padded tail's
+        extra outputs be dropped, but onnxruntime's results for a frame change in the last bit (~1e-7) with the
+        input's length, and streams must give the same frames whether their requests were batched or not. Sessions
+        pushing equal chunks (40 ms at 25 fps) ask for equal lengths, so they still share one call.
+        """
+        out: list[tuple[F32, F32]] = [(np.empty(0, np.float32), np.empty(0, np.float32))] * len(windows)
+        by_length: dict[int, list[int]] = {}
+        for i, window in enumerate(windows):
+            by_length.setdefault(len(window), []).append(i)
+        for group in by_length.values():
+            if len(group) == 1 or not self.batches:
+                for i in group:
+                    out[i] = self.run(windows[i])
+                continue
+            stacked = np.stack([windows[i] for i in group]).astype(np.float32, copy=False)
+            vis, par = self._session.run(None, {"features": stacked})
+            for row, i in enumerate(group):
+                out[i] = (vis[row], par[row])
+        return out
+
+
+def _batch_dynamic(path: Path) -> bytes | None:
+    """The model with its batch axis made dynamic in memory, for files exported with it fixed to 1 (models up to
+    version 1): dimension 0 of the inputs and outputs renamed to ``batch``; the network is a stack of convolutions,
+    so nothing inside depends on it. ``None`` without the ``onnx`` package (``pip install 'avaluma[triton]'``): the
+    windows then run one by one."""
+    try:
+        import onnx
+    except ImportError:
+        logger.warning("the onnx package is missing: lip-sync windows of concurrent streams run one by one")
+        return None
+
+    proto = onnx.load(str(path))
+    fixed = [
+        v
+        for v in [*proto.graph.input, *proto.graph.output]
+        if v.type.tensor_type.shape.dim and v.type.tensor_type.shape.dim[0].HasField("dim_value")
+    ]
+    for value in fixed:
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"  # replaces dim_value (a oneof)
+    del proto.graph.value_info[:]  # inferred intermediate shapes would still say 1
+    return bytes(proto.SerializeToString())
+
+
+def run_batched(model: OnnxModel, steps: Sequence[StreamStep]) -> list[MouthFrames | Exception]:
+    """Drive the steps of many streams together: each round, the windows all pending steps wait for go through
+    :meth:`OnnxModel.run_batch` at once. A step that raises fails alone (its exception is its result)."""
+    results: list[MouthFrames | Exception] = [MouthFrames.empty()] * len(steps)
+    pending: list[tuple[int, F32]] = []
+
+    def advance(i: int, answer: tuple[F32, F32] | None) -> None:
+        try:
+            window = next(steps[i]) if answer is None else steps[i].send(answer)
+        except StopIteration as done:
+            results[i] = done.value
+        except Exception as exc:  # one bad stream fails alone; the others go on
+            results[i] = exc
+        else:
+            pending.append((i, window))
+
+    for i in range(len(steps)):
+        advance(i, None)
+    while pending:
+        batch, pending = pending, []
+        answers = model.run_batch([window for _, window in batch])
+        for (i, _), answer in zip(batch, answers, strict=True):
+            advance(i, answer)
+    return results
+
+
+def _drive(step: StreamStep, model: OnnxModel) -> MouthFrames:
+    """Run one stream's step on its own, one network call per window."""
+    try:
+        window = next(step)
+        while True:
+            window = step.send(model.run(window))
+    except StopIteration as done:
+        frames: MouthFrames = done.value
+        return frames
 
 
 class OnnxStream(LipSyncStream):
@@ -120,12 +221,27 @@ class OnnxStream(LipSyncStream):
         self._next_video = 0
 
     def _push(self, audio: F32) -> MouthFrames:
-        self._n_samples += len(audio)
-        self._add_features(self._mel.push(audio))
-        self._run(self._n_feats - self._model.lookahead)
-        return self._emit(None)
+        return _drive(self._push_step(audio), self._model)
 
     def _flush(self) -> MouthFrames:
+        return _drive(self._flush_step(), self._model)
+
+    def step_frames(self, audio: F32, *, flush: bool = False) -> StreamStep:
+        """``push(audio)`` (then ``flush()`` if asked) as a :data:`StreamStep`, for a caller that batches the network
+        calls of many streams (:func:`run_batched`, the Triton model). Same frames as the calls; no instrumentation
+        (the caller owns it), and the stream must not be used otherwise until the step has returned."""
+        frames = yield from self._push_step(clean_mono(audio))
+        if flush:
+            frames = MouthFrames.concat([frames, (yield from self._flush_step())])
+        return frames
+
+    def _push_step(self, audio: F32) -> StreamStep:
+        self._n_samples += len(audio)
+        self._add_features(self._mel.push(audio))
+        yield from self._run(self._n_feats - self._model.lookahead)
+        return self._emit(None)
+
+    def _flush_step(self) -> StreamStep:
         total = n_video_frames(self._n_samples, self._fps)
         self._add_features(self._mel.flush())
         if total > 0:
@@ -133,7 +249,7 @@ class OnnxStream(LipSyncStream):
             pad = need_out + self._model.lookahead - self._n_feats
             if pad > 0:
                 self._add_features(np.full((pad, N_MELS), SILENCE_VALUE, dtype=np.float32))
-            self._run(need_out)
+            yield from self._run(need_out)
         frames = self._emit(total)
         self._reset()
         return frames
@@ -143,13 +259,13 @@ class OnnxStream(LipSyncStream):
             self._feats = np.concatenate([self._feats, feats])
             self._n_feats += len(feats)
 
-    def _run(self, until: int) -> None:
-        """Compute 100 Hz outputs for frames ``[_next_out, until)``."""
+    def _run(self, until: int) -> Generator[F32, tuple[F32, F32], None]:
+        """Compute 100 Hz outputs for frames ``[_next_out, until)``: yields the window, is sent the network's answer."""
         k = until - self._next_out
         if k <= 0:
             return
         window = self._feats[: self._model.past + k + self._model.lookahead]
-        vis, par = self._model.run(window)
+        vis, par = yield window
         self._vis = np.concatenate([self._vis, vis])
         self._par = np.concatenate([self._par, par])
         self._next_out = until

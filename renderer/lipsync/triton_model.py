@@ -30,7 +30,15 @@ import numpy as np
 import numpy.typing as npt
 
 from avaluma.renderer.lipsync.base import MouthFrames
-from avaluma.renderer.lipsync.onnx_backend import CPU_PROVIDERS, DEFAULT_MODEL, OnnxModel, OnnxStream, Provider
+from avaluma.renderer.lipsync.onnx_backend import (
+    CPU_PROVIDERS,
+    DEFAULT_MODEL,
+    OnnxModel,
+    OnnxStream,
+    Provider,
+    StreamStep,
+    run_batched,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +107,51 @@ class SequenceStates:
 
     def step(self, step: Step) -> MouthFrames:
         """Apply one request: START makes fresh state, FLUSH returns the segment's last frames, END drops the state."""
+        stream = self._stream_for(step)
+        try:
+            frames = stream.push(step.audio)
+            if step.flush:
+                frames = MouthFrames.concat([frames, stream.flush()])
+        finally:
+            if step.end:
+                self.drop(step.corrid)
+        return frames
+
+    def step_many(self, steps: list[Step]) -> list[MouthFrames | Exception]:
+        """:meth:`step` for the requests of one Triton ``execute`` call, the sessions' network windows run together
+        (:func:`~avaluma.renderer.lipsync.onnx_backend.run_batched`): the same frames as one :meth:`step` after the
+        other, bit for bit. Each result is that request's frames or its error; an error fails only its request."""
+        results: list[MouthFrames | Exception] = [MouthFrames.empty()] * len(steps)
+        i = 0
+        while i < len(steps):
+            # One round holds each sequence at most once (Triton sends one request per sequence slot per batch;
+            # a repeated id waits for the next round so its requests apply in order).
+            round_ids: set[int] = set()
+            batch: list[tuple[int, Step, StreamStep]] = []
+            while i < len(steps) and steps[i].corrid not in round_ids:
+                step = steps[i]
+                round_ids.add(step.corrid)
+                try:
+                    stream = self._stream_for(step)
+                except Exception as exc:
+                    results[i] = exc
+                    if step.end:
+                        self.drop(step.corrid)
+                else:
+                    batch.append((i, step, stream.step_frames(step.audio, flush=step.flush)))
+                i += 1
+            try:
+                outcomes = run_batched(self.model, [work for _, _, work in batch])
+            except Exception as exc:  # the network itself failed: every request of the round gets the error
+                outcomes = [exc] * len(batch)
+            for (index, step, _), outcome in zip(batch, outcomes, strict=True):
+                results[index] = outcome
+                if step.end:
+                    self.drop(step.corrid)
+        return results
+
+    def _stream_for(self, step: Step) -> OnnxStream:
+        """The state a request applies to: fresh on START, else the sequence's (checked against the request)."""
         now = self._clock()
         with self._lock:
             self._evict_idle(now)
@@ -118,15 +171,10 @@ class SequenceStates:
             self._last_seen[step.corrid] = now
         stream, fps = entry
         if step.fps and abs(step.fps - fps) > 1e-6:
-            raise SequenceError(f"FPS changed from {fps} to {step.fps} within sequence {step.corrid}")
-        try:
-            frames = stream.push(step.audio)
-            if step.flush:
-                frames = MouthFrames.concat([frames, stream.flush()])
-        finally:
             if step.end:
                 self.drop(step.corrid)
-        return frames
+            raise SequenceError(f"FPS changed from {fps} to {step.fps} within sequence {step.corrid}")
+        return stream
 
     def drop(self, corrid: int) -> None:
         with self._lock:
@@ -172,19 +220,27 @@ def decode_step(corrid: int, start: bool, end: bool, audio: F32, fps: F32 | None
 
 
 def load_states(
-    version_dir: Path | None, *, threads: int = 1, ttl_s: float = DEFAULT_STATE_TTL_S, gpu: int | None = None
+    version_dir: Path | None,
+    *,
+    threads: int = 1,
+    ttl_s: float = DEFAULT_STATE_TTL_S,
+    gpu: int | None = None,
+    batch: bool = False,
 ) -> SequenceStates:
     """Load the model a version serves (see :func:`resolve_model_path`) and wrap it in fresh :class:`SequenceStates`.
 
     ``gpu``: device id of a ``KIND_GPU`` instance; the network then runs on onnxruntime's CUDA provider (needs
     ``onnxruntime-gpu`` in the serving environment, e.g. the NGC container). Streaming state stays in host memory
-    either way: a few kilobytes per session.
+    either way: a few kilobytes per session. ``batch``: load the network so that :meth:`SequenceStates.step_many`
+    stacks the windows of concurrent sessions (see :class:`OnnxModel`).
     """
     path = resolve_model_path(version_dir)
-    model = OnnxModel(path, threads=threads, providers=CPU_PROVIDERS if gpu is None else cuda_providers(gpu))
+    model = OnnxModel(
+        path, threads=threads, providers=CPU_PROVIDERS if gpu is None else cuda_providers(gpu), batch=batch
+    )
     logger.info(
         "lip-sync model loaded for Triton",
-        extra={"model_path": str(path), "model_version": model.version, "gpu": gpu},
+        extra={"model_path": str(path), "model_version": model.version, "gpu": gpu, "batch": model.batches},
     )
     return SequenceStates(model, ttl_s=ttl_s)
 

@@ -132,3 +132,63 @@ def test_the_model_loads_on_the_providers_it_is_given(model: OnnxModel) -> None:
     else:  # a GPU instance on a CPU-only onnxruntime fails to load, saying what to install
         with pytest.raises(RuntimeError, match="install onnxruntime-gpu"):
             load_states(None, gpu=0)
+
+
+@pytest.fixture(scope="module")
+def batching_model() -> OnnxModel:
+    return OnnxModel(DEFAULT_MODEL, batch=True)
+
+
+def test_batched_windows_equal_single_runs_bit_for_bit(batching_model: OnnxModel) -> None:
+    assert batching_model.batches  # the shipped file fixes batch to 1: the axis was made dynamic at load
+    need = batching_model.past + batching_model.lookahead + 1
+    rng = np.random.default_rng(0)
+    windows = [(rng.standard_normal((need + k, N_MELS)) - 4).astype(np.float32) for k in (3, 3, 0, 3, 9, 0, 3)]
+    for window, (vis, par) in zip(windows, batching_model.run_batch(windows), strict=True):
+        v1, p1 = batching_model.run(window)
+        assert np.array_equal(vis, v1) and np.array_equal(par, p1)
+
+
+def sessions_schedule(n: int, chunk: int) -> list[list[Step]]:
+    """Rounds of requests, one per session per round, as Triton hands them to one execute(): sessions start at
+    different rounds and end at different rounds (the last request of each flushes and ENDs)."""
+    clips = [audio(0.4 + 0.15 * i, seed=20 + i) for i in range(n)]
+    per_session = []
+    for i, x in enumerate(clips):
+        starts = list(range(0, len(x), chunk))
+        steps = [Step(100 + i, j == 0, False, x[s : s + chunk], 25, False) for j, s in enumerate(starts)]
+        steps.append(Step(100 + i, False, True, np.zeros(0, np.float32), 25, True))
+        per_session.append([None] * i + steps)  # session i starts i rounds late
+    rounds = max(len(s) for s in per_session)
+    return [[s[r] for s in per_session if r < len(s) and s[r] is not None] for r in range(rounds)]
+
+
+def test_step_many_equals_one_step_after_the_other(model: OnnxModel, batching_model: OnnxModel) -> None:
+    schedule = sessions_schedule(6, chunk=640)
+    one_by_one, batched = SequenceStates(model), SequenceStates(batching_model)
+    for steps in schedule:
+        expected = [one_by_one.step(step) for step in steps]
+        got = batched.step_many(steps)
+        for e, g in zip(expected, got, strict=True):
+            assert isinstance(g, MouthFrames)
+            assert np.array_equal(g.params, e.params)
+            assert g.visemes is not None and e.visemes is not None and np.array_equal(g.visemes, e.visemes)
+    assert len(batched) == 0 == len(one_by_one)  # every END dropped its state
+
+
+def test_a_bad_request_in_a_batch_fails_alone(batching_model: OnnxModel) -> None:
+    states = SequenceStates(batching_model)
+    x = audio(0.5, seed=5)
+    good = [Step(1, True, False, x[:640], 25, False), Step(2, True, False, x[:640], 25, False)]
+    states.step_many(good)
+    got = states.step_many(
+        [
+            Step(1, False, False, x[640:1280], 25, False),
+            Step(99, False, False, x[:640], 25, False),  # never STARTed
+            Step(2, False, True, x[640:1280], 30, True),  # FPS changed
+        ]
+    )
+    assert isinstance(got[0], MouthFrames)
+    assert isinstance(got[1], SequenceError) and "no state" in str(got[1])
+    assert isinstance(got[2], SequenceError) and "FPS changed" in str(got[2])
+    assert 1 in states and 2 not in states  # the END of the failed request still dropped its state

@@ -19,35 +19,56 @@ from avaluma.renderer.lipsync import triton_model as tm
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
-        threads = int(config.get("parameters", {}).get("onnx_threads", {}).get("string_value", "1"))
+        parameters = config.get("parameters", {})
+        threads = int(parameters.get("onnx_threads", {}).get("string_value", "1"))
+        # batch_windows: the requests of one execute() call (one per session) share one network call per window
+        # length; "false" runs them one after another (same frames, bit for bit).
+        self.batch = parameters.get("batch_windows", {}).get("string_value", "true").lower() == "true"
         version_dir = Path(args["model_repository"]) / args["model_version"]
         gpu = int(args["model_instance_device_id"]) if args.get("model_instance_kind") == "GPU" else None
-        self.states = tm.load_states(version_dir, threads=threads, gpu=gpu)
+        self.states = tm.load_states(version_dir, threads=threads, gpu=gpu, batch=self.batch)
 
     def execute(self, requests: list[object]) -> list[object]:
-        return [self._one(request) for request in requests]
-
-    def _one(self, request: object) -> object:
-        try:
-            step = tm.decode_step(
-                corrid=_input(request, "CORRID").reshape(-1)[0],
-                start=_input(request, "START").reshape(-1)[0],
-                end=_input(request, "END").reshape(-1)[0],
-                audio=_input(request, tm.INPUT_AUDIO),
-                fps=_input(request, tm.INPUT_FPS),
-                flush=_input(request, tm.INPUT_FLUSH),
-            )
-            params, visemes = tm.frames_to_arrays(self.states.step(step))
-        except Exception as exc:  # one bad request fails alone; the other sessions in this batch go on
-            return pb_utils.InferenceResponse(
-                output_tensors=[], error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}")
-            )
-        return pb_utils.InferenceResponse(
-            output_tensors=[pb_utils.Tensor(tm.OUTPUT_PARAMS, params), pb_utils.Tensor(tm.OUTPUT_VISEMES, visemes)]
-        )
+        if not self.batch:
+            return [
+                _response(_outcome(lambda request=request: self.states.step(_decode(request)))) for request in requests
+            ]
+        decoded = [_outcome(lambda request=request: _decode(request)) for request in requests]
+        steps = [step for step in decoded if isinstance(step, tm.Step)]
+        frames = iter(self.states.step_many(steps))
+        return [_response(next(frames) if isinstance(step, tm.Step) else step) for step in decoded]
 
     def finalize(self) -> None:
         self.states = None
+
+
+def _decode(request: object) -> tm.Step:
+    return tm.decode_step(
+        corrid=_input(request, "CORRID").reshape(-1)[0],
+        start=_input(request, "START").reshape(-1)[0],
+        end=_input(request, "END").reshape(-1)[0],
+        audio=_input(request, tm.INPUT_AUDIO),
+        fps=_input(request, tm.INPUT_FPS),
+        flush=_input(request, tm.INPUT_FLUSH),
+    )
+
+
+def _outcome(call):
+    try:
+        return call()
+    except Exception as exc:  # one bad request fails alone; the other sessions in this batch go on
+        return exc
+
+
+def _response(outcome: object) -> object:
+    if isinstance(outcome, Exception):
+        return pb_utils.InferenceResponse(
+            output_tensors=[], error=pb_utils.TritonError(f"{type(outcome).__name__}: {outcome}")
+        )
+    params, visemes = tm.frames_to_arrays(outcome)
+    return pb_utils.InferenceResponse(
+        output_tensors=[pb_utils.Tensor(tm.OUTPUT_PARAMS, params), pb_utils.Tensor(tm.OUTPUT_VISEMES, visemes)]
+    )
 
 
 def _input(request: object, name: str):
