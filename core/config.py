@@ -14,6 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from avaluma.core.errors import InvalidArgument
+from avaluma.core.media import RenderOptions
+
 
 class Closed(BaseModel):
     """Base of every config section: unknown keys are errors."""
@@ -76,6 +79,18 @@ class RenderConfig(Closed):
     #: ``Render`` streams: seconds without any request while the stream has nothing left to render or send, after
     #: which it ends with DEADLINE_EXCEEDED. A quiet realtime stream stays open by sending audio (silence counts).
     idle_timeout_s: float = Field(60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _renderable(self) -> RenderConfig:
+        try:
+            self.options()
+        except InvalidArgument as exc:  # e.g. a rate that is not a whole number of samples per frame
+            raise ValueError(exc.message) from None
+        return self
+
+    def options(self) -> RenderOptions:
+        """The server's default render options as the one validated value the rest of the server uses."""
+        return RenderOptions(fps=self.fps, audio_sample_rate=self.audio_sample_rate, seed=self.seed)
 
 
 class AvatarLinkConfig(Closed):

@@ -39,7 +39,6 @@ from avaluma.core.live.sessions import (
     SessionSlots,
     connect_livekit,
 )
-from avaluma.core.media import RenderOptions
 from avaluma.core.server.auth import ApiKeyInterceptor, ApiKeys
 from avaluma.core.server.grpc.errors import ErrorMappingInterceptor
 from avaluma.core.server.grpc.render_service import RenderServicer
@@ -197,9 +196,7 @@ async def start_server(
     avatars = store if store is not None else AvatarStore.open(config.avatars_dir)
     backend = SharedBackend(lipsync_backend if lipsync_backend is not None else _backend_factory(config, registry))
     slots = SessionSlots(config.server.max_sessions)
-    defaults = RenderOptions(
-        fps=config.render.fps, audio_sample_rate=config.render.audio_sample_rate, seed=config.render.seed
-    )
+    defaults = config.render.options()
     sessions = SessionRegistry(
         store=avatars,
         slots=slots,

@@ -119,6 +119,14 @@ def test_every_problem_is_reported_once_in_one_message(tmp_path: Path) -> None:
     assert any("render.fps:" in line for line in lines)
 
 
+def test_render_defaults_are_checked_as_render_options(tmp_path: Path) -> None:
+    """Config, the front doors and the engine share one RenderOptions check: a rate that is no whole number of
+    samples per frame is refused when the config loads, not when the first stream starts."""
+    with pytest.raises(ConfigError, match=r"render: .*22050 Hz is not a multiple of fps 24"):
+        load_config(write(tmp_path, "render:\n  fps: 24\n  audio_sample_rate: 22050\n"), env={})
+    assert load_config(env={}).render.options().samples_per_frame == 24_000 // 25
+
+
 def test_invalid_environment_value_names_the_variable() -> None:
     with pytest.raises(ConfigError, match=r"^environment variable AVALUMA_SERVER__PORT \(server\.port\): .*'abc'"):
         load_config(env={"AVALUMA_SERVER__PORT": "abc"})
