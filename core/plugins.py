@@ -30,7 +30,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pluggy
 from pydantic import BaseModel, ValidationError
@@ -51,6 +51,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
 
 ALLOW_ENV = "AVALUMA_PLUGINS"
 DENY_ENV = "AVALUMA_DISABLE_PLUGINS"
+
+T = TypeVar("T")
 
 #: Provider kind -> the registration hook that fills it, in display order.
 KIND_HOOKS: dict[str, str] = {
@@ -372,6 +374,18 @@ class ProviderRegistry:
                 f"{kind} provider {ref.name!r} (plugin {_origin(provider.info)}) failed to start: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
+
+    def create_as(self, kind: str, ref: ProviderRef | str, expected: type[T]) -> T:
+        """:meth:`create`, typed: the provider must be an ``expected`` (e.g. ``LipSyncBackend``), else
+        :class:`FailedPrecondition` naming the provider, its plugin and what it built instead."""
+        built = self.create(kind, ref)
+        if not isinstance(built, expected):
+            name = ref if isinstance(ref, str) else ref.name
+            raise FailedPrecondition(
+                f"{kind} provider {name!r} (plugin {_origin(self.get(kind, name).info)}) built a "
+                f"{type(built).__name__}, not a {expected.__name__}: fix the plugin's factory"
+            )
+        return built
 
     def validate(
         self, config: Config, *, kinds: Iterable[str] | None = None, keys: Iterable[str] | None = None

@@ -91,6 +91,13 @@ def test_create_validates_options_and_calls_the_factory() -> None:
     assert made.options == VoiceOptions(voice="joe", speed=1.5)
 
 
+def test_create_as_checks_the_type_the_caller_expects() -> None:
+    registry = registry_with((TTSPlugin(), "voices"))
+    assert isinstance(registry.create_as("tts", "fake", FakeTTS), FakeTTS)
+    with pytest.raises(FailedPrecondition, match=r"'alpha' \(plugin 'voices'\) built a str, not a FakeTTS"):
+        registry.create_as("tts", "alpha", FakeTTS)
+
+
 def test_factory_without_options_model_is_called_without_arguments() -> None:
     assert registry_with((TTSPlugin(), "voices")).create("tts", "alpha") == "alpha-tts"
 
