@@ -43,11 +43,7 @@ from avaluma.core.errors import AvalumaError, ConfigError, FailedPrecondition
 logger = logging.getLogger(__name__)
 
 #: Modules shipped inside the ``avaluma`` distribution that register providers through the same hooks.
-BUILTIN_PLUGINS: tuple[str, ...] = (
-    "avaluma.renderer.plugin",
-    "avaluma.renderer.lipsync.plugin",
-    "avaluma.renderer.lipsync.triton_plugin",
-)
+BUILTIN_PLUGINS: tuple[str, ...] = ("avaluma.renderer.plugin",)
 
 ALLOW_ENV = "AVALUMA_PLUGINS"
 DENY_ENV = "AVALUMA_DISABLE_PLUGINS"

@@ -7,20 +7,16 @@ import pytest
 from avaluma.core.config import ProviderRef
 from avaluma.core.errors import ConfigError
 from avaluma.core.plugins import ProviderRegistry, load_plugin_manager
-from avaluma.renderer.lipsync import plugin as lipsync_plugin
 from avaluma.renderer.lipsync.onnx_backend import OnnxBackend
 
 
 @pytest.fixture
 def registry() -> ProviderRegistry:
-    pm = load_plugin_manager(entry_points=False)
-    if not pm.is_registered(lipsync_plugin):  # once the lead lists it as a built-in, it is already there
-        pm.register(lipsync_plugin, name="avaluma.renderer.lipsync.plugin")
-    return ProviderRegistry.from_plugin_manager(pm)
+    return ProviderRegistry.from_plugin_manager(load_plugin_manager(entry_points=False))
 
 
-def test_onnx_is_registered_next_to_energy(registry: ProviderRegistry) -> None:
-    assert {"onnx", "energy"} <= set(registry.names("lipsync_backend"))
+def test_the_renderer_registers_its_three_backends(registry: ProviderRegistry) -> None:
+    assert {"onnx", "energy", "triton"} <= set(registry.names("lipsync_backend"))
 
 
 def test_factory_builds_the_bundled_model(registry: ProviderRegistry) -> None:
