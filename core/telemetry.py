@@ -34,6 +34,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -465,6 +466,43 @@ def _forget_nothing() -> None:
     return None
 
 
+#: The server's capacity as observable gauges (autoscalers and dashboards read them next to avaluma.sessions.active).
+SESSIONS_LIMIT_NAME: Final = "avaluma.sessions.limit"
+SESSIONS_FREE_NAME: Final = "avaluma.sessions.free"
+
+
+class CapacitySource(Protocol):
+    """What :func:`track_capacity` reads (``SessionSlots``)."""
+
+    @property
+    def effective_limit(self) -> int: ...
+
+    @property
+    def free(self) -> int: ...
+
+
+_capacity_sources: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def track_capacity(source: CapacitySource) -> None:
+    """Report ``source``'s limit and free sessions as ``avaluma.sessions.limit`` / ``avaluma.sessions.free`` for as
+    long as it lives (held weakly; several sources in one process, e.g. tests, are summed)."""
+    with _lock:
+        _capacity_sources.add(source)
+
+
+def _observe_capacity(read: Callable[[CapacitySource], int]) -> Callable[[Any], Iterator[Any]]:
+    def observe(_options: Any) -> Iterator[Any]:
+        from opentelemetry.metrics import Observation
+
+        with _lock:
+            sources = list(_capacity_sources)
+        if sources:
+            yield Observation(sum(read(source) for source in sources))
+
+    return observe
+
+
 def _observe_memory(_options: Any) -> Iterator[Any]:
     from opentelemetry.metrics import Observation
 
@@ -708,6 +746,18 @@ def configure(
             callbacks=[_observe_memory],
             unit="By",
             description="Memory held by one session (buffered audio and queued frames), by avaluma.session.id",
+        )
+        meter.create_observable_gauge(
+            SESSIONS_LIMIT_NAME,
+            callbacks=[_observe_capacity(lambda source: source.effective_limit)],
+            unit="{session}",
+            description="Sessions and render streams this server admits (measured capacity or server.max_sessions)",
+        )
+        meter.create_observable_gauge(
+            SESSIONS_FREE_NAME,
+            callbacks=[_observe_capacity(lambda source: source.free)],
+            unit="{session}",
+            description="Sessions and render streams this server would still admit now (0 while it drains)",
         )
     _state = _State(tracer_provider, meter_provider, prometheus)
     _tracing = tracer_provider is not None

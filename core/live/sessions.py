@@ -74,13 +74,17 @@ class SessionSlots:
     """Concurrent sessions *and* render streams share one limit (``server.max_sessions``): both cost a CPU share.
 
     A measured :class:`~avaluma.core.live.admission.SessionBudget` (:meth:`set_budget`) can lower the limit to what the
-    machine renders in real time; it never raises it above ``server.max_sessions``.
+    machine renders in real time; it never raises it above ``server.max_sessions``. Once :meth:`drain` is called
+    (shutdown) no slot is handed out any more.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._used = 0
         self.budget: SessionBudget | None = None
+        #: Set by :meth:`drain`: the server is shutting down and admits nothing new.
+        self.draining = False
+        telemetry.track_capacity(self)
 
     @property
     def used(self) -> int:
@@ -90,11 +94,26 @@ class SessionSlots:
     def effective_limit(self) -> int:
         return self.limit if self.budget is None else min(self.limit, self.budget.max_sessions)
 
+    @property
+    def free(self) -> int:
+        """Sessions or render streams this server would still admit now (0 while draining)."""
+        return 0 if self.draining else max(self.effective_limit - self._used, 0)
+
     def set_budget(self, budget: SessionBudget | None) -> None:
         self.budget = budget
 
+    def drain(self) -> None:
+        """Admit nothing new from now on (what is running keeps its slot)."""
+        self.draining = True
+
     def take(self, what: str) -> Slot:
-        """Take a slot or raise :class:`ResourceExhausted` (event-loop only: no locking needed)."""
+        """Take a slot or raise :class:`ResourceExhausted` (full) or :class:`Unavailable` (draining). Event-loop
+        only: no locking needed."""
+        if self.draining:
+            raise Unavailable(
+                f"cannot start a {what}: this server is shutting down and finishing its running sessions; "
+                "start it on another server instance"
+            )
         if self._used >= self.effective_limit:
             if self.budget is not None and self.budget.max_sessions < self.limit:
                 raise ResourceExhausted(
@@ -363,6 +382,8 @@ class SessionRegistry:
         self._idle_timeout_s = idle_timeout_s
         self._accepted_senders = accepted_senders
         self._sessions: dict[str, Session] = {}
+        #: Set whenever the last session is removed (what :meth:`drain` waits for).
+        self._emptied = asyncio.Event()
         #: Strong references to clean-up tasks started from LiveKit callbacks, so they are not garbage-collected.
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -407,6 +428,7 @@ class SessionRegistry:
                     )
         except BaseException:
             self._sessions.pop(session.id, None)
+            self._note_removed()
             room, session.room = session.room, None
             if room is not None:
                 with contextlib.suppress(Exception):
@@ -433,6 +455,30 @@ class SessionRegistry:
         session = self.get(session_id)
         await self._end(session, reason, detail)
 
+    async def drain(self, *, timeout_s: float) -> int:
+        """Graceful drain before shutdown: admit nothing new (:meth:`SessionSlots.drain`), give the running sessions
+        up to ``timeout_s`` to end by themselves, then end the rest with reason ``SERVER_SHUTDOWN`` and a detail that
+        says so. Returns how many sessions the deadline ended."""
+        self._slots.drain()
+        if self._sessions:
+            log.info("draining sessions", extra={"count": len(self._sessions), "timeout_s": timeout_s})
+            self._emptied.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._emptied.wait(), timeout_s)
+        left = list(self._sessions.values())
+        detail = (
+            f"the server is shutting down and the session did not end within its drain deadline of {timeout_s:g} s: "
+            "start a new session, it will be placed on another server instance"
+        )
+        await asyncio.gather(
+            *(self._end(s, EndReason.SERVER_SHUTDOWN, detail, timeout_s=5.0) for s in left), return_exceptions=True
+        )
+        return len(left)
+
+    def _note_removed(self) -> None:
+        if not self._sessions:
+            self._emptied.set()
+
     async def close_all(self, *, timeout_s: float = 5.0) -> None:
         """End every session (server shutdown), each bounded so a hung room cannot hold the server up."""
         sessions = list(self._sessions.values())
@@ -444,6 +490,7 @@ class SessionRegistry:
     async def _end(self, session: Session, reason: EndReason, detail: str, *, timeout_s: float = 5.0) -> None:
         if self._sessions.pop(session.id, None) is None:
             return  # already ending
+        self._note_removed()
         session.state = SessionState.ENDING
         runtime, session.runtime = session.runtime, None
         if runtime is not None:

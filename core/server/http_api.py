@@ -3,7 +3,10 @@
 - ``POST /v1/livekit/start-avatar``: JSON ``{livekit_url, livekit_token, avatar_id?, accepted_sender_identities?,
   agent_identity?, idle_timeout_s?}`` -> ``{status: "success", session_id, avatar_participant_identity}``;
 - ``POST /v1/livekit/stop-avatar``: JSON ``{session_id}`` -> ``{status: "success"}``;
-- ``GET /health``: ``{status: "ok", active_sessions, max_sessions}`` (no key needed, for load balancers);
+- ``GET /health``: ``{status: "ok", active_sessions, max_sessions, free_sessions, draining, ready}`` (no key needed,
+  for load balancers; always 200 while the process serves);
+- ``GET /ready``: the same body, ``200`` while the server admits new sessions and ``503`` when it is full or draining
+  (a Kubernetes readiness probe: new sessions then go to other replicas, running ones go on);
 - ``GET /openapi.json``: this API as an OpenAPI 3.1 document, made from the typed models in ``http_models.py``.
 
 The API key goes in the ``api-secret`` header (``x-api-key`` and ``Authorization: Bearer`` work too, as on gRPC).
@@ -43,6 +46,7 @@ log = logging.getLogger(__name__)
 START_PATH: Final = "/v1/livekit/start-avatar"
 STOP_PATH: Final = "/v1/livekit/stop-avatar"
 HEALTH_PATH: Final = "/health"
+READY_PATH: Final = "/ready"
 #: The OpenAPI 3.1 document of this API (no key needed), made from the models in http_models.py.
 OPENAPI_PATH: Final = "/openapi.json"
 API_SECRET_HEADER: Final = "api-secret"
@@ -185,6 +189,7 @@ class HttpApi:
         app.router.add_post(START_PATH, self._guarded(self._start))
         app.router.add_post(STOP_PATH, self._guarded(self._stop))
         app.router.add_get(HEALTH_PATH, self._health)
+        app.router.add_get(READY_PATH, self._ready)
         app.router.add_get(OPENAPI_PATH, self._openapi)
         return app
 
@@ -252,9 +257,23 @@ class HttpApi:
         await self._sessions.stop(session_id)
         return web.json_response(StopAvatarResponse().model_dump())
 
+    def _load(self) -> HealthResponse:
+        free = self._slots.free
+        return HealthResponse(
+            active_sessions=len(self._sessions.list()),
+            max_sessions=self._slots.effective_limit,
+            free_sessions=free,
+            draining=self._slots.draining,
+            ready=free > 0,
+        )
+
     async def _health(self, _request: web.Request) -> web.StreamResponse:
-        body = HealthResponse(active_sessions=len(self._sessions.list()), max_sessions=self._slots.effective_limit)
-        response: web.StreamResponse = web.json_response(body.model_dump())
+        response: web.StreamResponse = web.json_response(self._load().model_dump())
+        return response
+
+    async def _ready(self, _request: web.Request) -> web.StreamResponse:
+        body = self._load()
+        response: web.StreamResponse = web.json_response(body.model_dump(), status=200 if body.ready else 503)
         return response
 
     async def _openapi(self, _request: web.Request) -> web.StreamResponse:

@@ -69,6 +69,11 @@ class HealthResponse(BaseModel):
     status: Literal["ok"] = "ok"
     active_sessions: int
     max_sessions: int = Field(description="Sessions this server admits (measured capacity, or server.max_sessions).")
+    free_sessions: int = Field(
+        0, description="Sessions and render streams it would still admit now (0 when full or draining)."
+    )
+    draining: bool = Field(False, description="Shutting down: it admits nothing new and lets running sessions end.")
+    ready: bool = Field(True, description="Whether it admits a new session now (GET /ready answers 503 when not).")
 
 
 class ErrorResponse(BaseModel):
@@ -156,6 +161,17 @@ def openapi(version: str = "") -> dict[str, Any]:
                     "operationId": "health",
                     "summary": "Liveness and load, without a key (for load balancers)",
                     "responses": {"200": _json(HealthResponse, "Serving")},
+                }
+            },
+            "/ready": {
+                "get": {
+                    "operationId": "ready",
+                    "summary": "Readiness, without a key: 200 while the server admits new sessions, 503 when it is "
+                    "full or draining (Kubernetes then sends new sessions to other replicas)",
+                    "responses": {
+                        "200": _json(HealthResponse, "Admits new sessions"),
+                        "503": _json(HealthResponse, "Full or draining"),
+                    },
                 }
             },
         },

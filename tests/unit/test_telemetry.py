@@ -405,3 +405,20 @@ def test_the_console_exporter_sums_up_per_inference_spans_and_prints_one_line_pe
     assert len(summaries) == 2
     assert summaries[0].startswith(f"[trace] {telemetry.SPAN_LIPSYNC_INFER}: 200 spans in 6.0 s, mean ")
     assert summaries[1].startswith(f"[trace] {telemetry.SPAN_RENDER_FRAMES}: 1 spans")
+
+
+def test_capacity_gauges_follow_the_session_slots(recorded: Recorded) -> None:
+    from avaluma.core.live.sessions import SessionSlots
+
+    def gauge(name: str) -> float:  # every SessionSlots alive in this process counts; compare differences
+        data = recorded.metrics.get_metrics_data()  # None while nothing at all was recorded
+        return 0 if data is None else sum(point.value for point in recorded.points(name))
+
+    limit0, free0 = gauge(telemetry.SESSIONS_LIMIT_NAME), gauge(telemetry.SESSIONS_FREE_NAME)
+    slots = SessionSlots(3)
+    slot = slots.take("session")
+    assert gauge(telemetry.SESSIONS_LIMIT_NAME) - limit0 == 3
+    assert gauge(telemetry.SESSIONS_FREE_NAME) - free0 == 2
+    slots.drain()
+    assert gauge(telemetry.SESSIONS_FREE_NAME) - free0 == 0
+    slot.release()
