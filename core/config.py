@@ -36,6 +36,10 @@ class ServerConfig(Closed):
     port: int = Field(8080, ge=0, le=65535)
     #: Seconds given to in-flight RPCs on shutdown before they are cancelled.
     shutdown_grace_s: float = Field(5.0, ge=0)
+    #: Seconds a stopping server (SIGTERM) waits for its LiveKit sessions to end by themselves, admitting none,
+    #: before it ends the rest and stops; 0 ends them at once. Kubernetes: terminationGracePeriodSeconds above
+    #: drain_timeout_s + shutdown_grace_s.
+    drain_timeout_s: float = Field(0.0, ge=0)
     #: Largest gRPC message accepted, in bytes.
     max_message_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_sessions: int = Field(64, ge=1)
