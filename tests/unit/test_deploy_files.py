@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from avaluma.core import telemetry
 from avaluma.core.config import Config
 from avaluma.core.config_loader import load_config
 
@@ -266,7 +267,7 @@ def test_avatar_server_is_probed_with_grpc_health_on_its_grpc_port(k8s: dict[tup
     env = {e["name"]: e.get("value") for e in server["env"]}
     assert env["AVALUMA_CONFIG"] == mount["mountPath"] + "/config.yaml"
     grace = k8s[("Deployment", "avatar-server")]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    assert grace > parsed.server.shutdown_grace_s, "the pod outlives the server's graceful shutdown"
+    assert grace > parsed.server.drain_timeout_s + parsed.server.shutdown_grace_s, "the pod outlives its drain"
 
 
 def test_triton_requests_a_gpu_and_is_probed(k8s: dict[tuple[str, str], Any]) -> None:
@@ -299,3 +300,21 @@ def test_ingress_routes_every_grpc_service_to_the_grpc_port(k8s: dict[tuple[str,
 def test_kubernetes_collector_config_is_the_same_as_compose(k8s: dict[tuple[str, str], Any]) -> None:
     in_cluster = yaml.safe_load(k8s[("ConfigMap", "otel-collector-config")]["data"]["config.yaml"])
     assert in_cluster == yaml.safe_load(COLLECTOR.read_text()), "deploy/k8s/otel-collector.yaml drifted"
+
+
+def test_avatar_server_autoscales_on_its_active_sessions(k8s: dict[tuple[str, str], Any]) -> None:
+    hpa = k8s[("HorizontalPodAutoscaler", "avatar-server")]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) in k8s and target["kind"] == "Deployment"
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["external"]["metric"]["name"] == "avaluma_sessions_active"
+    # The metric the adapter serves is the one the server exports (OTel name, dots -> underscores).
+    adapter = yaml.safe_load((K8S / "prometheus-adapter-values.yaml").read_text())
+    served = {rule["name"]["as"]: rule["metricsQuery"] for rule in adapter["rules"]["external"]}
+    assert telemetry.ACTIVE_SESSIONS.name.replace(".", "_") in served["avaluma_sessions_active"]
+    assert telemetry.SESSIONS_FREE_NAME.replace(".", "_") in served["avaluma_sessions_free"]
+    config = yaml.safe_load(k8s[("ConfigMap", "avaluma-server-config")]["data"]["config.yaml"])
+    limit = Config.model_validate(config).server.max_sessions
+    assert 0 < float(metric["external"]["target"]["averageValue"]) < limit
+    assert Config.model_validate(config).server.drain_timeout_s > 0, "a scale-down drains before ending sessions"
