@@ -200,8 +200,11 @@ def main() -> None:
         if gpu_idle is not None:
             header += f" {'GPU MiB':>8}"
         print(header)
-        for name, backend, model in backends:
-            for n in levels:
+        # Levels outer, backends inner: the rows compared side by side run back to back, so load from other work
+        # on the machine skews them alike; printed grouped by backend at the end.
+        lines: dict[tuple[int, int], str] = {}
+        for n in levels:
+            for index, (name, backend, model) in enumerate(backends):
                 before = server_counters(url, model) if model else None
                 r = run_sessions(backend, n, args.seconds)
                 counters = f" {'-':>8} {'-':>7}"
@@ -215,7 +218,10 @@ def main() -> None:
                 )
                 if gpu_idle is not None:
                     line += f" {r['gpu_mib']:>8.0f}"
-                print(line, flush=True)
+                lines[(index, n)] = line
+        for key in sorted(lines):
+            print(lines[key])
+        for _, backend, _ in backends:
             backend.close()
         if gpu_idle is not None:
             print(f"GPU memory with the model loaded and no session: {gpu_idle:.0f} MiB")
