@@ -8,6 +8,7 @@ gRPC and over the hosted-service HTTP API.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
@@ -95,6 +96,13 @@ def test_avatar_token_publishes_on_behalf_of_the_agent() -> None:
     assert claims.kind == "agent"
     assert claims.video is not None
     assert (claims.video.room, claims.video.room_join, claims.video.can_publish) == ("demo", True, True)
+
+
+def test_an_avatar_session_can_be_built_where_no_event_loop_runs() -> None:
+    # After any asyncio.run() the main thread has no current loop; agent code may build its avatar at module level.
+    asyncio.run(asyncio.sleep(0))
+    session = avaluma.AvatarSession(api_key="key", avatar_id="astronaut", api_url="127.0.0.1:1")
+    assert session.build_request(agent_identity="a", livekit_url="ws://x", token="t").avatar_id == "astronaut"
 
 
 def test_request_accepts_the_agent_and_extra_senders() -> None:

@@ -92,14 +92,22 @@ class GrpcClient(AvatarServiceClient):
 
     def __init__(self, target: str, *, api_key: str, tls: bool = False, interceptors: Sequence[Any] = ()) -> None:
         self.target = target
-        channel_interceptors = list(interceptors) or None
-        self._channel = (
-            grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(), interceptors=channel_interceptors)
-            if tls
-            else grpc.aio.insecure_channel(target, interceptors=channel_interceptors)
-        )
-        self._stub = avatar_service_pb2_grpc.AvatarServiceStub(self._channel)
+        self._tls = tls
+        self._interceptors = list(interceptors) or None
+        # The channel binds to the running event loop, so it is made on first use: an AvatarSession may be built
+        # where no loop runs yet (module level, a sync test).
+        self._channel: grpc.aio.Channel | None = None
         self._metadata = (("x-api-key", api_key),)
+
+    @property
+    def _stub(self) -> avatar_service_pb2_grpc.AvatarServiceStub:
+        if self._channel is None:
+            self._channel = (
+                grpc.aio.secure_channel(self.target, grpc.ssl_channel_credentials(), interceptors=self._interceptors)
+                if self._tls
+                else grpc.aio.insecure_channel(self.target, interceptors=self._interceptors)
+            )
+        return avatar_service_pb2_grpc.AvatarServiceStub(self._channel)
 
     async def start_session(self, request: StartRequest, *, timeout_s: float) -> StartResponse:
         message = avatar_service_pb2.StartSessionRequest(
@@ -126,7 +134,8 @@ class GrpcClient(AvatarServiceClient):
             raise _from_grpc(exc) from None
 
     async def aclose(self) -> None:
-        await self._channel.close(None)
+        if self._channel is not None:
+            await self._channel.close(None)
 
 
 def _from_grpc(exc: grpc.aio.AioRpcError) -> AvalumaException:
