@@ -15,6 +15,7 @@ pytest.importorskip("espeakng_loader", reason="espeakng-loader is not installed:
 pytest.importorskip("piper", reason="piper-tts is not installed: pip install 'avaluma[train]'")
 
 
+@pytest.mark.timeout(900)  # two short runs; a busy 2-core CI machine has taken 5 minutes for them
 def test_quick_training_produces_a_streaming_model(tmp_path, capsys) -> None:
     from avaluma.renderer.lipsync.onnx_backend import OnnxBackend, OnnxOptions
     from avaluma.renderer.lipsync.training.__main__ import main

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             model=ModelConfig(channels=8),
             data=replace(config.data, max_sentences=8, n_generated=0, espeak_per_sentence=1, piper_per_sentence=0.5),
             human=replace(config.human, max_utterances=4, copies=1, workers=1) if config.human else None,
-            multilingual=MultilingualConfig(per_sentence=1, languages=("es",), seed=args.seed),
+            multilingual=None,
         )
     if args.no_human or human.corpus_root() is None:
         if not args.no_human:

@@ -246,7 +246,12 @@ def export_onnx(model: LipSyncNet, path: Path, config: TrainConfig, metrics: dic
             str(path),
             input_names=["features"],
             output_names=["visemes", "params"],
-            dynamic_axes={"features": {1: "time"}, "visemes": {1: "out_time"}, "params": {1: "out_time"}},
+            # A dynamic batch axis lets Triton run the windows of many sessions in one call.
+            dynamic_axes={
+                "features": {0: "batch", 1: "time"},
+                "visemes": {0: "batch", 1: "out_time"},
+                "params": {0: "batch", 1: "out_time"},
+            },
             opset_version=17,
             dynamo=False,
         )
