@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +24,9 @@ from .log import logger
 
 #: Failures worth another try: the server (or the LiveKit server behind it) is not reachable right now.
 RETRYABLE_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
+#: A start refused with these goes to the next server address: this one is full (``RESOURCE_EXHAUSTED``), draining
+#: before shutdown or out of reach (``UNAVAILABLE``).
+NEXT_SERVER_CODES = frozenset({"RESOURCE_EXHAUSTED", "UNAVAILABLE"})
 START_PATH = "/v1/livekit/start-avatar"
 STOP_PATH = "/v1/livekit/stop-avatar"
 
@@ -90,10 +95,19 @@ class GrpcClient(AvatarServiceClient):
     """``avaluma.v1.AvatarService`` over gRPC, the API key in ``x-api-key``. ``interceptors`` are handed to the
     channel (the avaluma agent passes its OpenTelemetry ones, so one trace spans agent and server)."""
 
-    def __init__(self, target: str, *, api_key: str, tls: bool = False, interceptors: Sequence[Any] = ()) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        api_key: str,
+        tls: bool = False,
+        interceptors: Sequence[Any] = (),
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
         self.target = target
         self._tls = tls
         self._interceptors = list(interceptors) or None
+        self._options = list(options) or None
         # The channel binds to the running event loop, so it is made on first use: an AvatarSession may be built
         # where no loop runs yet (module level, a sync test).
         self._channel: grpc.aio.Channel | None = None
@@ -103,9 +117,11 @@ class GrpcClient(AvatarServiceClient):
     def _stub(self) -> avatar_service_pb2_grpc.AvatarServiceStub:
         if self._channel is None:
             self._channel = (
-                grpc.aio.secure_channel(self.target, grpc.ssl_channel_credentials(), interceptors=self._interceptors)
+                grpc.aio.secure_channel(
+                    self.target, grpc.ssl_channel_credentials(), options=self._options, interceptors=self._interceptors
+                )
                 if self._tls
-                else grpc.aio.insecure_channel(self.target, interceptors=self._interceptors)
+                else grpc.aio.insecure_channel(self.target, options=self._options, interceptors=self._interceptors)
             )
         return avatar_service_pb2_grpc.AvatarServiceStub(self._channel)
 
@@ -224,6 +240,8 @@ class ServerAddress:
     kind: str  # "grpc" | "http"
     target: str
     tls: bool = False
+    #: The name TLS checks the certificate against when ``target`` is one of that name's IP addresses.
+    server_name: str = ""
 
     @classmethod
     def parse(cls, api_url: str) -> ServerAddress:
@@ -239,6 +257,14 @@ class ServerAddress:
             return cls("grpc", parts.netloc, tls=parts.scheme == "grpcs")
         raise ValueError(f"api_url {api_url!r}: use http(s):// for the HTTP API, grpc(s)://host:port or host:port")
 
+    @classmethod
+    def parse_list(cls, api_url: str) -> tuple[ServerAddress, ...]:
+        """Several servers (replicas) separated by commas: ``"10.0.0.5:8080, 10.0.0.6:8080"``."""
+        addresses = tuple(cls.parse(part) for part in api_url.split(",") if part.strip())
+        if not addresses:
+            raise ValueError(f"api_url {api_url!r} names no server")
+        return addresses
+
     @property
     def is_local(self) -> bool:
         """Whether the server runs on this machine (only then is the development key file worth reading)."""
@@ -250,7 +276,134 @@ class ServerAddress:
     def client(self, *, api_key: str, grpc_interceptors: Sequence[Any] = ()) -> AvatarServiceClient:
         if self.kind == "http":
             return HttpClient(self.target, api_key=api_key)
-        return GrpcClient(self.target, api_key=api_key, tls=self.tls, interceptors=grpc_interceptors)
+        options = (
+            [("grpc.ssl_target_name_override", self.server_name), ("grpc.default_authority", self.server_name)]
+            if self.server_name
+            else []
+        )
+        return GrpcClient(self.target, api_key=api_key, tls=self.tls, interceptors=grpc_interceptors, options=options)
+
+    async def resolve(self, getaddrinfo: GetAddrInfo | None = None) -> tuple[ServerAddress, ...]:
+        """A gRPC ``host:port`` whose name resolves to several IP addresses (a Kubernetes headless Service, DNS
+        round robin) as one address per IP, in the resolver's order; with TLS the certificate is still checked against
+        the name. HTTP URLs, names on this machine, IP addresses and names that resolve to one address (or not at all:
+        the call then says so) stay as they are."""
+        if self.kind != "grpc" or self.is_local:
+            return (self,)
+        host, _, port = self.target.rpartition(":")
+        host = host[1:-1] if host.startswith("[") else host
+        if not host or not port.isdigit():
+            return (self,)
+        lookup = getaddrinfo or asyncio.get_running_loop().getaddrinfo
+        try:
+            infos = await lookup(host, int(port), type=socket.SOCK_STREAM)
+        except OSError:
+            return (self,)
+        ips = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        if len(ips) <= 1:
+            return (self,)
+        return tuple(
+            ServerAddress(
+                "grpc",
+                f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}",
+                tls=self.tls,
+                server_name=host if self.tls else "",
+            )
+            for ip in ips
+        )
+
+
+#: ``loop.getaddrinfo``'s signature (``ServerPool`` takes another resolver, e.g. for names a test serves).
+GetAddrInfo = Callable[..., Awaitable[list[tuple[Any, ...]]]]
+
+
+class ServerPool(AvatarServiceClient):
+    """Several Avaluma servers (replicas) as one client. A start tries the addresses in turn, beginning at a random
+    one so that agents spread their sessions, and moves on to the next address while a server answers
+    ``RESOURCE_EXHAUSTED`` (full) or ``UNAVAILABLE`` (draining before shutdown, or unreachable); other refusals
+    (a wrong key, an unknown avatar) end the round at once. Names are resolved at every start (:meth:`ServerAddress.
+    resolve`), so replicas that came or went are seen. A session is stopped on the server that started it.
+
+    When every address refused, the error names each address with its answer; its code is ``RESOURCE_EXHAUSTED`` when
+    all were full, else ``UNAVAILABLE`` (which :func:`start_with_retries` retries with backoff). With one address the
+    server's own error is raised unchanged, as :class:`GrpcClient` / :class:`HttpClient` would."""
+
+    def __init__(
+        self,
+        addresses: Sequence[ServerAddress],
+        *,
+        api_key: str,
+        grpc_interceptors: Sequence[Any] = (),
+        getaddrinfo: GetAddrInfo | None = None,
+        shuffle: bool = True,
+    ) -> None:
+        if not addresses:
+            raise ValueError("ServerPool needs at least one address")
+        self.addresses = tuple(addresses)
+        self.target = ", ".join(a.target for a in self.addresses)
+        self._api_key = api_key
+        self._interceptors = tuple(grpc_interceptors)
+        self._getaddrinfo = getaddrinfo
+        self._shuffle = shuffle
+        self._clients: dict[ServerAddress, AvatarServiceClient] = {}
+        self._started: dict[str, AvatarServiceClient] = {}
+        #: Where each started session runs (session id -> server address), for logs and tests.
+        self.placements: dict[str, str] = {}
+
+    async def candidates(self) -> list[ServerAddress]:
+        """Every address to try, names resolved, without duplicates, in the configured order."""
+        found: dict[ServerAddress, None] = {}
+        for address in self.addresses:
+            for resolved in await address.resolve(self._getaddrinfo):
+                found.setdefault(resolved, None)
+        return list(found)
+
+    def _client(self, address: ServerAddress) -> AvatarServiceClient:
+        client = self._clients.get(address)
+        if client is None:
+            client = self._clients[address] = address.client(
+                api_key=self._api_key, grpc_interceptors=self._interceptors
+            )
+        return client
+
+    async def start_session(self, request: StartRequest, *, timeout_s: float) -> StartResponse:
+        candidates = await self.candidates()
+        if self._shuffle and len(candidates) > 1:
+            first = random.randrange(len(candidates))
+            candidates = candidates[first:] + candidates[:first]
+        refusals: list[tuple[str, AvalumaException]] = []
+        for address in candidates:
+            client = self._client(address)
+            try:
+                response = await client.start_session(request, timeout_s=timeout_s)
+            except AvalumaException as exc:
+                if len(candidates) == 1:
+                    raise
+                if exc.code not in NEXT_SERVER_CODES:
+                    raise AvalumaException(f"{client.target}: {exc}", code=exc.code) from None
+                refusals.append((client.target, exc))
+                logger.info(
+                    "avatar server refused the session, trying the next",
+                    extra={"target": client.target, "code": exc.code, "message": str(exc)},
+                )
+                continue
+            self._started[response.session_id] = client
+            self.placements[response.session_id] = client.target
+            return response
+        code = "RESOURCE_EXHAUSTED" if all(e.code == "RESOURCE_EXHAUSTED" for _, e in refusals) else "UNAVAILABLE"
+        answers = "; ".join(f"{target}: {exc.code} {exc}" for target, exc in refusals)
+        raise AvalumaException(f"all {len(refusals)} servers refused: {answers}", code=code)
+
+    async def stop_session(self, session_id: str, *, timeout_s: float = 5.0) -> None:
+        client = self._started.pop(session_id, None)
+        self.placements.pop(session_id, None)
+        if client is None:
+            raise AvalumaException(f"session {session_id} was not started through this client", code="NOT_FOUND")
+        await client.stop_session(session_id, timeout_s=timeout_s)
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
 
 
 async def start_with_retries(
@@ -263,8 +416,10 @@ async def start_with_retries(
     """Start a session, retrying ``UNAVAILABLE`` / ``DEADLINE_EXCEEDED`` with backoff.
 
     After the last attempt the :class:`AvalumaException` (code ``UNAVAILABLE``) carries the server's own explanation;
-    any other failure is raised at once (it will not get better by retrying), naming the server.
+    any other failure is raised at once (it will not get better by retrying), naming the server. A
+    :class:`ServerPool` tries every address before an attempt counts as failed.
     """
+    where = ("servers at " if "," in client.target else "server at ") + client.target
     last: AvalumaException | None = None
     for attempt in range(retry.attempts):
         try:
@@ -272,7 +427,7 @@ async def start_with_retries(
         except AvalumaException as exc:
             if not exc.retryable:
                 raise AvalumaException(
-                    f"the Avaluma server at {client.target} refused to start the avatar: {exc}", code=exc.code
+                    f"the Avaluma {where} refused to start the avatar: {exc}", code=exc.code
                 ) from None
             last = exc
             if attempt + 1 < retry.attempts:
@@ -284,7 +439,7 @@ async def start_with_retries(
                 await sleep(delay)
     assert last is not None
     raise AvalumaException(
-        f"could not start the avatar through the Avaluma server at {client.target} after {retry.attempts} attempts: "
+        f"could not start the avatar through the Avaluma {where} after {retry.attempts} attempts: "
         f"{last}. Check that `avaluma serve` is running there and that it can reach the LiveKit server",
         code="UNAVAILABLE",
     )

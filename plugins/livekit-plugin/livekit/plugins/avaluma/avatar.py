@@ -34,6 +34,7 @@ from .api import (
     AvatarServiceClient,
     RetryPolicy,
     ServerAddress,
+    ServerPool,
     StartRequest,
     start_with_retries,
 )
@@ -110,24 +111,27 @@ class AvatarSession(_LiveKitAvatarSession[Any]):
     ) -> None:
         """``avatar_id``: which avatar (``AVALUMA_AVATAR_ID``; empty = the server's default).
         ``api_url``: the server (``AVALUMA_API_URL``, default ``127.0.0.1:8080``): ``host:port`` or
-        ``grpc(s)://host:port`` for gRPC, ``http(s)://...`` for the hosted-service HTTP API.
+        ``grpc(s)://host:port`` for gRPC, ``http(s)://...`` for the hosted-service HTTP API. Several servers: a
+        comma-separated list, or a gRPC name that resolves to several addresses; a full or draining server's refusal
+        sends the start to the next one (:class:`ServerPool`).
         ``api_key``: ``AVALUMA_API_KEY``; for a server on this machine, the development key ``avaluma serve`` printed
         is found by itself. ``accepted_senders``: external senders (agent-2) that may talk through the same avatar.
         ``idle_timeout_s``: end the avatar after this long without audio (0 = the server's default)."""
         super().__init__()
         url = api_url or os.environ.get(API_URL_ENV) or DEFAULT_API_URL
         try:
-            self._address = ServerAddress.parse(url)
+            self._addresses = ServerAddress.parse_list(url)
         except ValueError as exc:
             raise AvalumaException(str(exc), code="INVALID_ARGUMENT") from None
         if client is None:
-            key = api_key or os.environ.get(API_KEY_ENV, "") or (_dev_key() if self._address.is_local else "")
+            local = all(a.is_local for a in self._addresses)
+            key = api_key or os.environ.get(API_KEY_ENV, "") or (_dev_key() if local else "")
             if not key:
                 raise AvalumaException(
                     f"{API_KEY_ENV} is not set: export the Avaluma server's API key (`avaluma serve` prints it)",
                     code="INVALID_ARGUMENT",
                 )
-            client = self._address.client(api_key=key, grpc_interceptors=grpc_interceptors)
+            client = ServerPool(self._addresses, api_key=key, grpc_interceptors=grpc_interceptors)
         self._client = client
         self._avatar_id = avatar_id if avatar_id is not None else os.environ.get(AVATAR_ID_ENV, "")
         self._identity = avatar_participant_identity
