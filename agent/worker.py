@@ -120,7 +120,8 @@ async def entrypoint(ctx: JobContext) -> None:
         from avaluma.core.server.grpc.telemetry import client_interceptors
 
         avatar = avaluma.AvatarSession(
-            api_url=f"grpcs://{link.server}" if link.tls else link.server,
+            # Several servers: comma-separated (each gets the scheme) or a name with several addresses.
+            api_url=",".join(f"grpcs://{s.strip()}" for s in link.server.split(",")) if link.tls else link.server,
             avatar_id=link.avatar_id,
             avatar_participant_identity=link.identity,
             accepted_senders=link.accepted_senders,

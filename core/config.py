@@ -100,6 +100,8 @@ class RenderConfig(Closed):
 class AvatarLinkConfig(Closed):
     """Where agent-1 starts its avatar: an Avaluma server's gRPC address. Its API key: ``AVALUMA_API_KEY``."""
 
+    #: ``host:port``; several servers (replicas) comma-separated or as a name resolving to several addresses: a
+    #: full or draining server's refusal sends the start to the next (livekit-plugin README, "Several servers").
     server: str = "127.0.0.1:8080"
     tls: bool = False
     #: Empty = the server's default avatar.
