@@ -1,9 +1,18 @@
 """Live-session benchmark: latency, A/V offset, interruption and capacity of the server's session core.
 
-    .venv/bin/python bench/session.py [--quick] [--capacity] [--sessions N]
+    .venv/bin/python bench/session.py [--quick] [--capacity] [--sessions N] [--encode vp8] [--encode-cost]
+                                      [--avatar grace-hopper]
 
 ``--capacity`` runs only part 4; ``--sessions N`` only runs N sessions at once (20 s, 4 with ``--quick``), the load
-to profile, e.g. ``py-spy record --threads -- .venv/bin/python bench/session.py --sessions 12``.
+to profile, e.g. ``py-spy record --threads -- .venv/bin/python bench/session.py --sessions 12``; ``--encode CODEC``
+adds the encoder stand-in to those sessions. ``--encode-cost`` only prints the per-frame CPU cost of rendering,
+RGB->I420 and the VP8 and H.264 encoders on one core, side by side.
+
+No room is connected, so LiveKit's WebRTC encoder never runs here. Part 4 therefore measures capacity twice in one
+run: without an encoder, and with a real encoder per published frame (:class:`Encoder`: PyAV's libvpx VP8 with
+WebRTC's realtime settings, and libx264 ultrafast/zerolatency for H.264) in one thread per session, at the layers and
+bitrates LiveKit publishes the frame size with by default (:func:`livekit_layers`). The encode-inclusive figure is the
+one admission is calibrated from.
 
 Prints the machine, then, each with a baseline measured in the same run:
 
@@ -23,12 +32,15 @@ import asyncio
 import statistics
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from avaluma.core.live.admission import measure_budget
+from avaluma.core.live.admission import available_cores, measure_budget
 from avaluma.core.live.audio_receiver import AudioStreamReceiver, SenderPolicy
 from avaluma.core.live.livekit_session import AVSyncSink
 from avaluma.core.live.playout import Playout, VirtualClock
@@ -42,7 +54,8 @@ from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 FPS, RATE = 25, 24_000
-AVATAR = load_hvia(ROOT / "assets" / "avatars" / "astronaut.hvia")
+#: The hosted product's frame size, 512x640 (``--avatar astronaut`` for the 512x512 one).
+AVATAR = load_hvia(ROOT / "assets" / "avatars" / "grace-hopper.hvia")
 
 
 def speech(seconds: float) -> np.ndarray:
@@ -68,6 +81,158 @@ class TimedSink:
 
     async def clear(self) -> None:
         pass
+
+
+# --- the room's encoder, stood in for -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    width: int
+    height: int
+    bitrate: int  #: bits per second
+    fps: float
+
+
+def livekit_layers(width: int, height: int, fps: int, *, simulcast: bool = True) -> list[Layer]:
+    """The video layers LiveKit encodes a camera track of ``width`` x ``height`` with when ``TrackPublishOptions``
+    set no encoding (the server sets none; the FFI's defaults apply: VP8, simulcast on). The presets and the choice
+    are livekit-ffi's (rust-sdks ``livekit/src/room/options.rs``, ``compute_appropriate_encoding`` and
+    ``compute_video_encodings``): 512x640 is nearer 4:3 than 16:9 and its long side is 640, so the full layer gets
+    the 720x540 preset, 450 kbps at 25 fps, and simulcast adds the 480x360 preset scaled to 360x450, 225 kbps at
+    20 fps (a frame's long side of 480 or more gets that one extra layer, 960 or more two)."""
+    long, short = max(width, height), min(width, height)
+    if abs(long / short - 16 / 9) < abs(long / short - 4 / 3):  # (width, height, bitrate, fps) of each preset
+        presets = [
+            (160, 90, 90_000, 15),
+            (320, 180, 160_000, 15),
+            (384, 216, 180_000, 15),
+            (640, 360, 450_000, 20),
+            (960, 540, 800_000, 25),
+            (1280, 720, 1_700_000, 30),
+            (1920, 1080, 3_000_000, 30),
+        ]
+        low, mid = (320, 180, 160_000, 15), (640, 360, 450_000, 20)
+    else:
+        presets = [
+            (160, 120, 80_000, 15),
+            (240, 180, 100_000, 15),
+            (320, 240, 150_000, 15),
+            (480, 360, 225_000, 20),
+            (640, 480, 300_000, 20),
+            (720, 540, 450_000, 25),
+            (960, 720, 1_500_000, 30),
+            (1440, 1080, 2_500_000, 30),
+        ]
+        low, mid = (240, 180, 100_000, 15), (480, 360, 225_000, 20)
+    bitrate, max_fps = presets[0][2], presets[0][3]
+    for preset in presets:
+        bitrate, max_fps = preset[2], preset[3]
+        if preset[0] > long:
+            break
+    layers = [Layer(width, height, bitrate, min(fps, max_fps))]
+    extra = ([mid, low] if long >= 960 else [mid] if long >= 480 else []) if simulcast else []
+    for w, h, rate, layer_fps in extra:
+        scale = max(1.0, short / min(w, h))
+        layers.append(Layer(round(width / scale) // 2 * 2, round(height / scale) // 2 * 2, rate, min(fps, layer_fps)))
+    return layers
+
+
+def rgb_to_i420(rgb: np.ndarray) -> np.ndarray:
+    """RGB24 -> I420 with libyuv through LiveKit's own converter, as ``rtc.VideoSource.capture_frame`` does."""
+    from livekit import rtc
+
+    height, width = rgb.shape[:2]
+    frame = rtc.VideoFrame(width, height, rtc.VideoBufferType.RGB24, np.ascontiguousarray(rgb).tobytes())
+    i420 = frame.convert(rtc.VideoBufferType.I420)
+    return np.frombuffer(i420.data, np.uint8).reshape(height * 3 // 2, width)
+
+
+class Encoder:
+    """What one published video track costs the room's WebRTC encoder per frame, stood in for by PyAV.
+
+    ``codec`` "vp8": libvpx with WebRTC's realtime settings (realtime deadline, cpu-used -6 as WebRTC's x86
+    default, no lag, error resilient, CBR at the layer's bitrate); "h264": libx264 ultrafast/zerolatency (WebRTC's
+    own software H.264 is OpenH264; x264 ultrafast is the cheap end). One encoder per :func:`livekit_layers` layer,
+    each fed the I420 frame scaled to its size and thinned to its fps, one thread each (WebRTC uses one up to
+    640x480 and at most two at this size). :meth:`encode` converts RGB to I420 first: capture already does that in
+    the FFI (so the no-encoder runs count it too), so the encode-inclusive runs count it twice, erring low.
+    """
+
+    def __init__(self, codec: str, width: int, height: int, fps: int, *, simulcast: bool = True) -> None:
+        import av
+
+        self.codec, self.fps = codec, fps
+        self.layers = livekit_layers(width, height, fps, simulcast=simulcast)
+        self._contexts: list[Any] = []
+        for layer in self.layers:
+            ctx = av.CodecContext.create({"vp8": "libvpx", "h264": "libx264"}[codec], "w")
+            ctx.width, ctx.height, ctx.pix_fmt = layer.width, layer.height, "yuv420p"
+            ctx.time_base, ctx.framerate = Fraction(1, fps), Fraction(fps)
+            ctx.bit_rate, ctx.thread_count, ctx.gop_size = layer.bitrate, 1, 3000
+            if codec == "vp8":
+                ctx.options = {
+                    "deadline": "realtime", "cpu-used": "-6", "lag-in-frames": "0", "error-resilient": "1",
+                    "static-thresh": "1", "minrate": str(layer.bitrate), "maxrate": str(layer.bitrate),
+                    "bufsize": str(layer.bitrate),
+                }  # fmt: skip
+            else:
+                ctx.options = {"preset": "ultrafast", "tune": "zerolatency"}
+            ctx.open()
+            self._contexts.append(ctx)
+        self.frames = 0
+        self.bytes = 0
+
+    def encode(self, rgb: np.ndarray) -> None:
+        self.encode_i420(rgb_to_i420(rgb))
+
+    def encode_i420(self, i420: np.ndarray) -> None:
+        import av
+
+        frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
+        for layer, ctx in zip(self.layers, self._contexts, strict=True):
+            # A layer at a lower fps encodes only the frames that fall on its own clock.
+            if int((self.frames + 1) * layer.fps / self.fps) == int(self.frames * layer.fps / self.fps):
+                continue
+            scaled = frame if layer.width == frame.width else frame.reformat(layer.width, layer.height)
+            scaled.pts = self.frames
+            for packet in ctx.encode(scaled):
+                self.bytes += packet.size
+        self.frames += 1
+
+    def describe(self) -> str:
+        layers = " + ".join(f"{x.width}x{x.height}@{x.fps:g} {x.bitrate // 1000} kbps" for x in self.layers)
+        return f"{self.codec.upper()} {layers}"
+
+
+class EncodingSink:
+    """A real session sink plus the encoder stand-in, fed every pushed frame in the session's own thread (WebRTC
+    encodes on a thread of its own per track). A frame that arrives while one frame is being encoded and another
+    waits is dropped and counted, as WebRTC's encoder queue keeps one pending frame and drops the rest."""
+
+    def __init__(self, sink: AVSyncSink, encoder: Encoder) -> None:
+        self.sink, self.encoder = sink, encoder
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="encoder")
+        self._pending: list[Future[None]] = []
+        self.dropped = 0
+
+    def prepare(self, frame: RenderedFrame) -> None:
+        self.sink.prepare(frame)
+
+    async def push(self, frame: RenderedFrame) -> None:
+        await self.sink.push(frame)
+        self._pending = [f for f in self._pending if not f.done()]
+        if len(self._pending) >= 2:  # one being encoded, one waiting: WebRTC would drop a frame here
+            self.dropped += 1
+        else:
+            self._pending.append(self._pool.submit(self.encoder.encode, frame.rgb))
+
+    async def clear(self) -> None:
+        await self.sink.clear()
+
+    async def aclose(self) -> None:
+        self._pool.shutdown(wait=True)
+        await self.sink.aclose()
 
 
 async def first_frame_latency(chunk_s: float, runs: int) -> list[float]:
@@ -231,11 +396,14 @@ async def clear_latency(runs: int, *, speaking: bool) -> list[float]:
     return out
 
 
-async def capacity(n: int, seconds: float) -> tuple[int, int]:
+async def capacity(n: int, seconds: float, codec: str | None = None) -> tuple[int, int, int]:
     """Run ``n`` sessions for ``seconds``, each speaking half the time, each publishing through its own real
-    ``AVSyncSink`` (rtc sources and synchronizer, no room); returns (late frames, frames)."""
+    ``AVSyncSink`` (rtc sources and synchronizer, no room) and, with ``codec``, its own :class:`Encoder`; returns
+    (late frames, frames, frames the encoders dropped)."""
     renders = [new_render() for _ in range(n)]
-    sinks = [AVSyncSink(width=r.width, height=r.height, fps=FPS, sample_rate=RATE) for r in renders]
+    sinks: list[Any] = [AVSyncSink(width=r.width, height=r.height, fps=FPS, sample_rate=RATE) for r in renders]
+    if codec is not None:
+        sinks = [EncodingSink(s, Encoder(codec, r.width, r.height, FPS)) for s, r in zip(sinks, renders, strict=True)]
     playouts = [Playout(r, s, on_event=lambda e: None) for r, s in zip(renders, sinks, strict=True)]
     tasks = [asyncio.create_task(p.run()) for p in playouts]
 
@@ -249,12 +417,17 @@ async def capacity(n: int, seconds: float) -> tuple[int, int]:
             p.end_segment()
             await asyncio.sleep(2.0)
 
+    def dropped() -> int:
+        return sum(getattr(s, "dropped", 0) for s in sinks)
+
     talkers = [asyncio.create_task(talk(p, i * 0.37 % 4)) for i, p in enumerate(playouts)]
     await asyncio.sleep(1.0)
     base = [(p.stats().late_frames, p.stats().frames) for p in playouts]
+    base_dropped = dropped()
     await asyncio.sleep(seconds)
     late = sum(p.stats().late_frames - b[0] for p, b in zip(playouts, base, strict=True))
     frames = sum(p.stats().frames - b[1] for p, b in zip(playouts, base, strict=True))
+    drops = dropped() - base_dropped
     for t in talkers:
         t.cancel()
     for p in playouts:
@@ -262,7 +435,7 @@ async def capacity(n: int, seconds: float) -> tuple[int, int]:
     await asyncio.gather(*tasks, *talkers, return_exceptions=True)
     for sink in sinks:
         await sink.aclose()
-    return late, frames
+    return late, frames, drops
 
 
 # Benchmarks poll: an Event per condition would only add noise to what is measured.
@@ -273,16 +446,20 @@ def fmt(values: list[float]) -> str:
     return f"median {statistics.median(values):6.1f} ms  max {max(values):6.1f} ms  (n={len(values)})"
 
 
-async def main(quick: bool, only_capacity: bool, sessions: int | None) -> None:
+async def main(quick: bool, only_capacity: bool, sessions: int | None, codecs: list[str]) -> None:
     print(f"machine: {describe()}")
     print(f"avatar: {AVATAR.id} {AVATAR.width}x{AVATAR.height}, lip-sync: energy, {FPS} fps, {RATE} Hz out\n")
     if sessions is not None:  # one fixed load, e.g. to profile: py-spy record -- python bench/session.py --sessions 6
-        late, frames = await capacity(sessions, 4.0 if quick else 20.0)
-        print(f"{sessions} sessions: {frames} frames, {late} late ({late / max(frames, 1):.2%})")
+        codec = next((c for c in codecs if c != "none"), None)
+        late, frames, drops = await capacity(sessions, 4.0 if quick else 20.0, codec)
+        print(
+            f"{sessions} sessions, encoder {codec or 'none'}: {frames} frames, {late} late "
+            f"({late / max(frames, 1):.2%}), {drops} dropped by the encoders"
+        )
         return
     if not only_capacity:
         await latency_and_sync(quick)
-    await capacity_search(quick)
+    await capacity_search(quick, codecs)
 
 
 async def latency_and_sync(quick: bool) -> None:
@@ -306,23 +483,78 @@ async def latency_and_sync(quick: bool) -> None:
     print(f"   while idle     {fmt(idle)}\n")
 
 
-async def capacity_search(quick: bool) -> None:
+async def capacity_search(quick: bool, codecs: list[str]) -> None:
     budget = await asyncio.to_thread(measure_budget, new_render)
-    print("4. concurrent 25 fps sessions without late frames (half the time speaking)")
+    cores = available_cores()
+    print("4. concurrent 25 fps sessions without late frames (half the time speaking), without and with an encoder")
     print(f"   admission budget (calibrated estimate): {budget.describe()}")
     seconds = 4.0 if quick else 10.0
-    best = 0
-    n = 1
-    while True:
-        late, frames = await capacity(n, seconds)
-        print(f"   {n:3d} sessions: {frames} frames, {late} late ({late / max(frames, 1):.2%})")
-        if late:
-            break
-        best = n
-        n += 1 if n < 4 else 2
-        if n > 200:
-            break
-    print(f"   sustained without late frames: {best} sessions")
+    sustained: dict[str, int] = {}
+    for codec in codecs:
+        encoder = None if codec == "none" else Encoder(codec, AVATAR.width, AVATAR.height, FPS)
+        print(f"   encoder: {encoder.describe() if encoder else 'none (no room: publishing without encoding)'}")
+        # Double until frames come late or are dropped, then bisect between the last clean and the first failed count.
+        best, failed, n = 0, 0, 1
+        while n <= 256 and (not failed or failed - best > 1):
+            late, frames, drops = await capacity(n, seconds, None if codec == "none" else codec)
+            print(f"   {n:3d} sessions: {frames} frames, {late} late ({late / max(frames, 1):.2%}), {drops} dropped")
+            if late or drops:
+                failed = n
+            else:
+                best = n
+            n = best * 2 if not failed else (best + failed) // 2
+        sustained[codec] = best
+    print(f"   sustained without late or dropped frames ({cores} cores, {seconds:g} s each step):")
+    for codec, best in sustained.items():
+        name = "render + publish, no encoder" if codec == "none" else f"render + publish + {codec.upper()} encode"
+        print(f"     {name:34s} {best:3d} sessions, {best / cores:5.1f} per core")
+    print(f"   admission admits {budget.max_sessions}; lower bounds: the machine is shared (load average below)")
+    print(f"machine after: {describe()}")
+
+
+async def encode_cost(frames: int) -> None:
+    """CPU time per frame of each step a published frame goes through, on one core (this thread's CPU time)."""
+    render = new_render()
+    render.idle_frames(2)
+    audio = speech(frames / 2 / FPS)
+    start = time.thread_time()
+    out: list[Any] = []
+    for j in range(0, audio.size, RATE // 10):
+        out += render.push_audio(AudioChunk(audio[j : j + RATE // 10], RATE))
+    out += render.end_segment()
+    rgbs = [f.rgb for f in out if isinstance(f, RenderedFrame)]
+    rgbs += [f.rgb for f in render.idle_frames(max(1, frames - len(rgbs)))]
+    render_ms = (time.thread_time() - start) / len(rgbs) * 1000
+
+    def timed(step: Any, items: list[Any]) -> tuple[float, list[Any]]:
+        t0 = time.thread_time()
+        out = [step(x) for x in items]
+        return (time.thread_time() - t0) / len(items) * 1000, out
+
+    convert_ms, i420s = timed(rgb_to_i420, rgbs)
+    rows = [
+        ("render (lip-sync + compositing)", render_ms, ""),
+        ("RGB -> I420 (libyuv, as capture does)", convert_ms, ""),
+    ]
+    for codec in ("vp8", "h264"):
+        for simulcast in (False, True):
+            encoder = Encoder(codec, AVATAR.width, AVATAR.height, FPS, simulcast=simulcast)
+            encoder.encode_i420(i420s[0])  # warm-up: the first frame is a key frame
+            ms, _ = timed(encoder.encode_i420, i420s[1:])
+            kbps = encoder.bytes * 8 / (encoder.frames / FPS) / 1000
+            rows.append((f"{codec.upper()} {'simulcast (LiveKit default)' if simulcast else 'one layer'}", ms,
+                         f"{encoder.describe()}, {kbps:.0f} kbps out"))  # fmt: skip
+    print(f"per-frame CPU time on one core, {AVATAR.width}x{AVATAR.height}, {len(rgbs)} frames (half speech):")
+    for name, ms, note in rows:
+        print(f"   {name:38s} {ms:6.2f} ms  ({ms * FPS / 10:4.1f} % of a core at {FPS} fps)  {note}")
+    for codec in ("vp8", "h264"):
+        total = (
+            render_ms + convert_ms + next(ms for name, ms, _ in rows if name.startswith(codec.upper() + " simulcast"))
+        )
+        print(
+            f"   render + I420 + {codec.upper()} simulcast: {total:.2f} ms, {1000 / FPS / total:.1f} sessions per core "
+            f"(rendering alone {1000 / FPS / render_ms:.1f}; publishing's own cost not included)"
+        )
     print(f"machine after: {describe()}")
 
 
@@ -331,5 +563,18 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="fewer runs, shorter simulations")
     parser.add_argument("--capacity", action="store_true", help="only part 4 (concurrent sessions)")
     parser.add_argument("--sessions", type=int, help="only run this many concurrent sessions (for a profiler)")
+    parser.add_argument(
+        "--encode", default="none,vp8,h264", help="encoders part 4 compares, comma-separated: none, vp8, h264"
+    )
+    parser.add_argument("--encode-cost", action="store_true", help="only the per-frame cost of render and encoders")
+    parser.add_argument("--avatar", default="grace-hopper", help="avatar in assets/avatars (grace-hopper: 512x640)")
     args = parser.parse_args()
-    asyncio.run(main(args.quick, args.capacity, args.sessions))
+    AVATAR = load_hvia(ROOT / "assets" / "avatars" / f"{args.avatar}.hvia")
+    codecs = [c.strip() for c in args.encode.split(",") if c.strip()]
+    if unknown := set(codecs) - {"none", "vp8", "h264"}:
+        parser.error(f"unknown encoder {', '.join(sorted(unknown))}")
+    if args.encode_cost:
+        print(f"machine: {describe()}")
+        asyncio.run(encode_cost(50 if args.quick else 200))
+    else:
+        asyncio.run(main(args.quick, args.capacity, args.sessions, codecs))
