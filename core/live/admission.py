@@ -1,12 +1,18 @@
 """Admission control: how many live sessions this machine can render in real time, measured, not guessed.
 
 A session costs the CPU time of rendering ``fps`` frames per second (lip-sync inference + compositing) plus what
-publishing them costs: conversions to ``rtc`` frames, LiveKit's native media threads, the event loop, and the GIL
-that all sessions of the process share. The server measures the render part once, on its own avatar and backend,
-adds :data:`PUBLISH_COST` (calibrated against ``bench/session.py``, which runs whole sessions through real
-``rtc.AVSynchronizer`` s until frames come late) and admits at most
-``cores * target_utilization / cost`` sessions (never more than ``server.max_sessions``), so one session too many is
-answered with ``RESOURCE_EXHAUSTED`` instead of making every session drop frames.
+publishing them costs: conversions to ``rtc`` frames (RGB -> I420 at capture), LiveKit's native media threads, the
+event loop, the GIL that all sessions of the process share, and the room's WebRTC video encoder, which costs more
+than rendering. The server measures the render part once, on its own avatar and backend, adds :data:`PUBLISH_COST`
+(calibrated with ``bench/session.py``, which runs whole sessions through real ``rtc.AVSynchronizer`` s, each with a
+real encoder per published frame, until frames come late) and admits at most ``cores * target_utilization / cost``
+sessions (never more than ``server.max_sessions``), so one session too many is answered with ``RESOURCE_EXHAUSTED``
+instead of making every session drop frames.
+
+The encoder counted is :data:`PUBLISH_CODEC`, VP8, LiveKit's default and what the server publishes with (it sets no
+codec, so the SDK's defaults apply: VP8 with simulcast, 450 kbps at 25 fps plus a 360x450 layer at 225 kbps and
+20 fps for a 512x640 frame). H.264 (x264 ultrafast; WebRTC's own software H.264 is OpenH264) measured about
+40 % cheaper per frame, so the budget errs low for it.
 """
 
 from __future__ import annotations
@@ -25,15 +31,25 @@ from avaluma.renderer.engine import RenderSession
 
 #: Seconds of speech and idle rendered by :func:`measure_budget` (each half).
 MEASURE_SECONDS: Final = 1.0
-#: Cores one session's publishing keeps busy beyond rendering (a 25 fps, 512x512 session), added to the measured
-#: render cost. Publishing does not shrink when rendering gets faster, so it is added, not a multiple. Calibrated with
-#: ``bench/session.py`` on a 2-core machine (rendering measured at 3-5 % of a core per session): whole sessions
-#: published through real AVSynchronizers stayed free of late frames up to 14 concurrent sessions once rendering moved
-#: to a pool of one thread per core (6-8 before, with the same bench and machine). 0.13 admits 9 there, leaving room
-#: for what a real room adds (every FFI event of the process wakes every waiting audio capture in livekit 1.1.21).
-#: Re-calibrate when the pipeline changes: set it to about
-#: ``cores * target_utilization / sustained sessions - measured cpu_per_session``.
-PUBLISH_COST: Final = 0.13
+#: Cores one session's publishing keeps busy beyond rendering (a 25 fps, 512x640 session published with
+#: :data:`PUBLISH_CODEC`), added to the measured render cost. Publishing does not shrink when rendering gets faster,
+#: so it is added, not a multiple. Two parts:
+#:
+#: - 0.13 for publishing without the encoder, calibrated with ``bench/session.py`` on a 2-core machine (rendering
+#:   3-5 % of a core per session, 512x512 frames): whole sessions published through real AVSynchronizers stayed
+#:   free of late frames up to 14 concurrent sessions (``cores * 0.8 / 14 - render``, with room for what a real
+#:   room adds: every FFI event of the process wakes every waiting audio capture in livekit 1.1.21);
+#: - 0.09 for the room's VP8 encoder, which that bench did not run (it connects no room): ``bench/session.py
+#:   --encode-cost`` measured 3.47 ms of CPU per 512x640 frame for LiveKit's default VP8 simulcast layers (2.00 ms
+#:   for the full layer alone; x264 ultrafast 2.15 ms), 8.7 % of a core at 25 fps. The RGB -> I420 conversion
+#:   (0.8 ms) happens at capture, which the first part already counted.
+#:
+#: ``bench/session.py --capacity`` cross-checks it: sessions sustained with and without a real encoder per frame,
+#: side by side. Re-calibrate when the pipeline or the codec changes: about ``cores * target_utilization /
+#: sustained sessions - measured cpu_per_session`` from its encode-inclusive row on an otherwise idle machine.
+PUBLISH_COST: Final = 0.22
+#: The video codec :data:`PUBLISH_COST` counts the encoder of (LiveKit's default; the server publishes with it).
+PUBLISH_CODEC: Final = "vp8"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +75,7 @@ class SessionBudget:
         return (
             f"one {self.fps} fps session needs about {self.cpu_per_session * 100:.0f} % of a CPU core to render "
             f"(measured) and about {self.session_cost * 100:.0f} % with publishing "
-            f"(+{self.publish_cost * 100:.0f} %, calibrated), "
+            f"(+{self.publish_cost * 100:.0f} %, calibrated, {PUBLISH_CODEC.upper()} encoding included), "
             f"so {self.cores} cores at {self.target_utilization:.0%} hold {self.max_sessions}"
         )
 
