@@ -15,8 +15,12 @@ from typing import Any
 
 import grpc.aio
 import pytest
+from livekit import rtc
+from livekit.agents import AgentSession
+from livekit.agents.testing import fake_job_context
 
 from avaluma.core.server.app import RunningServer
+from avaluma.core.server.http_api import start_http_api
 from avaluma.proto.v1 import avatar_service_pb2, avatar_service_pb2_grpc
 
 api = pytest.importorskip("livekit.api", reason="the server extra (livekit-api) is needed to mint tokens")
@@ -148,6 +152,40 @@ async def test_a_name_with_several_addresses_is_tried_address_by_address(make_se
         assert all(f"{s.address}: RESOURCE_EXHAUSTED" in str(full.value) for s in servers)
     finally:
         await pool.aclose()
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+async def test_avatar_session_with_a_list_starts_where_there_is_room_and_stops_there(
+    transport: str, make_server: Any, api_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AVALUMA_API_URL with two servers, the first one full: AvatarSession.start in a (stand-in) agent job lands on
+    the second, and the job's end stops the avatar on that server."""
+    servers = [await make_server(room_connector=connector, max_sessions=1) for _ in range(2)]
+    urls = [s.address for s in servers]
+    served = []
+    if transport == "http":
+        served = [await start_http_api(s.sessions, s.slots, s.keys, host="127.0.0.1", port=0) for s in servers]
+        urls = [f"http://127.0.0.1:{h.port}" for h in served]
+    try:
+        full = avaluma.ServerPool([avaluma.ServerAddress.parse(urls[0])], api_key=api_key)
+        await start(full, "avatar-first")
+        assert load(servers) == [1, 0]
+        for var, value in (("LIVEKIT_URL", "ws://lk.example:7880"), ("LIVEKIT_API_KEY", "devkey")):
+            monkeypatch.setenv(var, value)
+        monkeypatch.setenv("LIVEKIT_API_SECRET", "secret-secret-secret-secret-secret")
+        monkeypatch.setenv("AVALUMA_API_URL", ", ".join(urls))
+        avatar = avaluma.AvatarSession(api_key=api_key, avatar_id=servers[0].store.ids()[0])
+        room = rtc.Room()
+        with fake_job_context(room=room):
+            await avatar.start(AgentSession(), room=room, agent_identity="agent-1")
+            assert [s.id for s in servers[1].sessions.list()] == [avatar.session_id]
+            assert load(servers) == [1, 1]
+            await avatar.aclose()
+        assert load(servers) == [1, 0]
+        await full.aclose()
+    finally:
+        for http in served:
+            await http.stop()
 
 
 def test_a_comma_separated_api_url_is_several_servers() -> None:
