@@ -45,6 +45,18 @@ class ServerConfig(Closed):
     max_sessions: int = Field(64, ge=1)
 
 
+class PublishConfig(Closed):
+    """How LiveKit sessions publish ``avatar_video``; docs/livekit.md "Capacity" gives what each choice costs."""
+
+    #: ``vp8`` (LiveKit's default, the codec admission counts) or ``h264`` (x264 ultrafast measured about 40 % cheaper
+    #: per frame; admission still counts VP8, so it then admits fewer sessions than fit).
+    video_codec: Literal["vp8", "h264"] = "vp8"
+    #: Bits per second of the full video layer; 0 keeps LiveKit's choice for the frame size (450 kbps at 512x640).
+    video_max_bitrate: int = Field(0, ge=0)
+    #: Also publish a lower layer (LiveKit's default) for subscribers with less bandwidth. Off saves encoding.
+    simulcast: bool = True
+
+
 class SessionsConfig(Closed):
     """LiveKit avatar sessions (``AvatarService`` and the HTTP API)."""
 
@@ -56,6 +68,8 @@ class SessionsConfig(Closed):
     measure_budget: bool = True
     #: Fraction of the CPU cores that sessions may fill when the budget is measured.
     target_utilization: float = Field(0.8, gt=0, le=1)
+    #: How the avatar's video is published (codec, bitrate, simulcast).
+    publish: PublishConfig = Field(default_factory=PublishConfig)
 
 
 class HttpConfig(Closed):

@@ -4,15 +4,16 @@ A session costs the CPU time of rendering ``fps`` frames per second (lip-sync in
 publishing them costs: conversions to ``rtc`` frames (RGB -> I420 at capture), LiveKit's native media threads, the
 event loop, the GIL that all sessions of the process share, and the room's WebRTC video encoder, which costs more
 than rendering. The server measures the render part once, on its own avatar and backend, adds :data:`PUBLISH_COST`
-(calibrated with ``bench/session.py``, which runs whole sessions through real ``rtc.AVSynchronizer`` s, each with a
-real encoder per published frame, until frames come late) and admits at most ``cores * target_utilization / cost``
-sessions (never more than ``server.max_sessions``), so one session too many is answered with ``RESOURCE_EXHAUSTED``
-instead of making every session drop frames.
+(calibrated with ``bench/session.py``: whole sessions through real ``rtc.AVSynchronizer`` s until frames come late,
+plus the encoder's measured CPU per frame, checked against runs with a real encoder per published frame) and
+admits at most ``cores * target_utilization / cost`` sessions (never more than ``server.max_sessions``), so one
+session too many is answered with ``RESOURCE_EXHAUSTED`` instead of making every session drop frames.
 
-The encoder counted is :data:`PUBLISH_CODEC`, VP8, LiveKit's default and what the server publishes with (it sets no
-codec, so the SDK's defaults apply: VP8 with simulcast, 450 kbps at 25 fps plus a 360x450 layer at 225 kbps and
-20 fps for a 512x640 frame). H.264 (x264 ultrafast; WebRTC's own software H.264 is OpenH264) measured about
-40 % cheaper per frame, so the budget errs low for it.
+The encoder counted is :data:`PUBLISH_CODEC`, VP8 with simulcast: LiveKit's default and the server's unless
+``sessions.publish`` says otherwise (450 kbps at 25 fps plus a 360x450 layer at 225 kbps and 20 fps for a 512x640
+frame). It is the most expensive of the offered choices: H.264 (x264 ultrafast; WebRTC's own software H.264 is
+OpenH264) measured about 40 % cheaper per frame and one layer without simulcast about as much, so the budget errs
+low for them.
 """
 
 from __future__ import annotations

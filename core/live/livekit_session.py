@@ -21,12 +21,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
 from avaluma.core import telemetry
-from avaluma.core.errors import AvalumaError, Unavailable
+from avaluma.core.errors import AvalumaError, InvalidArgument, Unavailable
 from avaluma.core.live.audio_receiver import AudioStreamReceiver, SenderPolicy, SendRpc
 from avaluma.core.live.events import EndReason, SessionError, SessionStats
 from avaluma.core.live.playout import Clock, FaultRelay, FrameSink, Playout
@@ -51,6 +52,31 @@ AUDIO_TRACK_NAME: Final = "avatar_audio"
 
 #: Ends a session: ``(reason, detail)``. Provided by the session registry.
 EndSession = Callable[[EndReason, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class VideoPublishing:
+    """How ``avatar_video`` is published. The defaults are LiveKit's own: VP8, the bitrate its presets pick for the
+    frame size (``max_bitrate`` 0), simulcast on; :mod:`.admission` counts the encoder of these."""
+
+    codec: str = "vp8"  #: "vp8" or "h264"
+    max_bitrate: int = 0  #: bits per second of the full layer; 0 leaves it to LiveKit
+    simulcast: bool = True
+
+    def track_options(self, *, fps: int) -> Any:
+        """The ``rtc.TrackPublishOptions`` of the camera track that publishes frames at ``fps``."""
+        from livekit import rtc
+
+        codecs = {"vp8": rtc.VideoCodec.VP8, "h264": rtc.VideoCodec.H264}
+        if self.codec not in codecs:
+            raise InvalidArgument(f"video codec must be one of {', '.join(codecs)}, got {self.codec!r}")
+        options = rtc.TrackPublishOptions(
+            source=rtc.TrackSource.SOURCE_CAMERA, video_codec=codecs[self.codec], simulcast=self.simulcast
+        )
+        if self.max_bitrate > 0:
+            options.video_encoding.max_bitrate = self.max_bitrate
+            options.video_encoding.max_framerate = float(fps)
+        return options
 
 
 class LiveSession:
@@ -309,8 +335,11 @@ async def start_livekit_runtime(
     fps: int,
     audio_sample_rate: int,
     end: EndSession,
+    video: VideoPublishing | None = None,
 ) -> LiveKitRuntime:
     """Publish the avatar's tracks in the connected ``rtc.Room`` and start the session in it.
+
+    ``video``: codec, bitrate and simulcast of ``avatar_video`` (default: LiveKit's, :class:`VideoPublishing`).
 
     ``backend`` is the server's shared lip-sync backend; the session renders through it with inference spans
     (:func:`lipsync_instrumentation`) and its faults reported to the session (:class:`FaultRelay`); its segment spans
@@ -345,7 +374,7 @@ async def start_livekit_runtime(
         audio_track = rtc.LocalAudioTrack.create_audio_track(AUDIO_TRACK_NAME, sink.audio_source)
         await local.publish_track(audio_track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
         video_track = rtc.LocalVideoTrack.create_video_track(VIDEO_TRACK_NAME, sink.video_source)
-        await local.publish_track(video_track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA))
+        await local.publish_track(video_track, (video or VideoPublishing()).track_options(fps=fps))
         runtime.receiver.attach(room)
     except BaseException:
         await sink.aclose()

@@ -23,7 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer as AsyncHealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from avaluma.core.config import Config
+from avaluma.core.config import Config, PublishConfig
 from avaluma.core.errors import ConfigError, Unavailable
 from avaluma.core.live.avatar_store import AvatarStore
 from avaluma.core.live.events import EndReason
@@ -123,16 +123,20 @@ def _backend_factory(config: Config, registry: ProviderRegistry | None) -> Calla
     return build
 
 
-def livekit_runtime_factory(backend: SharedBackend) -> RuntimeFactory:
-    """Sessions in real LiveKit rooms render with the shared backend and publish through ``AVSynchronizer``."""
+def livekit_runtime_factory(backend: SharedBackend, publish: PublishConfig | None = None) -> RuntimeFactory:
+    """Sessions in real LiveKit rooms render with the shared backend and publish through ``AVSynchronizer``, the
+    video as ``publish`` says (``sessions.publish``; default: LiveKit's defaults)."""
 
     async def start(
         session: Session, room: RoomHandle, avatar: Avatar, *, end: Callable[[EndReason, str], None]
     ) -> SessionRuntime | None:
         if not isinstance(room, LiveKitRoom):
             return None  # a scripted room (tests): nothing to play in
-        from avaluma.core.live.livekit_session import start_livekit_runtime
+        from avaluma.core.live.livekit_session import VideoPublishing, start_livekit_runtime
 
+        video = VideoPublishing()
+        if publish is not None:
+            video = VideoPublishing(publish.video_codec, publish.video_max_bitrate, publish.simulcast)
         return await start_livekit_runtime(
             session,
             room.room,
@@ -141,6 +145,7 @@ def livekit_runtime_factory(backend: SharedBackend) -> RuntimeFactory:
             fps=session.render.fps,
             audio_sample_rate=session.render.audio_sample_rate,
             end=end,
+            video=video,
         )
 
     return start
@@ -205,7 +210,7 @@ async def start_server(
         defaults=defaults,
         default_avatar=config.default_avatar,
         connector=room_connector,
-        runtime=runtime if runtime is not None else livekit_runtime_factory(backend),
+        runtime=runtime if runtime is not None else livekit_runtime_factory(backend, config.sessions.publish),
         hooks=hooks,
         idle_timeout_s=config.sessions.idle_timeout_s,
         accepted_senders=config.sessions.accepted_senders,
