@@ -396,10 +396,11 @@ async def clear_latency(runs: int, *, speaking: bool) -> list[float]:
     return out
 
 
-async def capacity(n: int, seconds: float, codec: str | None = None) -> tuple[int, int, int]:
+async def capacity(n: int, seconds: float, codec: str | None = None) -> tuple[int, int, int, float]:
     """Run ``n`` sessions for ``seconds``, each speaking half the time, each publishing through its own real
     ``AVSyncSink`` (rtc sources and synchronizer, no room) and, with ``codec``, its own :class:`Encoder`; returns
-    (late frames, frames, frames the encoders dropped)."""
+    (late frames, frames, frames the encoders dropped, cores one session kept busy: the process's CPU time over the
+    window, every thread's, per session and second)."""
     renders = [new_render() for _ in range(n)]
     sinks: list[Any] = [AVSyncSink(width=r.width, height=r.height, fps=FPS, sample_rate=RATE) for r in renders]
     if codec is not None:
@@ -424,10 +425,12 @@ async def capacity(n: int, seconds: float, codec: str | None = None) -> tuple[in
     await asyncio.sleep(1.0)
     base = [(p.stats().late_frames, p.stats().frames) for p in playouts]
     base_dropped = dropped()
+    cpu = time.process_time()
     await asyncio.sleep(seconds)
     late = sum(p.stats().late_frames - b[0] for p, b in zip(playouts, base, strict=True))
     frames = sum(p.stats().frames - b[1] for p, b in zip(playouts, base, strict=True))
     drops = dropped() - base_dropped
+    per_session = (time.process_time() - cpu) / seconds / n
     for t in talkers:
         t.cancel()
     for p in playouts:
@@ -435,7 +438,7 @@ async def capacity(n: int, seconds: float, codec: str | None = None) -> tuple[in
     await asyncio.gather(*tasks, *talkers, return_exceptions=True)
     for sink in sinks:
         await sink.aclose()
-    return late, frames, drops
+    return late, frames, drops, per_session
 
 
 # Benchmarks poll: an Event per condition would only add noise to what is measured.
@@ -451,10 +454,10 @@ async def main(quick: bool, only_capacity: bool, sessions: int | None, codecs: l
     print(f"avatar: {AVATAR.id} {AVATAR.width}x{AVATAR.height}, lip-sync: energy, {FPS} fps, {RATE} Hz out\n")
     if sessions is not None:  # one fixed load, e.g. to profile: py-spy record -- python bench/session.py --sessions 6
         codec = next((c for c in codecs if c != "none"), None)
-        late, frames, drops = await capacity(sessions, 4.0 if quick else 20.0, codec)
+        late, frames, drops, cpu = await capacity(sessions, 4.0 if quick else 20.0, codec)
         print(
             f"{sessions} sessions, encoder {codec or 'none'}: {frames} frames, {late} late "
-            f"({late / max(frames, 1):.2%}), {drops} dropped by the encoders"
+            f"({late / max(frames, 1):.2%}), {drops} dropped by the encoders, {cpu:.0%} of a core per session"
         )
         return
     if not only_capacity:
@@ -490,25 +493,32 @@ async def capacity_search(quick: bool, codecs: list[str]) -> None:
     print(f"   admission budget (calibrated estimate): {budget.describe()}")
     seconds = 4.0 if quick else 10.0
     sustained: dict[str, int] = {}
+    cost: dict[str, float] = {}  # cores per session at the largest clean count
     for codec in codecs:
         encoder = None if codec == "none" else Encoder(codec, AVATAR.width, AVATAR.height, FPS)
         print(f"   encoder: {encoder.describe() if encoder else 'none (no room: publishing without encoding)'}")
         # Double until frames come late or are dropped, then bisect between the last clean and the first failed count.
         best, failed, n = 0, 0, 1
         while n <= 256 and (not failed or failed - best > 1):
-            late, frames, drops = await capacity(n, seconds, None if codec == "none" else codec)
-            print(f"   {n:3d} sessions: {frames} frames, {late} late ({late / max(frames, 1):.2%}), {drops} dropped")
+            late, frames, drops, cpu = await capacity(n, seconds, None if codec == "none" else codec)
+            print(
+                f"   {n:3d} sessions: {frames} frames, {late} late ({late / max(frames, 1):.2%}), {drops} dropped, "
+                f"{cpu:.1%} of a core per session"
+            )
             if late or drops:
                 failed = n
             else:
-                best = n
+                best, cost[codec] = n, cpu
             n = best * 2 if not failed else (best + failed) // 2
         sustained[codec] = best
     print(f"   sustained without late or dropped frames ({cores} cores, {seconds:g} s each step):")
     for codec, best in sustained.items():
         name = "render + publish, no encoder" if codec == "none" else f"render + publish + {codec.upper()} encode"
-        print(f"     {name:34s} {best:3d} sessions, {best / cores:5.1f} per core")
-    print(f"   admission admits {budget.max_sessions}; lower bounds: the machine is shared (load average below)")
+        used = cost.get(codec, 0.0)
+        fit = f"{1 / used:5.1f} per core at full use" if used else "-"
+        print(f"     {name:34s} {best:3d} sessions, {best / cores:5.1f} per core; CPU {used:6.1%} per session, {fit}")
+    print(f"   admission admits {budget.max_sessions}; sustained counts are lower bounds on a shared machine (load")
+    print("   average below); CPU per session (the process's CPU time, all threads) depends less on other load")
     print(f"machine after: {describe()}")
 
 

@@ -34,21 +34,21 @@ from avaluma.renderer.engine import RenderSession
 MEASURE_SECONDS: Final = 1.0
 #: Cores one session's publishing keeps busy beyond rendering (a 25 fps, 512x640 session published with
 #: :data:`PUBLISH_CODEC`), added to the measured render cost. Publishing does not shrink when rendering gets faster,
-#: so it is added, not a multiple. Two parts:
+#: so it is added, not a multiple. Calibrated from the encode-inclusive figure of ``bench/session.py --capacity``
+#: (whole sessions through real AVSynchronizers, each with a real VP8 encoder at LiveKit's default layers, on the
+#: 2-core dev machine under load average 4-5 from other work): one such session kept 33-34 % of a core busy
+#: (the process's CPU time, every thread), of which rendering measured 10 %, so 0.24. Two cross-checks:
 #:
-#: - 0.13 for publishing without the encoder, calibrated with ``bench/session.py`` on a 2-core machine (rendering
-#:   3-5 % of a core per session, 512x512 frames): whole sessions published through real AVSynchronizers stayed
-#:   free of late frames up to 14 concurrent sessions (``cores * 0.8 / 14 - render``, with room for what a real
-#:   room adds: every FFI event of the process wakes every waiting audio capture in livekit 1.1.21);
-#: - 0.09 for the room's VP8 encoder, which that bench did not run (it connects no room): ``bench/session.py
-#:   --encode-cost`` measured 3.47 ms of CPU per 512x640 frame for LiveKit's default VP8 simulcast layers (2.00 ms
-#:   for the full layer alone; x264 ultrafast 2.15 ms), 8.7 % of a core at 25 fps. The RGB -> I420 conversion
-#:   (0.8 ms) happens at capture, which the first part already counted.
+#: - the earlier calibration without an encoder (0.13: 14 sessions sustained on 2 idle cores, 512x512 frames)
+#:   plus what ``bench/session.py --encode-cost`` measured for the encoder alone (3.47 ms of CPU per 512x640 frame
+#:   for VP8's two simulcast layers, 8.7 % of a core at 25 fps) gives 0.22;
+#: - the same capacity run without an encoder measured 19-21 % per session, so VP8 added 12-13 % there (its
+#:   stand-in converts RGB to I420 a second time, about 2 %).
 #:
-#: ``bench/session.py --capacity`` cross-checks it: sessions sustained with and without a real encoder per frame,
-#: side by side. Re-calibrate when the pipeline or the codec changes: about ``cores * target_utilization /
-#: sustained sessions - measured cpu_per_session`` from its encode-inclusive row on an otherwise idle machine.
-PUBLISH_COST: Final = 0.22
+#: Re-calibrate when the pipeline or the codec changes: the encode-inclusive row's CPU per session minus the
+#: measured ``cpu_per_session``, or ``cores * target_utilization / sustained sessions - cpu_per_session`` on an
+#: otherwise idle machine.
+PUBLISH_COST: Final = 0.24
 #: The video codec :data:`PUBLISH_COST` counts the encoder of (LiveKit's default; the server publishes with it).
 PUBLISH_CODEC: Final = "vp8"
 
