@@ -43,6 +43,11 @@ HELDOUT_ESPEAK_VOICES = ("en-gb-x-rp+f3", "en-us-nyc+m7", "en-gb-x-gbcwmd+Annie"
 HELDOUT_PIPER = {"length_scale": 0.9, "pitch": 1.15}
 
 
+def config_key(config: Any, prefix: str = "") -> str:
+    """The cache folder name of a data configuration: ``prefix`` + a hash of its fields."""
+    return prefix + hashlib.sha1(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:12]
+
+
 @dataclass(frozen=True)
 class DataConfig:
     n_generated: int = 400
@@ -55,7 +60,7 @@ class DataConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def key(self) -> str:
-        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        return config_key(self)
 
 
 @dataclass
@@ -282,7 +287,7 @@ class HumanConfig:
     workers: int = 2
 
     def key(self) -> str:
-        return "human-" + hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        return config_key(self, "human-")
 
 
 def _featurize_human(
@@ -364,14 +369,7 @@ def human_eval_split(split: str, limit: int = 0) -> Split:
 def load_or_build_human(
     config: HumanConfig, cache_dir: Path = DEFAULT_CACHE, progress: Callable[[str], None] = print
 ) -> Split:
-    path = cache_dir / config.key() / "train.npz"
-    if path.exists():
-        progress(f"human data: using cache {path.parent}")
-        return load(path)
-    split = build_human(config, progress)
-    save(path, split)
-    (path.parent / "config.json").write_text(json.dumps(asdict(config), indent=2, sort_keys=True))
-    return load(path)
+    return _cached_split("human data", config, config.key(), build_human, cache_dir, progress)
 
 
 # --- Other languages (espeak-ng, training/languages.py) ---------------------------------------------------------------
@@ -387,7 +385,7 @@ class MultilingualConfig:
     languages: tuple[str, ...] = ()
 
     def key(self) -> str:
-        return "multilingual-" + hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        return config_key(self, "multilingual-")
 
 
 def build_multilingual(config: MultilingualConfig, progress: Callable[[str], None] = print) -> Split:
@@ -402,10 +400,22 @@ def build_multilingual(config: MultilingualConfig, progress: Callable[[str], Non
 def load_or_build_multilingual(
     config: MultilingualConfig, cache_dir: Path = DEFAULT_CACHE, progress: Callable[[str], None] = print
 ) -> Split:
-    path = cache_dir / config.key() / "train.npz"
+    return _cached_split("multilingual data", config, config.key(), build_multilingual, cache_dir, progress)
+
+
+def _cached_split(
+    label: str,
+    config: Any,
+    key: str,
+    build_split: Callable[[Any, Callable[[str], None]], Split],
+    cache_dir: Path,
+    progress: Callable[[str], None],
+) -> Split:
+    """The training split cached under ``cache_dir/key``, built first when absent (read back as later runs load it)."""
+    path = cache_dir / key / "train.npz"
     if path.exists():
-        progress(f"multilingual data: using cache {path.parent}")
+        progress(f"{label}: using cache {path.parent}")
         return load(path)
-    save(path, build_multilingual(config, progress))
+    save(path, build_split(config, progress))
     (path.parent / "config.json").write_text(json.dumps(asdict(config), indent=2, sort_keys=True))
     return load(path)
