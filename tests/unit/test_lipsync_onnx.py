@@ -102,6 +102,18 @@ def test_silence_keeps_the_mouth_closed(backend: OnnxBackend, audio: np.ndarray)
     assert (frames.params[:, JAW_OPEN] < 0.2).all()
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_nobody_speaking_keeps_the_mouth_closed(backend: OnnxBackend, seed: int) -> None:
+    """Music, breathing, hum and clicks (the training module's non-speech generator, random levels) are not speech."""
+    pytest.importorskip("scipy", reason="scipy is not installed: pip install 'avaluma[train]'")
+    from avaluma.renderer.lipsync.training.augment import nonspeech
+
+    audio = nonspeech(np.random.default_rng(100 + seed), 3.0)
+    frames = backend.analyze(audio, fps=25)
+    closed = frames.params[:, LIPS_CLOSED] >= 0.5
+    assert closed.mean() >= 0.9, f"the mouth was open in {1 - closed.mean():.0%} of the frames"
+
+
 def test_clipped_loud_speech_still_moves_the_mouth(backend: OnnxBackend, speech: np.ndarray) -> None:
     clipped = np.clip(speech * 20, -1, 1)
     frames = backend.analyze(clipped, fps=25)
