@@ -19,7 +19,13 @@ def bench() -> ModuleType:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
+    # The bench puts bench/ on sys.path to import its helpers; left there, bench/triton.py would shadow the `triton`
+    # package for every later test (torch's ONNX export probes `import triton` and then fails).
+    saved = list(sys.path)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = saved
     return module
 
 
