@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 from machine import describe
+from signals import speech_like
 
 from avaluma.renderer.lipsync.base import LipSyncBackend
 
@@ -106,15 +107,6 @@ def gpu_repository(target: Path) -> Path:
     shutil.copytree(ROOT / "deploy" / "triton" / "model_repository", repo, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "deploy" / "triton" / "gpu" / "lipsync" / "config.pbtxt", repo / "lipsync" / "config.pbtxt")
     return repo
-
-
-def speech_like(seconds: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n = int(seconds * SR)
-    t = np.arange(n) / SR
-    voiced = sum(np.sin(2 * np.pi * 120 * k * t) / k for k in range(1, 10))
-    envelope = np.clip(np.sin(2 * np.pi * 3 * t), 0, None) ** 2
-    return (0.3 * envelope * (voiced / 3 + rng.standard_normal(n) * 0.05)).astype(np.float32)
 
 
 class MemorySampler:

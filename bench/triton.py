@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 from machine import describe
+from signals import speech_like
 
 from avaluma.renderer.lipsync.base import LipSyncBackend
 from avaluma.renderer.lipsync.onnx_backend import OnnxBackend
@@ -54,15 +55,6 @@ def gpu_memory_mib() -> float | None:
         ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"], capture_output=True, text=True
     )
     return float(out.stdout.split()[0]) if out.returncode == 0 else None
-
-
-def speech_like(seconds: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n = int(seconds * SR)
-    t = np.arange(n) / SR
-    voiced = sum(np.sin(2 * np.pi * 120 * k * t) / k for k in range(1, 10))
-    envelope = np.clip(np.sin(2 * np.pi * 3 * t), 0, None) ** 2
-    return (0.3 * envelope * (voiced / 3 + rng.standard_normal(n) * 0.05)).astype(np.float32)
 
 
 def repository_with_unbatched(target: Path) -> Path:
