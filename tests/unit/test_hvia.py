@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hvia_samples import RIG, photo_avatar
 from PIL import Image
 
 from avaluma.core.errors import AvatarFileError, InvalidArgument
-from avaluma.renderer.avatar import Avatar, EyeRig, MouthRig
+from avaluma.renderer.avatar import Avatar, EyeRig
 from avaluma.renderer.hvia import (
     MAX_HVIA_BYTES,
     dump_hvia_bytes,
@@ -25,37 +26,10 @@ from avaluma.renderer.hvia import (
 
 ROOT = Path(__file__).resolve().parents[2]
 
-RIG = MouthRig(
-    mouth_center=(32.0, 40.0),
-    mouth_left=(22.0, 40.0),
-    mouth_right=(42.0, 40.0),
-    upper_lip_top=(32.0, 37.0),
-    upper_lip_inner=(32.0, 40.0),
-    lower_lip_inner=(32.0, 40.0),
-    lower_lip_bottom=(32.0, 43.0),
-    chin=(32.0, 54.0),
-    jaw=((16.0, 44.0), (32.0, 54.0), (48.0, 44.0)),
-)
-
 
 def small_avatar(**overrides: object) -> Avatar:
-    rng = np.random.default_rng(1)
-    base = rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
-    fields: dict[str, object] = dict(
-        id="tiny",
-        name="Tiny test face",
-        kind="photo",
-        width=64,
-        height=64,
-        fps=25,
-        format_version=1,
-        license="CC0",
-        base=base,
-        rig=RIG,
-        metadata={"source": "test"},
-    )
-    fields.update(overrides)
-    return Avatar(**fields)  # type: ignore[arg-type]
+    """The shared tiny photo avatar, as a v1 file would have held it."""
+    return photo_avatar(**{"format_version": 1, **overrides})
 
 
 def rezip(data: bytes, *, replace: dict[str, bytes] | None = None, drop: str | None = None) -> bytes:
