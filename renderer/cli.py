@@ -7,7 +7,6 @@ path exercises exactly what a live session does (minus the network).
 from __future__ import annotations
 
 import logging
-import os
 import time
 import wave
 from collections.abc import Iterator
@@ -279,21 +278,15 @@ def _render(
         "render started",
         extra={"avatar_id": avatar.id, "speech_s": round(speech_s, 2), "fps": session.fps, "output": str(output)},
     )
-    # Encode to a temporary name so an interrupted render never leaves a truncated file under the final name.
-    partial = output.with_name(f".{output.name}.partial.mp4")
     started = time.perf_counter()
-    try:
-        summary = write_mp4(
-            partial,
-            render_frames(session, chunks),
-            fps=session.fps,
-            audio_sample_rate=session.audio_sample_rate,
-            width=session.width,
-            height=session.height,
-        )
-        os.replace(partial, output)
-    finally:
-        partial.unlink(missing_ok=True)
+    summary = write_mp4(
+        output,
+        render_frames(session, chunks),
+        fps=session.fps,
+        audio_sample_rate=session.audio_sample_rate,
+        width=session.width,
+        height=session.height,
+    )
     elapsed = max(time.perf_counter() - started, 1e-9)
     click.echo(f"wrote {output}")
     click.echo(

@@ -46,12 +46,32 @@ def write_mp4(
 ) -> Mp4Summary:
     """Encode ``frames`` (consumed lazily, so a long render never sits in memory) into an MP4 at ``path``.
 
-    Parent directories are created. Width and height must be even (yuv420p). Returns what was written.
+    Parent directories are created. Width and height must be even (yuv420p). The file is encoded under a temporary
+    name and renamed at the end, so an interrupted or failed render never leaves a truncated file under ``path``.
+    Returns what was written.
     """
     if width % 2 or height % 2:
         raise InvalidArgument(f"video size {width}x{height} must be even in both dimensions for H.264 (yuv420p)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial.mp4")
+    try:
+        count, audio_samples = _encode(partial, frames, fps, audio_sample_rate, width, height)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    summary = Mp4Summary(path, count, count / fps, audio_samples / audio_sample_rate)
+    logger.debug(
+        "wrote mp4",
+        extra={"path": str(path), "frames": count, "video_s": summary.video_s, "audio_s": summary.audio_s},
+    )
+    return summary
+
+
+def _encode(
+    path: Path, frames: Iterable[RenderedFrame], fps: int, audio_sample_rate: int, width: int, height: int
+) -> tuple[int, int]:
+    """H.264 + AAC into ``path``; returns (video frames, audio samples) written."""
     count = 0
     audio_samples = 0
     with av.open(str(path), mode="w") as container:
@@ -78,12 +98,7 @@ def write_mp4(
             audio_samples += pcm.shape[1]
         container.mux(video.encode(None))
         container.mux(audio.encode(None))
-    summary = Mp4Summary(path, count, count / fps, audio_samples / audio_sample_rate)
-    logger.debug(
-        "wrote mp4",
-        extra={"path": str(path), "frames": count, "video_s": summary.video_s, "audio_s": summary.audio_s},
-    )
-    return summary
+    return count, audio_samples
 
 
 def probe_durations(path: str | os.PathLike[str]) -> tuple[float, float]:

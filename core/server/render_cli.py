@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,20 +80,14 @@ def render_on_server(
             pcm = np.frombuffer(f.pcm, "<i2").astype(np.float32) / 32768.0
             yield RenderedFrame(f.index, round(f.index * 1e6 / result.fps), rgb, pcm, f.speaking)
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(f".{output.name}.partial.mp4")
-    try:
-        summary = write_mp4(
-            partial,
-            frames(),
-            fps=result.fps,
-            audio_sample_rate=result.audio_sample_rate,
-            width=result.width,
-            height=result.height,
-        )
-        os.replace(partial, output)
-    finally:
-        partial.unlink(missing_ok=True)
+    summary = write_mp4(
+        output,
+        frames(),
+        fps=result.fps,
+        audio_sample_rate=result.audio_sample_rate,
+        width=result.width,
+        height=result.height,
+    )
     click.echo(f"wrote {output}")
     click.echo(
         f"{summary.video_s:.2f} s of video, {summary.frames} frames at {result.fps} fps, avatar {result.avatar_id}, "

@@ -61,3 +61,4 @@ def test_frame_of_the_wrong_size_is_rejected(tmp_path: Path) -> None:
     frame = RenderedFrame(0, 0, np.zeros((64, 64, 3), np.uint8), np.zeros(960, np.float32), False)
     with pytest.raises(InvalidArgument, match="expected 512x512"):
         write_mp4(tmp_path / "x.mp4", [frame], fps=25, audio_sample_rate=24_000, width=512, height=512)
+    assert list(tmp_path.iterdir()) == []  # nothing truncated left behind, under the final name or the temporary one
