@@ -202,13 +202,7 @@ def build(config: DataConfig, progress: Callable[[str], None] = print) -> tuple[
                 train.append(("piper-joe", *augment(utt.audio, utt.sample_rate, utt.spans, rng)))
             for _ in range(config.espeak_per_sentence):
                 voice = str(rng.choice(train_voices))
-                utt = espeak.synth(
-                    text,
-                    voice=voice,
-                    rate=int(rng.integers(120, 260)),
-                    pitch=int(rng.integers(15, 85)),
-                    pitch_range=int(rng.integers(10, 90)),
-                )
+                utt = espeak.synth_varied(text, voice, rng)
                 train.append((f"espeak:{voice}", *augment(utt.audio, utt.sample_rate, utt.spans, rng)))
         if (i + 1) % 25 == 0 or i + 1 == len(texts):
             progress(

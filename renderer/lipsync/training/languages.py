@@ -316,13 +316,7 @@ def multilingual_utterances(
                 continue
             for _ in range(per_sentence):
                 voice = str(rng.choice(voices))
-                utt = espeak.synth(
-                    text,
-                    voice=voice,
-                    rate=int(rng.integers(120, 240)),
-                    pitch=int(rng.integers(15, 85)),
-                    pitch_range=int(rng.integers(10, 90)),
-                )
+                utt = espeak.synth_varied(text, voice, rng, max_rate=240)
                 out.append((voice_label(code, voice), utt))
     return out
 

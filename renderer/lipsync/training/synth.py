@@ -115,6 +115,16 @@ class EspeakSynth:
             i += 1
         return 0
 
+    def synth_varied(self, text: str, voice: str, rng: np.random.Generator, *, max_rate: int = 260) -> Utterance:
+        """``text`` by ``voice`` at a random rate (120..``max_rate`` wpm), pitch and pitch range (a training take)."""
+        return self.synth(
+            text,
+            voice=voice,
+            rate=int(rng.integers(120, max_rate)),
+            pitch=int(rng.integers(15, 85)),
+            pitch_range=int(rng.integers(10, 90)),
+        )
+
     def synth(
         self, text: str, *, voice: str = "en-us", rate: int = 175, pitch: int = 50, pitch_range: int = 50
     ) -> Utterance:
