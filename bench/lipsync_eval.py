@@ -57,7 +57,8 @@ from machine import describe
 
 from avaluma.renderer.lipsync.base import JAW_OPEN, LIPS_CLOSED, LIPSYNC_SAMPLE_RATE, MouthFrames
 from avaluma.renderer.lipsync.framing import feature_range, n_video_frames
-from avaluma.renderer.lipsync.training.data import DataConfig, Split, load_or_build, pink_noise
+from avaluma.renderer.lipsync.training.augment import pink
+from avaluma.renderer.lipsync.training.data import DataConfig, Split, load_or_build
 from avaluma.renderer.lipsync.training.mfcc_template import MfccTemplates
 from avaluma.renderer.lipsync.visemes import PP, SIL, VISEME_SHAPES, VISEMES, coarticulated_params, frame_labels
 from avaluma.renderer.lipsync.visemes import PhonemeSpan as Span
@@ -293,7 +294,7 @@ def add_pink(data: EvalSet, snr_db: float, seed: int = 0) -> EvalSet:
     rng = np.random.default_rng(seed)
 
     def fn(i: int, a: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        noise = pink_noise(len(a), rng) * _speech_rms(a, data.spans[i]) * 10 ** (-snr_db / 20)
+        noise = pink(len(a), rng) * _speech_rms(a, data.spans[i]) * 10 ** (-snr_db / 20)
         return np.clip(a + noise, -1, 1).astype(np.float32)
 
     return data.with_audio(f"{data.name}, pink noise {snr_db:g} dB SNR", fn)
@@ -353,7 +354,7 @@ def noisy(split: Split, snr_db: float, seed: int = 0) -> Split:
     audio = []
     for a in split.audio:
         speech_rms = float(np.sqrt(np.mean(a[np.abs(a) > 1e-4] ** 2))) if (np.abs(a) > 1e-4).any() else 0.01
-        noise = pink_noise(len(a), rng) * speech_rms * 10 ** (-snr_db / 20)
+        noise = pink(len(a), rng) * speech_rms * 10 ** (-snr_db / 20)
         audio.append(((a + noise) * 10 ** (-12 / 20)).astype(np.float32))
     return Split(split.features, split.labels, split.params, split.offsets, split.voices, audio, split.spans)
 

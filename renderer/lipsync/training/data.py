@@ -27,6 +27,7 @@ import soxr
 from avaluma.renderer.lipsync.base import LIPSYNC_SAMPLE_RATE
 from avaluma.renderer.lipsync.features import logmel
 from avaluma.renderer.lipsync.training import sentences as sentence_set
+from avaluma.renderer.lipsync.training.augment import pink
 from avaluma.renderer.lipsync.training.synth import EspeakSynth, PiperSynth, Utterance
 from avaluma.renderer.lipsync.visemes import PhonemeSpan, coarticulated_params, frame_labels
 
@@ -79,14 +80,6 @@ class Split:
         return len(self.offsets) - 1
 
 
-def pink_noise(n: int, rng: np.random.Generator) -> npt.NDArray[np.float32]:
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.arange(len(spec), dtype=np.float64)
-    f[0] = 1.0
-    x = np.fft.irfft(spec / np.sqrt(f), n=n)
-    return (x / (np.std(x) + 1e-9)).astype(np.float32)
-
-
 def augment(
     audio: npt.NDArray[np.float32], sample_rate: int, spans: list[PhonemeSpan], rng: np.random.Generator
 ) -> tuple[npt.NDArray[np.float32], list[PhonemeSpan]]:
@@ -114,7 +107,7 @@ def augment(
     x = x / peak * 10 ** (gain_db / 20)
     if rng.random() < 0.6:
         rms = float(np.sqrt(np.mean(x**2))) + 1e-9
-        noise = rng.standard_normal(len(x)).astype(np.float32) if rng.random() < 0.5 else pink_noise(len(x), rng)
+        noise = rng.standard_normal(len(x)).astype(np.float32) if rng.random() < 0.5 else pink(len(x), rng)
         x = x + noise * rms * 10 ** (-rng.uniform(8.0, 45.0) / 20)
     if rng.random() < 0.2:
         x = x + rng.uniform(-0.2, 0.2)
@@ -212,7 +205,7 @@ def build(config: DataConfig, progress: Callable[[str], None] = print) -> tuple[
     # Pure noise / silence clips teach the model that a closed mouth is the answer when nobody speaks.
     for _ in range(max(4, len(train) // 50)):
         n = int(rng.uniform(0.5, 2.0) * LIPSYNC_SAMPLE_RATE)
-        x = pink_noise(n, rng) * 10 ** (rng.uniform(-70, -25) / 20) if rng.random() < 0.7 else np.zeros(n, np.float32)
+        x = pink(n, rng) * 10 ** (rng.uniform(-70, -25) / 20) if rng.random() < 0.7 else np.zeros(n, np.float32)
         train.append(("noise", np.clip(x, -1, 1).astype(np.float32), []))
     return _pack(train, keep_audio=False), _pack(heldout, keep_audio=True)
 
