@@ -144,9 +144,11 @@ def random_codec(x: Audio, rng: np.random.Generator) -> Audio:
     return codec_roundtrip(x, container, codec, rate, int(rng.choice(rates)))
 
 
-def speed(x: Audio, spans: Sequence[PhonemeSpan], factor: float) -> tuple[Audio, list[PhonemeSpan]]:
+def speed(
+    x: Audio, spans: Sequence[PhonemeSpan], factor: float, sample_rate: int = SR
+) -> tuple[Audio, list[PhonemeSpan]]:
     """Play ``factor`` times faster (tempo and pitch together, like a shorter vocal tract); labels scale."""
-    y = np.asarray(soxr.resample(x, SR * factor, SR), dtype=np.float32)
+    y = np.asarray(soxr.resample(x, sample_rate * factor, sample_rate), dtype=np.float32)
     return y, [PhonemeSpan(s.phoneme, s.start / factor, s.end / factor, s.viseme) for s in spans]
 
 

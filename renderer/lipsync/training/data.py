@@ -27,7 +27,7 @@ import soxr
 from avaluma.renderer.lipsync.base import LIPSYNC_SAMPLE_RATE
 from avaluma.renderer.lipsync.features import logmel
 from avaluma.renderer.lipsync.training import sentences as sentence_set
-from avaluma.renderer.lipsync.training.augment import pink
+from avaluma.renderer.lipsync.training.augment import pink, speed
 from avaluma.renderer.lipsync.training.synth import EspeakSynth, PiperSynth, Utterance
 from avaluma.renderer.lipsync.visemes import PhonemeSpan, coarticulated_params, frame_labels
 
@@ -130,8 +130,7 @@ def clean_16k(
 
 def pitch_shift(utt: Utterance, factor: float) -> Utterance:
     """Play back ``factor`` times faster (pitch up, durations down): a cheap new 'speaker' from one voice."""
-    spans = [PhonemeSpan(s.phoneme, s.start / factor, s.end / factor, s.viseme) for s in utt.spans]
-    audio = np.asarray(soxr.resample(utt.audio, utt.sample_rate * factor, utt.sample_rate), dtype=np.float32)
+    audio, spans = speed(utt.audio, utt.spans, factor, utt.sample_rate)
     return Utterance(audio, utt.sample_rate, spans)
 
 
