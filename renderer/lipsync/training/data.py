@@ -27,7 +27,7 @@ import soxr
 from avaluma.renderer.lipsync.base import LIPSYNC_SAMPLE_RATE
 from avaluma.renderer.lipsync.features import logmel
 from avaluma.renderer.lipsync.training import sentences as sentence_set
-from avaluma.renderer.lipsync.training.augment import pink, speed
+from avaluma.renderer.lipsync.training.augment import pad_silence, pink, speed
 from avaluma.renderer.lipsync.training.synth import EspeakSynth, PiperSynth, Utterance
 from avaluma.renderer.lipsync.visemes import PhonemeSpan, coarticulated_params, frame_labels
 
@@ -123,9 +123,7 @@ def clean_16k(
     x = soxr.resample(audio, sample_rate, LIPSYNC_SAMPLE_RATE) if sample_rate != LIPSYNC_SAMPLE_RATE else audio
     x = np.asarray(x, dtype=np.float32)
     x = x / (float(np.max(np.abs(x))) + 1e-9) * 0.7
-    pad = np.zeros(int(pad_s * LIPSYNC_SAMPLE_RATE), np.float32)
-    shifted = [PhonemeSpan(s.phoneme, s.start + pad_s, s.end + pad_s, s.viseme) for s in spans]
-    return np.concatenate([pad, x, pad]), shifted
+    return pad_silence(x, spans, pad_s, pad_s)
 
 
 def pitch_shift(utt: Utterance, factor: float) -> Utterance:
