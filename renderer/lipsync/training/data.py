@@ -137,28 +137,35 @@ def targets(spans: list[PhonemeSpan], n_frames: int) -> tuple[npt.NDArray[np.int
     return labels, coarticulated_params(labels)
 
 
-def _pack(items: list[tuple[str, npt.NDArray[np.float32], list[PhonemeSpan]]], keep_audio: bool) -> Split:
-    feats, labs, pars, offs, voices, audio, spans = [], [], [], [0], [], [], []
-    for voice, x, sp in items:
-        f = logmel(x)
-        lab, par = targets(sp, len(f))
-        feats.append(f)
-        labs.append(lab)
-        pars.append(par)
-        offs.append(offs[-1] + len(f))
-        voices.append(voice)
-        if keep_audio:
-            audio.append(x)
-            spans.append(np.array([[s.start, s.end, s.viseme] for s in sp], dtype=np.float64).reshape(-1, 3))
+Row = tuple[str, npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.float32]]
+
+
+def _featurize(voice: str, x: npt.NDArray[np.float32], spans: list[PhonemeSpan]) -> Row:
+    """One utterance as a training row: (voice, log-mel features, viseme labels, mouth parameters)."""
+    f = logmel(x)
+    lab, par = targets(spans, len(f))
+    return voice, f, lab, par
+
+
+def _split_of(rows: list[Row], audio: list[Any] | None = None, spans: list[Any] | None = None) -> Split:
+    offs = np.cumsum([0] + [len(r[1]) for r in rows]).astype(np.int64)
     return Split(
-        np.concatenate(feats).astype(np.float32),
-        np.concatenate(labs),
-        np.concatenate(pars),
-        np.array(offs, dtype=np.int64),
-        voices,
-        audio,
-        spans,
+        np.concatenate([r[1] for r in rows]).astype(np.float32),
+        np.concatenate([r[2] for r in rows]),
+        np.concatenate([r[3] for r in rows]),
+        offs,
+        [r[0] for r in rows],
+        audio or [],
+        spans or [],
     )
+
+
+def _pack(items: list[tuple[str, npt.NDArray[np.float32], list[PhonemeSpan]]], keep_audio: bool) -> Split:
+    rows = [_featurize(voice, x, sp) for voice, x, sp in items]
+    if not keep_audio:
+        return _split_of(rows)
+    spans = [np.array([[s.start, s.end, s.viseme] for s in sp], dtype=np.float64).reshape(-1, 3) for _, _, sp in items]
+    return _split_of(rows, [x for _, x, _ in items], spans)
 
 
 def build(config: DataConfig, progress: Callable[[str], None] = print) -> tuple[Split, Split]:
@@ -276,7 +283,7 @@ class HumanConfig:
 
 def _featurize_human(
     task: tuple[int, int, Any, int, list[Any]],
-) -> list[tuple[str, npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.float32]]]:
+) -> list[Row]:
     """Worker: the clean and the augmented versions of one training utterance, featurized (picklable arguments)."""
     from avaluma.renderer.lipsync.training import augment
 
@@ -286,12 +293,7 @@ def _featurize_human(
     bank = [b.audio() for b in bank_utts]
     versions = [augment.pad_silence(audio, spans, 0.2, 0.3)]
     versions += [augment.deployment_mix(audio, spans, rng, bank) for _ in range(copies)]
-    out = []
-    for x, sp in versions:
-        f = logmel(x)
-        lab, par = targets(sp, len(f))
-        out.append((f"human:{utt.speaker}", f, lab, par))
-    return out
+    return [_featurize(f"human:{utt.speaker}", x, sp) for x, sp in versions]
 
 
 def build_human(config: HumanConfig, progress: Callable[[str], None] = print) -> Split:
@@ -309,25 +311,14 @@ def build_human(config: HumanConfig, progress: Callable[[str], None] = print) ->
         # Babble for this utterance comes from other training speakers only.
         others = [utts[int(k)] for k in rng.integers(0, len(utts), size=5)]
         tasks.append((i, config.seed, u, config.copies, [o for o in others if o.speaker != u.speaker]))
-    feats, labs, pars, offs, voices = [], [], [], [0], []
+    rows: list[Row] = []
     t0 = time.monotonic()
     with ProcessPoolExecutor(max_workers=config.workers) as pool:
         for k, items in enumerate(pool.map(_featurize_human, tasks, chunksize=8)):
-            for voice, f, lab, par in items:
-                feats.append(f)
-                labs.append(lab)
-                pars.append(par)
-                offs.append(offs[-1] + len(f))
-                voices.append(voice)
+            rows.extend(items)
             if (k + 1) % 200 == 0 or k + 1 == len(tasks):
                 progress(f"human data: {k + 1}/{len(tasks)} utterances ({time.monotonic() - t0:.0f} s)")
-    return Split(
-        np.concatenate(feats).astype(np.float32),
-        np.concatenate(labs),
-        np.concatenate(pars),
-        np.array(offs, dtype=np.int64),
-        voices,
-    )
+    return _split_of(rows)
 
 
 def nonspeech_split(n: int, seed: int = 0) -> Split:
