@@ -132,6 +132,18 @@ class RenderOptions:
         return RenderOptions(*options)
 
 
+#: The emotions an avatar can show (per session, changeable mid-session; eased, never jumps). ``neutral`` is the
+#: default and the face as built.
+EMOTIONS: tuple[str, ...] = ("neutral", "happy", "serious", "surprised", "concerned")
+
+
+def check_emotion(name: str, *, field: str = "emotion") -> str:
+    """``name`` if it is one of :data:`EMOTIONS`; else :class:`InvalidArgument` listing the valid ones."""
+    if name not in EMOTIONS:
+        raise InvalidArgument(f"{field}: unknown emotion {name!r}: use one of {', '.join(EMOTIONS)}")
+    return name
+
+
 def check_render_options(
     fps: int, audio_sample_rate: int, width: int = 0, height: int = 0, *, field: str = "", defaults_hint: bool = False
 ) -> None:
