@@ -13,6 +13,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from avaluma.core.media import check_emotion
 from avaluma.renderer.avatar import Avatar
 from avaluma.renderer.compositor import Compositor
 from avaluma.renderer.idle import IdleConfig, IdleMotion, IdlePose
@@ -39,6 +40,7 @@ class Animator:
         self._frame = 0
         self.last_pose = IdlePose()
         self.last_params = REST_POSE.copy()
+        self._emotion = "neutral"
 
     def set_state(self, state: str) -> None:
         """``idle``, ``listening`` or ``thinking`` (see :mod:`avaluma.renderer.idle`)."""
@@ -47,6 +49,14 @@ class Animator:
     @property
     def state(self) -> str:
         return self.idle.state
+
+    def set_emotion(self, emotion: str) -> None:
+        """One of :data:`~avaluma.core.media.EMOTIONS` (:class:`InvalidArgument` otherwise)."""
+        self._emotion = check_emotion(emotion)
+
+    @property
+    def emotion(self) -> str:
+        return self._emotion
 
     def reset_mouth(self) -> None:
         """Interruption: the next frame starts from the rest pose instead of easing out of the last shape."""

@@ -112,6 +112,7 @@ class RenderSession:
         seed: int = 0,
         idle: IdleConfig | None = None,
         instrumentation: LipSyncInstrumentation = NO_INSTRUMENTATION,
+        emotion: str = "neutral",
     ) -> None:
         #: Validated here as everywhere else: one value type, one set of bounds (core.media.RenderOptions).
         self.options = RenderOptions(fps=fps, audio_sample_rate=audio_sample_rate, seed=seed)
@@ -120,6 +121,7 @@ class RenderSession:
         self._sr = audio_sample_rate
         self._spf = audio_sample_rate // fps
         self._animator = Animator(avatar, fps=fps, seed=seed, idle=idle)
+        self._animator.set_emotion(emotion)
         self._lipsync = backend.open_stream(fps=fps)
         #: The owner's inference spans, latency and fault listener around every lip-sync call of this session.
         self._lipsync.instrumentation = instrumentation
@@ -159,6 +161,16 @@ class RenderSession:
         """Switch the avatar's idle behaviour (``idle``, ``listening``, ``thinking``); eased, takes effect on the next
         frame. Speech frames keep rendering lip-sync in any state. Unknown names raise :class:`InvalidArgument`."""
         self._animator.set_state(state)
+
+    @property
+    def emotion(self) -> str:
+        """The emotion the face shows (one of :data:`~avaluma.core.media.EMOTIONS`)."""
+        return self._animator.emotion
+
+    def set_emotion(self, emotion: str) -> None:
+        """Change the emotion (eased over ~0.4 s, never jumps); unknown names raise :class:`InvalidArgument` listing
+        the valid ones."""
+        self._animator.set_emotion(emotion)
 
     @property
     def in_segment(self) -> bool:
