@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from avaluma.renderer.avatar import Avatar, MouthRig
+from avaluma.renderer.expression import ExpressionPose
 from avaluma.renderer.eyes import EyelidWarp
 from avaluma.renderer.idle import IdlePose
 from avaluma.renderer.lipsync.base import MOUTH_PARAMS
@@ -183,12 +184,14 @@ class Compositor:
         pose: IdlePose | None = None,
         press: float = 0.0,
         frame: int = 0,
+        expression: ExpressionPose | None = None,
     ) -> U8:
         """Render one frame; returns a new H x W x 3 uint8 array.
 
         ``params`` are the mouth parameters (see :data:`MOUTH_PARAMS`), ``pose`` the idle pose (none: still),
         ``press`` how much ``lips_closed`` also shuts a photo's resting lip gap (1 during lively speech, 0 at rest),
-        ``frame`` the frame number (selects the idle-loop frame of a video avatar).
+        ``frame`` the frame number (selects the idle-loop frame of a video avatar), ``expression`` the facial
+        expression (none or all-zero: the face as built, byte-identical; not rendered yet).
         """
         if params.shape != (len(MOUTH_PARAMS),):
             raise ValueError(f"params must have shape ({len(MOUTH_PARAMS)},), got {params.shape}")
