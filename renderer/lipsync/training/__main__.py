@@ -31,6 +31,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--init-from", type=Path, default=None, help="warm-start from an exported model of the same shape (fine-tune)"
     )
+    parser.add_argument(
+        "--grow",
+        action="store_true",
+        help="with --init-from: embed the smaller exported network in this larger one (same output to start with)",
+    )
+    parser.add_argument(
+        "--causal-dilations",
+        type=lambda v: tuple(int(d) for d in v.split(",") if d),
+        default=None,
+        help="extra past-only blocks, e.g. 16,32 (more context, no added latency)",
+    )
     parser.add_argument("--no-human", action="store_true", help="synthetic speech only, even when the corpus is here")
     args = parser.parse_args(argv)
 
@@ -96,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, lr=args.lr)
     if args.channels is not None:
         config = replace(config, model=replace(config.model, channels=args.channels))
+    if args.causal_dilations is not None:
+        config = replace(config, model=replace(config.model, causal_dilations=args.causal_dilations))
 
     data = load_or_build(config.data, cache_dir=args.cache, progress=progress)
     extra, dev = [], None
@@ -105,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         extra.append(load_or_build_human(config.human, cache_dir=args.cache, progress=progress))
         extra.append(nonspeech_split(8 if args.quick else 300, seed=args.seed))
         dev = human_eval_split("dev", limit=8 if args.quick else 0)
-    init = weights_from_onnx(args.init_from, config.model) if args.init_from else None
+    init = weights_from_onnx(args.init_from, config.model, grow=args.grow) if args.init_from else None
 
     def keep_best(candidate: Any, accuracy: float) -> None:
         export_onnx(candidate, args.out, config, {"selection_frame_accuracy_100hz": round(accuracy, 4)})

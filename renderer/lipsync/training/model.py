@@ -23,10 +23,13 @@ class ModelConfig:
     dilations: tuple[int, ...] = (1, 2, 4, 8, 1)
     #: Feature frames of lookahead (10 ms each); the rest of the receptive field looks into the past.
     lookahead: int = 6
+    #: Blocks after ``dilations`` whose convolutions look only into the past (``[t - 2d, t]``): more context for
+    #: no added latency. Appended to a trained network with a zero residual branch, one leaves its output unchanged.
+    causal_dilations: tuple[int, ...] = ()
 
     @property
     def receptive_field(self) -> int:
-        return 3 + sum(2 * d for d in self.dilations)
+        return 3 + sum(2 * d for d in (*self.dilations, *self.causal_dilations))
 
     @property
     def past(self) -> int:
@@ -34,14 +37,17 @@ class ModelConfig:
 
 
 class _Block(nn.Module):
-    def __init__(self, channels: int, dilation: int) -> None:
+    def __init__(self, channels: int, dilation: int, *, causal: bool = False) -> None:
         super().__init__()
-        self.crop = dilation
+        # The residual is cropped to the frames the convolution's output stands for: its centre, or (causal) its
+        # newest input frame.
+        self.crop = (2 * dilation, 0) if causal else (dilation, dilation)
         self.conv = nn.Conv1d(channels, channels, 3, dilation=dilation)
         self.mix = nn.Conv1d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = x[:, :, self.crop : -self.crop] + self.mix(torch.relu(self.conv(x)))
+        left, right = self.crop
+        out: torch.Tensor = x[:, :, left : x.shape[2] - right] + self.mix(torch.relu(self.conv(x)))
         return out
 
 
@@ -58,7 +64,9 @@ class LipSyncNet(nn.Module):
         self.register_buffer("std", std if std is not None else torch.ones(N_MELS))
         c = config.channels
         self.inp = nn.Conv1d(N_MELS, c, 3)
-        self.blocks = nn.ModuleList(_Block(c, d) for d in config.dilations)
+        self.blocks = nn.ModuleList(
+            [*(_Block(c, d) for d in config.dilations), *(_Block(c, d, causal=True) for d in config.causal_dilations)]
+        )
         self.viseme_head = nn.Conv1d(c, len(VISEMES), 1)
         self.param_head = nn.Conv1d(c, len(MOUTH_PARAMS), 1)
 

@@ -198,9 +198,12 @@ def train(
     return model
 
 
-def weights_from_onnx(path: Path, config: ModelConfig) -> dict[str, torch.Tensor]:
+def weights_from_onnx(path: Path, config: ModelConfig, *, grow: bool = False) -> dict[str, torch.Tensor]:
     """The state dict of an exported model (its initializers are named ``net.<parameter>``), checked against
-    ``config``: a clear error when the shapes differ instead of a half-loaded network."""
+    ``config``: a clear error when the shapes differ instead of a half-loaded network.
+
+    ``grow`` accepts a smaller exported network (fewer channels, fewer blocks) and embeds it in ``config``'s shape
+    so that the larger network computes exactly what the exported one did (:func:`grown`)."""
     import onnx
     from onnx import numpy_helper
 
@@ -210,14 +213,52 @@ def weights_from_onnx(path: Path, config: ModelConfig) -> dict[str, torch.Tensor
         for init in proto.graph.initializer
         if init.name.startswith("net.")
     }
+    if grow:
+        return grown(found, config)
     expected = LipSyncNet(config).state_dict()
     mismatched = [k for k, v in expected.items() if k not in found or tuple(found[k].shape) != tuple(v.shape)]
     if mismatched:
         raise ValueError(
             f"{path} does not match the model configuration ({', '.join(mismatched[:4])}...): "
-            "train from scratch or use the same --channels"
+            "train from scratch, use the same --channels, or --grow into the larger network"
         )
     return {k: found[k] for k in expected}
+
+
+def grown(small: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+    """A ``config``-shaped state dict that computes exactly what the ``small`` network does (function-preserving
+    growth), so training the larger network starts from the smaller one's accuracy.
+
+    Old weights fill the leading slices; new weights start from the usual initialisation, except the ones that
+    would change the output: nothing writes into the new residual channels (the input layer's and every residual
+    branch's new rows are zero, so those channels hold 0) and no new hidden unit writes into an old channel (its
+    ``mix`` column is zero). Blocks the small network lacks get an all-zero ``mix``: an identity. Every zeroed weight
+    still receives gradients, so all of the new capacity trains."""
+    state = LipSyncNet(config).state_dict()
+    for name, tensor in small.items():
+        if name not in state:
+            raise ValueError(f"cannot grow: the larger network has no {name}")
+        target = state[name]
+        if tensor.dim() != target.dim() or any(a > b for a, b in zip(tensor.shape, target.shape, strict=True)):
+            raise ValueError(f"cannot grow {name} {tuple(tensor.shape)} into {tuple(target.shape)}")
+        if name in ("mean", "std"):
+            target.copy_(tensor)
+            continue
+        target[tuple(slice(0, n) for n in tensor.shape)] = tensor
+    c_old = small["inp.weight"].shape[0]
+    state["inp.weight"][c_old:] = 0
+    state["inp.bias"][c_old:] = 0
+    for name in state:
+        if name.endswith("mix.weight"):
+            block = name.removesuffix(".mix.weight")
+            if f"{block}.mix.weight" not in small:
+                state[name].zero_()
+                state[f"{block}.mix.bias"].zero_()
+                continue
+            state[name][c_old:] = 0
+            state[name][:, c_old:] = 0
+            state[f"{block}.mix.bias"][c_old:] = 0
+    return state
 
 
 class _Export(torch.nn.Module):
