@@ -17,5 +17,8 @@ RPC_PLAYBACK_STARTED: Final = "lk.playback_started"
 RPC_PLAYBACK_FINISHED: Final = "lk.playback_finished"
 #: RPC of the hosted avatar API from the agent: show an agent state (payload ``{"state": "listening"}``).
 RPC_AGENT_STATE_CHANGED: Final = "agent_state_changed"
+#: RPC from the agent (Avaluma's, not LiveKit's): show an emotion from this point of the audio on (payload
+#: ``{"emotion": "happy"}``); ``agent_state_changed`` may carry the same ``emotion`` key next to its ``state``.
+RPC_SET_EMOTION: Final = "set_emotion"
 #: Attribute of the avatar's token naming the agent it publishes on behalf of (``livekit.agents.types``).
 PUBLISH_ON_BEHALF_ATTRIBUTE: Final = "lk.publish_on_behalf"

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from avaluma.core.errors import InvalidArgument
-from avaluma.core.media import RenderOptions
+from avaluma.core.media import RenderOptions, check_emotion
 
 
 class Closed(BaseModel):
@@ -91,6 +91,8 @@ class RenderConfig(Closed):
     fps: int = Field(25, ge=1, le=60)
     audio_sample_rate: int = Field(24_000, ge=8_000, le=48_000)
     seed: int = 0
+    #: The emotion of sessions and ``Render`` streams whose request names none (one of ``core.media.EMOTIONS``).
+    emotion: str = "neutral"
     #: ``Render`` streams: seconds the client has to send its first message (the config) before the stream is ended
     #: with DEADLINE_EXCEEDED. Every open stream holds an admission slot, so a silent one must not hold it for long.
     first_message_timeout_s: float = Field(10.0, gt=0)
@@ -102,6 +104,7 @@ class RenderConfig(Closed):
     def _renderable(self) -> RenderConfig:
         try:
             self.options()
+            check_emotion(self.emotion, field="render.emotion")
         except InvalidArgument as exc:  # e.g. a rate that is not a whole number of samples per frame
             raise ValueError(exc.message) from None
         return self

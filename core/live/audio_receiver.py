@@ -10,7 +10,10 @@ What the sender (LiveKit Agents' ``DataStreamAudioOutput``, or ``avaluma send``)
   nothing plays: every clear is answered), ignore the rest of the stream being cleared;
 - ``lk.playback_started`` (empty payload) and ``lk.playback_finished`` (JSON ``{playback_position, interrupted,
   synchronized_transcript}``) RPCs go back to the participant that sent the segment;
-- ``agent_state_changed`` RPC (the hosted avatar API's cue, payload ``{"state": "listening"}``) sets the avatar state.
+- ``agent_state_changed`` RPC (the hosted avatar API's cue, payload ``{"state": "listening"}``) sets the avatar state;
+  an optional ``"emotion"`` key in the same payload also sets the emotion;
+- ``set_emotion`` RPC (payload ``{"emotion": "happy"}``) sets the emotion from this point of the audio on (eased by the
+  renderer). An unknown name is refused with an RPC error listing the valid ones.
 
 Unlike the stock receiver, which accepts only the first agent-kind participant, a :class:`SenderPolicy` names the
 accepted identities, so external senders (agent-2) work with an ordinary token.
@@ -37,10 +40,11 @@ from avaluma.core.avatar_protocol import (
     RPC_CLEAR_BUFFER,
     RPC_PLAYBACK_FINISHED,
     RPC_PLAYBACK_STARTED,
+    RPC_SET_EMOTION,
 )
 from avaluma.core.errors import AvalumaError, InvalidArgument, PermissionDenied
 from avaluma.core.live.playout import AGENT_STATES, Playout
-from avaluma.core.media import pcm16_to_mono, validate_format
+from avaluma.core.media import EMOTIONS, check_emotion, pcm16_to_mono, validate_format
 from avaluma.core.tasks import cancel_and_wait
 from avaluma.renderer.engine import PlaybackEvent
 
@@ -162,17 +166,44 @@ def stream_format(attributes: dict[str, str] | None) -> AudioFormat:
     return fmt
 
 
-def parse_agent_state(payload: str) -> str:
-    """The state named by an ``agent_state_changed`` payload; :class:`RpcRefused` for anything else."""
-    hint = 'send JSON like {"state": "listening"} with one of: ' + ", ".join(AGENT_STATES)
+def _json_object(payload: str, method: str, hint: str) -> dict[str, Any]:
     try:
         body: Any = json.loads(payload)
-    except ValueError:
-        raise RpcRefused(f"agent_state_changed payload is not JSON: {hint}") from None
-    state = body.get("state") if isinstance(body, dict) else None
+    except (ValueError, RecursionError):
+        raise RpcRefused(f"{method} payload is not JSON: {hint}") from None
+    if not isinstance(body, dict):
+        raise RpcRefused(f"{method} payload is not a JSON object: {hint}")
+    return body
+
+
+def _emotion(value: Any, method: str) -> str:
+    if not isinstance(value, str):
+        raise RpcRefused(f'{method} payload\'s "emotion" must be a string, one of: {", ".join(EMOTIONS)}')
+    try:
+        return check_emotion(value)
+    except InvalidArgument as exc:
+        raise RpcRefused(f"{method}: {exc.message}") from None
+
+
+def parse_agent_state(payload: str) -> tuple[str, str | None]:
+    """The state named by an ``agent_state_changed`` payload and its optional emotion (``None``: unchanged);
+    :class:`RpcRefused` for anything else (then nothing changes)."""
+    hint = 'send JSON like {"state": "listening"} with one of: ' + ", ".join(AGENT_STATES)
+    body = _json_object(payload, RPC_AGENT_STATE_CHANGED, hint)
+    state = body.get("state")
     if not isinstance(state, str) or state not in AGENT_STATES:
         raise RpcRefused(f"agent_state_changed payload has no known state: {hint}")
-    return state
+    emotion = body.get("emotion")
+    return state, None if emotion is None else _emotion(emotion, RPC_AGENT_STATE_CHANGED)
+
+
+def parse_set_emotion(payload: str) -> str:
+    """The emotion named by a ``set_emotion`` payload; :class:`RpcRefused` listing the valid names otherwise."""
+    hint = 'send JSON like {"emotion": "happy"} with one of: ' + ", ".join(EMOTIONS)
+    body = _json_object(payload, RPC_SET_EMOTION, hint)
+    if "emotion" not in body:
+        raise RpcRefused(f"set_emotion payload has no emotion: {hint}")
+    return _emotion(body["emotion"], RPC_SET_EMOTION)
 
 
 def playback_finished_payload(event: PlaybackEvent) -> str:
@@ -192,9 +223,10 @@ class AudioStreamReceiver:
     """Feeds a :class:`Playout` from ``lk.audio_stream`` and answers the protocol's RPCs.
 
     ``send_rpc`` performs outgoing RPCs; ``on_error`` receives every refused input as a domain error (the session
-    publishes it as an ``error`` event). Call :meth:`start`, then hand it streams (:meth:`on_stream`) and RPCs
-    (:meth:`on_clear_buffer`, :meth:`on_agent_state`) — :meth:`attach` wires a room's — and :meth:`on_playback`
-    with the playout's events. :meth:`aclose` ends its tasks.
+    publishes it as an ``error`` event). ``set_emotion`` applies an emotion the agent asked for (default: the
+    playout's; a session passes its own, which also records it). Call :meth:`start`, then hand it streams
+    (:meth:`on_stream`) and RPCs (:meth:`on_clear_buffer`, :meth:`on_agent_state`, :meth:`on_set_emotion`) —
+    :meth:`attach` wires a room's — and :meth:`on_playback` with the playout's events. :meth:`aclose` ends its tasks.
     """
 
     def __init__(
@@ -206,8 +238,10 @@ class AudioStreamReceiver:
         on_error: Callable[[AvalumaError], None],
         is_agent: Callable[[str], bool] = lambda _identity: False,
         idle_timeout_s: float = STREAM_IDLE_TIMEOUT_S,
+        set_emotion: Callable[[str], None] | None = None,
     ) -> None:
         self._playout = playout
+        self._set_emotion = set_emotion or playout.set_emotion
         self._policy = policy
         self._send_rpc = send_rpc
         self._on_error = on_error
@@ -269,13 +303,25 @@ class AudioStreamReceiver:
         return "ok"
 
     def on_agent_state(self, call: RpcInvocation) -> str:
-        """``agent_state_changed``: show listening / thinking cues."""
+        """``agent_state_changed``: show listening / thinking cues (and an emotion, when the payload names one)."""
+        self._check_caller(call)
+        state, emotion = parse_agent_state(call.payload)
+        if emotion is not None:
+            self._set_emotion(emotion)
+        self._playout.set_state(state)
+        return "ok"
+
+    def on_set_emotion(self, call: RpcInvocation) -> str:
+        """``set_emotion``: show an emotion from this point of the audio on."""
+        self._check_caller(call)
+        self._set_emotion(parse_set_emotion(call.payload))
+        return "ok"
+
+    def _check_caller(self, call: RpcInvocation) -> None:
         try:
             self._policy.check(call.caller_identity, is_agent=self._is_agent(call.caller_identity))
         except PermissionDenied as exc:
             raise RpcRefused(exc.message) from None
-        self._playout.set_state(parse_agent_state(call.payload))
-        return "ok"
 
     def on_playback(self, event: PlaybackEvent) -> None:
         """A playback event of the playout: tell the sender of that segment (the playout carries it on the event)."""
@@ -403,3 +449,4 @@ class AudioStreamReceiver:
         local = room.local_participant
         local.register_rpc_method(RPC_CLEAR_BUFFER, rpc(self.on_clear_buffer))
         local.register_rpc_method(RPC_AGENT_STATE_CHANGED, rpc(self.on_agent_state))
+        local.register_rpc_method(RPC_SET_EMOTION, rpc(self.on_set_emotion))

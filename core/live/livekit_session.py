@@ -118,6 +118,7 @@ class LiveSession:
             send_rpc=send_rpc,
             on_error=self.report_error,
             is_agent=is_agent,
+            set_emotion=self.set_emotion,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._ending = False
@@ -140,6 +141,12 @@ class LiveSession:
     def report_error(self, exc: AvalumaError) -> None:
         """Publish a recoverable error; the session goes on."""
         self.session.publish(SessionError.of(exc))
+
+    def set_emotion(self, emotion: str) -> None:
+        """Show ``emotion`` from this point of the audio on (the ``set_emotion`` RPC, ``SetEmotion``, the HTTP API);
+        :class:`InvalidArgument` listing the valid names changes nothing."""
+        self.playout.set_emotion(emotion)
+        self.session.emotion = self.playout.emotion
 
     def _on_lipsync_fault(self, fault: LipSyncFault) -> None:
         """Tell the watchers; under the ``end`` policy end the session (its renders now fail), else it goes on."""
@@ -224,6 +231,7 @@ def build_live_session(
         audio_sample_rate=audio_sample_rate,
         seed=session.render.seed,
         instrumentation=lipsync_instrumentation(backend, on_fault=faults.from_worker),
+        emotion=session.emotion,
     )
     return LiveSession(
         session,
@@ -317,6 +325,9 @@ class LiveKitRuntime:
         self._sink = sink
         self._room = room
         self._handlers = handlers
+
+    def set_emotion(self, emotion: str) -> None:
+        self.runtime.set_emotion(emotion)
 
     async def aclose(self) -> None:
         for event, handler in self._handlers.items():

@@ -23,7 +23,8 @@ queued and rendered ahead (speech and idle), and the next published frame is a f
 closes on the next tick. Playback events follow what was *published*: ``started`` just before the first frame of a
 segment, ``finished`` just after its last one, with the segment numbers :meth:`Playout.push_audio` handed out.
 :meth:`Playout.finish` makes :meth:`Playout.run` return once every queued segment has been published (the end of a
-``Render`` stream's input).
+``Render`` stream's input). :meth:`Playout.set_emotion` is queued in order with the audio: speech received before it
+keeps its emotion, speech after it shows the new one (eased by the renderer); a clear drops the audio, not the change.
 
 The input methods only queue work and set flags, so they are safe to call from LiveKit callbacks on the event loop.
 With a :class:`VirtualClock` the ticker lets the worker finish everything it can do before each slot, so runs are
@@ -48,7 +49,7 @@ from typing import Any, Final, Protocol
 from avaluma.core.errors import ResourceExhausted
 from avaluma.core.live.admission import available_cores
 from avaluma.core.live.telemetry_render import NOOP_STREAM, StreamTelemetry
-from avaluma.core.media import AudioChunk
+from avaluma.core.media import AudioChunk, check_emotion
 from avaluma.core.tasks import cancel_and_wait
 from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderSession
 from avaluma.renderer.lipsync.base import LipSyncBackend, LipSyncFault
@@ -169,7 +170,12 @@ class _Audio:
     chunk: AudioChunk
 
 
-_Op = _Audio | _End
+@dataclass(frozen=True, slots=True)
+class _Emotion:
+    name: str
+
+
+_Op = _Audio | _End | _Emotion
 _Ready = RenderedFrame | PlaybackEvent
 
 
@@ -315,6 +321,10 @@ class Playout:
         self._clear_engine = False
         self._clear_sink = False
         self._state: str | None = None
+        #: An emotion to apply before anything else (one queued behind audio that a clear dropped).
+        self._emotion: str | None = None
+        #: The emotion of the audio received last (what :attr:`emotion` reports).
+        self._emotion_now = render.emotion
         self._work = asyncio.Event()  # the worker may have something to do
         self._produced = asyncio.Event()  # the worker added output (or failed)
         self._quiet = asyncio.Event()  # the worker has nothing left to do
@@ -396,6 +406,10 @@ class Playout:
         self._receiving = None
         self._playing = None
         self._played_frames = 0
+        # An emotion queued behind the dropped audio was meant for what comes next: it still applies.
+        queued = [op.name for op in self._ops if isinstance(op, _Emotion)]
+        if queued:
+            self._emotion = queued[-1]
         self._ops.clear()
         self._backlog_s = 0.0
         self._ready.clear()
@@ -426,7 +440,9 @@ class Playout:
 
     def busy(self) -> bool:
         """Whether speech is queued, being rendered or waiting to be published."""
-        return bool(self._ops) or self._speech_in_flight or self._speech_ready() > 0
+        return (
+            any(not isinstance(op, _Emotion) for op in self._ops) or self._speech_in_flight or self._speech_ready() > 0
+        )
 
     async def wait_for_room(self, seconds: float) -> None:
         """Wait until ``seconds`` more audio fit under :data:`MAX_BACKLOG_S` (or the playout closed): flow control
@@ -445,6 +461,19 @@ class Playout:
         """Show an agent state (``listening``, ``thinking``; others mean idle) when the renderer supports states."""
         self._state = AGENT_STATES.get(state, "idle")
         self._wake_worker()
+
+    def set_emotion(self, emotion: str) -> None:
+        """Show ``emotion`` from this point of the audio on: speech already received keeps the emotion it came with
+        (it is queued in order with the audio; a clear keeps it), and the renderer eases into it. Raises
+        :class:`~avaluma.core.errors.InvalidArgument` listing the valid names, and then changes nothing."""
+        self._ops.append(_Emotion(check_emotion(emotion)))
+        self._emotion_now = emotion
+        self._wake_worker()
+
+    @property
+    def emotion(self) -> str:
+        """The emotion of the latest input (what new audio will be shown with)."""
+        return self._emotion_now
 
     def memory_bytes(self) -> int:
         """Bytes this playout buffers (audio waiting to be rendered, frames rendered ahead), for telemetry."""
@@ -630,14 +659,22 @@ class Playout:
             self._quiet.set()
 
     def _next_job(self) -> Callable[[], Sequence[_Ready]] | None:
-        """What the worker does next, in order of urgency: a clear or state cue, speech, idle frames."""
+        """What the worker does next, in order of urgency: a clear or state cue, speech (and the emotion changes
+        queued between its pieces), idle frames."""
         self._speech_job = None
-        if self._clear_engine or self._state is not None:
+        if self._clear_engine or self._state is not None or self._emotion is not None:
             clear_engine, self._clear_engine = self._clear_engine, False
             state, self._state = self._state, None
-            return lambda: self._controls(clear_engine, state)
+            emotion, self._emotion = self._emotion, None
+            return lambda: self._controls(clear_engine, state, emotion)
+        head = self._ops[0] if self._ops else None
+        if isinstance(head, _Emotion):
+            # In order with the audio: applied once the audio before it is rendered, before the audio after it.
+            self._ops.popleft()
+            return lambda: self._controls(False, None, head.name)
         if self._ops and self._speech_ready() < self._ahead:
             op = self._ops.popleft()
+            assert not isinstance(op, _Emotion)
             if isinstance(op, _Audio):
                 self._backlog_s = max(0.0, self._backlog_s - op.chunk.duration_s)
                 self._room.set()
@@ -652,13 +689,15 @@ class Playout:
             return lambda: self._rendered(self._render.idle_frames, 1)
         return None
 
-    def _controls(self, clear_engine: bool, state: str | None) -> Sequence[_Ready]:
+    def _controls(self, clear_engine: bool, state: str | None, emotion: str | None = None) -> Sequence[_Ready]:
         with self._render_lock:
             if clear_engine:
                 self._render.clear()  # its events were answered by clear() already
             set_state = getattr(self._render, "set_state", None)  # renderers without states ignore the cue
             if state is not None and set_state is not None:
                 set_state(state)
+            if emotion is not None:
+                self._render.set_emotion(emotion)
         return ()
 
     def _rendered(self, step: Callable[..., Sequence[_Ready]], *args: Any) -> Sequence[_Ready]:

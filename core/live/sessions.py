@@ -37,7 +37,7 @@ from avaluma.core.live.events import (
     SessionStarted,
     SessionState,
 )
-from avaluma.core.media import RenderOptions
+from avaluma.core.media import RenderOptions, check_emotion
 
 if TYPE_CHECKING:
     from avaluma.core.live.admission import SessionBudget
@@ -227,7 +227,11 @@ class RoomConnector(Protocol):
 
 
 class SessionRuntime(Protocol):
-    """What plays in a joined room (receiver, playout, media); the registry only closes it."""
+    """What plays in a joined room (receiver, playout, media); the registry changes its emotion and closes it."""
+
+    def set_emotion(self, emotion: str) -> None:
+        """Show ``emotion`` (already validated) from this point of the session's audio on."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -288,6 +292,8 @@ class Session:
     accepted_senders: tuple[str, ...]
     idle_timeout_s: int
     render: RenderOptions
+    #: The emotion shown now (one of ``core.media.EMOTIONS``): the start request's, then the last one set.
+    emotion: str = "neutral"
     #: Wall-clock start, nanoseconds since the Unix epoch.
     started_at_ns: int = field(default_factory=time.time_ns)
     state: SessionState = SessionState.STARTING
@@ -351,6 +357,8 @@ class StartRequest:
     accepted_senders: tuple[str, ...] = ()
     agent_identity: str | None = None
     idle_timeout_s: int = 0
+    #: Empty: the server's default (``render.emotion``).
+    emotion: str = ""
 
 
 class SessionRegistry:
@@ -368,10 +376,13 @@ class SessionRegistry:
         hooks: Any = None,
         idle_timeout_s: int = DEFAULT_IDLE_TIMEOUT_S,
         accepted_senders: tuple[str, ...] = (),
+        default_emotion: str = "neutral",
     ) -> None:
         """``runtime`` starts what plays in a joined room (none: sessions only hold the room); ``hooks`` is a pluggy
-        hook relay (``pm.hook``) whose ``session_started`` / ``session_ended`` are called."""
+        hook relay (``pm.hook``) whose ``session_started`` / ``session_ended`` are called. ``default_emotion``: the
+        emotion of sessions whose request names none."""
         self._default_avatar = default_avatar
+        self._default_emotion = check_emotion(default_emotion, field="render.emotion")
         self._store = store
         self._slots = slots
         #: The render options of a session whose request leaves them at 0 (the server's ``render`` config).
@@ -390,6 +401,7 @@ class SessionRegistry:
     async def start(self, request: StartRequest) -> Session:
         url = check_livekit_url(request.livekit_url)
         token = parse_livekit_token(request.livekit_token)
+        emotion = check_emotion(request.emotion or self._default_emotion)
         avatar = self._store.get(request.avatar_id or self._default_avatar)
         render = request.render or self.render_defaults
         for other in self._sessions.values():
@@ -409,6 +421,7 @@ class SessionRegistry:
             accepted_senders=tuple(dict.fromkeys((*request.accepted_senders, *self._accepted_senders))),
             idle_timeout_s=request.idle_timeout_s or self._idle_timeout_s,
             render=render,
+            emotion=emotion,
             slot=slot,
             trace_context=telemetry.current_context(),
         )
@@ -445,6 +458,17 @@ class SessionRegistry:
         session = self._sessions.get(session_id)
         if session is None:
             raise NotFound("unknown session id: it never existed or has ended; ListSessions shows the live ones")
+        return session
+
+    def set_emotion(self, session_id: str, emotion: str) -> Session:
+        """Show ``emotion`` in the session from this point of its audio on. :class:`InvalidArgument` (listing the
+        valid names) or :class:`NotFound` leave every session as it was."""
+        name = check_emotion(emotion)
+        session = self.get(session_id)
+        if session.runtime is not None:
+            session.runtime.set_emotion(name)
+        session.emotion = name
+        log.info("session emotion set", extra={"session_id": session.id, "emotion": name})
         return session
 
     def list(self) -> builtins.list[Session]:

@@ -214,6 +214,7 @@ async def start_server(
         hooks=hooks,
         idle_timeout_s=config.sessions.idle_timeout_s,
         accepted_senders=config.sessions.accepted_senders,
+        default_emotion=config.render.emotion,
     )
     render = RenderServicer(
         store=avatars,
@@ -223,6 +224,7 @@ async def start_server(
         default_avatar=config.default_avatar,
         first_message_timeout_s=config.render.first_message_timeout_s,
         idle_timeout_s=config.render.idle_timeout_s,
+        default_emotion=config.render.emotion,
     )
 
     limit = config.server.max_message_bytes

@@ -1,8 +1,10 @@
 """The HTTP API compatible with the hosted avatar service, so an agent written for it can point at this server.
 
 - ``POST /v1/livekit/start-avatar``: JSON ``{livekit_url, livekit_token, avatar_id?, accepted_sender_identities?,
-  agent_identity?, idle_timeout_s?}`` -> ``{status: "success", session_id, avatar_participant_identity}``;
+  agent_identity?, idle_timeout_s?, emotion?}`` -> ``{status: "success", session_id, avatar_participant_identity}``;
 - ``POST /v1/livekit/stop-avatar``: JSON ``{session_id}`` -> ``{status: "success"}``;
+- ``POST /v1/livekit/set-emotion``: JSON ``{session_id, emotion}`` -> ``{status: "success", session_id, emotion}``
+  (from this point of the session's audio on, eased; an unknown name is ``400`` listing the valid ones);
 - ``GET /health``: ``{status: "ok", active_sessions, max_sessions, free_sessions, draining, ready}`` (no key needed,
   for load balancers; always 200 while the process serves);
 - ``GET /ready``: the same body, ``200`` while the server admits new sessions and ``503`` when it is full or draining
@@ -38,13 +40,21 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from avaluma.core.errors import AvalumaError, DeadlineExceeded, InvalidArgument, ResourceExhausted, Unauthenticated
 from avaluma.core.live.sessions import SessionRegistry, SessionSlots, StartRequest
+from avaluma.core.media import EMOTIONS
 from avaluma.core.server.auth import ApiKeys, FailureThrottle, LogSampler
-from avaluma.core.server.http_models import HealthResponse, StartAvatarResponse, StopAvatarResponse, openapi
+from avaluma.core.server.http_models import (
+    HealthResponse,
+    SetEmotionResponse,
+    StartAvatarResponse,
+    StopAvatarResponse,
+    openapi,
+)
 
 log = logging.getLogger(__name__)
 
 START_PATH: Final = "/v1/livekit/start-avatar"
 STOP_PATH: Final = "/v1/livekit/stop-avatar"
+SET_EMOTION_PATH: Final = "/v1/livekit/set-emotion"
 HEALTH_PATH: Final = "/health"
 READY_PATH: Final = "/ready"
 #: The OpenAPI 3.1 document of this API (no key needed), made from the models in http_models.py.
@@ -73,6 +83,7 @@ _START_FIELDS: Final = {
     "accepted_sender_identities": list,
     "agent_identity": str,
     "idle_timeout_s": int,
+    "emotion": str,
 }
 
 
@@ -157,6 +168,7 @@ def parse_start_body(body: dict[str, Any]) -> StartRequest:
         accepted_senders=tuple(senders),
         agent_identity=body.get("agent_identity") or None,
         idle_timeout_s=int(body.get("idle_timeout_s") or 0),
+        emotion=body.get("emotion") or "",
     )
 
 
@@ -188,6 +200,7 @@ class HttpApi:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_post(START_PATH, self._guarded(self._start))
         app.router.add_post(STOP_PATH, self._guarded(self._stop))
+        app.router.add_post(SET_EMOTION_PATH, self._guarded(self._set_emotion))
         app.router.add_get(HEALTH_PATH, self._health)
         app.router.add_get(READY_PATH, self._ready)
         app.router.add_get(OPENAPI_PATH, self._openapi)
@@ -256,6 +269,16 @@ class HttpApi:
             raise InvalidArgument("session_id is required: pass the id start-avatar returned")
         await self._sessions.stop(session_id)
         return web.json_response(StopAvatarResponse().model_dump())
+
+    async def _set_emotion(self, request: web.Request) -> web.StreamResponse:
+        body = await _json_body(request, self._body_timeout_s)
+        session_id, emotion = body.get("session_id"), body.get("emotion")
+        if not isinstance(session_id, str) or not session_id:
+            raise InvalidArgument("session_id is required: pass the id start-avatar returned")
+        if not isinstance(emotion, str):
+            raise InvalidArgument(f"emotion is required: a JSON string, one of {', '.join(EMOTIONS)}")
+        session = self._sessions.set_emotion(session_id, emotion)
+        return web.json_response(SetEmotionResponse(session_id=session.id, emotion=session.emotion).model_dump())
 
     def _load(self) -> HealthResponse:
         free = self._slots.free

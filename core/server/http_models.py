@@ -15,6 +15,8 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 API_TITLE: Final = "Avaluma HTTP API"
+#: The emotions an avatar shows (``avaluma.core.media.EMOTIONS``; a unit test keeps the two equal).
+Emotion = Literal["neutral", "happy", "serious", "surprised", "concerned"]
 #: gRPC status names, the ``code`` of every error body (both APIs report the same thing).
 ErrorCode = Literal[
     "INVALID_ARGUMENT",
@@ -47,6 +49,11 @@ class StartAvatarRequest(BaseModel):
         None, description="Whom the avatar publishes on behalf of; default: the token's lk.publish_on_behalf."
     )
     idle_timeout_s: int = Field(0, ge=0, description="End after this many seconds without audio; 0 = server default.")
+    emotion: Emotion | Literal[""] = Field(
+        "",
+        description="The emotion the avatar shows; empty = the server's default (render.emotion, neutral). Change it "
+        "later with set-emotion.",
+    )
 
 
 class StartAvatarResponse(BaseModel):
@@ -63,6 +70,22 @@ class StopAvatarRequest(BaseModel):
 
 class StopAvatarResponse(BaseModel):
     status: Literal["success"] = "success"
+
+
+class SetEmotionRequest(BaseModel):
+    """Change the emotion of a running avatar: it applies from this point of the session's audio on (speech already
+    received keeps its emotion) and the face eases into it over about 0.4 s."""
+
+    model_config = ConfigDict(extra="allow")
+
+    session_id: str = Field(description="The id start-avatar returned.")
+    emotion: Emotion
+
+
+class SetEmotionResponse(BaseModel):
+    status: Literal["success"] = "success"
+    session_id: str
+    emotion: Emotion = Field(description="The emotion the avatar shows from now on.")
 
 
 class HealthResponse(BaseModel):
@@ -87,6 +110,8 @@ MODELS: Final = (
     StartAvatarResponse,
     StopAvatarRequest,
     StopAvatarResponse,
+    SetEmotionRequest,
+    SetEmotionResponse,
     HealthResponse,
     ErrorResponse,
 )
@@ -154,6 +179,18 @@ def openapi(version: str = "") -> dict[str, Any]:
                         "content": {"application/json": {"schema": _ref(StopAvatarRequest)}},
                     },
                     "responses": {"200": _json(StopAvatarResponse, "Stopped"), **_errors(400, 401, 404, 429)},
+                }
+            },
+            "/v1/livekit/set-emotion": {
+                "post": {
+                    "operationId": "setEmotion",
+                    "summary": "Change the emotion of a running avatar (eased over about 0.4 s)",
+                    "security": secured,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref(SetEmotionRequest)}},
+                    },
+                    "responses": {"200": _json(SetEmotionResponse, "Set"), **_errors(400, 401, 404, 429)},
                 }
             },
             "/health": {

@@ -44,7 +44,7 @@ END_REASON_SERVER_SHUTDOWN: EndReason
 END_REASON_LIPSYNC_UNAVAILABLE: EndReason
 
 class StartSessionRequest(_message.Message):
-    __slots__ = ("livekit_url", "livekit_token", "avatar_id", "render", "accepted_sender_identities", "agent_identity", "idle_timeout_s")
+    __slots__ = ("livekit_url", "livekit_token", "avatar_id", "render", "accepted_sender_identities", "agent_identity", "idle_timeout_s", "emotion")
     LIVEKIT_URL_FIELD_NUMBER: _ClassVar[int]
     LIVEKIT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     AVATAR_ID_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,7 @@ class StartSessionRequest(_message.Message):
     ACCEPTED_SENDER_IDENTITIES_FIELD_NUMBER: _ClassVar[int]
     AGENT_IDENTITY_FIELD_NUMBER: _ClassVar[int]
     IDLE_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    EMOTION_FIELD_NUMBER: _ClassVar[int]
     livekit_url: str
     livekit_token: str
     avatar_id: str
@@ -59,7 +60,8 @@ class StartSessionRequest(_message.Message):
     accepted_sender_identities: _containers.RepeatedScalarFieldContainer[str]
     agent_identity: str
     idle_timeout_s: int
-    def __init__(self, livekit_url: _Optional[str] = ..., livekit_token: _Optional[str] = ..., avatar_id: _Optional[str] = ..., render: _Optional[_Union[_common_pb2.RenderOptions, _Mapping]] = ..., accepted_sender_identities: _Optional[_Iterable[str]] = ..., agent_identity: _Optional[str] = ..., idle_timeout_s: _Optional[int] = ...) -> None: ...
+    emotion: str
+    def __init__(self, livekit_url: _Optional[str] = ..., livekit_token: _Optional[str] = ..., avatar_id: _Optional[str] = ..., render: _Optional[_Union[_common_pb2.RenderOptions, _Mapping]] = ..., accepted_sender_identities: _Optional[_Iterable[str]] = ..., agent_identity: _Optional[str] = ..., idle_timeout_s: _Optional[int] = ..., emotion: _Optional[str] = ...) -> None: ...
 
 class StartSessionResponse(_message.Message):
     __slots__ = ("session_id", "avatar_participant_identity")
@@ -101,8 +103,22 @@ class WatchSessionRequest(_message.Message):
     session_id: str
     def __init__(self, session_id: _Optional[str] = ...) -> None: ...
 
+class SetEmotionRequest(_message.Message):
+    __slots__ = ("session_id", "emotion")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    EMOTION_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    emotion: str
+    def __init__(self, session_id: _Optional[str] = ..., emotion: _Optional[str] = ...) -> None: ...
+
+class SetEmotionResponse(_message.Message):
+    __slots__ = ("emotion",)
+    EMOTION_FIELD_NUMBER: _ClassVar[int]
+    emotion: str
+    def __init__(self, emotion: _Optional[str] = ...) -> None: ...
+
 class SessionInfo(_message.Message):
-    __slots__ = ("session_id", "avatar_id", "state", "livekit_url", "room_name", "avatar_participant_identity", "agent_identity", "render", "started_at")
+    __slots__ = ("session_id", "avatar_id", "state", "livekit_url", "room_name", "avatar_participant_identity", "agent_identity", "render", "started_at", "emotion")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     AVATAR_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +128,7 @@ class SessionInfo(_message.Message):
     AGENT_IDENTITY_FIELD_NUMBER: _ClassVar[int]
     RENDER_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    EMOTION_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     avatar_id: str
     state: SessionState
@@ -121,7 +138,8 @@ class SessionInfo(_message.Message):
     agent_identity: str
     render: _common_pb2.RenderOptions
     started_at: _timestamp_pb2.Timestamp
-    def __init__(self, session_id: _Optional[str] = ..., avatar_id: _Optional[str] = ..., state: _Optional[_Union[SessionState, str]] = ..., livekit_url: _Optional[str] = ..., room_name: _Optional[str] = ..., avatar_participant_identity: _Optional[str] = ..., agent_identity: _Optional[str] = ..., render: _Optional[_Union[_common_pb2.RenderOptions, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    emotion: str
+    def __init__(self, session_id: _Optional[str] = ..., avatar_id: _Optional[str] = ..., state: _Optional[_Union[SessionState, str]] = ..., livekit_url: _Optional[str] = ..., room_name: _Optional[str] = ..., avatar_participant_identity: _Optional[str] = ..., agent_identity: _Optional[str] = ..., render: _Optional[_Union[_common_pb2.RenderOptions, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., emotion: _Optional[str] = ...) -> None: ...
 
 class SessionEvent(_message.Message):
     __slots__ = ("session_id", "time", "started", "playback_started", "playback_finished", "error", "stats", "ended")

@@ -7,19 +7,21 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RenderRequest(_message.Message):
-    __slots__ = ("config", "audio", "segment_end", "clear")
+    __slots__ = ("config", "audio", "segment_end", "clear", "set_emotion")
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     SEGMENT_END_FIELD_NUMBER: _ClassVar[int]
     CLEAR_FIELD_NUMBER: _ClassVar[int]
+    SET_EMOTION_FIELD_NUMBER: _ClassVar[int]
     config: RenderConfig
     audio: AudioChunk
     segment_end: SegmentEnd
     clear: Clear
-    def __init__(self, config: _Optional[_Union[RenderConfig, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., segment_end: _Optional[_Union[SegmentEnd, _Mapping]] = ..., clear: _Optional[_Union[Clear, _Mapping]] = ...) -> None: ...
+    set_emotion: SetEmotion
+    def __init__(self, config: _Optional[_Union[RenderConfig, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., segment_end: _Optional[_Union[SegmentEnd, _Mapping]] = ..., clear: _Optional[_Union[Clear, _Mapping]] = ..., set_emotion: _Optional[_Union[SetEmotion, _Mapping]] = ...) -> None: ...
 
 class RenderConfig(_message.Message):
-    __slots__ = ("avatar_id", "fps", "audio_sample_rate", "encoding", "jpeg_quality", "realtime", "seed")
+    __slots__ = ("avatar_id", "fps", "audio_sample_rate", "encoding", "jpeg_quality", "realtime", "seed", "emotion")
     AVATAR_ID_FIELD_NUMBER: _ClassVar[int]
     FPS_FIELD_NUMBER: _ClassVar[int]
     AUDIO_SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +29,7 @@ class RenderConfig(_message.Message):
     JPEG_QUALITY_FIELD_NUMBER: _ClassVar[int]
     REALTIME_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    EMOTION_FIELD_NUMBER: _ClassVar[int]
     avatar_id: str
     fps: int
     audio_sample_rate: int
@@ -34,7 +37,8 @@ class RenderConfig(_message.Message):
     jpeg_quality: int
     realtime: bool
     seed: int
-    def __init__(self, avatar_id: _Optional[str] = ..., fps: _Optional[int] = ..., audio_sample_rate: _Optional[int] = ..., encoding: _Optional[_Union[_common_pb2.VideoEncoding, str]] = ..., jpeg_quality: _Optional[int] = ..., realtime: _Optional[bool] = ..., seed: _Optional[int] = ...) -> None: ...
+    emotion: str
+    def __init__(self, avatar_id: _Optional[str] = ..., fps: _Optional[int] = ..., audio_sample_rate: _Optional[int] = ..., encoding: _Optional[_Union[_common_pb2.VideoEncoding, str]] = ..., jpeg_quality: _Optional[int] = ..., realtime: _Optional[bool] = ..., seed: _Optional[int] = ..., emotion: _Optional[str] = ...) -> None: ...
 
 class AudioChunk(_message.Message):
     __slots__ = ("pcm", "sample_rate", "num_channels")
@@ -53,6 +57,12 @@ class SegmentEnd(_message.Message):
 class Clear(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class SetEmotion(_message.Message):
+    __slots__ = ("emotion",)
+    EMOTION_FIELD_NUMBER: _ClassVar[int]
+    emotion: str
+    def __init__(self, emotion: _Optional[str] = ...) -> None: ...
 
 class RenderResponse(_message.Message):
     __slots__ = ("started", "video", "audio", "playback_started", "playback_finished", "error")

@@ -97,4 +97,5 @@ def test_render_request_is_a_oneof_with_config_first() -> None:
         ("audio", 2),
         ("segment_end", 3),
         ("clear", 4),
+        ("set_emotion", 5),
     ]

@@ -22,6 +22,7 @@ from avaluma.core.live.audio_receiver import (
     RPC_CLEAR_BUFFER,
     RPC_PLAYBACK_FINISHED,
     RPC_PLAYBACK_STARTED,
+    RPC_SET_EMOTION,
     AudioStreamReceiver,
     RpcRefused,
     SenderPolicy,
@@ -278,7 +279,7 @@ async def test_attach_registers_the_stock_topic_and_rpcs_and_refusals_become_rpc
     room = RecordingRoom()
     rig.receiver.attach(room)
     assert set(room.stream_handlers) == {AUDIO_STREAM_TOPIC}
-    assert set(room.local_participant.methods) == {RPC_CLEAR_BUFFER, RPC_AGENT_STATE_CHANGED}
+    assert set(room.local_participant.methods) == {RPC_CLEAR_BUFFER, RPC_AGENT_STATE_CHANGED, RPC_SET_EMOTION}
     clear = room.local_participant.methods[RPC_CLEAR_BUFFER]
     assert await clear(call("agent-1")) == "ok"
     with pytest.raises(rtc.RpcError) as info:

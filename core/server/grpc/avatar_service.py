@@ -44,6 +44,12 @@ class AvatarServiceServicer(avatar_service_pb2_grpc.AvatarServiceServicer):
             sessions=[convert.session_info(s) for s in self._sessions.list()]
         )
 
+    async def SetEmotion(
+        self, request: avatar_service_pb2.SetEmotionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> avatar_service_pb2.SetEmotionResponse:
+        session = self._sessions.set_emotion(request.session_id, request.emotion)
+        return avatar_service_pb2.SetEmotionResponse(emotion=session.emotion)
+
     async def WatchSession(
         self, request: avatar_service_pb2.WatchSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[avatar_service_pb2.SessionEvent]:

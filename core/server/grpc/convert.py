@@ -66,6 +66,7 @@ def start_request(message: avatar_service_pb2.StartSessionRequest, defaults: Ren
         accepted_senders=tuple(message.accepted_sender_identities),
         agent_identity=message.agent_identity if message.HasField("agent_identity") else None,
         idle_timeout_s=message.idle_timeout_s,
+        emotion=message.emotion,
     )
 
 
@@ -99,6 +100,7 @@ def session_info(session: Session) -> avatar_service_pb2.SessionInfo:
         agent_identity=session.agent_identity,
         render=render_options_message(session.render),
         started_at=timestamp(session.started_at_ns),
+        emotion=session.emotion,
     )
 
 

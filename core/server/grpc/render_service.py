@@ -1,7 +1,8 @@
 """``RenderService.Render``: a thin gRPC adapter over the one player, :class:`~avaluma.core.live.playout.Playout`.
 
 The requests drive a Playout (``audio`` -> ``push_audio``, ``segment_end`` -> ``end_segment``, ``clear`` -> ``clear``,
-half-close -> end the segment and ``finish``) and a :class:`RenderResponseSink` turns what it publishes into responses.
+``set_emotion`` -> ``set_emotion``, half-close -> end the segment and ``finish``) and a :class:`RenderResponseSink`
+turns what it publishes into responses.
 ``realtime=true`` paces frames at ``fps`` and fills silence with idle frames (:class:`MonotonicClock`), like a LiveKit
 session; ``false`` sends speech frames as fast as they render (:class:`Unpaced`). Rendering runs in the render pool
 that LiveKit sessions use, and a stream holds an admission slot like a session. What is the stream's own:
@@ -57,7 +58,7 @@ RenderRequest = render_service_pb2.RenderRequest
 LAG_NOTICE_INTERVAL_S: Final = 5.0
 SHUTDOWN_MESSAGE: Final = "the server is shutting down: reconnect (to another instance) and start a new stream"
 CONFIG_AGAIN: Final = "config was already sent: it may only be the first message of a stream"
-EMPTY_REQUEST: Final = "empty request: set one of config, audio, segment_end or clear"
+EMPTY_REQUEST: Final = "empty request: set one of config, audio, segment_end, clear or set_emotion"
 
 
 class _Stream:
@@ -117,6 +118,11 @@ class _Stream:
                     playout.end_segment()
                 elif kind == "clear":
                     sink.send(self.clear())
+                elif kind == "set_emotion":
+                    try:
+                        playout.set_emotion(request.set_emotion.emotion)
+                    except InvalidArgument as exc:
+                        sink.send(error_response(exc))
                 else:
                     sink.send(error_response(InvalidArgument(CONFIG_AGAIN if kind == "config" else EMPTY_REQUEST)))
         except AvalumaError:
@@ -179,8 +185,10 @@ class RenderServicer(render_service_pb2_grpc.RenderServiceServicer):
         default_avatar: str,
         first_message_timeout_s: float = 10.0,
         idle_timeout_s: float = 60.0,
+        default_emotion: str = "neutral",
     ) -> None:
         self._store = store
+        self._default_emotion = default_emotion
         self._backend = backend
         self._slots = slots
         self._defaults = defaults
@@ -208,6 +216,7 @@ class RenderServicer(render_service_pb2_grpc.RenderServiceServicer):
             audio_sample_rate=options.audio_sample_rate,
             seed=options.seed,
             instrumentation=lipsync_instrumentation(backend, on_fault=faults.from_worker),
+            emotion=settings.emotion,
         )
         clock = MonotonicClock() if settings.realtime else Unpaced()
         stream.playout = Playout(render, stream.sink, on_event=stream.on_event, clock=clock, on_lag=stream.on_lag)
@@ -241,7 +250,9 @@ class RenderServicer(render_service_pb2_grpc.RenderServiceServicer):
                 "the first message of a Render stream must be `config` (a RenderConfig); "
                 f"got {first.WhichOneof('request') or 'an empty request'}"
             )
-        settings = stream_settings(first.config, self._defaults, default_avatar=self._default_avatar)
+        settings = stream_settings(
+            first.config, self._defaults, default_avatar=self._default_avatar, default_emotion=self._default_emotion
+        )
         avatar = self._store.get(settings.avatar_id)
         options = settings.options
         with self._slots.acquire("render stream"):

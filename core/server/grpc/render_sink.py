@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from avaluma.core.errors import AvalumaError, InvalidArgument
-from avaluma.core.media import RenderOptions, float_to_pcm16
+from avaluma.core.media import RenderOptions, check_emotion, float_to_pcm16
 from avaluma.core.server.grpc.convert import playback_finished, playback_started, stream_error
 from avaluma.proto.v1 import common_pb2, render_service_pb2
 from avaluma.renderer.engine import PlaybackEvent, RenderedFrame
@@ -48,10 +48,15 @@ class StreamSettings:
     encoding: FrameEncoding
     jpeg_quality: int
     realtime: bool
+    emotion: str = "neutral"
 
 
 def stream_settings(
-    config: render_service_pb2.RenderConfig, defaults: RenderOptions, *, default_avatar: str
+    config: render_service_pb2.RenderConfig,
+    defaults: RenderOptions,
+    *,
+    default_avatar: str,
+    default_emotion: str = "neutral",
 ) -> StreamSettings:
     """Validate a ``RenderConfig`` message; raise :class:`InvalidArgument` naming the field and its valid range."""
     options = defaults.resolve(
@@ -71,6 +76,7 @@ def stream_settings(
         encoding=encoding,
         jpeg_quality=quality,
         realtime=config.realtime,
+        emotion=check_emotion(config.emotion or default_emotion, field="config.emotion"),
     )
 
 

@@ -59,6 +59,11 @@ class AvatarServiceStub:
                 request_serializer=avaluma_dot_v1_dot_avatar__service__pb2.WatchSessionRequest.SerializeToString,
                 response_deserializer=avaluma_dot_v1_dot_avatar__service__pb2.SessionEvent.FromString,
                 _registered_method=True)
+        self.SetEmotion = channel.unary_unary(
+                '/avaluma.v1.AvatarService/SetEmotion',
+                request_serializer=avaluma_dot_v1_dot_avatar__service__pb2.SetEmotionRequest.SerializeToString,
+                response_deserializer=avaluma_dot_v1_dot_avatar__service__pb2.SetEmotionResponse.FromString,
+                _registered_method=True)
 
 
 class AvatarServiceServicer:
@@ -100,6 +105,15 @@ class AvatarServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetEmotion(self, request, context):
+        """Change the emotion the avatar shows (eased over about 0.4 s, never a jump). It takes effect at this point of the
+        session's audio: speech already received keeps the emotion it was sent with. INVALID_ARGUMENT (listing the
+        valid names) for an unknown emotion, NOT_FOUND for an unknown session; either way the session goes on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AvatarServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -127,6 +141,11 @@ def add_AvatarServiceServicer_to_server(servicer, server):
                     servicer.WatchSession,
                     request_deserializer=avaluma_dot_v1_dot_avatar__service__pb2.WatchSessionRequest.FromString,
                     response_serializer=avaluma_dot_v1_dot_avatar__service__pb2.SessionEvent.SerializeToString,
+            ),
+            'SetEmotion': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetEmotion,
+                    request_deserializer=avaluma_dot_v1_dot_avatar__service__pb2.SetEmotionRequest.FromString,
+                    response_serializer=avaluma_dot_v1_dot_avatar__service__pb2.SetEmotionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -264,6 +283,33 @@ class AvatarService:
             '/avaluma.v1.AvatarService/WatchSession',
             avaluma_dot_v1_dot_avatar__service__pb2.WatchSessionRequest.SerializeToString,
             avaluma_dot_v1_dot_avatar__service__pb2.SessionEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetEmotion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/avaluma.v1.AvatarService/SetEmotion',
+            avaluma_dot_v1_dot_avatar__service__pb2.SetEmotionRequest.SerializeToString,
+            avaluma_dot_v1_dot_avatar__service__pb2.SetEmotionResponse.FromString,
             options,
             channel_credentials,
             insecure,

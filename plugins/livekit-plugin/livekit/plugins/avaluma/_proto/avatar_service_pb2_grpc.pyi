@@ -45,6 +45,11 @@ class AvatarServiceStub:
     """All sessions that have not ended."""
     WatchSession: _grpc.UnaryStreamMultiCallable[_avatar_service_pb2.WatchSessionRequest, _avatar_service_pb2.SessionEvent]
     """Events of one session: the events so far (a bounded history), then live ones. The stream ends after `ended`."""
+    SetEmotion: _grpc.UnaryUnaryMultiCallable[_avatar_service_pb2.SetEmotionRequest, _avatar_service_pb2.SetEmotionResponse]
+    """Change the emotion the avatar shows (eased over about 0.4 s, never a jump). It takes effect at this point of the
+    session's audio: speech already received keeps the emotion it was sent with. INVALID_ARGUMENT (listing the
+    valid names) for an unknown emotion, NOT_FOUND for an unknown session; either way the session goes on.
+    """
 
 @_typing.type_check_only
 class AvatarServiceAsyncStub(AvatarServiceStub):
@@ -61,6 +66,11 @@ class AvatarServiceAsyncStub(AvatarServiceStub):
     """All sessions that have not ended."""
     WatchSession: _aio.UnaryStreamMultiCallable[_avatar_service_pb2.WatchSessionRequest, _avatar_service_pb2.SessionEvent]  # type: ignore[assignment]
     """Events of one session: the events so far (a bounded history), then live ones. The stream ends after `ended`."""
+    SetEmotion: _aio.UnaryUnaryMultiCallable[_avatar_service_pb2.SetEmotionRequest, _avatar_service_pb2.SetEmotionResponse]  # type: ignore[assignment]
+    """Change the emotion the avatar shows (eased over about 0.4 s, never a jump). It takes effect at this point of the
+    session's audio: speech already received keeps the emotion it was sent with. INVALID_ARGUMENT (listing the
+    valid names) for an unknown emotion, NOT_FOUND for an unknown session; either way the session goes on.
+    """
 
 class AvatarServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -104,5 +114,16 @@ class AvatarServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_avatar_service_pb2.SessionEvent], _abc.AsyncIterator[_avatar_service_pb2.SessionEvent]]:
         """Events of one session: the events so far (a bounded history), then live ones. The stream ends after `ended`."""
+
+    @_abc_1.abstractmethod
+    def SetEmotion(
+        self,
+        request: _avatar_service_pb2.SetEmotionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_avatar_service_pb2.SetEmotionResponse, _abc.Awaitable[_avatar_service_pb2.SetEmotionResponse]]:
+        """Change the emotion the avatar shows (eased over about 0.4 s, never a jump). It takes effect at this point of the
+        session's audio: speech already received keeps the emotion it was sent with. INVALID_ARGUMENT (listing the
+        valid names) for an unknown emotion, NOT_FOUND for an unknown session; either way the session goes on.
+        """
 
 def add_AvatarServiceServicer_to_server(servicer: AvatarServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
