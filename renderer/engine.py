@@ -32,7 +32,10 @@ from avaluma.renderer.lipsync.base import (
     REST_POSE,
     LipSyncBackend,
     LipSyncInstrumentation,
+    MouthFrames,
 )
+from avaluma.renderer.lipsync.visemes import SIL
+from avaluma.renderer.prosody import ProsodyAnalyzer, ProsodyFrame
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,8 @@ class RenderSession:
     _to_lipsync: _Resampler | None
     _to_output: _Resampler | None
     _mouth: list[F32]
+    _voice: list[F32]
+    _prosody: list[ProsodyFrame]
     _audio: list[F32]
 
     def __init__(
@@ -113,6 +118,7 @@ class RenderSession:
         idle: IdleConfig | None = None,
         instrumentation: LipSyncInstrumentation = NO_INSTRUMENTATION,
         emotion: str = "neutral",
+        expressions: bool = True,
     ) -> None:
         #: Validated here as everywhere else: one value type, one set of bounds (core.media.RenderOptions).
         self.options = RenderOptions(fps=fps, audio_sample_rate=audio_sample_rate, seed=seed)
@@ -120,8 +126,10 @@ class RenderSession:
         self._fps = fps
         self._sr = audio_sample_rate
         self._spf = audio_sample_rate // fps
-        self._animator = Animator(avatar, fps=fps, seed=seed, idle=idle)
+        self._animator = Animator(avatar, fps=fps, seed=seed, idle=idle, expressions=expressions)
         self._animator.set_emotion(emotion)
+        #: Pitch and energy of the lip-sync audio, per video frame, for the expression motion (none when it is off).
+        self._analyzer = ProsodyAnalyzer(fps) if expressions else None
         self._lipsync = backend.open_stream(fps=fps)
         #: The owner's inference spans, latency and fault listener around every lip-sync call of this session.
         self._lipsync.instrumentation = instrumentation
@@ -173,6 +181,12 @@ class RenderSession:
         self._animator.set_emotion(emotion)
 
     @property
+    def expressions(self) -> bool:
+        """Whether the face follows the speech's prosody and the emotion (``RenderSession(expressions=False)``:
+        exactly the frames of a renderer without expressions)."""
+        return self._animator.expressions
+
+    @property
     def in_segment(self) -> bool:
         """True between the first audio of a segment and its :meth:`end_segment` or :meth:`clear`."""
         return self._active
@@ -206,7 +220,9 @@ class RenderSession:
         if not self._active:
             return []
         self._flush_resamplers()
-        self._mouth.append(self._lipsync.flush().params)
+        self._add_mouth(self._lipsync.flush())
+        if self._analyzer is not None:
+            self._prosody += self._analyzer.flush()
         out = self._drain(final=True)
         out.append(PlaybackEvent("finished", self._segment, self._real_samples / self._sr))
         self._segment += 1
@@ -220,6 +236,8 @@ class RenderSession:
         ``[]``; answering a clear when idle is the caller's decision.
         """
         self._lipsync.reset()
+        if self._analyzer is not None:
+            self._analyzer.reset()
         self._animator.reset_mouth()
         if not self._active:
             self._reset_segment()
@@ -250,6 +268,8 @@ class RenderSession:
         self._to_lipsync = None
         self._to_output = None
         self._mouth = []
+        self._voice = []
+        self._prosody = []
         self._audio = []
 
     def _flush_resamplers(self) -> None:
@@ -260,21 +280,36 @@ class RenderSession:
 
     def _feed(self, lipsync_audio: F32, output_audio: F32) -> None:
         if lipsync_audio.size:
-            params = self._lipsync.push(lipsync_audio).params
-            if len(params):
-                self._mouth.append(params)
+            self._add_mouth(self._lipsync.push(lipsync_audio))
+            if self._analyzer is not None:
+                # The frames' own audio and what came before it: ready no later than the mouth (which also needs
+                # the backend's lookahead), so expressions add no latency.
+                self._prosody += self._analyzer.push(lipsync_audio)
         if output_audio.size:
             self._audio.append(output_audio)
             self._real_samples += int(output_audio.size)
 
+    def _add_mouth(self, frames: MouthFrames) -> None:
+        if not len(frames):
+            return
+        self._mouth.append(frames.params)
+        # The model's speech probability drives the expression motion's voice activity; NaN: none (energy backend),
+        # the animator reads the jaw instead.
+        if frames.visemes is not None and frames.visemes.shape[0] == len(frames):
+            self._voice.append((1.0 - frames.visemes[:, SIL]).astype(np.float32))
+        else:
+            self._voice.append(np.full(len(frames), np.nan, np.float32))
+
     def _drain(self, *, final: bool) -> list[RenderOutput]:
         mouth = np.concatenate(self._mouth) if self._mouth else np.zeros((0, len(MOUTH_PARAMS)), np.float32)
+        voice = np.concatenate(self._voice) if self._voice else np.zeros(0, np.float32)
         audio = np.concatenate(self._audio) if self._audio else np.zeros(0, np.float32)
         if final:
             n = max(len(mouth), math.ceil(audio.size / self._spf))
             # Rounding in the two resamplers can leave the video or the audio a frame short: pad, never drop.
             if len(mouth) < n:
                 mouth = np.concatenate([mouth, np.tile(REST_POSE, (n - len(mouth), 1))])
+                voice = np.concatenate([voice, np.zeros(n - len(voice), np.float32)])
             if audio.size < n * self._spf:
                 audio = np.concatenate([audio, np.zeros(n * self._spf - audio.size, np.float32)])
         else:
@@ -284,18 +319,38 @@ class RenderSession:
             self._started = True
             out.append(PlaybackEvent("started", self._segment, 0.0))
         for i in range(n):
-            out.append(self._frame(mouth[i], audio[i * self._spf : (i + 1) * self._spf].copy(), speaking=True))
+            prosody = self._prosody[i] if i < len(self._prosody) else None
+            v = float(voice[i])
+            out.append(
+                self._frame(
+                    mouth[i],
+                    audio[i * self._spf : (i + 1) * self._spf].copy(),
+                    speaking=True,
+                    prosody=prosody,
+                    voice=None if math.isnan(v) else v,
+                )
+            )
         self._segment_frames += n
         self._mouth = [mouth[n:]] if len(mouth) > n else []
+        self._voice = [voice[n:]] if len(voice) > n else []
+        self._prosody = self._prosody[n:]
         rest = audio[n * self._spf :]
         self._audio = [rest] if rest.size else []
         return out
 
-    def _frame(self, params: F32 | None, audio: F32, *, speaking: bool) -> RenderedFrame:
+    def _frame(
+        self,
+        params: F32 | None,
+        audio: F32,
+        *,
+        speaking: bool,
+        prosody: ProsodyFrame | None = None,
+        voice: float | None = None,
+    ) -> RenderedFrame:
         frame = RenderedFrame(
             index=self._index,
             pts_us=round(self._index * 1_000_000 / self._fps),
-            rgb=self._animator.next_frame(params, speaking=speaking),
+            rgb=self._animator.next_frame(params, speaking=speaking, prosody=prosody, voice=voice),
             audio=audio,
             speaking=speaking,
         )

@@ -63,6 +63,10 @@ class IdlePose:
 
 STILL = IdlePose()
 
+#: Longest a due blink waits for a word to end; the most it can come early in a pause.
+BLINK_WAIT_MAX_S = 1.0
+BLINK_EARLY_S = 0.8
+
 # State targets: (head dx, head dy, eyes narrowed, nod amplitude) in face-width fractions.
 _STATE_TARGETS: dict[str, tuple[float, float, float, float]] = {
     "idle": (0.0, 0.0, 0.0, 0.0),
@@ -92,6 +96,9 @@ class IdleMotion:
         self._breath_phase = float(self._rng.uniform(0, 2 * math.pi))
         self._next_blink = self._frame_of(self._draw_interval() * float(self._rng.uniform(0.3, 1.0)))
         self._blink_start: int | None = None
+        self._last_blink_end = -(10**9)
+        self._wait_max = round(BLINK_WAIT_MAX_S * self._fps)
+        self._early = round(BLINK_EARLY_S * self._fps)
         self.blink_frames: list[int] = []  #: frames at which blinks started (for tests and previews)
 
     @property
@@ -111,8 +118,14 @@ class IdleMotion:
     def _frame_of(self, seconds: float) -> int:
         return self._frame + max(1, round(seconds * self._fps))
 
-    def step(self, *, speaking: bool = False) -> IdlePose:
-        """The pose of the next frame."""
+    def step(self, *, speaking: bool = False, blink_ok: bool = True, blink_prefer: bool = False) -> IdlePose:
+        """The pose of the next frame.
+
+        ``blink_ok=False`` (mid-word) holds back a blink that is due, for at most :data:`BLINK_WAIT_MAX_S`, so blinks
+        still come within the configured interval plus that; ``blink_prefer=True`` (a pause in speech) lets a blink
+        that is due within :data:`BLINK_EARLY_S` come now, provided the shortest interval has passed. The defaults
+        give the plain timer.
+        """
         c = self.config
         i = self._frame
         self._frame += 1
@@ -124,7 +137,18 @@ class IdleMotion:
         dx_o, dy_o, narrow, nod = self._offset
 
         # Blinks.
-        if self._blink_start is None and i >= self._next_blink:
+        due = i >= self._next_blink
+        if due and not blink_ok and i - self._next_blink < self._wait_max:
+            due = False  # mid-word: wait for the word to end
+        if (
+            not due
+            and blink_prefer
+            and blink_ok
+            and self._next_blink - i <= self._early
+            and i - self._last_blink_end >= c.blink_interval_s[0] * self._fps
+        ):
+            due = True  # a pause: blink now rather than in the next word
+        if self._blink_start is None and due:
             self._blink_start = i
             self.blink_frames.append(i)
         blink = 0.0
@@ -132,6 +156,7 @@ class IdleMotion:
             u = (i - self._blink_start + 0.5) / (c.blink_duration_s * self._fps)
             if u >= 1.0:
                 self._blink_start = None
+                self._last_blink_end = i
                 self._next_blink = self._frame_of(self._draw_interval()) - 1
             elif u < 0.4:
                 blink = math.sin(0.5 * math.pi * u / 0.4)

@@ -1,0 +1,340 @@
+"""Prosody of the speech, per video frame and streamed: pitch (f0), energy, voicing, speaker-normalised values, and
+the events the expression motion follows (pitch accents, stressed syllables, phrase ends).
+
+Two parts, both pure and deterministic (numpy only):
+
+- :class:`ProsodyAnalyzer` (per segment) is fed the same 16 kHz audio as the lip-sync backend and measures each video
+  frame as soon as its audio is complete: frame ``i`` covers ``[i / fps, (i + 1) / fps)`` like the lip-sync frames
+  (:mod:`avaluma.renderer.lipsync.base`). The f0 window ends at the frame's end and reaches back, never forward, so
+  it adds no latency: a frame's mouth parameters (which need the backend's lookahead) are never ready before it.
+- :class:`ProsodyTracker` (per session) turns those measurements plus the lip-sync model's voice activity into
+  speaker-normalised values and events. Normalisation is against running medians and MADs (f0 in semitones, energy in
+  dB) of what this speaker said so far, so a deep or high voice, quiet or loud speech behave the same. Events have
+  thresholds with floors, hysteresis and refractory periods, so monotone, whispered (no f0), shouted (clipped) or
+  noisy speech gives few events, never a rattle of them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from avaluma.renderer.lipsync.base import LIPSYNC_SAMPLE_RATE
+
+F32 = npt.NDArray[np.float32]
+
+#: Pitch range searched (Hz): low male voices to high female and children's.
+F0_MIN, F0_MAX = 60.0, 450.0
+#: f0 is estimated at 8 kHz (pairs of samples averaged): plenty for f0 <= 450 Hz and 4x cheaper.
+_RATE = LIPSYNC_SAMPLE_RATE // 2
+_WINDOW = 240  # 30 ms at 8 kHz: two periods of the lowest f0
+_MIN_LAG = int(_RATE / F0_MAX)
+_MAX_LAG = math.ceil(_RATE / F0_MIN)
+_SPAN = _WINDOW + _MAX_LAG  # samples at 8 kHz the estimate looks at, ending at the frame's end
+_LOWPASS = np.full(8, 1.0 / 8)
+_NFFT = 1 << math.ceil(math.log2(_SPAN + _WINDOW))
+#: History kept before a frame (16 kHz samples).
+_HISTORY = 2 * _SPAN
+#: YIN: a dip of the normalised difference below this is a period; the dip's depth is the voicing.
+_YIN_THRESHOLD = 0.2
+_VOICED_MAX_DIP = 0.5
+#: Frames quieter than this are unvoiced whatever their periodicity (room hum, dither).
+_SILENT_DB = -55.0
+_DB_FLOOR = -100.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProsodyFrame:
+    """The acoustic measurements of one video frame."""
+
+    f0: float  #: Hz, 0 when unvoiced
+    energy_db: float  #: frame energy in dBFS (-100 for digital silence)
+    voicing: float  #: 0..1 periodicity (1 - the YIN dip depth); 0 when unvoiced
+
+
+SILENT_FRAME = ProsodyFrame(0.0, _DB_FLOOR, 0.0)
+
+
+def estimate_f0(x16: npt.NDArray[np.floating]) -> tuple[float, float]:
+    """``(f0, voicing)`` of the last ~47 ms of ``x16`` (16 kHz), YIN's cumulative-mean-normalised difference over a
+    30 ms window. ``(0, 0)`` when no period is clear."""
+    x16 = np.asarray(x16, dtype=np.float64)[-2 * _SPAN :]
+    if x16.size < 2 * _SPAN:
+        x16 = np.concatenate([np.zeros(2 * _SPAN - x16.size), x16])
+    # Low-pass (a 2 kHz box, zero at the new Nyquist) before decimating: fricative noise otherwise aliases into
+    # short-lag dips that read as 400 Hz voices.
+    x16 = np.convolve(x16, _LOWPASS, mode="same")
+    x = x16[1::2]
+    x = x - x.mean()
+    sq = np.concatenate([[0.0], np.cumsum(x * x)])
+    e0 = sq[_WINDOW]
+    if e0 <= 1e-12:
+        return 0.0, 0.0
+    spec = np.fft.rfft(x, _NFFT)
+    head = np.fft.rfft(x[:_WINDOW], _NFFT)
+    r = np.fft.irfft(np.conj(head) * spec, _NFFT)[: _MAX_LAG + 1]
+    lags = np.arange(_MAX_LAG + 1)
+    e_tau = sq[lags + _WINDOW] - sq[lags]
+    d = np.maximum(e0 + e_tau - 2.0 * r, 0.0)
+    cum = np.cumsum(d[1:])
+    dn = np.ones(_MAX_LAG + 1)
+    dn[1:] = d[1:] * lags[1:] / np.maximum(cum, 1e-12)
+    search = dn[_MIN_LAG : _MAX_LAG + 1]
+    below = np.flatnonzero(search < _YIN_THRESHOLD)
+    if below.size:
+        k = int(below[0])
+        while k + 1 < search.size and search[k + 1] < search[k]:
+            k += 1
+    else:
+        k = int(np.argmin(search))
+    dip = float(search[k])
+    if dip > _VOICED_MAX_DIP:
+        return 0.0, 0.0
+    tau = float(k + _MIN_LAG)
+    if 0 < k < search.size - 1:  # parabolic refinement of the dip
+        a, b, c = search[k - 1], search[k], search[k + 1]
+        den = a - 2 * b + c
+        if den > 1e-12:
+            tau += 0.5 * (a - c) / den
+    return _RATE / tau, max(0.0, 1.0 - dip)
+
+
+class ProsodyAnalyzer:
+    """Streaming per-frame measurements of one segment. Not thread-safe; one owner."""
+
+    def __init__(self, fps: float) -> None:
+        if not 0 < fps <= 120:
+            raise ValueError(f"fps must be in (0, 120], got {fps}")
+        self._fps = float(fps)
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new segment (the history is silence again)."""
+        self._buf = np.zeros(_HISTORY, dtype=np.float32)  # history, then the audio not yet measured
+        self._hist = _HISTORY  # samples of _buf that precede the next frame
+        self._frame = 0
+        self._consumed = 0  # segment samples before the next frame
+
+    def _bound(self, i: int) -> int:
+        """First sample of frame ``i`` within the segment (the lip-sync backends' framing)."""
+        return math.floor(i * LIPSYNC_SAMPLE_RATE / self._fps + 1e-9)
+
+    def push(self, audio: npt.NDArray[np.floating]) -> list[ProsodyFrame]:
+        """Add 16 kHz audio; return the frames it completed."""
+        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+        if audio.size:
+            self._buf = np.concatenate([self._buf, audio])
+        return self._emit(final=False)
+
+    def flush(self) -> list[ProsodyFrame]:
+        """End of segment: the remaining frames (a partial last frame counts as a whole one), then :meth:`reset`."""
+        frames = self._emit(final=True)
+        self.reset()
+        return frames
+
+    def _emit(self, *, final: bool) -> list[ProsodyFrame]:
+        out: list[ProsodyFrame] = []
+        while True:
+            length = self._bound(self._frame + 1) - self._bound(self._frame)
+            have = self._buf.size - self._hist
+            if length > have and not (final and have > 0):
+                break
+            take = min(length, have)
+            end = self._hist + take
+            out.append(self._measure(self._buf[self._hist : end], self._buf[max(0, end - 2 * _SPAN) : end]))
+            self._frame += 1
+            self._hist = end
+        if out:
+            cut = max(0, self._hist - _HISTORY)
+            self._buf = self._buf[cut:]
+            self._hist -= cut
+        return out
+
+    @staticmethod
+    def _measure(frame: F32, context: F32) -> ProsodyFrame:
+        x = frame.astype(np.float64)
+        power = float(np.mean((x - x.mean()) ** 2)) if x.size else 0.0
+        energy_db = max(_DB_FLOOR, 10.0 * math.log10(power + 1e-12))
+        if energy_db < _SILENT_DB:
+            return ProsodyFrame(0.0, energy_db, 0.0)
+        f0, voicing = estimate_f0(context)
+        return ProsodyFrame(f0, energy_db, voicing)
+
+
+@dataclass(frozen=True, slots=True)
+class ProsodyFeatures:
+    """One frame of prosody for the motion generator: measurements, speaker-normalised values and events."""
+
+    f0: float = 0.0  #: Hz, 0 unvoiced
+    energy_db: float = _DB_FLOOR
+    voicing: float = 0.0
+    speaking: bool = False  #: voice activity (with hysteresis): inside a word or between close words
+    #: f0 in semitones above the speaker's running median (0 when unvoiced or not yet known).
+    pitch_st: float = 0.0
+    #: Energy in dB above the speaker's running median speech level (0 when not speaking).
+    energy_rel_db: float = 0.0
+    pause_s: float = 0.0  #: seconds since the voice last stopped (0 while speaking)
+    accent: bool = False  #: a pitch accent starts here: f0 clearly above the speaker's level on a loud voiced syllable
+    stress: bool = False  #: a stressed syllable starts here: an energy peak on a voiced stretch
+    phrase_end: bool = False  #: the pause after a phrase just reached :data:`PHRASE_PAUSE_S`
+
+
+QUIET = ProsodyFeatures()
+
+#: A pause this long after speech ends a phrase (detected when the pause has lasted this long: causal).
+PHRASE_PAUSE_S = 0.18
+#: Speech needed in a phrase before its pause counts (clicks and coughs do not end phrases).
+PHRASE_MIN_SPEECH_S = 0.3
+#: Pitch accents: f0 at least this many semitones above the speaker's median, and this many MAD-scales.
+ACCENT_MIN_ST = 2.5
+ACCENT_MAD = 1.2
+ACCENT_REFRACTORY_S = 0.7
+#: Stressed syllables: energy at least this many dB above the speaker's median speech level.
+STRESS_MIN_DB = 3.0
+STRESS_MAD = 1.0
+STRESS_REFRACTORY_S = 0.45
+#: Running statistics cover this much of the speaker's recent speech.
+STATS_S = 8.0
+#: Events wait until the statistics have seen this much voiced speech (a first guess of the speaker's level).
+WARMUP_S = 0.4
+#: An f0 this far from the speaker's median is an octave error (or another voice), not an accent.
+MAX_PLAUSIBLE_ST = 10.0
+_VOICED = 0.5
+
+
+class ProsodyTracker:
+    """Per-session normalisation and event detection; :meth:`step` once per video frame (silent frames included).
+
+    ``voice`` is the lip-sync model's speech probability for the frame (``1 - P(silence)``), or ``None`` where the
+    backend gives none; then the frame's own loudness decides. Deterministic; not thread-safe.
+    """
+
+    def __init__(self, fps: float) -> None:
+        self._fps = float(fps)
+        n = max(8, round(STATS_S * fps))
+        self._pitch: deque[float] = deque(maxlen=n)  # voiced f0, semitones re 100 Hz
+        self._level: deque[float] = deque(maxlen=n)  # energy of speaking frames, dB
+        self._recent: deque[float] = deque(maxlen=3)  # last voiced f0 values (octave-error filter)
+        self._sustain = max(2, round(0.05 * fps))
+        self._warmup = max(3, round(WARMUP_S * fps))
+        self._speaking = False
+        self._silent_frames = 10**9
+        self._phrase_speech = 0
+        self._accent_run = 0
+        self._stress_run = 0
+        self._accent_armed = True
+        self._stress_armed = True
+        self._since_accent = 10**9
+        self._since_stress = 10**9
+
+    def step(self, frame: ProsodyFrame | None, voice: float | None = None) -> ProsodyFeatures:
+        """Features of the next frame; ``frame=None`` is a frame of silence (idle frames, padding)."""
+        fps = self._fps
+        self._since_accent += 1
+        self._since_stress += 1
+        if frame is None:
+            frame = SILENT_FRAME
+            voice = 0.0
+        if voice is None:
+            level = self._median(self._level, -30.0)
+            voice = 1.0 if frame.energy_db > max(-50.0, level - 25.0) else 0.0
+        # Hysteresis: a single frame's dip or blip does not flip speaking.
+        if self._speaking:
+            self._speaking = voice > 0.35
+        else:
+            self._speaking = voice > 0.6
+        speaking = self._speaking
+
+        phrase_end = False
+        if speaking:
+            self._silent_frames = 0
+            self._phrase_speech += 1
+        else:
+            self._silent_frames += 1
+            pause_frames = max(1, round(PHRASE_PAUSE_S * fps))
+            if self._silent_frames == pause_frames and self._phrase_speech >= PHRASE_MIN_SPEECH_S * fps:
+                phrase_end = True
+            if self._silent_frames >= pause_frames:
+                self._phrase_speech = 0
+
+        voiced = frame.f0 > 0 and frame.voicing >= _VOICED
+        pitch_st = energy_rel = 0.0
+        accent = stress = False
+        if speaking:
+            level = self._median(self._level, frame.energy_db)
+            level_scale = max(STRESS_MIN_DB, 1.4826 * self._mad(self._level, level))
+            energy_rel = frame.energy_db - level
+            self._level.append(frame.energy_db)
+            if voiced:
+                # The median of the last three voiced frames: one frame's octave error never reaches the stats.
+                self._recent.append(12.0 * math.log2(frame.f0 / 100.0))
+                median = self._median(self._pitch, 0.0)
+                if len(self._recent) == self._recent.maxlen:
+                    smooth = float(np.median(self._recent))
+                    median = self._median(self._pitch, smooth)
+                    if abs(smooth - median) <= MAX_PLAUSIBLE_ST or len(self._pitch) < self._warmup:
+                        self._pitch.append(smooth)
+                        pitch_st = smooth - median
+                scale = max(ACCENT_MIN_ST / ACCENT_MAD, 1.4826 * self._mad(self._pitch, median))
+                ready = len(self._pitch) >= self._warmup
+                # Pitch accent: high pitch on a syllable nucleus, for a few frames in a row.
+                high = pitch_st >= ACCENT_MAD * scale and energy_rel >= 0.0
+                self._accent_run = self._accent_run + 1 if high else 0
+                if pitch_st < ACCENT_MAD * scale - 1.0:
+                    self._accent_armed = True
+                if (
+                    ready
+                    and self._accent_armed
+                    and self._accent_run >= self._sustain
+                    and self._since_accent >= ACCENT_REFRACTORY_S * fps
+                ):
+                    accent = True
+                    self._accent_armed = False
+                    self._since_accent = 0
+                # Stressed syllable: a loud voiced stretch, re-armed once the level falls back.
+                loud = energy_rel >= STRESS_MAD * level_scale
+                self._stress_run = self._stress_run + 1 if loud else 0
+                if (
+                    len(self._level) >= self._warmup
+                    and self._stress_armed
+                    and self._stress_run >= self._sustain
+                    and self._since_stress >= STRESS_REFRACTORY_S * fps
+                ):
+                    stress = True
+                    self._stress_armed = False
+                    self._since_stress = 0
+            else:
+                self._recent.clear()
+                self._accent_run = self._stress_run = 0
+                self._accent_armed = True
+            if energy_rel < STRESS_MAD * level_scale - 3.0:
+                self._stress_armed = True
+        else:
+            self._recent.clear()
+            self._accent_run = self._stress_run = 0
+            self._accent_armed = self._stress_armed = True
+
+        return ProsodyFeatures(
+            f0=frame.f0 if voiced else 0.0,
+            energy_db=frame.energy_db,
+            voicing=frame.voicing if voiced else 0.0,
+            speaking=speaking,
+            pitch_st=pitch_st,
+            energy_rel_db=energy_rel,
+            pause_s=0.0 if speaking else min(self._silent_frames, 10**6) / fps,
+            accent=accent,
+            stress=stress,
+            phrase_end=phrase_end,
+        )
+
+    @staticmethod
+    def _median(values: deque[float], default: float) -> float:
+        return float(np.median(values)) if values else default
+
+    @staticmethod
+    def _mad(values: deque[float], median: float) -> float:
+        return float(np.median(np.abs(np.asarray(values) - median))) if values else 0.0
