@@ -1,9 +1,10 @@
 """The in-memory avatar: what a loaded ``.hvia`` file gives the compositor.
 
 An :class:`Avatar` is immutable and shared by every session that renders it; its arrays are read-only.
-The :class:`MouthRig` and :class:`EyeRig` hold mouth and eyelid landmarks in pixel coordinates of the base image
-(detected by ``avaluma avatar build``, or measured by hand in format version 1 files). A ``video`` avatar also carries
-a :class:`VideoAssets`: the idle loop's frames, where the mouth is in each of them, and the mouth atlas.
+The :class:`MouthRig`, :class:`EyeRig` and :class:`FaceRig` hold mouth, eyelid, brow and cheek landmarks in pixel
+coordinates of the base image (detected by ``avaluma avatar build``, or measured by hand in format version 1 files).
+A ``video`` avatar also carries a :class:`VideoAssets`: the idle loop's frames, where the mouth is in each of them,
+and the mouth atlas.
 """
 
 from __future__ import annotations
@@ -176,6 +177,87 @@ class EyeRig:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class BrowRig:
+    """One eyebrow's upper and lower edge, each 3 or more points with increasing x (outer and inner end included)."""
+
+    upper: tuple[Point, ...]
+    lower: tuple[Point, ...]
+
+    def validate(self, width: int, height: int, *, source: str) -> None:
+        for name in ("upper", "lower"):
+            contour = getattr(self, name)
+            if len(contour) < 3 or any(b[0] <= a[0] for a, b in itertools.pairwise(contour)):
+                raise InvalidArgument(f"{source}: brow {name} edge needs 3 or more points with increasing x")
+            for x, y in contour:
+                if not (0 <= x < width and 0 <= y < height):
+                    raise InvalidArgument(f"{source}: brow {name} edge point ({x}, {y}) is outside the image")
+        if sum(p[1] for p in self.lower) / len(self.lower) <= sum(p[1] for p in self.upper) / len(self.upper):
+            raise InvalidArgument(f"{source}: brow lower edge must lie below its upper edge")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"upper": [list(p) for p in self.upper], "lower": [list(p) for p in self.lower]}
+
+    @staticmethod
+    def from_json(data: Any, *, source: str) -> BrowRig:
+        if not isinstance(data, dict) or set(data) != {"upper", "lower"}:
+            raise InvalidArgument(f"{source}: each brow must be an object with exactly 'upper' and 'lower' points")
+        return BrowRig(
+            upper=_points(data["upper"], "brow upper", source), lower=_points(data["lower"], "brow lower", source)
+        )
+
+
+_FACE_KEYS = {"brows", "cheeks", "face_width"}
+
+
+@dataclass(frozen=True, slots=True)
+class FaceRig:
+    """The regions facial expressions move (format version 3): both brows (image-left first), the cheek apples (image
+    left first) and the face width (cheek to cheek, in pixels: the expressions' unit of distance)."""
+
+    brows: tuple[BrowRig, BrowRig]
+    cheeks: tuple[Point, Point]
+    face_width: float
+
+    def validate(self, width: int, height: int, *, source: str) -> None:
+        for brow in self.brows:
+            brow.validate(width, height, source=source)
+        for x, y in self.cheeks:
+            if not (0 <= x < width and 0 <= y < height):
+                raise InvalidArgument(f"{source}: face cheek point ({x}, {y}) is outside the image")
+        left, right = self.brows
+        if not left.upper[-1][0] < right.upper[0][0] or not self.cheeks[0][0] < self.cheeks[1][0]:
+            raise InvalidArgument(f"{source}: face brows and cheeks must be given image-left first, not overlapping")
+        span = max(left.upper[-1][0], right.upper[-1][0]) - min(left.upper[0][0], right.upper[0][0])
+        if not (np.isfinite(self.face_width) and 8 <= self.face_width <= 2 * max(width, height)):
+            raise InvalidArgument(f"{source}: face face_width must be 8 px up to twice the image size")
+        if span > 1.5 * self.face_width:
+            raise InvalidArgument(f"{source}: face brows span {span:.0f} px, more than 1.5 x face_width")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "brows": [brow.to_json() for brow in self.brows],
+            "cheeks": [list(p) for p in self.cheeks],
+            "face_width": round(self.face_width, 2),
+        }
+
+    @staticmethod
+    def from_json(data: Any, *, source: str) -> FaceRig:
+        """Parse ``rig.json``'s ``"face"``; every problem is an :class:`InvalidArgument` naming ``source``."""
+        if not isinstance(data, dict) or set(data) != _FACE_KEYS:
+            raise InvalidArgument(f"{source}: face must be an object with exactly {', '.join(sorted(_FACE_KEYS))}")
+        brows, cheeks, fw = data["brows"], data["cheeks"], data["face_width"]
+        if not isinstance(brows, list) or len(brows) != 2:
+            raise InvalidArgument(f"{source}: face brows must be a list of 2 brows (image-left first)")
+        points = _points(cheeks, "face cheeks", source)
+        if len(points) != 2:
+            raise InvalidArgument(f"{source}: face cheeks must be 2 [x, y] points (image-left first)")
+        if not isinstance(fw, int | float) or isinstance(fw, bool):
+            raise InvalidArgument(f"{source}: face face_width must be a number")
+        left, right = (BrowRig.from_json(b, source=source) for b in brows)
+        return FaceRig(brows=(left, right), cheeks=(points[0], points[1]), face_width=float(fw))
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class MouthAtlas:
     """Mouth patches cut from a video, clustered by shape.
@@ -228,6 +310,8 @@ class Avatar:
     landmarks: npt.NDArray[np.float32] | None = None
     #: Idle loop and mouth atlas of a ``video`` avatar.
     video: VideoAssets | None = None
+    #: Brow and cheek regions for facial expressions (none: the avatar renders no expressions).
+    face: FaceRig | None = None
 
     def __post_init__(self) -> None:
         if not AVATAR_ID_RE.match(self.id):

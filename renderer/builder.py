@@ -27,7 +27,7 @@ from avaluma.renderer import face_check
 from avaluma.renderer.avatar import Avatar, MouthAtlas, VideoAssets
 from avaluma.renderer.facemesh import Detection, FaceMesh, same_face
 from avaluma.renderer.lipsync.base import REST_POSE
-from avaluma.renderer.rig_builder import eye_rigs, lip_gap, mouth_measure, mouth_params, mouth_rig
+from avaluma.renderer.rig_builder import eye_rigs, face_rig, lip_gap, mouth_measure, mouth_params, mouth_rig
 
 U8 = npt.NDArray[np.uint8]
 F32 = npt.NDArray[np.float32]
@@ -273,13 +273,14 @@ def build_photo_avatar(
         width=size[0],
         height=size[1],
         fps=fps,
-        format_version=2,
+        format_version=3,
         license=license,
         base=rgb,
         rig=mouth_rig(landmarks),
         metadata={"builder": "avaluma avatar build --photo", "source": source, **rest, **(metadata or {})},
         eyes=eye_rigs(landmarks),
         landmarks=_readonly(landmarks),
+        face=face_rig(landmarks, size[0], size[1]),
     )
     _validated(avatar, source)
     progress("done", 1.0)
@@ -402,7 +403,7 @@ def build_video_avatar(
         width=size[0],
         height=size[1],
         fps=fps,
-        format_version=2,
+        format_version=3,
         license=license,
         base=np.ascontiguousarray(loop[0]),
         rig=mouth_rig(base_lm),
@@ -415,6 +416,7 @@ def build_video_avatar(
         },
         eyes=eye_rigs(base_lm),
         landmarks=_readonly(base_lm),
+        face=face_rig(base_lm, size[0], size[1]),
         video=VideoAssets(frames=loop, mouth=loop_mouth, atlas=atlas),
     )
     progress("done", 1.0)

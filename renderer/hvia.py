@@ -1,15 +1,17 @@
-"""The ``.hvia`` avatar container (format version 2; version 1 files still load). Full description: docs/hvia.md.
+"""The ``.hvia`` avatar container (format version 3; version 1 and 2 files still load). Full description: docs/hvia.md.
 
 A ``.hvia`` file is a zip archive holding:
 
 ``manifest.json``
-    ``{"format": "hvia", "format_version": 2, "id", "name", "kind": "photo" | "video", "fps", "width", "height",
+    ``{"format": "hvia", "format_version": 3, "id", "name", "kind": "photo" | "video", "fps", "width", "height",
     "license", "metadata": {...}, "entries": {<name>: {"sha256", "size"}, ...}}`` (plus ``"video": {"frames"}`` for
     video avatars). Every other entry must be listed with its checksum.
 ``base.png``
     The RGB rest image, exactly ``width`` x ``height`` (a video avatar's first loop frame).
 ``rig.json``
-    ``{"mouth": <MouthRig>, "eyes": [<EyeRig>, ...]}`` in pixels (version 1: the mouth rig alone).
+    ``{"mouth": <MouthRig>, "eyes": [<EyeRig>, ...], "face": <FaceRig>}`` in pixels (version 1: the mouth rig alone;
+    version 2: no ``"face"``, which version 3 may also leave out: the brow and cheek regions are then derived from
+    ``landmarks.npy`` when the file has it, else the avatar renders no expressions).
 ``landmarks.npy`` (optional)
     ``[468, 3]`` float32 face-mesh landmarks of ``base.png``.
 ``loop.mp4``, ``loop_mouth.npy``, ``atlas.png``, ``atlas.json`` (video avatars)
@@ -44,15 +46,15 @@ import numpy as np
 from PIL import Image
 
 from avaluma.core.errors import AvatarFileError, InvalidArgument
-from avaluma.renderer.avatar import AVATAR_KINDS, Avatar, EyeRig, MouthAtlas, MouthRig, VideoAssets
+from avaluma.renderer.avatar import AVATAR_KINDS, Avatar, EyeRig, FaceRig, MouthAtlas, MouthRig, VideoAssets
 
 log = logging.getLogger(__name__)
 
 FORMAT = "hvia"
 #: The version this Avaluma writes.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: The versions it reads.
-READ_VERSIONS = (1, 2)
+READ_VERSIONS = (1, 2, 3)
 SUFFIX = ".hvia"
 MANIFEST = "manifest.json"
 BASE_IMAGE = "base.png"
@@ -105,8 +107,10 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 
 
 def dump_hvia_bytes(avatar: Avatar) -> bytes:
-    """Serialise ``avatar`` as ``.hvia`` version 2 bytes (what :func:`save_hvia` writes)."""
-    rig = {"mouth": avatar.rig.to_json(), "eyes": [eye.to_json() for eye in avatar.eyes]}
+    """Serialise ``avatar`` as ``.hvia`` version 3 bytes (what :func:`save_hvia` writes)."""
+    rig: dict[str, Any] = {"mouth": avatar.rig.to_json(), "eyes": [eye.to_json() for eye in avatar.eyes]}
+    if avatar.face is not None:
+        rig["face"] = avatar.face.to_json()
     contents: list[tuple[str, bytes, int]] = [
         (BASE_IMAGE, _png_bytes(np.ascontiguousarray(avatar.base)), zipfile.ZIP_STORED),
         (RIG, json.dumps(rig, indent=1).encode(), zipfile.ZIP_DEFLATED),
@@ -257,22 +261,35 @@ def _load(data: bytes, source: str) -> Avatar:
     base = _decode_image(contents[BASE_IMAGE], width, height, source, BASE_IMAGE)
     rig_json = _parse_json(contents[RIG], source, RIG)
     eyes: tuple[EyeRig, ...] = ()
+    face: FaceRig | None = None
     if version >= 2:
+        # Version 3 adds the optional "face" (brows and cheeks); version 2 holds exactly mouth and eyes.
+        keys = {"mouth", "eyes"} if version == 2 else {"mouth", "eyes", "face"}
         if (
             not isinstance(rig_json, dict)
-            or set(rig_json) != {"mouth", "eyes"}
+            or not {"mouth", "eyes"} <= set(rig_json) <= keys
             or not isinstance(rig_json["eyes"], list)
         ):
-            raise AvatarFileError(f'{source}: {RIG} must hold exactly "mouth" and "eyes" (a list); {_REBUILD}')
+            wanted = '"mouth" and "eyes" (a list)' + (' and optionally "face"' if version > 2 else "")
+            raise AvatarFileError(f"{source}: {RIG} must hold exactly {wanted}; {_REBUILD}")
         eyes = tuple(EyeRig.from_json(e, source=f"{source}: {RIG}") for e in rig_json["eyes"][:8])
         for eye in eyes:
             eye.validate(width, height, source=f"{source}: {RIG}")
+        if "face" in rig_json:
+            face = FaceRig.from_json(rig_json["face"], source=f"{source}: {RIG}")
+            face.validate(width, height, source=f"{source}: {RIG}")
         rig_json = rig_json["mouth"]
     rig = MouthRig.from_json(rig_json, source=f"{source}: {RIG}")
     rig.validate(width, height, source=f"{source}: {RIG}")
     landmarks = None
     if LANDMARKS in contents:
         landmarks = _decode_array(contents[LANDMARKS], (468, 3), source, LANDMARKS)
+        if face is None:
+            # Files from before version 3 (or written without the regions) that carry the landmarks get the same
+            # brows and cheeks the builder would store; landmarks that give no usable rig just mean no expressions.
+            from avaluma.renderer.rig_builder import face_rig
+
+            face = face_rig(landmarks, width, height)
     video = _load_video(manifest, contents, layout, source) if layout is not None else None
     base.flags.writeable = False
     return Avatar(
@@ -291,6 +308,7 @@ def _load(data: bytes, source: str) -> Avatar:
         eyes=eyes,
         landmarks=landmarks,
         video=video,
+        face=face,
     )
 
 

@@ -1,4 +1,4 @@
-"""Rigs from face-mesh landmarks: the mouth rig, the eyelid rigs and mouth measurements.
+"""Rigs from face-mesh landmarks: the mouth rig, the eyelid rigs, the brow and cheek rig and mouth measurements.
 
 Pure functions over a ``[468, 2+]`` landmark array in image pixels (MediaPipe's canonical face mesh indices).
 """
@@ -10,7 +10,8 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from avaluma.renderer.avatar import EyeRig, MouthRig, Point
+from avaluma.core.errors import InvalidArgument
+from avaluma.renderer.avatar import BrowRig, EyeRig, FaceRig, MouthRig, Point
 
 F32 = npt.NDArray[np.float32]
 
@@ -24,6 +25,16 @@ EYES = (
     ((33, 246, 161, 160, 159, 158, 157, 173, 133), (33, 7, 163, 144, 145, 153, 154, 155, 133)),
     ((362, 398, 384, 385, 386, 387, 388, 466, 263), (362, 382, 381, 380, 374, 373, 390, 249, 263)),
 )
+
+# Brows in image order (the subject's right brow first), upper and lower edge from the outer to the inner end.
+BROWS = (
+    ((70, 63, 105, 66, 107), (46, 53, 52, 65, 55)),
+    ((336, 296, 334, 293, 300), (285, 295, 282, 283, 276)),
+)
+#: Cheek apples (below the outer eye, where a smile lifts the cheek), image-left first.
+CHEEKS = (50, 280)
+#: Face width: the face oval's leftmost and rightmost points.
+FACE_SIDES = (234, 454)
 
 
 def _pt(lm: F32, i: int) -> Point:
@@ -78,6 +89,23 @@ def eye_rigs(lm: F32) -> tuple[EyeRig, ...]:
         if len(upper) >= 3 and len(lower) >= 3:
             rigs.append(EyeRig(upper=upper, lower=lower))
     return tuple(rigs)
+
+
+def face_rig(lm: F32, width: int, height: int) -> FaceRig | None:
+    """The brows, cheeks and face width expressions move, or ``None`` when the landmarks do not give a usable rig
+    (points off the image, brows out of order)."""
+    brows = tuple(BrowRig(upper=_monotonic([_pt(lm, i) for i in up]), lower=_monotonic([_pt(lm, i) for i in low]))
+                  for up, low in BROWS)  # fmt: skip
+    rig = FaceRig(
+        brows=(brows[0], brows[1]),
+        cheeks=(_pt(lm, CHEEKS[0]), _pt(lm, CHEEKS[1])),
+        face_width=round(abs(float(lm[FACE_SIDES[1], 0] - lm[FACE_SIDES[0], 0])), 2),
+    )
+    try:
+        rig.validate(width, height, source="landmarks")
+    except InvalidArgument:
+        return None
+    return rig
 
 
 def mouth_measure(lm: F32) -> tuple[float, float, float, float]:

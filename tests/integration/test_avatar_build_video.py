@@ -63,7 +63,7 @@ def test_build_save_load_render_from_the_atlas(clip: Path, tmp_path: Path) -> No
     result = CliRunner().invoke(avatar_group, ["build", "--video", str(clip), "--id", "speaker", "-o", str(out)])
     assert result.exit_code == 0, result.output
     avatar = load_hvia(out)
-    assert avatar.kind == "video" and avatar.video is not None and avatar.format_version == 2
+    assert avatar.kind == "video" and avatar.video is not None and avatar.format_version == 3
     loop, atlas = avatar.video.frames, avatar.video.atlas
     assert 2 * FPS <= len(loop) <= 4 * FPS and not loop.flags.writeable
     # The atlas covers the clip's range of shapes: a closed mouth and a wide-open one.

@@ -52,7 +52,7 @@ async def test_list_and_get(stub, auth) -> None:
     info = await stub.GetAvatar(avatar_registry_pb2.GetAvatarRequest(avatar_id="astronaut"), metadata=auth)
     assert info == listed.avatars[0]
     assert info.kind == common_pb2.AVATAR_KIND_PHOTO
-    assert (info.width, info.height, info.fps, info.format_version) == (512, 512, 25, 2)
+    assert (info.width, info.height, info.fps, info.format_version) == (512, 512, 25, 3)
     assert info.size_bytes > 0 and info.license and info.name
 
     missing = await expect_error(

@@ -47,7 +47,7 @@ def test_rig_lands_on_the_face(mesh: FaceMesh, photo: np.ndarray) -> None:
 def test_round_trip_build_save_load_render(mesh: FaceMesh, photo: np.ndarray) -> None:
     avatar = build_photo_avatar(photo, avatar_id="round-trip", size=(512, 640), mesh=mesh)
     loaded = load_hvia_bytes(dump_hvia_bytes(avatar), source="x.hvia")
-    assert (loaded.width, loaded.height, loaded.format_version) == (512, 640, 2)
+    assert (loaded.width, loaded.height, loaded.format_version) == (512, 640, 3)
     comp = Compositor(loaded)
     np.testing.assert_array_equal(comp.render(REST_POSE), loaded.base)
     opened = comp.render(np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32))

@@ -68,7 +68,7 @@ def test_round_trip(tmp_path: Path) -> None:
         64,
         25,
     )
-    assert (loaded.format_version, loaded.license, loaded.metadata) == (2, "CC0", {"source": "test"})
+    assert (loaded.format_version, loaded.license, loaded.metadata) == (3, "CC0", {"source": "test"})
     assert loaded.size_bytes == path.stat().st_size
     assert not loaded.base.flags.writeable
     assert list(tmp_path.joinpath("sub").iterdir()) == [path]  # no temporary file left behind
@@ -77,7 +77,7 @@ def test_round_trip(tmp_path: Path) -> None:
 def test_manifest_lists_every_entry_with_its_checksum() -> None:
     data = dump_hvia_bytes(small_avatar())
     manifest = manifest_of(data)
-    assert manifest["format"] == "hvia" and manifest["format_version"] == 2
+    assert manifest["format"] == "hvia" and manifest["format_version"] == 3
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         for name, meta in manifest["entries"].items():  # type: ignore[attr-defined]
             assert hashlib.sha256(zf.read(name)).hexdigest() == meta["sha256"]
@@ -92,7 +92,7 @@ def test_bundled_demo_avatar_loads_and_is_small() -> None:
     # The mouth sits in the lower middle of the face (where it was measured by hand for format version 1).
     assert 190 < rig.mouth_left[0] < rig.mouth_center[0] < rig.mouth_right[0] < 260
     assert 120 < rig.mouth_center[1] < 170 < rig.chin[1] < 200
-    assert avatar.format_version == 2 and len(avatar.eyes) == 2 and avatar.landmarks is not None
+    assert avatar.format_version == 3 and len(avatar.eyes) == 2 and avatar.landmarks is not None
     left, right = sorted(avatar.eyes, key=lambda e: e.upper[0][0])
     assert right.upper[0][0] > left.upper[-1][0]  # two distinct eyes, both above the mouth
     assert max(p[1] for e in avatar.eyes for p in e.lower) < rig.upper_lip_top[1]
@@ -152,7 +152,7 @@ def test_eye_outside_the_image_is_rejected() -> None:
         (lambda d: rezip(d, drop="rig.json"), "missing entry rig.json"),
         (lambda d: rezip(d, drop="manifest.json"), "missing entry manifest.json"),
         (lambda d: rezip(d, replace={"rig.json": b'{"mouth_center": [1, 2]}'}), "checksum mismatch for rig.json"),
-        (lambda d: with_manifest(d, format_version=3), "unsupported format_version 3"),
+        (lambda d: with_manifest(d, format_version=4), "unsupported format_version 4"),
         (lambda d: with_manifest(d, format_version=True), "unsupported format_version True"),
         (lambda d: with_manifest(d, format="zip"), 'does not declare "format": "hvia"'),
         (lambda d: with_manifest(d, kind="cartoon"), "field 'kind'"),
