@@ -350,6 +350,11 @@ class Playout:
     def clock(self) -> Clock:
         return self._clock
 
+    @property
+    def render_session(self) -> RenderSession:
+        """The session this playout drives. Read its properties only: the render worker is the one caller."""
+        return self._render
+
     def push_audio(self, chunk: AudioChunk, *, sender: str = "") -> int:
         """Queue audio of the current segment (opening one if none is receiving); returns its segment number.
 

@@ -8,6 +8,7 @@ speech and publishes it into the room. See README.md of the avaluma-livekit-plug
 from livekit.agents import Plugin
 
 from .api import (
+    EMOTIONS,
     AvalumaException,
     AvatarServiceClient,
     GrpcClient,
@@ -24,6 +25,7 @@ from .log import logger
 from .version import __version__
 
 __all__ = [
+    "EMOTIONS",
     "AvalumaException",
     "AvatarServiceClient",
     "AvatarSession",

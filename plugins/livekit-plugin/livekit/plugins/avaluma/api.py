@@ -1,7 +1,8 @@
 """Clients of an Avaluma server's session API: gRPC (``avaluma serve``, port 8080) or the hosted-service HTTP API.
 
-Both speak the same two calls, start and stop an avatar session, and report failures as :class:`AvalumaException`
-with the gRPC status name in ``code`` (the HTTP API returns the same names in its error bodies).
+Both speak the same calls, start and stop an avatar session and change its emotion, and report failures as
+:class:`AvalumaException` with the gRPC status name in ``code`` (the HTTP API returns the same names in its error
+bodies).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ RETRYABLE_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
 NEXT_SERVER_CODES = frozenset({"RESOURCE_EXHAUSTED", "UNAVAILABLE"})
 START_PATH = "/v1/livekit/start-avatar"
 STOP_PATH = "/v1/livekit/stop-avatar"
+SET_EMOTION_PATH = "/v1/livekit/set-emotion"
+#: The emotions an Avaluma avatar shows (the server checks the name and lists these when it does not know one).
+EMOTIONS = ("neutral", "happy", "serious", "surprised", "concerned")
 
 
 class AvalumaException(Exception):
@@ -54,6 +58,8 @@ class StartRequest:
     accepted_sender_identities: tuple[str, ...] = ()
     agent_identity: str | None = None
     idle_timeout_s: int = 0
+    #: Empty: the server's default (neutral).
+    emotion: str = ""
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,10 @@ class AvatarServiceClient:
         raise NotImplementedError
 
     async def stop_session(self, session_id: str, *, timeout_s: float = 5.0) -> None:
+        raise NotImplementedError
+
+    async def set_emotion(self, session_id: str, emotion: str, *, timeout_s: float = 5.0) -> str:
+        """Change a running session's emotion; returns the emotion it shows from now on."""
         raise NotImplementedError
 
     async def aclose(self) -> None:
@@ -132,6 +142,7 @@ class GrpcClient(AvatarServiceClient):
             avatar_id=request.avatar_id,
             accepted_sender_identities=list(request.accepted_sender_identities),
             idle_timeout_s=request.idle_timeout_s,
+            emotion=request.emotion,
         )
         if request.agent_identity is not None:
             message.agent_identity = request.agent_identity
@@ -148,6 +159,17 @@ class GrpcClient(AvatarServiceClient):
             )
         except grpc.aio.AioRpcError as exc:
             raise _from_grpc(exc) from None
+
+    async def set_emotion(self, session_id: str, emotion: str, *, timeout_s: float = 5.0) -> str:
+        try:
+            response = await self._stub.SetEmotion(
+                avatar_service_pb2.SetEmotionRequest(session_id=session_id, emotion=emotion),
+                metadata=self._metadata,
+                timeout=timeout_s,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _from_grpc(exc) from None
+        return str(response.emotion)
 
     async def aclose(self) -> None:
         if self._channel is not None:
@@ -203,6 +225,8 @@ class HttpClient(AvatarServiceClient):
             body["avatar_id"] = request.avatar_id
         if request.agent_identity is not None:
             body["agent_identity"] = request.agent_identity
+        if request.emotion:
+            body["emotion"] = request.emotion
         payload = await self._post(START_PATH, body, timeout_s=timeout_s)
         session_id = payload.get("session_id")
         if not isinstance(session_id, str) or not session_id:
@@ -211,6 +235,11 @@ class HttpClient(AvatarServiceClient):
 
     async def stop_session(self, session_id: str, *, timeout_s: float = 5.0) -> None:
         await self._post(STOP_PATH, {"session_id": session_id}, timeout_s=timeout_s)
+
+    async def set_emotion(self, session_id: str, emotion: str, *, timeout_s: float = 5.0) -> str:
+        body = {"session_id": session_id, "emotion": emotion}
+        payload = await self._post(SET_EMOTION_PATH, body, timeout_s=timeout_s)
+        return str(payload.get("emotion") or emotion)
 
     async def aclose(self) -> None:
         if self._http is not None:
@@ -400,6 +429,13 @@ class ServerPool(AvatarServiceClient):
         if client is None:
             raise AvalumaException(f"session {session_id} was not started through this client", code="NOT_FOUND")
         await client.stop_session(session_id, timeout_s=timeout_s)
+
+    async def set_emotion(self, session_id: str, emotion: str, *, timeout_s: float = 5.0) -> str:
+        """On the server that started the session."""
+        client = self._started.get(session_id)
+        if client is None:
+            raise AvalumaException(f"session {session_id} was not started through this client", code="NOT_FOUND")
+        return await client.set_emotion(session_id, emotion, timeout_s=timeout_s)
 
     async def aclose(self) -> None:
         clients, self._clients = list(self._clients.values()), {}

@@ -4,13 +4,15 @@
 
     from livekit.plugins import avaluma
 
-    avatar = avaluma.AvatarSession(avatar_id="astronaut")   # AVALUMA_API_URL, AVALUMA_API_KEY from the environment
-    await avatar.start(session, room=ctx.room)              # before session.start(...)
+    avatar = avaluma.AvatarSession(avatar_id="astronaut", emotion="happy")  # AVALUMA_API_URL, AVALUMA_API_KEY
+    await avatar.start(session, room=ctx.room)                              # before session.start(...)
+    await avatar.set_emotion("serious")                                     # any time after start
 
 ``start`` mints the avatar's LiveKit token (``lk.publish_on_behalf`` = the agent), asks the Avaluma server to join
 the room (retrying with backoff while the server or LiveKit is unavailable), routes the session's audio to the avatar
 over LiveKit's stock ``lk.audio_stream`` protocol (``DataStreamAudioOutput``, which holds audio until the avatar's
 video track is published) and forwards the agent's listening/thinking states. The avatar leaves when the job ends.
+:meth:`AvatarSession.set_emotion` changes the avatar's emotion on the server that holds it (docs/expressions.md).
 """
 
 from __future__ import annotations
@@ -104,6 +106,7 @@ class AvatarSession(_LiveKitAvatarSession[Any]):
         avatar_participant_name: str | None = None,
         accepted_senders: Sequence[str] = (),
         idle_timeout_s: int = 0,
+        emotion: str = "",
         sample_rate: int = 24_000,
         retry: RetryPolicy | None = None,
         grpc_interceptors: Sequence[Any] = (),
@@ -116,7 +119,9 @@ class AvatarSession(_LiveKitAvatarSession[Any]):
         sends the start to the next one (:class:`ServerPool`).
         ``api_key``: ``AVALUMA_API_KEY``; for a server on this machine, the development key ``avaluma serve`` printed
         is found by itself. ``accepted_senders``: external senders (agent-2) that may talk through the same avatar.
-        ``idle_timeout_s``: end the avatar after this long without audio (0 = the server's default)."""
+        ``idle_timeout_s``: end the avatar after this long without audio (0 = the server's default).
+        ``emotion``: the emotion it starts with (``neutral``, ``happy``, ``serious``, ``surprised``, ``concerned``;
+        empty = the server's default); an unknown name fails :meth:`start` with ``INVALID_ARGUMENT``."""
         super().__init__()
         url = api_url or os.environ.get(API_URL_ENV) or DEFAULT_API_URL
         try:
@@ -139,6 +144,7 @@ class AvatarSession(_LiveKitAvatarSession[Any]):
         self._sample_rate = sample_rate
         self._accepted_senders = tuple(accepted_senders)
         self._idle_timeout_s = idle_timeout_s
+        self._emotion = emotion
         self._retry = retry or RetryPolicy()
         self._session_id: str | None = None
         self._state_tasks: set[asyncio.Task[None]] = set()
@@ -156,6 +162,23 @@ class AvatarSession(_LiveKitAvatarSession[Any]):
         """The Avaluma session id, once started."""
         return self._session_id
 
+    @property
+    def emotion(self) -> str:
+        """The emotion asked for last (empty: the server's default, not changed since)."""
+        return self._emotion
+
+    async def set_emotion(self, emotion: str, *, timeout_s: float = 5.0) -> None:
+        """Show ``emotion`` from this point of the agent's speech on; the face eases into it over about 0.4 s.
+
+        Speech already sent to the avatar keeps the emotion it was sent with, so call it before the reply it is
+        for (e.g. from a function tool, or before ``session.say``). It goes to the Avaluma server holding the session
+        (gRPC ``SetEmotion`` or HTTP ``set-emotion``). Raises :class:`AvalumaException`: ``INVALID_ARGUMENT`` naming
+        the valid emotions for an unknown one (the avatar keeps its emotion), ``NOT_FOUND`` when the session ended.
+        """
+        if self._session_id is None:
+            raise RuntimeError("AvatarSession.set_emotion() needs a started avatar: await start() first")
+        self._emotion = await self._client.set_emotion(self._session_id, emotion, timeout_s=timeout_s)
+
     def build_request(self, *, agent_identity: str, livekit_url: str, token: str) -> StartRequest:
         """The start request for this avatar (pure; tested without a server). The room is the token's."""
         return StartRequest(
@@ -165,6 +188,7 @@ class AvatarSession(_LiveKitAvatarSession[Any]):
             accepted_sender_identities=(agent_identity, *self._accepted_senders),
             agent_identity=agent_identity,
             idle_timeout_s=self._idle_timeout_s,
+            emotion=self._emotion,
         )
 
     async def start(
