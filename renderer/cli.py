@@ -17,7 +17,7 @@ import click
 
 from avaluma.core.config import Config, ProviderRef
 from avaluma.core.errors import AvalumaError, InvalidArgument, NotFound
-from avaluma.core.media import AudioChunk, pcm16_to_mono, validate_format
+from avaluma.core.media import EMOTIONS, AudioChunk, pcm16_to_mono, validate_format
 from avaluma.renderer.avatar import AVATAR_ID_RE, Avatar
 from avaluma.renderer.engine import RenderedFrame, RenderSession
 from avaluma.renderer.hvia import SUFFIX, load_hvia
@@ -224,6 +224,12 @@ def _config(ctx: click.Context) -> Config:
 @click.option("--avatar", "avatar_id", default=None, help="Avatar id (default: config default_avatar, 'astronaut').")
 @click.option("--fps", type=click.IntRange(1, 60), default=None, help="Frames per second (default: config, 25).")
 @click.option("--lipsync", default=None, help="Lip-sync backend name (default: config lipsync.name, 'onnx').")
+@click.option(
+    "--emotion",
+    type=click.Choice(EMOTIONS),
+    default=None,
+    help="The emotion the avatar shows (default: config render.emotion, 'neutral'); docs/expressions.md.",
+)
 @click.pass_context
 def render_command(
     ctx: click.Context,
@@ -233,12 +239,15 @@ def render_command(
     avatar_id: str | None,
     fps: int | None,
     lipsync: str | None,
+    emotion: str | None,
 ) -> None:
     """Render --text or --audio to an MP4 (H.264 + AAC) of the avatar speaking."""
     if (text is None) == (audio is None):
         raise click.UsageError('give exactly one of --text "..." or --audio FILE')
     try:
-        _render(ctx, text=text, audio=audio, output=output, avatar_id=avatar_id, fps=fps, lipsync=lipsync)
+        _render(
+            ctx, text=text, audio=audio, output=output, avatar_id=avatar_id, fps=fps, lipsync=lipsync, emotion=emotion
+        )
     except AvalumaError as e:
         raise click.ClickException(e.message) from e
 
@@ -252,6 +261,7 @@ def _render(
     avatar_id: str | None,
     fps: int | None,
     lipsync: str | None,
+    emotion: str | None = None,
 ) -> None:
     from avaluma.renderer.mp4 import write_mp4
 
@@ -273,10 +283,17 @@ def _render(
         fps=fps or config.render.fps,
         audio_sample_rate=config.render.audio_sample_rate,
         seed=config.render.seed,
+        emotion=emotion or config.render.emotion,
     )
     logger.info(
         "render started",
-        extra={"avatar_id": avatar.id, "speech_s": round(speech_s, 2), "fps": session.fps, "output": str(output)},
+        extra={
+            "avatar_id": avatar.id,
+            "speech_s": round(speech_s, 2),
+            "fps": session.fps,
+            "emotion": session.emotion,
+            "output": str(output),
+        },
     )
     started = time.perf_counter()
     summary = write_mp4(
@@ -290,7 +307,8 @@ def _render(
     elapsed = max(time.perf_counter() - started, 1e-9)
     click.echo(f"wrote {output}")
     click.echo(
-        f"{summary.video_s:.2f} s of video, {summary.frames} frames at {session.fps} fps, avatar {avatar.id}, "
+        f"{summary.video_s:.2f} s of video, {summary.frames} frames at {session.fps} fps, avatar {avatar.id} "
+        f"({session.emotion}), "
         f"lip-sync {backend.name}, rendered and encoded at {summary.frames / elapsed:.0f} frames/s "
         f"({summary.video_s / elapsed:.1f}x real time)"
     )

@@ -62,6 +62,7 @@ def render_on_server(
     output: Path,
     avatar_id: str | None,
     fps: int | None,
+    emotion: str | None = None,
 ) -> None:
     from PIL import Image
 
@@ -71,7 +72,14 @@ def render_on_server(
     key = _api_key(api_key, server)
     started = time.perf_counter()
     result = asyncio.run(
-        render_remote(server, _speech(ctx, text, audio), api_key=key, avatar_id=avatar_id or "", fps=fps or 0)
+        render_remote(
+            server,
+            _speech(ctx, text, audio),
+            api_key=key,
+            avatar_id=avatar_id or "",
+            fps=fps or 0,
+            emotion=emotion or "",
+        )
     )
 
     def frames() -> Iterator[RenderedFrame]:
@@ -115,6 +123,7 @@ def _render(**kwargs: Any) -> None:
             output=kwargs["output"],
             avatar_id=kwargs["avatar_id"],
             fps=kwargs["fps"],
+            emotion=kwargs["emotion"],
         )
     except AvalumaError as exc:
         raise click.ClickException(exc.message) from exc

@@ -339,3 +339,46 @@ async def test_the_plugins_option_and_set_emotion_reach_the_server(live: Live, a
 
 def test_the_valid_names_are_the_ones_listed() -> None:
     assert ", ".join(EMOTIONS) in VALID
+
+
+def wav(path: Any, seconds: float = 0.6, rate: int = 16_000) -> Any:
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)
+        w.writeframes(speech(seconds, rate))
+    return path
+
+
+def render_cli(*args: str) -> tuple[int, str]:
+    from click.testing import CliRunner
+
+    from avaluma.core.cli import cli
+
+    env = {"AVALUMA_CONFIG": None, "AVALUMA_API_KEY": None, "AVALUMA_PLUGINS": ""}
+    result = CliRunner().invoke(cli, ["render", *args], env=env)
+    return result.exit_code, result.output
+
+
+async def test_avaluma_render_takes_an_emotion_locally_and_on_a_server(server: Any, api_key: str, tmp_path) -> None:
+    from avaluma.core.errors import InvalidArgument
+    from avaluma.core.media import AudioChunk
+    from avaluma.core.server.grpc.render_client import render_remote
+
+    audio = wav(tmp_path / "speech.wav")
+    code, output = await asyncio.to_thread(render_cli, "--audio", str(audio), "--emotion", "angry")
+    assert code == 2 and "'angry' is not one of 'neutral', 'happy', 'serious', 'surprised', 'concerned'" in output
+    out = tmp_path / "local.mp4"
+    code, output = await asyncio.to_thread(
+        render_cli, "--audio", str(audio), "--lipsync", "energy", "--emotion", "happy", "-o", str(out)
+    )
+    assert code == 0 and "(happy)" in output and out.stat().st_size > 0, output
+    out = tmp_path / "remote.mp4"
+    args = ["--server", server.address, "--api-key", api_key, "--audio", str(audio), "-o", str(out)]
+    code, output = await asyncio.to_thread(render_cli, *args, "--emotion", "serious")
+    assert code == 0 and out.stat().st_size > 0, output
+    # The Render stream carries the name: the server is the one that checks it.
+    chunk = AudioChunk(np.zeros(1600, np.float32), 16_000)
+    with pytest.raises(InvalidArgument, match="unknown emotion 'sad'"):
+        await render_remote(server.address, [chunk], api_key=api_key, emotion="sad")
+    assert (await render_remote(server.address, [chunk], api_key=api_key, emotion="surprised")).frames

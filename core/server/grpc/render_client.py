@@ -54,10 +54,12 @@ async def render_remote(
     fps: int = 0,
     tls: bool = False,
     timeout_s: float = 600.0,
+    emotion: str = "",
 ) -> RemoteRender:
-    """Render ``chunks`` (one segment) on the server at ``target``; the frames come back JPEG-encoded."""
+    """Render ``chunks`` (one segment) on the server at ``target``, showing ``emotion`` (empty: the server's default);
+    the frames come back JPEG-encoded."""
     config = render_service_pb2.RenderConfig(
-        avatar_id=avatar_id, fps=fps, encoding=common_pb2.VIDEO_ENCODING_JPEG, realtime=False
+        avatar_id=avatar_id, fps=fps, encoding=common_pb2.VIDEO_ENCODING_JPEG, realtime=False, emotion=emotion
     )
     started = asyncio.Event()
 
