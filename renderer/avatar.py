@@ -229,8 +229,8 @@ class FaceRig:
         if not left.upper[-1][0] < right.upper[0][0] or not self.cheeks[0][0] < self.cheeks[1][0]:
             raise InvalidArgument(f"{source}: face brows and cheeks must be given image-left first, not overlapping")
         span = max(left.upper[-1][0], right.upper[-1][0]) - min(left.upper[0][0], right.upper[0][0])
-        if not (np.isfinite(self.face_width) and 8 <= self.face_width <= 2 * max(width, height)):
-            raise InvalidArgument(f"{source}: face face_width must be 8 px up to twice the image size")
+        if not (np.isfinite(self.face_width) and 8 <= self.face_width <= width):
+            raise InvalidArgument(f"{source}: face face_width must be 8 px up to the image width")
         if span > 1.5 * self.face_width:
             raise InvalidArgument(f"{source}: face brows span {span:.0f} px, more than 1.5 x face_width")
 

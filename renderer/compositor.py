@@ -6,7 +6,11 @@ A frame starts as a copy of the avatar's base (a photo, or the current frame of 
    synthesises the interior; for a video avatar, :class:`~avaluma.renderer.atlas.AtlasMouth` places the one real
    atlas patch that matches the parameters (with hysteresis) onto the loop frame's mouth;
 2. blinks: :class:`~avaluma.renderer.eyes.EyelidWarp` per eye (photo avatars with an eyelid rig);
-3. head motion: the head region (with its edited mouth and eyes) moves by a sub-pixel offset (sway, breathing,
+3. facial expression: :class:`~avaluma.renderer.face_warp.FaceWarp` moves the brows, mouth corners and cheeks of the
+   frame as edited so far (a smile bends the mouth the lip-sync drew); avatars whose rig has brow and cheek regions
+   only. For a video avatar the warp comes from the base image's landmarks and follows the face through the loop by
+   the per-frame mouth track (shifted by whole pixels, its displacements scaled and turned with the mouth);
+4. head motion: the head region (with its edited mouth and eyes) moves by a sub-pixel offset (sway, breathing,
    state) and is blended over the unmoved frame through a feathered elliptical mask, so background pixels never
    change; only row tiles where the mask is non-zero are recomputed. (Blending over the unmoved *edited* frame, not
    the base photo, matters where the mask fades out over an open mouth's dropped chin: blending towards the base
@@ -31,6 +35,7 @@ import numpy.typing as npt
 from avaluma.renderer.avatar import Avatar, MouthRig
 from avaluma.renderer.expression import ExpressionPose
 from avaluma.renderer.eyes import EyelidWarp
+from avaluma.renderer.face_warp import FaceWarp
 from avaluma.renderer.idle import IdlePose
 from avaluma.renderer.lipsync.base import MOUTH_PARAMS
 from avaluma.renderer.mouth import MAX_OPEN, TILE_PIXELS, MouthWarp, mouth_shape, smoothstep
@@ -110,6 +115,8 @@ class Prepared:
     eyes: tuple[EyelidWarp, ...]
     head: HeadRegion
     atlas: object | None  # AtlasMouth (imported lazily to keep the photo path light)
+    #: Expressions (none where the rig lacks brow and cheek regions: the avatar renders none).
+    face: FaceWarp | None = None
 
 
 _CACHE: weakref.WeakKeyDictionary[Avatar, Prepared] = weakref.WeakKeyDictionary()
@@ -122,6 +129,12 @@ def _mouth_warp(avatar: Avatar) -> MouthWarp:
     teeth = mouth.get("teeth_rgb") if isinstance(mouth, dict) else None
     ok = isinstance(teeth, list) and len(teeth) == 3 and all(isinstance(v, int | float) for v in teeth)
     return MouthWarp(avatar.base, avatar.rig, eyes=avatar.eyes, teeth=teeth if ok else None)
+
+
+def _face_warp(avatar: Avatar) -> FaceWarp | None:
+    if avatar.face is None:
+        return None
+    return FaceWarp((avatar.height, avatar.width), avatar.face, avatar.rig, avatar.eyes)
 
 
 def prepared(avatar: Avatar) -> Prepared:
@@ -139,6 +152,7 @@ def prepared(avatar: Avatar) -> Prepared:
                 eyes=tuple(EyelidWarp(avatar.base, eye) for eye in avatar.eyes) if avatar.video is None else (),
                 head=_head_region(avatar),
                 atlas=atlas,
+                face=_face_warp(avatar),
             )
             _CACHE[avatar] = found
         return found
@@ -191,7 +205,8 @@ class Compositor:
         ``params`` are the mouth parameters (see :data:`MOUTH_PARAMS`), ``pose`` the idle pose (none: still),
         ``press`` how much ``lips_closed`` also shuts a photo's resting lip gap (1 during lively speech, 0 at rest),
         ``frame`` the frame number (selects the idle-loop frame of a video avatar), ``expression`` the facial
-        expression (none or all-zero: the face as built, byte-identical; not rendered yet).
+        expression (none or all-zero brows and smile: the face as built, byte-identical; avatars without brow and
+        cheek regions render none).
         """
         if params.shape != (len(MOUTH_PARAMS),):
             raise ValueError(f"params must have shape ({len(MOUTH_PARAMS)},), got {params.shape}")
@@ -205,6 +220,16 @@ class Compositor:
             loop_frame: U8 = video.frames[index].copy()
             self._tile = prep.atlas.select(params, self._tile)
             prep.atlas.paste(loop_frame, index, self._tile)
+            if expression is not None and prep.face is not None:
+                # The warp is the base image's (loop frame 0): follow the face to this frame by the mouth track.
+                ref, now = video.mouth[0], video.mouth[index]
+                prep.face.apply(
+                    loop_frame,
+                    expression,
+                    shift=(round(float(now[1] - ref[1])), round(float(now[0] - ref[0]))),
+                    scale=float(now[2] / ref[2]),
+                    turn=float(now[3] - ref[3]),
+                )
             return loop_frame
         out = self.avatar.base.copy()
         assert prep.mouth is not None
@@ -212,12 +237,15 @@ class Compositor:
         if not shape.is_rest:
             y0, y1, x0, x1 = prep.mouth.roi
             prep.mouth.render_into(out[y0:y1, x0:x1], shape)
-        if pose is None or pose.is_still:
-            return out
-        if pose.blink > 1e-3:
+        still = pose is None or pose.is_still
+        if not still and pose is not None and pose.blink > 1e-3:
             for eye in prep.eyes:
                 y0, y1, x0, x1 = eye.roi
                 out[y0:y1, x0:x1] = eye.render_roi(pose.blink)
+        if expression is not None and prep.face is not None:
+            prep.face.apply(out, expression)  # before the head moves: the expression moves with the head
+        if still or pose is None:
+            return out
         self._move_head(out, pose)
         return out
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from avaluma.renderer.avatar import Avatar, MouthAtlas, MouthRig, VideoAssets
+from avaluma.renderer.avatar import Avatar, BrowRig, FaceRig, MouthAtlas, MouthRig, VideoAssets
 from avaluma.renderer.hvia import dump_hvia_bytes
 
 SIDE = 64
@@ -31,6 +31,16 @@ RIG = MouthRig(
     jaw=((16.0, 44.0), (32.0, 54.0), (48.0, 44.0)),
 )
 
+#: Brows and cheeks (format version 3) for the tiny face: expressions have something to move.
+FACE = FaceRig(
+    brows=(
+        BrowRig(upper=((14.0, 18.0), (19.0, 16.0), (25.0, 17.0)), lower=((14.0, 20.0), (19.0, 19.0), (25.0, 20.0))),
+        BrowRig(upper=((39.0, 17.0), (45.0, 16.0), (50.0, 18.0)), lower=((39.0, 20.0), (45.0, 19.0), (50.0, 20.0))),
+    ),
+    cheeks=((20.0, 34.0), (44.0, 34.0)),
+    face_width=40.0,
+)
+
 
 def photo_avatar(**overrides: Any) -> Avatar:
     base = np.random.default_rng(1).integers(0, 256, size=(SIDE, SIDE, 3), dtype=np.uint8)
@@ -41,11 +51,12 @@ def photo_avatar(**overrides: Any) -> Avatar:
         width=SIDE,
         height=SIDE,
         fps=25,
-        format_version=2,
+        format_version=3,
         license="CC0",
         base=base,
         rig=RIG,
         metadata={"source": "test"},
+        face=FACE,
     )
     fields.update(overrides)
     return Avatar(**fields)

@@ -1,0 +1,201 @@
+"""Facial expressions (issue 17): the face warp on real avatars, through the compositor.
+
+Measured on the rendered pixels and on the warp's own displacement field; no timing assertions (the render cost is
+``bench/expressions.py``'s business).
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hvia_samples import FACE, photo_avatar, video_avatar
+
+from avaluma.renderer.compositor import Compositor, prepared
+from avaluma.renderer.expression import NEUTRAL, ExpressionPose
+from avaluma.renderer.face_warp import FaceWarp
+from avaluma.renderer.hvia import load_hvia
+from avaluma.renderer.idle import IdlePose
+from avaluma.renderer.rig_builder import BROWS
+
+ROOT = Path(__file__).resolve().parents[2]
+REST = np.array([0.0, 1.0, 0.0, 0.0], np.float32)
+OPEN = np.array([0.8, 0.0, 0.0, 0.2], np.float32)
+HAPPY = ExpressionPose(smile=1.0)
+SERIOUS = ExpressionPose(brow_inner=-1.0)
+SURPRISED = ExpressionPose(brow_raise=1.0, brow_inner=0.2)
+CONCERNED = ExpressionPose(brow_inner=1.0)
+STRONG = (HAPPY, SERIOUS, SURPRISED, CONCERNED, ExpressionPose(brow_raise=1.0, brow_inner=-1.0, smile=1.0))
+
+
+@pytest.fixture(scope="module")
+def grace():  # type: ignore[no-untyped-def]
+    return load_hvia(ROOT / "assets" / "avatars" / "grace-hopper.hvia")
+
+
+def gray(frame: np.ndarray) -> np.ndarray:
+    return frame.astype(np.float32).mean(axis=2)
+
+
+def best_shift(before: np.ndarray, after: np.ndarray, box: tuple[int, int, int, int], reach: int) -> tuple[int, int]:
+    """The whole-pixel (dy, dx) that best maps the patch ``box`` of ``before`` onto ``after`` (least squares)."""
+    y0, y1, x0, x1 = box
+    patch = before[y0:y1, x0:x1]
+    scores = {
+        (dy, dx): float(((after[y0 + dy : y1 + dy, x0 + dx : x1 + dx] - patch) ** 2).mean())
+        for dy, dx in itertools.product(range(-reach, reach + 1), repeat=2)
+    }
+    return min(scores, key=scores.__getitem__)
+
+
+def test_the_rest_pose_renders_byte_identical_frames(grace) -> None:  # type: ignore[no-untyped-def]
+    comp = Compositor(grace)
+    idle = IdlePose(head_dx=0.01, head_dy=-0.005, blink=0.5)
+    gaze_only = ExpressionPose(gaze_dx=0.05)  # not this warp's: the face warp leaves it alone
+    for params, pose in itertools.product((REST, OPEN), (None, idle)):
+        plain = comp.render(params, pose=pose)
+        for expression in (NEUTRAL, ExpressionPose(brow_raise=5e-5, smile=-0.3), gaze_only):
+            assert np.array_equal(comp.render(params, pose=pose, expression=expression), plain)
+
+
+def test_expressions_change_only_pixels_inside_the_warp_regions(grace) -> None:  # type: ignore[no-untyped-def]
+    comp = Compositor(grace)
+    warp = prepared(grace).face
+    assert warp is not None and len(warp.regions) == 2
+    inside = np.zeros((grace.height, grace.width), bool)
+    for y0, y1, x0, x1 in warp.regions:
+        inside[y0:y1, x0:x1] = True
+    for params in (REST, OPEN):
+        plain = comp.render(params)
+        for expression in STRONG:
+            changed = (comp.render(params, expression=expression) != plain).any(axis=2)
+            assert changed.any() and not (changed & ~inside).any()
+    # The regions are the face's: well inside the picture, clear of its outer quarter.
+    for _, _, x0, x1 in warp.regions:
+        assert 0.2 * grace.width < x0 < x1 < 0.8 * grace.width
+
+
+def test_brow_raise_lifts_the_brows_and_keeps_the_eyes(grace) -> None:  # type: ignore[no-untyped-def]
+    comp = Compositor(grace)
+    before = gray(comp.render(REST))
+    after = gray(comp.render(REST, expression=ExpressionPose(brow_raise=1.0)))
+    fw = grace.face.face_width
+    for brow in grace.face.brows:
+        xs = [p[0] for p in brow.upper]
+        ys = [p[1] for p in brow.upper + brow.lower]
+        box = (int(min(ys)) - 3, int(max(ys)) + 3, int(xs[1]), int(xs[-2]))
+        dy, dx = best_shift(before, after, box, reach=10)
+        assert -0.045 * fw <= dy <= -0.02 * fw and abs(dx) <= 1
+    for eye in grace.eyes:  # the eye itself (between its lids) stays where it is
+        ys = [p[1] for p in eye.upper + eye.lower]
+        box = (int(min(ys)) + 1, int(max(ys)), int(eye.upper[1][0]), int(eye.upper[-2][0]))
+        assert best_shift(before, after, box, reach=4) == (0, 0)
+
+
+def test_frown_lowers_and_concern_lifts_the_inner_brow_ends(grace) -> None:  # type: ignore[no-untyped-def]
+    warp = prepared(grace).face
+    assert warp is not None
+    inner = np.array([grace.face.brows[0].upper[-1], grace.face.brows[1].upper[0]], np.float32)
+    outer = np.array([grace.face.brows[0].upper[0], grace.face.brows[1].upper[-1]], np.float32)
+    frown, concern = warp.displacement(SERIOUS, inner), warp.displacement(CONCERNED, inner)
+    assert (frown[:, 1] > 2).all() and (concern[:, 1] < -2).all()  # down / up, pixels (y down)
+    assert frown[0, 0] > 0 > frown[1, 0] and concern[0, 0] > 0 > concern[1, 0]  # both draw towards the middle
+    assert (np.abs(warp.displacement(CONCERNED, outer)[:, 1]) < 0.3 * np.abs(concern[:, 1])).all()
+
+
+def test_smile_raises_the_mouth_corners_and_keeps_the_lip_sync(grace) -> None:  # type: ignore[no-untyped-def]
+    comp = Compositor(grace)
+    rig = grace.rig
+    for params in (REST, OPEN):
+        before = gray(comp.render(params))
+        after = gray(comp.render(params, expression=HAPPY))
+        for (cx, cy), outward in ((rig.mouth_left, -1), (rig.mouth_right, 1)):
+            box = (int(cy) - 8, int(cy) + 8, int(cx) - 8, int(cx) + 8)
+            dy, dx = best_shift(before, after, box, reach=10)
+            assert dy <= -4 and dx * outward >= 1, (params, dy, dx)
+    # The mouth keeps moving under a held smile: opening it changes the mouth as much as without the smile.
+    plain = np.abs(gray(comp.render(OPEN)) - gray(comp.render(REST))).sum()
+    smiling = np.abs(gray(comp.render(OPEN, expression=HAPPY)) - gray(comp.render(REST, expression=HAPPY))).sum()
+    assert 0.8 < smiling / plain < 1.25
+
+
+def landmark_points(avatar) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The points an expression moves: brows, mouth corners, cheeks, eyelids."""
+    lm = avatar.landmarks[:, :2]
+    ids = [i for pair in BROWS for edge in pair for i in edge] + [61, 291, 50, 280, 145, 374, 159, 386, 0, 17]
+    return np.asarray(lm[ids], np.float32)
+
+
+def test_per_frame_displacement_is_bounded_and_monotone(grace) -> None:  # type: ignore[no-untyped-def]
+    """An emotion eased over 0.4 s at 25 fps changes by at most ~0.15 per frame (smoothstep's peak slope 1.5 over 10
+    frames): no landmark may then move more than 0.15 x 0.05 face widths (< 1.5 px here) between frames."""
+    warp = prepared(grace).face
+    assert warp is not None
+    points = landmark_points(grace)
+    fw = grace.face.face_width
+    step = 0.15
+    targets = [ExpressionPose(brow_raise=1.0), ExpressionPose(brow_inner=1.0), ExpressionPose(brow_inner=-1.0), HAPPY,
+               ExpressionPose(brow_raise=1.0, brow_inner=-1.0, smile=1.0)]  # fmt: skip
+    for target in targets:
+        previous = np.zeros_like(points)
+        previous_size = np.zeros(len(points))
+        for k in range(1, 8):
+            a = min(1.0, k * step)
+            pose = ExpressionPose(brow_raise=a * target.brow_raise, brow_inner=a * target.brow_inner,
+                                  smile=a * target.smile)  # fmt: skip
+            moved = warp.displacement(pose, points)
+            assert np.hypot(*(moved - previous).T).max() <= step * 0.05 * fw
+            size = np.hypot(*moved.T)
+            assert (size >= previous_size - 1e-4).all()  # monotone in the pose value
+            previous, previous_size = moved, size
+        assert previous_size.max() > 0.02 * fw  # and it does move at full strength
+    # Across the sign change of brow_inner (concerned <-> serious) the field is continuous too.
+    a = warp.displacement(ExpressionPose(brow_inner=step / 2), points)
+    b = warp.displacement(ExpressionPose(brow_inner=-step / 2), points)
+    assert np.hypot(*(a - b).T).max() <= step * 0.05 * fw
+
+
+def test_the_warp_never_folds(grace) -> None:  # type: ignore[no-untyped-def]
+    """Backward mapping stays one-to-one: along every column and row the sampled source position keeps increasing."""
+    warp = prepared(grace).face
+    assert warp is not None
+    ys, xs = np.mgrid[0 : grace.height, 0 : grace.width].astype(np.float32)
+    for pose in STRONG:
+        fields, _ = warp.fields(xs, ys)
+        d = sum(v * np.stack(fields[k]) for k, v in FaceWarp.components(pose).items())
+        assert (np.diff(ys - d[1], axis=0) > 0).all() and (np.diff(xs - d[0], axis=1) > 0).all()
+
+
+def test_video_avatars_follow_the_face_through_the_loop() -> None:
+    # Frame 1's face sits 3 px lower and 2 px further right than frame 0's (the mouth track says so).
+    track = np.array([[32.0, 40.0, 20.0, 0.0], [34.0, 43.0, 20.0, 0.0]], np.float32)
+    avatar = video_avatar(track)
+    assert avatar.face == FACE
+    comp = Compositor(avatar)
+    changed = []
+    for frame in (0, 1):
+        plain = comp.render(REST, frame=frame)
+        assert np.array_equal(comp.render(REST, frame=frame, expression=NEUTRAL), plain)
+        changed.append((comp.render(REST, frame=frame, expression=SURPRISED) != plain).any(axis=2))
+    assert changed[0].any()
+    ys, xs = np.nonzero(changed[0])
+    moved = np.zeros_like(changed[0])
+    moved[ys + 3, xs + 2] = True
+    assert (changed[1] & ~moved).sum() <= 0.02 * changed[1].sum()  # the same region, shifted with the face
+
+
+def test_avatars_without_face_regions_render_no_expression() -> None:
+    avatar = photo_avatar(face=None)
+    assert prepared(avatar).face is None
+    comp = Compositor(avatar)
+    for expression in STRONG:
+        assert np.array_equal(comp.render(OPEN, expression=expression), comp.render(OPEN))
+
+
+def test_tiny_sample_face_renders_every_expression() -> None:
+    comp = Compositor(photo_avatar())
+    plain = comp.render(REST)
+    for expression in STRONG:
+        assert not np.array_equal(comp.render(REST, expression=expression), plain)
