@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,3 +136,80 @@ def test_a_valid_video_avatar_loads_and_renders() -> None:
     session = RenderSession(avatar, EnergyBackend(), fps=25, audio_sample_rate=16_000)
     frames = list(session.idle_frames(2))
     assert [f.rgb.shape for f in frames] == [(64, 64, 3)] * 2
+
+
+# --- issue 17: the brow and cheek regions ("face" in rig.json, format version 3) --------------------------------
+
+
+def _with_face(change) -> bytes:  # type: ignore[no-untyped-def]
+    data = photo_bytes()
+    rig = json.loads(entries(data)["rig.json"])
+    change(rig["face"])
+    return rebuild(data, replace={"rig.json": json.dumps(rig, allow_nan=True).encode()})
+
+
+def _set(key, value):  # type: ignore[no-untyped-def]
+    return lambda face: face.__setitem__(key, value)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda f: f.clear(), "face must be an object with exactly brows, cheeks, face_width"),
+        (_set("mood", "happy"), "face must be an object with exactly"),
+        (_set("brows", {"left": []}), "face brows must be a list of 2 brows"),
+        (lambda f: f["brows"].pop(), "face brows must be a list of 2 brows"),
+        (lambda f: f["brows"][0].pop("lower"), "each brow must be an object with exactly 'upper' and 'lower'"),
+        (lambda f: f["brows"][0]["upper"].__setitem__(1, [float("nan"), 3]), r"brow upper\[1\] must be \[x, y\]"),
+        (lambda f: f["brows"][0]["upper"].__setitem__(1, [True, 3]), r"brow upper\[1\] must be \[x, y\]"),
+        (lambda f: f["brows"][1]["lower"].__setitem__(2, [640, 20]), "brow lower edge point .* outside the image"),
+        (lambda f: f["brows"][0]["upper"].reverse(), "brow upper edge needs 3 or more points with increasing x"),
+        (
+            lambda f: f["brows"][0]["upper"].__setitem__(slice(None), [[14, 30], [19, 30], [25, 30]]),
+            "brow lower edge must lie below",
+        ),
+        (lambda f: f["brows"].reverse(), "image-left first"),
+        (lambda f: f["cheeks"].pop(), "face cheeks must be 2"),
+        (_set("cheeks", [[20, 34], [-1, 34]]), "cheek point .* outside the image"),
+        (_set("face_width", -3), "face_width must be 8 px up to the image width"),
+        (_set("face_width", float("inf")), "face_width must be 8 px up to the image width"),
+        (_set("face_width", 10_000), "face_width must be 8 px up to the image width"),
+        (_set("face_width", True), "face_width must be a number"),
+        (_set("face_width", "40"), "face_width must be a number"),
+        (_set("face_width", 9), "brows span .* more than 1.5 x face_width"),
+    ],
+)
+def test_hostile_face_regions_are_one_clear_error(change, reason: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(AvatarFileError, match=rf"^face\.hvia: rig\.json: .*{reason}"):
+        load_hvia_bytes(_with_face(change), source="face.hvia")
+
+
+def test_face_regions_in_a_version_2_file_are_refused() -> None:
+    with pytest.raises(AvatarFileError, match=r"rig\.json must hold exactly \"mouth\" and \"eyes\" \(a list\);"):
+        load_hvia_bytes(rebuild(photo_bytes(), format_version=2), source="old.hvia")
+
+
+def test_version_2_files_load_with_or_without_landmarks() -> None:
+    """A version 2 file (no "face") without landmarks renders no expressions; with landmarks it gets the regions the
+    builder would have stored."""
+    from avaluma.renderer.compositor import Compositor
+    from avaluma.renderer.expression import ExpressionPose
+
+    data = photo_bytes()
+    rig = json.loads(entries(data)["rig.json"])
+    del rig["face"]
+    v2 = rebuild(data, replace={"rig.json": json.dumps(rig).encode()}, format_version=2)
+    avatar = load_hvia_bytes(v2, source="old.hvia")
+    assert avatar.format_version == 2 and avatar.face is None and avatar.landmarks is None
+    comp = Compositor(avatar)
+    rest = np.array([0.0, 1.0, 0.0, 0.0], np.float32)
+    assert np.array_equal(comp.render(rest, expression=ExpressionPose(smile=1.0, brow_raise=1.0)), comp.render(rest))
+
+    demo = (Path(__file__).resolve().parents[2] / "assets" / "avatars" / "astronaut.hvia").read_bytes()
+    current = load_hvia_bytes(demo, source="astronaut.hvia")
+    rig = json.loads(entries(demo)["rig.json"])
+    del rig["face"]
+    old = load_hvia_bytes(
+        rebuild(demo, replace={"rig.json": json.dumps(rig).encode()}, format_version=2), source="astronaut-v2.hvia"
+    )
+    assert old.format_version == 2 and current.face is not None and old.face == current.face
