@@ -43,11 +43,11 @@ BROW_RAISE = 0.035
 #: Height above the brow over which the forehead takes up the lift (face widths).
 FOREHEAD = 0.32
 #: Inner brow ends at ``brow_inner`` = +1: lift and draw towards the middle (face widths).
-INNER_UP, INNER_IN = 0.03, 0.01
+INNER_UP, INNER_IN = 0.04, 0.01
 #: Brows at ``brow_inner`` = -1: lower (inner ends; the outer ends 40 % of it) and draw together (face widths).
-FROWN_DOWN, FROWN_IN = 0.022, 0.014
+FROWN_DOWN, FROWN_IN = 0.03, 0.018
 #: Darkening of the crease between frowning brows at ``brow_inner`` = -1.
-FROWN_CREASE = 0.12
+FROWN_CREASE = 0.1
 #: Mouth corners at ``smile`` = 1: up and out (face widths).
 SMILE_UP, SMILE_OUT = 0.035, 0.018
 #: Cheek apples and lower lids at ``smile`` = 1 (face widths, up).
@@ -181,7 +181,7 @@ class FaceWarp:
             fx += toward * FROWN_IN * fw * g * w
         # The crease between frowning brows: two faint vertical lines either side of the middle.
         inner_y = (brows[0].upper[-1][1] + brows[1].upper[0][1]) / 2
-        sigma = max(0.8, 0.008 * fw)
+        sigma = max(1.0, 0.012 * fw)
         lines = sum(np.exp(-(((x - (centre + s * 0.035 * fw)) / sigma) ** 2)) for s in (-1.0, 1.0))
         along = _smooth((y - (inner_y - 0.12 * fw)) / (0.04 * fw)) * _smooth(((inner_y + 0.03 * fw) - y) / (0.03 * fw))
         shade += FROWN_CREASE * np.minimum(lines, 1.0) * along
