@@ -475,7 +475,8 @@ def describe(avatar: Avatar) -> dict[str, object]:
 )
 @click.pass_context
 def preview_command(ctx: click.Context, target: str, output: Path | None) -> None:
-    """Write a contact sheet PNG: key mouth shapes and idle states, mouth close-ups at every viseme, a speech strip."""
+    """Write a contact sheet PNG: key mouth shapes and idle states, each emotion at rest and speaking, mouth close-ups
+    at every viseme, a speech strip."""
     from avaluma.renderer.preview import contact_sheet
 
     try:

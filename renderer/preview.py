@@ -1,13 +1,16 @@
 """Contact sheets: an avatar at key mouth shapes and idle states, its mouth across the visemes, and a strip of speech,
 in one PNG for people to look at.
 
-Three sections, every cell a real frame (no retouching), labelled with what it shows:
+Four sections, every cell a real frame (no retouching), labelled with what it shows:
 
 1. the face at key shapes (rest, jaw 0.3 / 0.6 / 1.0, rounded, stretched, pressed) and idle states (blinks,
    listening, thinking);
-2. mouth close-ups at each viseme's canonical shape (the shapes the lip-sync model is trained towards), enlarged,
+2. expressions: each emotion at rest and mid-speech, rendered by a session's animator (the same emotion easing,
+   expression motion and compositor a live session uses) once the emotion has settled; an avatar whose rig has no
+   brow/cheek regions shows them all alike;
+3. mouth close-ups at each viseme's canonical shape (the shapes the lip-sync model is trained towards), enlarged,
    so teeth, cavity, lip texture and edges can be judged;
-3. a strip of speech: consecutive frames (every other frame at 25 fps) of a short phrase through the same smoother,
+4. a strip of speech: consecutive frames (every other frame at 25 fps) of a short phrase through the same smoother,
    idle life and compositor a live session uses, close on the lower face.
 """
 
@@ -17,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFont
 
+from avaluma.core.media import EMOTIONS
 from avaluma.renderer.animator import Animator
 from avaluma.renderer.avatar import Avatar
 from avaluma.renderer.compositor import Compositor, face_box
@@ -56,8 +60,14 @@ PHRASE: tuple[tuple[float, str], ...] = (
 )  # fmt: skip
 PHRASE_S = 2.2
 
+#: Label line under a cell, section title line, gap between cells (pixels).
+LABEL_H, TITLE_H, GAP = 24, 40, 6
 CELL = (200, 250)
 COLUMNS = 6
+#: Frames an emotion is given to settle before its cells are taken (the easing takes ~0.4 s).
+SETTLE_FRAMES = 20
+#: The speech frame shown "mid-speech": the open "a" of "my" (0.66 s), where a smile has to hold through the jaw.
+SPEAKING_FRAME = 17
 MOUTH_CELL = (150, 112)
 MOUTH_COLUMNS = 8
 STRIP_CELL = (150, 150)
@@ -98,6 +108,20 @@ def speech_params(fps: int = FPS) -> npt.NDArray[np.float32]:
     return out
 
 
+def expression_frames(avatar: Avatar, emotion: str) -> tuple[U8, U8]:
+    """``emotion`` at rest and mid-speech (:data:`SPEAKING_FRAME` of :data:`PHRASE`), rendered by a fresh animator
+    with idle life off (no blink or sway in the way), after :data:`SETTLE_FRAMES` of easing into the emotion."""
+    animator = Animator(avatar, fps=FPS, idle=IdleConfig(enabled=False))
+    animator.set_emotion(emotion)
+    rest = animator.next_frame(None, speaking=False)
+    for _ in range(SETTLE_FRAMES):
+        rest = animator.next_frame(None, speaking=False)
+    speaking = rest
+    for row in speech_params()[: SPEAKING_FRAME + 1]:
+        speaking = animator.next_frame(row, speaking=True)
+    return rest, speaking
+
+
 def _fonts() -> tuple[ImageFont.ImageFont | ImageFont.FreeTypeFont, ImageFont.ImageFont | ImageFont.FreeTypeFont]:
     try:
         return ImageFont.load_default(size=15), ImageFont.load_default(size=19)
@@ -108,16 +132,15 @@ def _fonts() -> tuple[ImageFont.ImageFont | ImageFont.FreeTypeFont, ImageFont.Im
 def contact_sheet(avatar: Avatar) -> Image.Image:
     """The contact sheet of ``avatar`` as an RGB image."""
     font, title_font = _fonts()
-    label_h, title_h, gap = 24, 40, 6
+    label_h, title_h, gap = LABEL_H, TITLE_H, GAP
     rows = -(-len(SHAPES) // COLUMNS)
     mouth_rows = -(-len(VISEMES) // MOUTH_COLUMNS)
     strip_rows = -(-STRIP_FRAMES // MOUTH_COLUMNS)
     sheet_w = max(COLUMNS * (CELL[0] + gap), MOUTH_COLUMNS * (MOUTH_CELL[0] + gap)) + gap
-    sections_y = (
-        title_h,
-        title_h + rows * (CELL[1] + label_h + gap) + title_h,
-        title_h + rows * (CELL[1] + label_h + gap) + 2 * title_h + mouth_rows * (MOUTH_CELL[1] + label_h + gap),
-    )
+    face_h = CELL[1] + label_h + gap
+    expressions_y = title_h + rows * face_h + title_h
+    mouths_y = expressions_y + 2 * face_h + title_h
+    sections_y = (title_h, mouths_y, mouths_y + mouth_rows * (MOUTH_CELL[1] + label_h + gap) + title_h)
     sheet_h = sections_y[2] + strip_rows * (STRIP_CELL[1] + label_h + gap) + gap
     sheet = Image.new("RGB", (sheet_w, sheet_h), (24, 26, 30))
     draw = ImageDraw.Draw(sheet)
@@ -136,7 +159,22 @@ def contact_sheet(avatar: Avatar) -> Image.Image:
         img = Image.fromarray(frame).resize(CELL, Image.Resampling.LANCZOS, box=box)
         cell(img, label, gap + c * (CELL[0] + gap), sections_y[0] + r * (CELL[1] + label_h + gap), CELL)
 
-    # 2. mouth close-ups across the visemes.
+    # 2. expressions: one column per emotion, at rest above, mid-speech below.
+    draw.text(
+        (gap + 4, expressions_y - title_h + 10),
+        "expressions: each emotion at rest and mid-speech"
+        + ("" if avatar.face is not None else " (no brow/cheek regions in this rig: expressions off)"),
+        fill=(235, 235, 235),
+        font=title_font,
+    )
+    for c, emotion in enumerate(EMOTIONS):
+        for r, (frame, label) in enumerate(
+            zip(expression_frames(avatar, emotion), (emotion, f"{emotion}, speaking"), strict=True)
+        ):
+            img = Image.fromarray(frame).resize(CELL, Image.Resampling.LANCZOS, box=box)
+            cell(img, label, gap + c * (CELL[0] + gap), expressions_y + r * face_h, CELL)
+
+    # 3. mouth close-ups across the visemes.
     y = sections_y[1] - title_h + 10
     draw.text((gap + 4, y), "mouth at each viseme (close-up)", fill=(235, 235, 235), font=title_font)
     mouth_box = _box(avatar, 1.5, 0.5, 0.62, MOUTH_CELL[0] / MOUTH_CELL[1])
@@ -149,7 +187,7 @@ def contact_sheet(avatar: Avatar) -> Image.Image:
             img, label, gap + c * (MOUTH_CELL[0] + gap), sections_y[1] + r * (MOUTH_CELL[1] + label_h + gap), MOUTH_CELL
         )
 
-    # 3. a strip of speech through a live session's animator.
+    # 4. a strip of speech through a live session's animator.
     y = sections_y[2] - title_h + 10
     draw.text(
         (gap + 4, y), '"hello, my piece of news" (every 2nd frame, 25 fps)', fill=(235, 235, 235), font=title_font
