@@ -91,6 +91,8 @@ async def test_unknown_sessions_and_bad_ids_are_clear_errors(playground: tuple[s
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{base}/api/sessions/nope/say", json={"text": "hi"}) as r:
             assert r.status == 404 and "reconnect the page" in (await r.json())["message"]
+        async with http.post(f"{base}/api/sessions/nope/emotion", json={"emotion": "happy"}) as r:
+            assert r.status == 404 and "reconnect the page" in (await r.json())["message"]
         async with http.post(f"{base}/api/build?id=Bad Id", data=b"x") as r:
             assert r.status == 400 and "avatar id" in (await r.json())["message"]
 

@@ -9,8 +9,9 @@ A plain static page (``static/``, no build step) talks to this aiohttp app:
 - ``POST /api/sessions/{id}/say`` ``{text}`` (offline TTS, streamed into the avatar as it is synthesized),
   ``/audio`` (a file in the body: anything FFmpeg decodes), ``/mic`` ``{on}`` (push to talk: the microphone becomes
   one segment), ``/stop`` (the stock ``lk.clear_buffer``: the mouth closes at once), ``/state`` ``{state}`` (idle,
-  listening, thinking);
-- events (``playback_started``, ``playback_finished``, ``state``) go to the page on the data channel it opens;
+  listening, thinking), ``/emotion`` ``{emotion}`` (neutral, happy, serious, surprised, concerned; eased);
+- events (``playback_started``, ``playback_finished``, ``state``, ``emotion``) go to the page on the data channel it
+  opens;
 - ``POST /api/build?id=...&kind=photo|video`` (the file in the body) builds a new avatar as ``avaluma avatar build``
   does, in a thread; ``GET /api/build/{job}`` is its progress, ``/api/build/{job}/preview.png`` its contact sheet.
 
@@ -237,6 +238,7 @@ class Playground:
         app.router.add_post("/api/sessions/{id}/mic", self._mic)
         app.router.add_post("/api/sessions/{id}/stop", self._stop)
         app.router.add_post("/api/sessions/{id}/state", self._state)
+        app.router.add_post("/api/sessions/{id}/emotion", self._emotion)
         app.router.add_post("/api/report", self._report)
         app.router.add_post("/api/build", self._build)
         app.router.add_get("/api/build/{job}", self._build_status)
@@ -380,6 +382,13 @@ class Playground:
         session.playout.set_state(state)
         session.send({"type": "state", "state": state})
         return web.json_response({"status": "ok", "state": state})
+
+    async def _emotion(self, request: web.Request) -> web.Response:
+        session = self._session(request)
+        emotion = (await request.json()).get("emotion")
+        session.playout.set_emotion(emotion if isinstance(emotion, str) else "")  # unknown: 400 listing the names
+        session.send({"type": "emotion", "emotion": session.playout.emotion})
+        return web.json_response({"status": "ok", "emotion": session.playout.emotion})
 
     async def _build(self, request: web.Request) -> web.Response:
         """Build an avatar from the uploaded photo (or short clip, ``kind=video``) in a thread; poll its job."""

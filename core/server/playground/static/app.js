@@ -57,7 +57,7 @@ async function connect() {
   state.channel.onmessage = (e) => {
     const event = JSON.parse(e.data);
     state.events.push({ ...event, received: performance.now() });
-    log(`${event.type}${event.interrupted ? " (interrupted)" : ""}${event.state ? ` ${event.state}` : ""}`);
+    log(`${event.type}${event.interrupted ? " (interrupted)" : ""}${event.state ? ` ${event.state}` : ""}${event.emotion ? ` ${event.emotion}` : ""}`);
   };
   const remote = new MediaStream();
   pc.ontrack = (e) => {
@@ -92,7 +92,7 @@ function setConnected(on) {
   $("connect").disabled = on;
   $("disconnect").disabled = !on;
   for (const id of ["say", "stop", "send", "mic"]) $(id).disabled = !on;
-  for (const b of document.querySelectorAll("#states button")) b.disabled = !on;
+  for (const b of document.querySelectorAll("#states button, #emotions button")) b.disabled = !on;
 }
 
 // --- what the browser receives -----------------------------------------------------------------------------
@@ -185,6 +185,13 @@ for (const button of document.querySelectorAll("#states button")) {
   button.onclick = async () => {
     await api(session("state"), { state: button.dataset.state }).catch((e) => log(`error: ${e.message}`));
     for (const b of document.querySelectorAll("#states button")) b.setAttribute("aria-pressed", String(b === button));
+  };
+}
+
+for (const button of document.querySelectorAll("#emotions button")) {
+  button.onclick = async () => {
+    await api(session("emotion"), { emotion: button.dataset.emotion }).catch((e) => log(`error: ${e.message}`));
+    for (const b of document.querySelectorAll("#emotions button")) b.setAttribute("aria-pressed", String(b === button));
   };
 }
 
