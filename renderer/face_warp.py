@@ -63,9 +63,9 @@ EPS = 1e-4
 _COMPONENTS = ("raise", "inner_up", "frown", "smile")
 
 
-def _smooth(t: F32) -> F32:
-    t = np.clip(t, 0.0, 1.0)
-    out: F32 = (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+def _smooth(t: npt.ArrayLike) -> F32:
+    t = np.clip(np.asarray(t, np.float32), 0.0, 1.0)
+    out: F32 = t * t * (3.0 - 2.0 * t)
     return out
 
 

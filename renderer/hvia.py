@@ -270,8 +270,8 @@ def _load(data: bytes, source: str) -> Avatar:
             or not {"mouth", "eyes"} <= set(rig_json) <= keys
             or not isinstance(rig_json["eyes"], list)
         ):
-            wanted = '"mouth" and "eyes" (a list)' + (' and optionally "face"' if version > 2 else "")
-            raise AvatarFileError(f"{source}: {RIG} must hold exactly {wanted}; {_REBUILD}")
+            keys_text = '"mouth" and "eyes" (a list)' + (' and optionally "face"' if version > 2 else "")
+            raise AvatarFileError(f"{source}: {RIG} must hold exactly {keys_text}; {_REBUILD}")
         eyes = tuple(EyeRig.from_json(e, source=f"{source}: {RIG}") for e in rig_json["eyes"][:8])
         for eye in eyes:
             eye.validate(width, height, source=f"{source}: {RIG}")
