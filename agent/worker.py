@@ -125,6 +125,7 @@ async def entrypoint(ctx: JobContext) -> None:
             avatar_id=link.avatar_id,
             avatar_participant_identity=link.identity,
             accepted_senders=link.accepted_senders,
+            emotion=link.emotion,
             grpc_interceptors=client_interceptors(),
         )
         await avatar.start(session, room=ctx.room)

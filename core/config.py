@@ -126,6 +126,17 @@ class AvatarLinkConfig(Closed):
     identity: str = "avaluma-avatar"
     #: Extra participants (agent-2 senders) allowed to send audio to the same avatar.
     accepted_senders: tuple[str, ...] = ()
+    #: The avatar's emotion at start (``core.media.EMOTIONS``); empty = the server's default (``render.emotion``).
+    emotion: str = ""
+
+    @model_validator(mode="after")
+    def _known_emotion(self) -> AvatarLinkConfig:
+        if self.emotion:
+            try:
+                check_emotion(self.emotion, field="agent.avatar.emotion")
+            except InvalidArgument as exc:
+                raise ValueError(exc.message) from None
+        return self
 
 
 class AgentConfig(Closed):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from avaluma.core.config import Config, RenderConfig
+from avaluma.core.config import AvatarLinkConfig, Config, RenderConfig
 from avaluma.core.errors import AvalumaError, InvalidArgument
 from avaluma.core.live.audio_receiver import (
     RPC_AGENT_STATE_CHANGED,
@@ -182,6 +182,9 @@ def test_the_server_default_emotion_is_checked_at_start_up() -> None:
     assert RenderConfig(emotion="happy").emotion == "happy"
     with pytest.raises(ValueError, match=r"render\.emotion: unknown emotion 'cheerful'"):
         RenderConfig(emotion="cheerful")
+    assert AvatarLinkConfig().emotion == "" and AvatarLinkConfig(emotion="serious").emotion == "serious"
+    with pytest.raises(ValueError, match=r"agent\.avatar\.emotion: unknown emotion 'glum'"):
+        AvatarLinkConfig(emotion="glum")
 
 
 def test_every_surface_lists_the_same_emotions() -> None:
