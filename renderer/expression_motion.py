@@ -84,6 +84,8 @@ class MotionFrame:
     expression: ExpressionPose
     nod: float  #: added to the idle pose's head_dy (face widths, positive down)
     blink: BlinkHint
+    brow_event: bool = False  #: a brow raise starts on this frame (a pitch accent)
+    nod_event: bool = False  #: a nod starts on this frame (a stressed syllable or a phrase end)
 
 
 class ExpressionMotion:
@@ -125,8 +127,9 @@ class ExpressionMotion:
         t = self._target
         t[_EMO_RAISE], t[_EMO_INNER], t[_EMO_SMILE] = raise_, inner, smile
         blink = BlinkHint()
+        brow = nod = False
         if self._prosody:
-            self._events(features, scale)
+            brow, nod = self._events(features, scale)
             blink = BlinkHint(ok=not features.speaking, prefer=features.pause_s >= 0.12)
         else:
             t[_PULSE:] = 0.0
@@ -142,9 +145,10 @@ class ExpressionMotion:
         )
         if pose.is_neutral:
             pose = NEUTRAL
-        return MotionFrame(pose, float(x[_NOD]), blink)
+        return MotionFrame(pose, float(x[_NOD]), blink, brow, nod)
 
-    def _events(self, f: ProsodyFeatures, scale: float) -> None:
+    def _events(self, f: ProsodyFeatures, scale: float) -> tuple[bool, bool]:
+        """Start the motion this frame's events ask for; ``(brow raise started, nod started)``."""
         t, fps, rng = self._target, self._fps, self._rng
         self._since_nod += 1
         if f.accent:
@@ -155,7 +159,8 @@ class ExpressionMotion:
             if self._pulse_left == 0:
                 t[_PULSE] = 0.0
         nod = PHRASE_NOD if f.phrase_end else STRESS_NOD if f.stress else 0.0
-        if nod and (f.phrase_end or self._since_nod >= NOD_REFRACTORY_S * fps):
+        nodded = bool(nod) and (f.phrase_end or self._since_nod >= NOD_REFRACTORY_S * fps)
+        if nodded:
             t[_NOD] = nod * scale * float(rng.uniform(0.8, 1.2))
             self._nod_left = max(1, round(NOD_HOLD_S * fps))
             self._since_nod = 0
@@ -178,6 +183,7 @@ class ExpressionMotion:
             self._gaze_left = min(self._gaze_left, max(1, round(0.3 * fps)))  # talking again: eyes back to camera
         elif f.pause_s >= TILT_RELAX_S:
             t[_ROLL] = 0.0
+        return f.accent, nodded
 
     def _follow(self) -> None:
         """One frame of the critically damped followers (exact for any frame time), then the rate limits."""

@@ -54,9 +54,13 @@ class ProsodyFrame:
     f0: float  #: Hz, 0 when unvoiced
     energy_db: float  #: frame energy in dBFS (-100 for digital silence)
     voicing: float  #: 0..1 periodicity (1 - the YIN dip depth); 0 when unvoiced
+    #: True when two or more estimates inside the frame agree on f0 (an octave error or a glitch rarely repeats).
+    stable: bool = False
 
 
 SILENT_FRAME = ProsodyFrame(0.0, _DB_FLOOR, 0.0)
+#: f0 is estimated every this many 16 kHz samples (20 ms) inside a frame, windows ending at the frame's end and back.
+_HOP = 320
 
 
 def estimate_f0(x16: npt.NDArray[np.floating]) -> tuple[float, float]:
@@ -145,7 +149,7 @@ class ProsodyAnalyzer:
                 break
             take = min(length, have)
             end = self._hist + take
-            out.append(self._measure(self._buf[self._hist : end], self._buf[max(0, end - 2 * _SPAN) : end]))
+            out.append(self._measure(self._buf, self._hist, end))
             self._frame += 1
             self._hist = end
         if out:
@@ -155,14 +159,26 @@ class ProsodyAnalyzer:
         return out
 
     @staticmethod
-    def _measure(frame: F32, context: F32) -> ProsodyFrame:
-        x = frame.astype(np.float64)
+    def _measure(buf: F32, start: int, end: int) -> ProsodyFrame:
+        """Frame ``buf[start:end]``, with the history before ``start`` for the f0 windows."""
+        x = buf[start:end].astype(np.float64)
         power = float(np.mean((x - x.mean()) ** 2)) if x.size else 0.0
         energy_db = max(_DB_FLOOR, 10.0 * math.log10(power + 1e-12))
         if energy_db < _SILENT_DB:
             return ProsodyFrame(0.0, energy_db, 0.0)
-        f0, voicing = estimate_f0(context)
-        return ProsodyFrame(f0, energy_db, voicing)
+        k = max(1, round((end - start) / _HOP))
+        estimates = []
+        for j in range(k):
+            stop = end - round(j * (end - start) / k)
+            estimates.append(estimate_f0(buf[max(0, stop - 2 * _SPAN) : stop]))
+        voiced = sorted(12.0 * math.log2(f / 100.0) for f, _ in estimates if f > 0)
+        if 2 * len(voiced) < k or not voiced:
+            return ProsodyFrame(0.0, energy_db, 0.0)
+        st = voiced[(len(voiced) - 1) // 2]
+        agree = [v for v in voiced if abs(v - st) <= MAX_STEP_ST]
+        f0 = 100.0 * 2.0 ** (float(np.mean(agree)) / 12.0)
+        voicing = float(np.mean([v for f, v in estimates if f > 0]))
+        return ProsodyFrame(f0, energy_db, voicing, stable=len(agree) >= 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,45 +205,56 @@ QUIET = ProsodyFeatures()
 PHRASE_PAUSE_S = 0.18
 #: Speech needed in a phrase before its pause counts (clicks and coughs do not end phrases).
 PHRASE_MIN_SPEECH_S = 0.3
-#: Pitch accents: f0 at least this many semitones above the speaker's median, and this many MAD-scales.
-ACCENT_MIN_ST = 2.5
-ACCENT_MAD = 1.2
-ACCENT_REFRACTORY_S = 0.7
-#: Stressed syllables: energy at least this many dB above the speaker's median speech level.
-STRESS_MIN_DB = 3.0
+#: A syllable nucleus (a voiced loudness peak) ends once the level falls this far below its peak; the next one
+#: starts once the level rises this far above the valley after it.
+NUCLEUS_DROP_DB = 3.0
+#: Pitch accents: a nucleus whose f0 peaks at least this many semitones above the speaker's median, and this many
+#: MAD-scales, while not weaker than the speaker's typical syllable by more than ACCENT_WEAK_DB.
+ACCENT_MIN_ST = 2.0
+ACCENT_MAD = 0.8
+ACCENT_WEAK_DB = 6.0
+ACCENT_REFRACTORY_S = 0.5
+#: Stressed syllables: a nucleus at least this many dB louder than the speaker's median syllable, and this many
+#: MAD-scales (syllables of equal loudness, as in monotone or clipped speech, stress none).
+STRESS_MIN_DB = 2.5
 STRESS_MAD = 1.0
 STRESS_REFRACTORY_S = 0.45
-#: Running statistics cover this much of the speaker's recent speech.
+#: Running statistics: this much of the speaker's recent voiced speech, and this many syllables.
 STATS_S = 8.0
-#: Events wait until the statistics have seen this much voiced speech (a first guess of the speaker's level).
-WARMUP_S = 0.4
-#: An f0 this far from the speaker's median is an octave error (or another voice), not an accent.
+STATS_SYLLABLES = 40
+#: Events wait until the statistics have seen this much voiced speech and this many syllables.
+WARMUP_S = 0.3
+WARMUP_SYLLABLES = 3
+#: A frame's f0 counts only when it is within this many semitones of the previous voiced frame's (octave errors and
+#: one-frame glitches never reach the statistics); and only this close to the speaker's median.
+MAX_STEP_ST = 2.5
 MAX_PLAUSIBLE_ST = 10.0
 _VOICED = 0.5
+_NONE = -1e9
 
 
 class ProsodyTracker:
     """Per-session normalisation and event detection; :meth:`step` once per video frame (silent frames included).
 
     ``voice`` is the lip-sync model's speech probability for the frame (``1 - P(silence)``), or ``None`` where the
-    backend gives none; then the frame's own loudness decides. Deterministic; not thread-safe.
+    backend gives none; then the frame's own loudness decides. Events are decided per syllable nucleus (a voiced
+    loudness peak), one frame after its peak, against the speaker's own syllables so far. Deterministic; not
+    thread-safe.
     """
 
     def __init__(self, fps: float) -> None:
         self._fps = float(fps)
-        n = max(8, round(STATS_S * fps))
-        self._pitch: deque[float] = deque(maxlen=n)  # voiced f0, semitones re 100 Hz
-        self._level: deque[float] = deque(maxlen=n)  # energy of speaking frames, dB
-        self._recent: deque[float] = deque(maxlen=3)  # last voiced f0 values (octave-error filter)
-        self._sustain = max(2, round(0.05 * fps))
+        self._pitch: deque[float] = deque(maxlen=max(8, round(STATS_S * fps)))  # voiced f0, semitones re 100 Hz
+        self._peaks: deque[float] = deque(maxlen=STATS_SYLLABLES)  # loudness of the last syllable nuclei, dB
         self._warmup = max(3, round(WARMUP_S * fps))
         self._speaking = False
         self._silent_frames = 10**9
         self._phrase_speech = 0
-        self._accent_run = 0
-        self._stress_run = 0
-        self._accent_armed = True
-        self._stress_armed = True
+        self._prev_st = _NONE  # raw f0 of the previous frame (semitones), _NONE when it was unvoiced
+        self._nucleus = False
+        self._peak_db = _NONE
+        self._peak_st = _NONE
+        self._valley_db = _NONE
         self._since_accent = 10**9
         self._since_stress = 10**9
 
@@ -240,13 +267,9 @@ class ProsodyTracker:
             frame = SILENT_FRAME
             voice = 0.0
         if voice is None:
-            level = self._median(self._level, -30.0)
-            voice = 1.0 if frame.energy_db > max(-50.0, level - 25.0) else 0.0
+            voice = 1.0 if frame.energy_db > -50.0 else 0.0
         # Hysteresis: a single frame's dip or blip does not flip speaking.
-        if self._speaking:
-            self._speaking = voice > 0.35
-        else:
-            self._speaking = voice > 0.6
+        self._speaking = voice > (0.35 if self._speaking else 0.6)
         speaking = self._speaking
 
         phrase_end = False
@@ -261,75 +284,73 @@ class ProsodyTracker:
             if self._silent_frames >= pause_frames:
                 self._phrase_speech = 0
 
-        voiced = frame.f0 > 0 and frame.voicing >= _VOICED
-        pitch_st = energy_rel = 0.0
-        accent = stress = False
-        if speaking:
-            level = self._median(self._level, frame.energy_db)
-            level_scale = max(STRESS_MIN_DB, 1.4826 * self._mad(self._level, level))
-            energy_rel = frame.energy_db - level
-            self._level.append(frame.energy_db)
-            if voiced:
-                # The median of the last three voiced frames: one frame's octave error never reaches the stats.
-                self._recent.append(12.0 * math.log2(frame.f0 / 100.0))
-                median = self._median(self._pitch, 0.0)
-                if len(self._recent) == self._recent.maxlen:
-                    smooth = float(np.median(self._recent))
-                    median = self._median(self._pitch, smooth)
-                    if abs(smooth - median) <= MAX_PLAUSIBLE_ST or len(self._pitch) < self._warmup:
-                        self._pitch.append(smooth)
-                        pitch_st = smooth - median
-                scale = max(ACCENT_MIN_ST / ACCENT_MAD, 1.4826 * self._mad(self._pitch, median))
-                ready = len(self._pitch) >= self._warmup
-                # Pitch accent: high pitch on a syllable nucleus, for a few frames in a row.
-                high = pitch_st >= ACCENT_MAD * scale and energy_rel >= 0.0
-                self._accent_run = self._accent_run + 1 if high else 0
-                if pitch_st < ACCENT_MAD * scale - 1.0:
-                    self._accent_armed = True
-                if (
-                    ready
-                    and self._accent_armed
-                    and self._accent_run >= self._sustain
-                    and self._since_accent >= ACCENT_REFRACTORY_S * fps
-                ):
-                    accent = True
-                    self._accent_armed = False
-                    self._since_accent = 0
-                # Stressed syllable: a loud voiced stretch, re-armed once the level falls back.
-                loud = energy_rel >= STRESS_MAD * level_scale
-                self._stress_run = self._stress_run + 1 if loud else 0
-                if (
-                    len(self._level) >= self._warmup
-                    and self._stress_armed
-                    and self._stress_run >= self._sustain
-                    and self._since_stress >= STRESS_REFRACTORY_S * fps
-                ):
-                    stress = True
-                    self._stress_armed = False
-                    self._since_stress = 0
-            else:
-                self._recent.clear()
-                self._accent_run = self._stress_run = 0
-                self._accent_armed = True
-            if energy_rel < STRESS_MAD * level_scale - 3.0:
-                self._stress_armed = True
+        voiced = speaking and frame.f0 > 0 and frame.voicing >= _VOICED
+        pitch_st = _NONE
+        if voiced:
+            st = 12.0 * math.log2(frame.f0 / 100.0)
+            median = self._median(self._pitch, st)
+            if (frame.stable or abs(st - self._prev_st) <= MAX_STEP_ST) and (
+                abs(st - median) <= MAX_PLAUSIBLE_ST or len(self._pitch) < self._warmup
+            ):
+                self._pitch.append(st)
+                pitch_st = st - median
+            self._prev_st = st
         else:
-            self._recent.clear()
-            self._accent_run = self._stress_run = 0
-            self._accent_armed = self._stress_armed = True
+            self._prev_st = _NONE
 
+        # Syllable nuclei: a voiced stretch's loudness peak, ended by a drop, by unvoicing or by the end of speech.
+        accent = stress = False
+        e = frame.energy_db
+        if self._nucleus and (not voiced or e < self._peak_db - NUCLEUS_DROP_DB):
+            accent, stress = self._nucleus_done()
+            self._valley_db = e if speaking else _NONE
+        elif self._nucleus:
+            self._peak_db = max(self._peak_db, e)
+            self._peak_st = max(self._peak_st, pitch_st)
+        if not self._nucleus and voiced and e >= self._valley_db + NUCLEUS_DROP_DB:
+            self._nucleus = True
+            self._peak_db, self._peak_st = e, pitch_st
+        elif not self._nucleus:
+            self._valley_db = min(self._valley_db, e) if speaking else _NONE
+
+        level = self._median(self._peaks, e)
         return ProsodyFeatures(
             f0=frame.f0 if voiced else 0.0,
-            energy_db=frame.energy_db,
+            energy_db=e,
             voicing=frame.voicing if voiced else 0.0,
             speaking=speaking,
-            pitch_st=pitch_st,
-            energy_rel_db=energy_rel,
+            pitch_st=pitch_st if pitch_st > _NONE else 0.0,
+            energy_rel_db=e - level if speaking else 0.0,
             pause_s=0.0 if speaking else min(self._silent_frames, 10**6) / fps,
             accent=accent,
             stress=stress,
             phrase_end=phrase_end,
         )
+
+    def _nucleus_done(self) -> tuple[bool, bool]:
+        """Decide the nucleus that just ended: ``(accent, stress)``; then add it to the speaker's syllables."""
+        fps = self._fps
+        peak_db, peak_st = self._peak_db, self._peak_st
+        self._nucleus = False
+        accent = stress = False
+        if len(self._peaks) >= WARMUP_SYLLABLES:
+            level = self._median(self._peaks, peak_db)
+            rel = peak_db - level
+            scale = max(STRESS_MIN_DB / STRESS_MAD, 1.4826 * self._mad(self._peaks, level))
+            stress = rel >= STRESS_MAD * scale and self._since_stress >= STRESS_REFRACTORY_S * fps
+            if len(self._pitch) >= self._warmup and peak_st > _NONE:
+                p_scale = max(ACCENT_MIN_ST / ACCENT_MAD, 1.4826 * self._mad(self._pitch, self._median(self._pitch, 0)))
+                accent = (
+                    peak_st >= ACCENT_MAD * p_scale
+                    and rel >= -ACCENT_WEAK_DB
+                    and self._since_accent >= ACCENT_REFRACTORY_S * fps
+                )
+        if stress:
+            self._since_stress = 0
+        if accent:
+            self._since_accent = 0
+        self._peaks.append(peak_db)
+        return accent, stress
 
     @staticmethod
     def _median(values: deque[float], default: float) -> float:
