@@ -24,8 +24,11 @@ from avaluma.proto.v1 import common_pb2, render_service_pb2, render_service_pb2_
 CHUNK_S = 0.1
 
 
-async def render(target: str, api_key: str, wav_path: str, out_dir: Path, avatar_id: str = "") -> int:
+async def render(
+    target: str, api_key: str, wav_path: str, out_dir: Path, avatar_id: str = "", emotion: str = ""
+) -> int:
     """Send the WAV as one segment; save every frame as out_dir/NNNNN.jpg and the returned audio as out_dir/audio.wav.
+    With ``emotion`` the avatar starts neutral and eases into it halfway through (docs/expressions.md).
     Returns the number of frames."""
     with wave.open(wav_path, "rb") as wav:
         rate, channels, pcm = wav.getframerate(), wav.getnchannels(), wav.readframes(wav.getnframes())
@@ -39,6 +42,9 @@ async def render(target: str, api_key: str, wav_path: str, out_dir: Path, avatar
         # 2. The audio: int16 PCM chunks of ~100 ms, any rate and channel count; 3. the end of the segment.
         step = int(rate * CHUNK_S) * 2 * channels
         for i in range(0, len(pcm), step):
+            if emotion and i <= len(pcm) // 2 < i + step:
+                # An emotion change applies from here on in the audio (an unknown name comes back as an `error`).
+                yield render_service_pb2.RenderRequest(set_emotion=render_service_pb2.SetEmotion(emotion=emotion))
             chunk = render_service_pb2.AudioChunk(pcm=pcm[i : i + step], sample_rate=rate, num_channels=channels)
             yield render_service_pb2.RenderRequest(audio=chunk)
         yield render_service_pb2.RenderRequest(segment_end=render_service_pb2.SegmentEnd())
@@ -74,6 +80,7 @@ if __name__ == "__main__":
     parser.add_argument("--server", default="127.0.0.1:8080")
     parser.add_argument("--api-key", default=os.environ.get("AVALUMA_API_KEY", ""))
     parser.add_argument("--avatar", default="")
+    parser.add_argument("--emotion", default="", help="e.g. happy: eased into halfway through the audio")
     args = parser.parse_args()
-    count = asyncio.run(render(args.server, args.api_key, args.wav, args.out, args.avatar))
+    count = asyncio.run(render(args.server, args.api_key, args.wav, args.out, args.avatar, args.emotion))
     print(f"{count} frames in {args.out}/")

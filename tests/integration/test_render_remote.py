@@ -86,7 +86,7 @@ async def test_the_python_example_saves_frames_and_audio(server, api_key, speech
     example = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = example
     spec.loader.exec_module(example)
-    frames = await example.render(server.address, api_key, str(speech_wav), tmp_path / "frames")
+    frames = await example.render(server.address, api_key, str(speech_wav), tmp_path / "frames", emotion="happy")
     assert frames == round(1.2 * 25)
     assert len(list((tmp_path / "frames").glob("*.jpg"))) == frames
     with wave.open(str(tmp_path / "frames" / "audio.wav"), "rb") as audio:
