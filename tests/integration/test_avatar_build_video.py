@@ -18,6 +18,7 @@ from avaluma.core.errors import InvalidArgument
 from avaluma.renderer.builder import build_video_avatar, read_video
 from avaluma.renderer.cli import avatar_group
 from avaluma.renderer.compositor import Compositor
+from avaluma.renderer.expression import ExpressionPose
 from avaluma.renderer.facemesh import FaceMesh
 from avaluma.renderer.hvia import load_hvia
 from avaluma.renderer.idle import IdlePose
@@ -85,6 +86,12 @@ def test_build_save_load_render_from_the_atlas(clip: Path, tmp_path: Path) -> No
     np.testing.assert_array_equal(wide[mask], loop[3][mask])
     # Frames follow the loop; it wraps around.
     np.testing.assert_array_equal(comp.render(REST_POSE, frame=len(loop) + 3), rest)
+    # Expressions (issue 17): the file carries brow and cheek regions, and a smile bends the loop frame's mouth
+    # where the mouth is in that frame.
+    assert avatar.face is not None
+    smiling = comp.render(REST_POSE, frame=3, expression=ExpressionPose(smile=1.0))
+    changed = np.argwhere((smiling != rest).any(axis=2))
+    assert changed.size and abs(np.median(changed[:, 1]) - cx) < 0.2 * width
 
     inspect = CliRunner().invoke(avatar_group, ["inspect", str(out), "--json"])
     assert inspect.exit_code == 0 and '"kind": "video"' in inspect.output and '"atlas_tiles"' in inspect.output
