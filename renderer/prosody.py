@@ -267,7 +267,9 @@ class ProsodyTracker:
             frame = SILENT_FRAME
             voice = 0.0
         if voice is None:
-            voice = 1.0 if frame.energy_db > -50.0 else 0.0
+            # No model to ask: loud enough for this speaker's syllables (quiet speakers included) is speech.
+            gate = min(-40.0, max(-60.0, self._median(self._peaks, -25.0) - 25.0))
+            voice = 1.0 if frame.energy_db > gate else 0.0
         # Hysteresis: a single frame's dip or blip does not flip speaking.
         self._speaking = voice > (0.35 if self._speaking else 0.6)
         speaking = self._speaking
@@ -278,7 +280,7 @@ class ProsodyTracker:
             self._phrase_speech += 1
         else:
             self._silent_frames += 1
-            pause_frames = max(1, round(PHRASE_PAUSE_S * fps))
+            pause_frames = max(1, math.ceil(PHRASE_PAUSE_S * fps - 1e-9))
             if self._silent_frames == pause_frames and self._phrase_speech >= PHRASE_MIN_SPEECH_S * fps:
                 phrase_end = True
             if self._silent_frames >= pause_frames:
