@@ -57,6 +57,9 @@ BROW_FALLOFF = 0.12
 #: A field may shift a point at most this fraction of the gap it stretches (smoothstep's slope peaks at 1.5: < 1/1.5
 #: keeps the mapping one-to-one even with two fields adding up).
 MAX_STRETCH = 0.33
+#: Largest region (pixels) a group may cover: a face about 1300 px wide. Beyond it the avatar shows no expressions
+#: (the fields would take hundreds of MB per avatar).
+MAX_REGION_PIXELS = 1_000_000
 #: Components below this are treated as zero.
 EPS = 1e-4
 
@@ -219,6 +222,9 @@ class FaceWarp:
         y1 = min(self.height, math.ceil(box[1]) + 1)
         x0 = max(0, math.floor(box[2]))
         x1 = min(self.width, math.ceil(box[3]) + 1)
+        if max(0, y1 - y0) * max(0, x1 - x0) > MAX_REGION_PIXELS:
+            # Only a face over ~1300 px wide gets here: no expressions rather than hundreds of MB of fields.
+            y1, x1 = y0, x0
         ys, xs = np.mgrid[y0:y1, x0:x1]
         fields, shade = self.fields(xs.astype(np.float32), ys.astype(np.float32), upper=upper)
         names = ("raise", "inner_up", "frown") if upper else ("smile",)

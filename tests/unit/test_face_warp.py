@@ -199,3 +199,29 @@ def test_tiny_sample_face_renders_every_expression() -> None:
     plain = comp.render(REST)
     for expression in STRONG:
         assert not np.array_equal(comp.render(REST, expression=expression), plain)
+
+
+def test_a_giant_face_gets_no_expression_instead_of_huge_fields() -> None:
+    """Fields cost memory per pixel: a face that would need more than MAX_REGION_PIXELS per region (hostile or
+    absurd sizes, e.g. a 2560 px wide face in a 4096 px image) renders no expression at all."""
+    from hvia_samples import RIG
+
+    from avaluma.renderer.avatar import BrowRig, FaceRig, MouthRig
+
+    k = 64.0
+
+    def scaled(points):  # type: ignore[no-untyped-def]
+        return tuple((x * k, y * k) for x, y in points)
+
+    face = FaceRig(
+        brows=tuple(BrowRig(upper=scaled(b.upper), lower=scaled(b.lower)) for b in FACE.brows),  # type: ignore[arg-type]
+        cheeks=scaled(FACE.cheeks),  # type: ignore[arg-type]
+        face_width=FACE.face_width * k,
+    )
+    mouth = MouthRig(**{name: (v[0] * k, v[1] * k) for name, v in RIG.to_json().items() if name != "jaw"},
+                     jaw=scaled(RIG.jaw))  # fmt: skip
+    warp = FaceWarp((4096, 4096), face, mouth)
+    assert warp.regions == ()
+    frame = np.zeros((4096, 4096, 3), np.uint8)
+    warp.apply(frame, SURPRISED)
+    assert not frame.any()
