@@ -351,12 +351,20 @@ def wav(path: Any, seconds: float = 0.6, rate: int = 16_000) -> Any:
 
 
 def render_cli(*args: str) -> tuple[int, str]:
+    import logging
+
     from click.testing import CliRunner
 
     from avaluma.core.cli import cli
 
+    root = logging.getLogger()  # the CLI group configures the root logger: later tests must not inherit it
+    handlers, level = root.handlers[:], root.level
     env = {"AVALUMA_CONFIG": None, "AVALUMA_API_KEY": None, "AVALUMA_PLUGINS": ""}
-    result = CliRunner().invoke(cli, ["render", *args], env=env)
+    try:
+        result = CliRunner().invoke(cli, ["render", *args], env=env)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
     return result.exit_code, result.output
 
 

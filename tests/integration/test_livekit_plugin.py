@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -303,3 +304,18 @@ def test_the_plugin_reads_the_development_key_where_serve_keeps_it(config_home, 
         monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
     assert avaluma.dev_key_path() == dev_key_path()
     assert dev_key_path().is_relative_to(tmp_path)
+
+
+async def test_a_refusal_moves_to_the_next_server_with_info_logging_on(make_server, api_key, caplog) -> None:
+    """The pool logs each refusal at INFO: its fields must not collide with the LogRecord's own (``message`` did, and
+    the failover then raised KeyError in any agent that logs at INFO)."""
+    caplog.set_level(logging.INFO, logger="livekit.plugins.avaluma")
+    server = await make_server(room_connector=StandInConnector())
+    closed = avaluma.ServerAddress.parse(f"127.0.0.1:{free_port()}")
+    pool = avaluma.ServerPool([closed, avaluma.ServerAddress.parse(server.address)], api_key=api_key, shuffle=False)
+    try:
+        response = await pool.start_session(request_for(server.store.ids()[0], "ws://lk.example:7880"), timeout_s=5)
+    finally:
+        await pool.aclose()
+    assert [s.id for s in server.sessions.list()] == [response.session_id]
+    assert any("trying the next" in r.getMessage() for r in caplog.records)

@@ -413,7 +413,7 @@ class ServerPool(AvatarServiceClient):
                 refusals.append((client.target, exc))
                 logger.info(
                     "avatar server refused the session, trying the next",
-                    extra={"target": client.target, "code": exc.code, "message": str(exc)},
+                    extra={"target": client.target, "code": exc.code, "error": str(exc)},
                 )
                 continue
             self._started[response.session_id] = client
