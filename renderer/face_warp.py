@@ -9,7 +9,7 @@ the smile warps the mouth the lip-sync has already drawn, so the mouth keeps ope
 smile and its interior moves with the lips instead of tearing.
 
 - ``brow_raise``: both brows lift (0.035 face widths at 1); the skin between brow and eye stretches, the forehead
-  above compresses over 0.32 face widths, the eyes stay put.
+  above compresses over 0.24 face widths, the eyes stay put.
 - ``brow_inner`` > 0 (concerned): the inner ends lift and draw together; < 0 (serious): the brows lower, most at the
   inner ends, draw together, and a faint vertical crease darkens between them.
 - ``smile``: the mouth corners move up and out, the cheek apples lift, the lower lids rise a little.
@@ -41,7 +41,7 @@ U8 = npt.NDArray[np.uint8]
 #: Brow lift at ``brow_raise`` = 1 (face widths).
 BROW_RAISE = 0.035
 #: Height above the brow over which the forehead takes up the lift (face widths).
-FOREHEAD = 0.32
+FOREHEAD = 0.24
 #: Inner brow ends at ``brow_inner`` = +1: lift and draw towards the middle (face widths).
 INNER_UP, INNER_IN = 0.04, 0.01
 #: Brows at ``brow_inner`` = -1: lower (inner ends; the outer ends 40 % of it) and draw together (face widths).
@@ -64,6 +64,8 @@ MAX_REGION_PIXELS = 1_000_000
 EPS = 1e-4
 
 _COMPONENTS = ("raise", "inner_up", "frown", "smile")
+#: Components whose fields move pixels only vertically.
+_VERTICAL = frozenset({"raise"})
 
 
 def _smooth(t: npt.ArrayLike) -> F32:
@@ -294,7 +296,8 @@ class FaceWarp:
         flat = out.reshape(-1, 3)  # views of ``out``: rows of 3 bytes for the gathers, one 3-byte item for the writes
         items = flat.view(np.dtype((np.void, 3))).reshape(-1)
         for group in (self._upper, self._lower):
-            active = [(group.fields[k], v) for k, v in weights.items() if k in group.fields]
+            active_names = [(k, v) for k, v in weights.items() if k in group.fields]
+            active = [(group.fields[k], v) for k, v in active_names]
             if not active or not group.ys.size:
                 continue
             d = active[0][0] * np.float32(active[0][1])
@@ -309,21 +312,28 @@ class FaceWarp:
             dy = min(max(dy, -y0), h - y1)
             dx = min(max(dx, -x0), w - x1)
             # Backward mapping: the pixel at p shows what was at p - d(p) (d is smooth and small).
-            sx = np.clip(group.xf + np.float32(dx) - d[:, 0], 0.0, w - 1.001)
             sy = np.clip(group.yf + np.float32(dy) - d[:, 1], 0.0, h - 1.001)
-            fsx, fsy = np.floor(sx), np.floor(sy)
-            fx, fy = (sx - fsx)[:, None], (sy - fsy)[:, None]  # float32 (an int array here would make them float64)
-            i = fsy.astype(np.int32) * w + fsx.astype(np.int32)
-            top = np.take(flat, i, axis=0).astype(np.float32)
-            top += (np.take(flat, i + 1, axis=0).astype(np.float32) - top) * fx
-            i += w
-            bottom = np.take(flat, i, axis=0).astype(np.float32)
-            bottom += (np.take(flat, i + 1, axis=0).astype(np.float32) - bottom) * fx
-            top += (bottom - top) * fy
+            fsy = np.floor(sy)
+            fy = (sy - fsy)[:, None]  # float32 (an int array here would make it float64)
+            if not turn and all(k in _VERTICAL for k, _ in active_names):
+                # Brows lifting alone move pixels straight up: two taps per pixel instead of four.
+                i = fsy.astype(np.int32) * w + (group.xs + dx)
+                top = np.take(flat, i, axis=0).astype(np.float32)
+                top += (np.take(flat, i + w, axis=0).astype(np.float32) - top) * fy
+            else:
+                sx = np.clip(group.xf + np.float32(dx) - d[:, 0], 0.0, w - 1.001)
+                fsx = np.floor(sx)
+                fx = (sx - fsx)[:, None]
+                i = fsy.astype(np.int32) * w + fsx.astype(np.int32)
+                top = np.take(flat, i, axis=0).astype(np.float32)
+                top += (np.take(flat, i + 1, axis=0).astype(np.float32) - top) * fx
+                i += w
+                bottom = np.take(flat, i, axis=0).astype(np.float32)
+                bottom += (np.take(flat, i + 1, axis=0).astype(np.float32) - bottom) * fx
+                top += (bottom - top) * fy
             frown = weights.get("frown", 0.0)
             if group.shade is not None and frown:
                 top *= (1.0 - np.float32(frown) * group.shade)[:, None]
-            top += 0.5
-            np.clip(top, 0, 255, out=top)
+            top += 0.5  # a convex mix of bytes (darkened at most): within 0..255.5, so the cast needs no clip
             target = group.index if dy == 0 and dx == 0 else group.index + (dy * w + dx)
             np.put(items, target, top.astype(np.uint8).view(items.dtype).reshape(-1))
