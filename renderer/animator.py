@@ -28,8 +28,6 @@ U8 = npt.NDArray[np.uint8]
 #: How long lips keep "speaking" (pressing shut on closures) after the jaw last opened; faster once speech is over.
 ACTIVITY_DECAY_S = 0.35
 SILENCE_DECAY_S = 0.1
-#: Voice activity from the raw jaw where the lip-sync backend gives no visemes: fully "speaking" at this opening.
-JAW_VOICE = 0.15
 
 
 class Animator:
@@ -43,13 +41,18 @@ class Animator:
         seed: int = 0,
         idle: IdleConfig | None = None,
         expressions: bool = True,
+        emotion: str = "neutral",
     ) -> None:
         self.compositor = Compositor(avatar, seed=seed)
         self.idle = IdleMotion(idle, fps=fps, seed=seed)
         #: Expression motion (emotion + prosody-driven brows, nods, tilts, glances, blink timing); ``None`` when
         #: expressions are off, which renders exactly the frames of a renderer without them. With idle life off only
         #: the emotion shows (the face stays still otherwise).
-        self.motion = ExpressionMotion(fps, seed, prosody=self.idle.config.enabled) if expressions else None
+        #: The emotion a session starts with shows from its first frame; later changes are eased.
+        self._emotion = check_emotion(emotion)
+        self.motion = (
+            ExpressionMotion(fps, seed, emotion=emotion, prosody=self.idle.config.enabled) if expressions else None
+        )
         self.prosody = ProsodyTracker(fps) if expressions else None
         self.last_expression: ExpressionPose = NEUTRAL
         self.last_prosody: ProsodyFeatures | None = None
@@ -60,7 +63,6 @@ class Animator:
         self._frame = 0
         self.last_pose = IdlePose()
         self.last_params = REST_POSE.copy()
-        self._emotion = "neutral"
 
     def set_state(self, state: str) -> None:
         """``idle``, ``listening`` or ``thinking`` (see :mod:`avaluma.renderer.idle`)."""
@@ -100,8 +102,10 @@ class Animator:
         """The next frame for raw mouth ``params`` (``None``: silence, the mouth eases to rest).
 
         ``prosody`` is the frame's acoustic measurement (:class:`~avaluma.renderer.prosody.ProsodyAnalyzer`, fed the
-        lip-sync audio) and ``voice`` the lip-sync model's speech probability for it; without ``voice`` the raw jaw
-        opening stands in. Both are ignored when expressions are off.
+        lip-sync audio) and ``voice`` the lip-sync model's speech probability for it. Without ``voice`` (the energy
+        backend has no speech classes) the frame's loudness against the speaker's syllables decides: the energy
+        backend's jaw is that loudness too, but smoothed with a release that hides the pauses between words. Both are
+        ignored when expressions are off.
         """
         smoothed = self.smoother(REST_POSE if params is None else params)
         decay = self._decay if speaking else self._silence_decay
@@ -113,8 +117,6 @@ class Animator:
             pose = self.idle.step(speaking=speaking)
             frame = self.compositor.render(smoothed, pose=pose, press=press, frame=self._frame)
         else:
-            if voice is None:
-                voice = 0.0 if params is None else min(1.0, float(params[JAW_OPEN]) / JAW_VOICE)
             features = self.prosody.step(prosody, voice)
             motion = self.motion.step(features)
             pose = self.idle.step(speaking=speaking, blink_ok=motion.blink.ok, blink_prefer=motion.blink.prefer)

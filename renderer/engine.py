@@ -96,6 +96,12 @@ class RenderSession:
     resampler's few milliseconds. Output audio is exactly ``audio_sample_rate / fps`` samples per frame; the last frame
     of a segment is padded with silence.
 
+    The face also follows the speech (:mod:`avaluma.renderer.expression_motion`: brow raises on pitch accents, nods,
+    tilts and glances at phrase ends, blinks in pauses) and shows ``emotion`` (:meth:`set_emotion`, eased). The
+    prosody is measured on the lip-sync audio per frame and is ready before the frame's mouth, so it adds no latency.
+    ``expressions=False`` renders exactly the frames of a renderer without expressions (the emotion is still
+    validated and reported).
+
     Not thread-safe: one owner drives it (the CLI loop, a gRPC stream handler, a LiveKit session task).
     """
 
@@ -126,8 +132,7 @@ class RenderSession:
         self._fps = fps
         self._sr = audio_sample_rate
         self._spf = audio_sample_rate // fps
-        self._animator = Animator(avatar, fps=fps, seed=seed, idle=idle, expressions=expressions)
-        self._animator.set_emotion(emotion)
+        self._animator = Animator(avatar, fps=fps, seed=seed, idle=idle, expressions=expressions, emotion=emotion)
         #: Pitch and energy of the lip-sync audio, per video frame, for the expression motion (none when it is off).
         self._analyzer = ProsodyAnalyzer(fps) if expressions else None
         self._lipsync = backend.open_stream(fps=fps)

@@ -206,3 +206,109 @@ def test_idle_life_is_deterministic_for_a_seed(avatar: Avatar) -> None:
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
     assert not np.array_equal(a[0], a[-1])  # the face is alive when nobody speaks
+
+
+# --- expressions (issue 17) ------------------------------------------------------------------------------------
+
+
+def words(n: int, sr: int, word_s: float = 0.5, gap_s: float = 0.3) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """``n`` voiced two-syllable words with pauses between them, and each word's (start, end) in seconds."""
+    from speech_signals import phrase
+
+    gap = np.zeros(round(gap_s * sr), np.float32)
+    parts, spans, t = [gap], [], gap_s
+    for k in range(n):
+        word = phrase([120.0, 140.0 if k % 3 else 160.0], seconds=word_s / 2 - 0.01, gap_s=0.02, seed=k)
+        if sr != 16_000:
+            import soxr
+
+            word = np.asarray(soxr.resample(word, 16_000, sr), np.float32)
+        parts += [word, gap]
+        spans.append((t, t + len(word) / sr))
+        t += (len(word) + len(gap)) / sr
+    return np.concatenate(parts), spans
+
+
+def test_blinks_wait_for_the_pauses_between_words(avatar: Avatar) -> None:
+    audio, spans = words(24, 16_000)
+
+    def blinks(expressions: bool) -> list[float]:
+        s = RenderSession(avatar, EnergyBackend(), audio_sample_rate=16_000, seed=2, expressions=expressions)
+        push_all(s, audio, 16_000)
+        s.end_segment()
+        return [i / 25 for i in s._animator.idle.blink_frames]
+
+    def mid_word(t: float) -> bool:  # a blink starting inside a word (its edges' 80 ms of onset/decay aside)
+        return any(a + 0.08 < t < b - 0.08 for a, b in spans)
+
+    with_expressions = blinks(True)
+    assert len(with_expressions) >= 3
+    assert not any(mid_word(t) for t in with_expressions)
+    assert any(mid_word(t) for t in blinks(False))  # the plain timer does blink mid-word for this seed
+
+
+def test_expressions_off_renders_exactly_the_frames_without_them(avatar: Avatar) -> None:
+    from avaluma.renderer.animator import ACTIVITY_DECAY_S, SILENCE_DECAY_S
+    from avaluma.renderer.compositor import Compositor
+    from avaluma.renderer.idle import IdleMotion
+    from avaluma.renderer.lipsync.base import JAW_OPEN, REST_POSE
+    from avaluma.renderer.smoothing import MouthSmoother
+
+    audio, _ = words(4, 16_000)
+    s = RenderSession(avatar, EnergyBackend(), audio_sample_rate=16_000, seed=9, expressions=False, emotion="happy")
+    assert not s.expressions and s.emotion == "happy"  # the emotion is kept (and reported), not rendered
+    frames = frames_of(push_all(s, audio, 16_000) + s.end_segment()) + s.idle_frames(10)
+
+    # The renderer before expressions: mouth smoothing, lip press, idle life, compositor; nothing else.
+    params = EnergyBackend().open_stream(fps=25)
+    track = np.concatenate([params.push(audio).params, params.flush().params])
+    comp, idle, smoother = Compositor(avatar, seed=9), IdleMotion(fps=25, seed=9), MouthSmoother(fps=25)
+    activity = 0.0
+    for i, frame in enumerate(frames):
+        speaking = i < len(track)
+        smoothed = smoother(track[i] if speaking else REST_POSE)
+        decay = np.exp(-1 / ((ACTIVITY_DECAY_S if speaking else SILENCE_DECAY_S) * 25))
+        activity = max(float(smoothed[JAW_OPEN]), activity * decay)
+        activity = 0.0 if activity < 0.02 else activity
+        expected = comp.render(smoothed, pose=idle.step(speaking=speaking), press=min(1.0, 4 * activity), frame=i)
+        np.testing.assert_array_equal(frame.rgb, expected)
+
+
+def test_expressions_are_deterministic_and_follow_the_speech(avatar: Avatar) -> None:
+    audio, _ = words(6, 16_000)
+    audio = audio[: len(audio) // 640 * 640]
+
+    def run(seed: int) -> tuple[list[np.ndarray], list[object]]:
+        s = RenderSession(avatar, EnergyBackend(), audio_sample_rate=16_000, seed=seed, emotion="happy")
+        poses: list[object] = []
+        rgb: list[np.ndarray] = []
+        for i in range(0, len(audio), 640):  # one frame's audio per push: one frame out (no lookahead)
+            frames = frames_of(s.push_audio(AudioChunk(audio[i : i + 640], 16_000)))
+            assert len(frames) == 1
+            rgb.append(frames[0].rgb)
+            poses.append((s._animator.last_expression, s._animator.last_pose))
+        return rgb, poses
+
+    a, b = run(3), run(3)
+    assert a[1] == b[1] and all(np.array_equal(x, y) for x, y in zip(a[0], b[0], strict=True))
+    smiles = [p[0].smile for p in a[1]]  # type: ignore[attr-defined]
+    assert min(smiles) == pytest.approx(0.7, abs=0.01)  # held from the first frame through the speech
+    assert any(p[0].head_roll != 0.0 for p in a[1])  # type: ignore[attr-defined]
+
+
+def test_emotion_switches_are_eased_and_unknown_ones_refused(avatar: Avatar) -> None:
+    with pytest.raises(InvalidArgument, match="neutral, happy, serious, surprised, concerned"):
+        RenderSession(avatar, EnergyBackend(), emotion="angry")
+    s = RenderSession(avatar, EnergyBackend(), seed=1)
+    s.idle_frames(2)
+    with pytest.raises(InvalidArgument, match="surprised"):
+        s.set_emotion("bored")
+    assert s.emotion == "neutral"
+    s.set_emotion("serious")
+    inner = []
+    for _ in range(20):
+        s.idle_frames(1)
+        inner.append(s._animator.last_expression.brow_inner)
+    assert -0.2 < inner[0] < 0.0  # on its way, not there
+    assert inner[-1] == pytest.approx(-0.6, abs=0.02)  # there within 0.8 s, held while idle
+    assert max(np.abs(np.diff(inner))) <= 0.15

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from avaluma.core.errors import InvalidArgument
-from avaluma.renderer.idle import IdleConfig, IdleMotion
+from avaluma.renderer.idle import BLINK_WAIT_MAX_S, IdleConfig, IdleMotion
 from avaluma.renderer.lipsync.base import REST_POSE
 from avaluma.renderer.smoothing import MouthSmoother
 
@@ -87,3 +87,38 @@ def test_smoothing_damps_jitter_and_never_delays_a_closure() -> None:
     assert np.diff(out[10:, 0]).std() < 0.8 * np.diff(raw[10:, 0]).std()
     closure = np.array([0.1, 1.0, 0.0, 0.0], dtype=np.float32)
     assert smoother(closure)[1] == 1.0  # a "p" closes the lips in its own frame
+
+
+def test_a_due_blink_waits_out_a_word_but_not_for_ever() -> None:
+    plain = IdleMotion(IdleConfig(blink_interval_s=(2.0, 3.0)), fps=FPS, seed=4)
+    run(plain, 10)
+    first = plain.blink_frames[0]
+    # Mid-word until 0.4 s after the plain timer's blink: the blink comes right after the word.
+    held = IdleMotion(IdleConfig(blink_interval_s=(2.0, 3.0)), fps=FPS, seed=4)
+    for i in range(10 * FPS):
+        held.step(speaking=True, blink_ok=i >= first + 10)
+    assert held.blink_frames[0] == first + 10
+    # Speaking without a pause: it still comes, BLINK_WAIT_MAX_S late at most.
+    talker = IdleMotion(IdleConfig(blink_interval_s=(2.0, 3.0)), fps=FPS, seed=4)
+    for _ in range(10 * FPS):
+        talker.step(speaking=True, blink_ok=False)
+    assert talker.blink_frames[0] == first + round(BLINK_WAIT_MAX_S * FPS)
+    gaps = [(b - a) / FPS for a, b in itertools.pairwise(talker.blink_frames)]
+    assert max(gaps) <= 3.0 + BLINK_WAIT_MAX_S + 0.3
+
+
+def test_a_pause_brings_a_nearly_due_blink_forward() -> None:
+    plain = IdleMotion(IdleConfig(blink_interval_s=(2.0, 3.0)), fps=FPS, seed=4)
+    run(plain, 10)
+    second = plain.blink_frames[1]
+    paused = IdleMotion(IdleConfig(blink_interval_s=(2.0, 3.0)), fps=FPS, seed=4)
+    pause_at = second - round(0.5 * FPS)
+    for i in range(10 * FPS):
+        paused.step(blink_prefer=pause_at <= i < pause_at + 5)
+    assert paused.blink_frames[0] == plain.blink_frames[0]  # too early in the interval: the pause changes nothing
+    assert paused.blink_frames[1] == pause_at
+    # The defaults are the plain timer.
+    again = IdleMotion(IdleConfig(blink_interval_s=(2.0, 3.0)), fps=FPS, seed=4)
+    assert [again.step(blink_ok=True, blink_prefer=False) for _ in range(10 * FPS)] == run(
+        IdleMotion(IdleConfig(blink_interval_s=(2.0, 3.0)), fps=FPS, seed=4), 10
+    )
