@@ -139,12 +139,20 @@ def _fit(mesh: FaceMesh, rgb: U8, source: str) -> F32:
     return landmarks
 
 
-def check_face(mesh: FaceMesh, rgb: U8, landmarks: F32, *, source: str, source_face_px: float) -> None:
-    """The builder's face-fit quality checks on the framed picture (see :mod:`avaluma.renderer.face_check`)."""
+def check_face(
+    mesh: FaceMesh, rgb: U8, landmarks: F32, *, source: str, source_face_px: float, mouth: bool = True
+) -> None:
+    """The builder's face-fit quality checks on the framed picture (see :mod:`avaluma.renderer.face_check`).
+    ``mouth=False``: the mouth may be covered in this picture (a video's frames are judged one by one, see
+    :func:`frame_quality`)."""
     h, w = rgb.shape[:2]
     face_check.check_inside(landmarks, w, h, source)
     face_check.check_pose(face_check.head_pose(landmarks), source)
     face_check.check_proportions(landmarks, source)
+    looks = face_check.appearance(rgb, landmarks)
+    if mouth:  # first: a smooth hand over the mouth also makes the face flatter
+        face_check.check_mouth_visible(looks, source)
+    face_check.check_human(looks, source)
     face_check.check_fit_spread(face_check.fit_spread(mesh.fit_crop, rgb, landmarks), source)
     face_check.check_mouth_size(face_check.mouth_width(landmarks), source_face_px, source)
 
@@ -355,7 +363,7 @@ def build_video_avatar(
     landmarks = np.zeros((n, 468, 3), dtype=np.float32)
     lost = np.zeros(n, dtype=bool)
     first = _fit(mesh, crops[0], f"{source} (first frame)")
-    check_face(mesh, crops[0], first, source=f"{source} (first frame)", source_face_px=face.width)
+    check_face(mesh, crops[0], first, source=f"{source} (first frame)", source_face_px=face.width, mouth=False)
     previous: F32 = first
     for i in range(n):
         points, presence = mesh.track(crops[i], previous)
@@ -546,6 +554,10 @@ def frame_quality(crops: U8, landmarks: F32, lost: npt.NDArray[np.bool_]) -> Fra
     typical = float(np.median(score[usable]))
     spread = float(np.median(np.abs(score[usable] - typical)))
     occluded = score > typical + OCCLUSION_MADS * spread + OCCLUSION_MARGIN
+    # ...and, whatever the rest of the clip does (a hand held still over the mouth all along), frames without lips
+    # where the mouth should be.
+    relief = np.array([face_check.mouth_relief(crops[i], landmarks[i]) for i in range(n)], dtype=np.float32)
+    occluded |= relief < face_check.MIN_MOUTH_RELIEF
     return FrameQuality(lost=lost, turned=turned, blurred=blurred, occluded=occluded)
 
 

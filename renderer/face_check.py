@@ -13,10 +13,13 @@ The builder's checks, in the order a user meets them (the numbers are documented
 - the face mesh fits the face: refitting it from a shifted, rescaled crop lands within :data:`MAX_FIT_SPREAD` of the
   face width (a mesh forced onto something that is not a frontal human face drifts), and the fitted features are in
   human proportions;
-- the whole face (chin to forehead, cheek to cheek) is inside the picture.
+- the whole face (chin to forehead, cheek to cheek) is inside the picture;
+- the mouth is uncovered (lips where the mesh puts them, :func:`check_mouth_visible`; a video's frames are judged one
+  by one and dropped instead), and the face is a real human one: photographed, not drawn, with human skin
+  (:func:`check_human`).
 
-Pure functions over landmarks (``[468, 3]`` in pixels, MediaPipe's canonical indices) except :func:`fit_spread`,
-which runs the face mesh again.
+Pure functions over landmarks (``[468, 3]`` in pixels, MediaPipe's canonical indices) and the framed picture, except
+:func:`fit_spread`, which runs the face mesh again.
 """
 
 from __future__ import annotations
@@ -178,3 +181,197 @@ def fit_spread(refit: Refit, rgb: npt.NDArray[np.uint8], lm: F32) -> float:
         other, _ = refit(image, (cx + dx * size, cy + dy * size), size * grow, angle)
         spreads.append(float(np.linalg.norm(other[:, :2] - lm[:, :2], axis=1).mean()))
     return max(spreads) / max(face_width(lm), 1e-3)
+
+
+# --- is it a real human face, and is its mouth uncovered? ---------------------------------------------------------
+#
+# The face mesh fits a human mesh onto anything the detector accepts (a drawn face, an animal, a face with a hand over
+# the mouth) and reports it present, so these checks look at the picture inside the fitted mesh instead. Every score is
+# measured at the avatar's resolution, its scales relative to the face width, so they do not depend on the picture's
+# size. bench/face_check.py prints them for the development portraits, talking-face frames and generated non-faces.
+
+#: A drawn face: the fraction of the face (inside the mesh's oval) whose 5x5 neighbourhood spans at most
+#: :data:`_FLAT_LEVELS` grey levels in every colour channel. Photos and realistic paintings: at most 0.06 (H.264 video
+#: frames are the flattest); flat-coloured or airbrushed drawings, also JPEG-compressed: 0.27 and more.
+MAX_FLAT = 0.2
+_FLAT_LEVELS = 2
+#: ...or a face without skin texture: the median magnitude of the skin's brightness detail at 1-2 % of the face width
+#: (band-pass), grey levels. Photos, paintings and video frames: 0.34 and more; smooth-shaded drawings: 0.03..0.18.
+MIN_TEXTURE = 0.15
+#: Skin colour (colour pictures only; a black-and-white photo has none to judge): the fraction of the cheeks', nose's
+#: and forehead's pixels (neither blown out nor black) whose chroma is in the range of human skin under ordinary
+#: light. Real faces from dark to light skin, painted ones and video frames: 0.6 and more; a blue, green or grey face
+#: (fur, a mask, a painted creature): far less.
+MIN_SKIN = 0.3
+#: A picture is "black and white" when the median saturation of the face is below this.
+GREY_SATURATION = 0.04
+#: An uncovered mouth: the lips' brightness relief. Down each column of the mouth's middle 60 %, from the top of the
+#: upper lip to just below the lower one, the range of the (lightly smoothed) brightness over its median; the median
+#: over the columns. The line where the lips meet, teeth and the shadow under the lower lip give real mouths 0.36 and
+#: more in the development portraits (a broad smile with teeth is the lowest) and 0.42 in every frame of the real
+#: clips; the renderer's own closed mouth (a clip made from a photo avatar) 0.22; a skin-coloured thing held over
+#: the mouth (the face's own cheek colour and grain, soft edges) 0.10 or less.
+MIN_MOUTH_RELIEF = 0.18
+
+_CHEEK_PATCH_R = (117, 118, 101, 36, 205, 187, 123)
+_CHEEK_PATCH_L = (346, 347, 330, 266, 425, 411, 352)
+_NOSE_PATCH = (168, 417, 351, 419, 248, 281, 5, 51, 3, 196, 122, 193)
+_FOREHEAD_PATCH = (67, 109, 10, 338, 297, 299, 9, 69)
+_LIP_TOP, _LIP_BOTTOM = (0, 37, 267), (17, 84, 314)
+# Human skin chroma (YCbCr, 0..255), from the classic Chai & Ngan skin range widened for make-up, tanned and very dark
+# skin, and warm or cool white balance.
+_SKIN_CB = (70.0, 135.0)
+_SKIN_CR = (128.0, 185.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Appearance:
+    """What the picture shows inside the fitted mesh (see the limits above for the ranges of real faces)."""
+
+    flat: float
+    texture: float
+    skin: float | None
+    mouth_relief: float
+
+
+def _luma(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    f = rgb.astype(np.float32)
+    out: npt.NDArray[np.float32] = 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]
+    return out
+
+
+def _blur(a: npt.NDArray[np.float32], sigma: float) -> npt.NDArray[np.float32]:
+    """Separable Gaussian blur (edges repeated), as shifted sums: no SciPy in the renderer."""
+    r = max(1, int(3 * sigma + 0.5))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2).astype(np.float32)
+    k /= k.sum()
+    p = np.pad(a, r, mode="edge")
+    h, w = a.shape
+    rows = sum(k[i] * p[i : i + h, :] for i in range(2 * r + 1))
+    out = sum(k[i] * rows[:, i : i + w] for i in range(2 * r + 1))
+    return np.asarray(out, dtype=np.float32)
+
+
+def _polygon_mask(shape: tuple[int, ...], lm: F32, indices: tuple[int, ...]) -> npt.NDArray[np.bool_]:
+    from PIL import ImageDraw
+
+    m = Image.new("L", (shape[1], shape[0]), 0)
+    ImageDraw.Draw(m).polygon([(float(lm[i, 0]), float(lm[i, 1])) for i in indices], fill=255)
+    return np.asarray(m) > 0
+
+
+def _box(lm: F32, shape: tuple[int, ...], pad: int) -> tuple[slice, slice]:
+    x0, y0 = np.floor(lm[:, :2].min(axis=0)).astype(int) - pad
+    x1, y1 = np.ceil(lm[:, :2].max(axis=0)).astype(int) + pad
+    return slice(max(0, int(y0)), min(shape[0], int(y1))), slice(max(0, int(x0)), min(shape[1], int(x1)))
+
+
+def flatness(rgb: npt.NDArray[np.uint8], lm: F32) -> float:
+    """Fraction of the face oval whose 5x5 neighbourhood spans at most :data:`_FLAT_LEVELS` levels in every channel."""
+    ys, xs = _box(lm, rgb.shape, 2)
+    face = rgb[ys, xs].astype(np.int16)
+    span = np.zeros(face.shape[:2], dtype=np.int16)
+    for c in range(3):
+        hi, lo = face[..., c].copy(), face[..., c].copy()
+        for axis in (0, 1):
+            shifted_hi = [np.roll(hi, s, axis=axis) for s in (-2, -1, 1, 2)]
+            shifted_lo = [np.roll(lo, s, axis=axis) for s in (-2, -1, 1, 2)]
+            hi = np.maximum.reduce([hi, *shifted_hi])
+            lo = np.minimum.reduce([lo, *shifted_lo])
+        span = np.maximum(span, hi - lo)
+    oval = _polygon_mask(rgb.shape, lm, FACE_OVAL)[ys, xs]
+    oval[:2], oval[-2:], oval[:, :2], oval[:, -2:] = False, False, False, False  # np.roll wraps there
+    return float((span[oval] <= _FLAT_LEVELS).mean()) if oval.any() else 0.0
+
+
+def _skin_mask(rgb: npt.NDArray[np.uint8], lm: F32) -> npt.NDArray[np.bool_]:
+    m = _polygon_mask(rgb.shape, lm, _CHEEK_PATCH_R) | _polygon_mask(rgb.shape, lm, _CHEEK_PATCH_L)
+    return m | _polygon_mask(rgb.shape, lm, _NOSE_PATCH) | _polygon_mask(rgb.shape, lm, _FOREHEAD_PATCH)
+
+
+def skin_texture(rgb: npt.NDArray[np.uint8], lm: F32) -> float:
+    """Median magnitude of the skin's brightness detail between 1 % and 2 % of the face width (grey levels)."""
+    ys, xs = _box(lm, rgb.shape, 8)
+    y = _luma(rgb[ys, xs])
+    sigma = 0.01 * face_width(lm)
+    band = _blur(y, sigma) - _blur(y, 2 * sigma)
+    skin = _skin_mask(rgb, lm)[ys, xs] & (y > 10) & (y < 245)  # blown-out highlights have no texture to show
+    return float(np.median(np.abs(band[skin]))) if skin.any() else 0.0
+
+
+def skin_colour(rgb: npt.NDArray[np.uint8], lm: F32) -> float | None:
+    """Fraction of the skin patches' pixels with a human skin chroma; None for a black-and-white picture."""
+    skin = _skin_mask(rgb, lm)
+    px = rgb[skin].astype(np.float32)
+    if len(px) == 0:
+        return 0.0
+    saturation = (px.max(axis=1) - px.min(axis=1)) / np.maximum(px.max(axis=1), 1.0)
+    if float(np.median(saturation)) < GREY_SATURATION:
+        return None
+    r, g, b = px[:, 0], px[:, 1], px[:, 2]
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    cb = 128.0 - 0.168736 * r - 0.331264 * g + 0.5 * b
+    cr = 128.0 + 0.5 * r - 0.418688 * g - 0.081312 * b
+    lit = (y > 20) & (y < 235)  # blown-out and black pixels have no colour to judge
+    if not lit.any():
+        return None
+    inside = (cb >= _SKIN_CB[0]) & (cb <= _SKIN_CB[1]) & (cr >= _SKIN_CR[0]) & (cr <= _SKIN_CR[1])
+    return float(inside[lit].mean())
+
+
+def mouth_relief(rgb: npt.NDArray[np.uint8], lm: F32) -> float:
+    """The lips' brightness relief (see :data:`MIN_MOUTH_RELIEF`)."""
+    fw = face_width(lm)
+    x0, x1 = float(lm[_MOUTH_L, 0]), float(lm[_MOUTH_R, 0])
+    top = float(lm[list(_LIP_TOP), 1].min())  # not above: a shadow under the nose is no lip
+    bottom = float(lm[list(_LIP_BOTTOM), 1].max()) + 0.03 * fw
+    sigma = max(0.008 * fw, 0.5)
+    pad = int(3 * sigma) + 2
+    h, w = rgb.shape[:2]
+    ya, yb = max(0, int(top) - pad), min(h, math.ceil(bottom) + pad)
+    xa, xb = max(0, int(min(x0, x1)) - pad), min(w, math.ceil(max(x0, x1)) + pad)
+    if yb - ya < 2 * pad + 2 or xb - xa < 2 * pad + 2:
+        return 0.0
+    y = _blur(_luma(rgb[ya:yb, xa:xb]), sigma)
+    mouth = y[max(0, int(top) - ya) : int(bottom) - ya + 1, max(0, int(min(x0, x1)) - xa) : int(max(x0, x1)) - xa + 1]
+    n = mouth.shape[1]
+    cols = mouth[:, int(0.2 * n) : max(int(0.8 * n), int(0.2 * n) + 1)]
+    spans = cols.max(axis=0) - cols.min(axis=0)
+    return float(np.median(spans) / max(float(np.median(cols)), 1.0))
+
+
+def appearance(rgb: npt.NDArray[np.uint8], lm: F32) -> Appearance:
+    return Appearance(
+        flat=flatness(rgb, lm),
+        texture=skin_texture(rgb, lm),
+        skin=skin_colour(rgb, lm),
+        mouth_relief=mouth_relief(rgb, lm),
+    )
+
+
+def check_human(a: Appearance, source: str) -> None:
+    """Refuse drawn faces and faces without human skin, saying what was found."""
+    use = "use a photo of a real human face, frontal, evenly lit, nothing covering it"
+    if a.flat > MAX_FLAT or a.texture < MIN_TEXTURE:
+        what = (
+            f"{100 * a.flat:.0f} % of it is flat colour"
+            if a.flat > MAX_FLAT
+            else f"its skin has no texture ({a.texture:.2f} grey levels of detail, a photo has {MIN_TEXTURE} or more)"
+        )
+        raise InvalidArgument(
+            f"{source}: the face looks drawn, not photographed ({what}); the avatar needs a real face: {use} "
+            "(a heavily smoothed or blurred photo looks the same: use the original)"
+        )
+    if a.skin is not None and a.skin < MIN_SKIN:
+        raise InvalidArgument(
+            f"{source}: the face does not look like human skin (only {100 * a.skin:.0f} % of the cheeks, nose and "
+            f"forehead have a skin colour); the avatar needs a real human face: {use}, in daylight or white light"
+        )
+
+
+def check_mouth_visible(a: Appearance, source: str) -> None:
+    if a.mouth_relief < MIN_MOUTH_RELIEF:
+        raise InvalidArgument(
+            f"{source}: the mouth is covered or cannot be seen (no lips found where the face's mouth is); use a "
+            "picture in which the lips are uncovered: no hand, microphone, mask or hair in front of the mouth"
+        )

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Does the builder tell a real, uncovered human face from everything else? Accept/refuse per input, with the scores.
+
+    .venv/bin/python bench/face_check.py [--portraits ../shared/data/portraits] [--clips ../shared/data/talking-faces]
+                                         [--frames 6]
+
+Inputs:
+
+- humans: every portrait in ``--portraits`` (its hard cases too: a profile, a group, a cat) and ``--frames`` frames
+  spread over each clip in ``--clips``, plus the bundled demo avatars' photos; each should build (or be refused for
+  the reason its README gives);
+- generated non-humans (tests/face_samples.py): drawn faces in flat colour, softened, JPEG-compressed, airbrushed;
+  the demo avatars recoloured out of the human skin range;
+- generated occlusions: a skin-coloured thing with the face's own cheek colour and grain held over the mouth of every
+  human picture above.
+
+Each row: the builder's answer (``build_photo_avatar`` at 512x640) and the checks' scores on the framed picture
+(flat: drawn flat colour, texture: skin detail in grey levels, skin: fraction of skin-coloured pixels, ``-`` for black
+and white, relief: the lips' brightness relief). The limits are printed first. Not a test: nothing here asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+from machine import describe
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import face_samples  # noqa: E402
+
+from avaluma.core.errors import InvalidArgument  # noqa: E402
+from avaluma.renderer import builder, face_check  # noqa: E402
+from avaluma.renderer.facemesh import FaceMesh  # noqa: E402
+from avaluma.renderer.hvia import load_hvia  # noqa: E402
+
+SIZE = (512, 640)
+
+
+def clip_frames(path: Path, count: int) -> dict[str, np.ndarray]:
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    picks = np.linspace(0, len(frames) - 1, count).round().astype(int)
+    return {f"{path.stem} frame {i}": frames[i] for i in picks}
+
+
+def framed(mesh: FaceMesh, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The picture framed and fitted as the builder does, or None when it finds no single face."""
+    try:
+        face = builder.find_face(mesh, image, "x")
+        rgb = builder._crop(image, builder.framing(face, image.shape[1], image.shape[0], SIZE), SIZE)
+        return rgb, builder._fit(mesh, rgb, "x")
+    except InvalidArgument:
+        return None
+
+
+def row(mesh: FaceMesh, name: str, image: np.ndarray) -> tuple[bool, str]:
+    t0 = time.perf_counter()
+    try:
+        builder.build_photo_avatar(image, avatar_id="bench", source=name, size=SIZE, mesh=mesh)
+        verdict, accepted = "accept", True
+    except InvalidArgument as e:
+        verdict, accepted = "REFUSE: " + e.message[len(name) + 2 :][:90], False
+    ms = 1000 * (time.perf_counter() - t0)
+    fit = framed(mesh, image)
+    if fit is None:
+        scores = "(no single face to score)"
+    else:
+        a = face_check.appearance(*fit)
+        skin = "-" if a.skin is None else f"{a.skin:.2f}"
+        scores = f"flat {a.flat:.3f}  texture {a.texture:5.2f}  skin {skin:>4}  relief {a.mouth_relief:.2f}"
+    print(f"  {name[:34]:34s} {scores:58s} {ms:5.0f} ms  {verdict}", flush=True)
+    return accepted
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--portraits", type=Path, default=ROOT.parent / "shared" / "data" / "portraits")
+    parser.add_argument("--clips", type=Path, default=ROOT.parent / "shared" / "data" / "talking-faces")
+    parser.add_argument("--frames", type=int, default=6, help="frames sampled per clip")
+    args = parser.parse_args()
+    print(describe())
+    print(
+        f"limits: flat <= {face_check.MAX_FLAT}, texture >= {face_check.MIN_TEXTURE}, skin >= {face_check.MIN_SKIN} "
+        f"(colour pictures), relief >= {face_check.MIN_MOUTH_RELIEF}"
+    )
+    mesh = FaceMesh(progress=lambda message: None)
+
+    humans: dict[str, np.ndarray] = {}
+    for name in ("grace-hopper", "astronaut"):
+        humans[f"demo {name}"] = np.array(load_hvia(ROOT / "assets" / "avatars" / f"{name}.hvia").base)
+    if args.portraits.is_dir():
+        for path in sorted(args.portraits.glob("*.[jp][pn]g")):
+            humans[path.stem] = np.asarray(Image.open(path).convert("RGB"))
+    else:
+        print(f"(no portraits at {args.portraits})")
+    if args.clips.is_dir():
+        for path in sorted(args.clips.glob("*.mp4")):
+            humans.update(clip_frames(path, args.frames))
+    else:
+        print(f"(no clips at {args.clips})")
+
+    print("\nreal people (the hard cases 12-14 are refused for their own reasons):")
+    accepted = {name: row(mesh, name, image) for name, image in humans.items()}
+    people = [n for n in humans if not n.startswith(("12_", "13_", "14_"))]
+    print(f"  -> {sum(accepted[n] for n in people)} of {len(people)} pictures of people accepted")
+
+    print("\nnot human faces:")
+    others: dict[str, np.ndarray] = dict(face_samples.drawn_faces())
+    for name in ("grace-hopper", "astronaut"):
+        others[f"demo {name} recoloured"] = face_samples.recoloured(humans[f"demo {name}"])
+    for name in (n for n in humans if n.startswith(("01_", "08_"))):
+        others[f"{name[:20]} recoloured"] = face_samples.recoloured(humans[name])
+    refused = [not row(mesh, name, image) for name, image in others.items()]
+    print(f"  -> {sum(refused)} of {len(refused)} refused")
+
+    print("\nsomething held over the mouth:")
+    covered = []
+    for name in people:
+        fit = framed(mesh, humans[name])
+        if fit is not None:
+            covered.append(not row(mesh, f"{name[:24]} covered", face_samples.occluded(*fit)))
+    print(f"  -> {sum(covered)} of {len(covered)} refused")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Generated hard inputs for the builder's "is this a real, uncovered human face?" checks (tests and
+bench/face_check.py): drawn faces in several styles, a real face recoloured out of the human skin range, and a
+skin-coloured occluder held over a real face's mouth. Everything is made here from PIL shapes, noise and the picture
+it is given: no third-party images.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+SKIN_LIGHT = (255, 205, 160)
+SKIN_DARK = (120, 80, 50)
+
+
+def cartoon(*, skin: tuple[int, int, int] = SKIN_LIGHT, size: tuple[int, int] = (512, 640)) -> np.ndarray:
+    """A drawn face in flat colours with dark outlines (clip-art style): oval face, hair, eyes with irises and
+    brows, a nose line, red lips."""
+    w, h = size
+    im = Image.new("RGB", size, (120, 180, 230))
+    d = ImageDraw.Draw(im)
+    sx, sy = w / 512, h / 640
+    d.ellipse((136 * sx, 150 * sy, 376 * sx, 470 * sy), fill=skin, outline=(60, 40, 30), width=4)
+    d.pieslice((120 * sx, 110 * sy, 392 * sx, 330 * sy), 180, 360, fill=(90, 50, 20))
+    for x in (200 * sx, 312 * sx):
+        d.ellipse((x - 28 * sx, 270 * sy, x + 28 * sx, 306 * sy), fill="white", outline="black", width=3)
+        d.ellipse((x - 12 * sx, 276 * sy, x + 12 * sx, 300 * sy), fill=(60, 100, 40))
+        d.ellipse((x - 5 * sx, 283 * sy, x + 5 * sx, 293 * sy), fill="black")
+        d.arc((x - 32 * sx, 245 * sy, x + 32 * sx, 270 * sy), 200, 340, fill=(70, 40, 20), width=5)
+    d.line((256 * sx, 300 * sy, 246 * sx, 360 * sy, 262 * sx, 362 * sy), fill=(180, 120, 90), width=4)
+    d.chord((206 * sx, 385 * sy, 306 * sx, 425 * sy), 0, 180, fill=(190, 60, 60), outline=(100, 20, 20), width=3)
+    return np.asarray(im).copy()
+
+
+def airbrushed(rgb: np.ndarray) -> np.ndarray:
+    """The drawing with soft radial shading over it (a smooth-shaded illustration)."""
+    h, w = rgb.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    shade = 1.0 - 0.35 * np.clip(np.hypot((xx - 0.43 * w) / (0.4 * w), (yy - 0.44 * h) / (0.38 * h)), 0, 1.2)
+    return np.clip(rgb * shade[..., None], 0, 255).astype(np.uint8)
+
+
+def soften(rgb: np.ndarray, radius: float = 1.5) -> np.ndarray:
+    return np.asarray(Image.fromarray(rgb).filter(ImageFilter.GaussianBlur(radius))).copy()
+
+
+def jpeg(rgb: np.ndarray, quality: int = 60) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=quality)
+    buf.seek(0)
+    return np.asarray(Image.open(buf).convert("RGB")).copy()
+
+
+def noisy(rgb: np.ndarray, sigma: float = 4.0, seed: int = 0) -> np.ndarray:
+    noise = np.random.default_rng(seed).normal(0.0, sigma, rgb.shape)
+    return np.clip(rgb + noise, 0, 255).astype(np.uint8)
+
+
+def drawn_faces() -> dict[str, np.ndarray]:
+    """The drawn faces the builder must refuse, by name."""
+    flat = cartoon()
+    return {
+        "drawn, flat colour": flat,
+        "drawn, dark skin": cartoon(skin=SKIN_DARK),
+        "drawn, softened": soften(flat),
+        "drawn, JPEG q50": jpeg(flat, 50),
+        "drawn, airbrushed": airbrushed(flat),
+        "drawn, airbrushed, JPEG q60": jpeg(airbrushed(flat), 60),
+    }
+
+
+def recoloured(rgb: np.ndarray, hue_turn: float = 0.5) -> np.ndarray:
+    """The picture with every hue turned by ``hue_turn`` of a full turn (skin becomes blue-green, like a painted
+    creature or a mask), brightness and texture kept."""
+    hsv = np.asarray(Image.fromarray(rgb).convert("HSV")).copy()
+    hsv[..., 0] = ((hsv[..., 0].astype(np.int32) + int(256 * hue_turn)) % 256).astype(np.uint8)
+    return np.asarray(Image.fromarray(hsv, "HSV").convert("RGB")).copy()
+
+
+# Cheek patch (MediaPipe indices, the subject's right cheek) the occluder takes its colour and grain from.
+_CHEEK = (117, 118, 101, 36, 205, 187, 123)
+
+
+def occluded(rgb: np.ndarray, landmarks: np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """A still, skin-coloured thing (a hand, say) held over the mouth: an ellipse over the lips and their
+    surroundings in the face's own cheek colour, with the cheek's own grain, a little shading and soft edges."""
+    from PIL import ImageDraw
+
+    lm = np.asarray(landmarks, dtype=np.float64)
+    fw = float(np.linalg.norm(lm[454, :2] - lm[234, :2]))
+    mask = Image.new("L", (rgb.shape[1], rgb.shape[0]), 0)
+    ImageDraw.Draw(mask).polygon([(float(lm[i, 0]), float(lm[i, 1])) for i in _CHEEK], fill=255)
+    cheek = rgb[np.asarray(mask) > 0].astype(np.float32)
+    colour = np.median(cheek, axis=0)
+    grey = rgb.astype(np.float32).mean(axis=2)
+    around = (np.roll(grey, 1, 0) + np.roll(grey, -1, 0) + np.roll(grey, 1, 1) + np.roll(grey, -1, 1)) / 4
+    detail = np.abs(grey - around)
+    grain = float(np.median(detail[np.asarray(mask) > 0]))  # the cheek's pixel-to-pixel detail, not its shading
+    h, w = rgb.shape[:2]
+    cx = float(lm[[61, 291], 0].mean())
+    cy = float(lm[[0, 17], 1].mean())
+    rx, ry = 0.38 * fw, 0.22 * fw  # from under the nose to the chin, as a hand over the mouth
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    noise = np.random.default_rng(seed).normal(0.0, 1.0, (h, w)).astype(np.float32)
+    noise = sum(np.roll(noise, (dy, dx), axis=(0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1))  # grain, not pixels
+    noise *= 1.5 * grain / max(float(noise.std()), 1e-6)
+    shade = 1.0 + 0.10 * (xx - cx) / rx * 0.5 - 0.08 * (yy - cy) / ry * 0.5
+    blob = colour[None, None, :] * shade[..., None] + noise[..., None]
+    d = np.hypot((xx - cx) / rx, (yy - cy) / ry)
+    alpha = np.clip((1.0 - d) / 0.15, 0.0, 1.0)[..., None]
+    out = alpha * blob + (1.0 - alpha) * rgb.astype(np.float32)
+    return np.clip(out, 0, 255).astype(np.uint8)
