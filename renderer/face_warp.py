@@ -157,6 +157,8 @@ class FaceWarp:
         fw = self.fw
         brows = self.face.brows
         centre = (brows[0].upper[-1][0] + brows[1].upper[0][0]) / 2  # the middle between the inner ends
+        r = BROW_FALLOFF * fw
+        lifts, ends = [], []
         for brow in brows:
             ux, uy = _contour(brow.upper)
             lx, ly = _contour(brow.lower)
@@ -168,7 +170,6 @@ class FaceWarp:
             below = _smooth((eye - y) / np.maximum(eye - mid, 1e-3))
             above = _smooth((y - top) / np.maximum(mid - top, 1e-3))
             v = np.where(y >= mid, below, above)
-            r = BROW_FALLOFF * fw
             h = _smooth((x - (x0 - r)) / r) * _smooth(((x1 + r) - x) / r)
             inner_right = abs(x1 - centre) < abs(x0 - centre)
             toward = 1.0 if inner_right else -1.0  # x direction towards the middle
@@ -176,14 +177,21 @@ class FaceWarp:
             g = _smooth(t.astype(np.float32))
             w = h * v
             cap = MAX_STRETCH * np.maximum(eye - mid, 0.0)  # at most this lift where the lid skin is short
-            _, ry = out["raise"]
-            ry -= np.minimum(BROW_RAISE * fw, cap) * w
+            lifts.append(np.minimum(BROW_RAISE * fw, cap) * v)
+            ends.append((x0, x1))
             ix, iy = out["inner_up"]
             iy -= np.minimum(INNER_UP * fw, cap) * g * w
             ix += toward * INNER_IN * fw * g * w
             fx, fy = out["frown"]
             fy += FROWN_DOWN * fw * (0.4 + 0.6 * g) * w
             fx += toward * FROWN_IN * fw * g * w
+        # Raised brows lift the skin between them too (the forehead moves as one): one profile from the left brow's
+        # outer end to the right one's, blended from one brow's lines to the other's across the gap between them.
+        (left_out, left_in), (right_in, right_out) = ends
+        to_right = _smooth((x - left_in) / max(right_in - left_in, 1.0))
+        outer = _smooth((x - (left_out - r)) / r) * _smooth(((right_out + r) - x) / r)
+        _, ry = out["raise"]
+        ry -= outer * ((1.0 - to_right) * lifts[0] + to_right * lifts[1])
         # The crease between frowning brows: two faint vertical lines either side of the middle.
         inner_y = (brows[0].upper[-1][1] + brows[1].upper[0][1]) / 2
         sigma = max(1.0, 0.012 * fw)

@@ -229,3 +229,21 @@ def test_a_giant_face_gets_no_expression_instead_of_huge_fields() -> None:
     frame = np.zeros((4096, 4096, 3), np.uint8)
     warp.apply(frame, SURPRISED)
     assert not frame.any()
+
+
+def test_the_fields_are_smooth_so_there_are_no_seams(grace) -> None:  # type: ignore[no-untyped-def]
+    """Every unit field changes by at most 0.6 px between neighbouring pixels at full strength (a seam would be a step
+    of several pixels; these are the stretch above the eyes and the falloffs), also where a region ends, and is zero
+    outside the regions the warp may change."""
+    warp = prepared(grace).face
+    assert warp is not None
+    ys, xs = np.mgrid[0 : grace.height, 0 : grace.width].astype(np.float32)
+    fields, shade = warp.fields(xs, ys)
+    inside = np.zeros(ys.shape, bool)
+    for y0, y1, x0, x1 in warp.regions:
+        inside[y0:y1, x0:x1] = True
+    for name, (dx, dy) in fields.items():
+        for d in (dx, dy):
+            assert np.abs(np.diff(d, axis=0)).max() < 0.6 and np.abs(np.diff(d, axis=1)).max() < 0.6, name
+            assert np.abs(d[~inside]).max() < 1e-3, name
+    assert np.abs(np.diff(shade, axis=1)).max() < 0.05 and shade[~inside].max() < 1e-4
