@@ -5,10 +5,11 @@
 Prints the machine, then:
 
 1. render cost per frame at 512x640 through the real path (``RenderSession`` -> ``Animator`` -> ``Compositor``, the
-   ``energy`` lip-sync backend so the model's cost does not hide the difference) with expressions on (emotion
-   ``happy``: a smile held through the speech, prosody-driven brows, nods, tilts and glances) vs off, side by side
-   and interleaved in the same run, on one core, for the photo avatar (grace-hopper) and for a video avatar built
-   from a talking-faces clip where the corpus is there. The prosody analysis is counted in the "on" figure.
+   ``energy`` lip-sync backend so the model's cost does not hide the difference) with expressions off, on with a
+   neutral face (prosody-driven brows, nods, tilts and glances) and on with a happy one (a smile held through the
+   speech as well), side by side and interleaved in the same run, on one core, for the photo avatar (grace-hopper)
+   and for a video avatar built from a talking-faces clip where the corpus is there. The prosody analysis is counted
+   in the "on" figures, and its cost without pixels is printed after them.
 2. event timing on the lip-sync evaluation speech (the human test speakers of ``bench/lipsync_eval.py``: the same
    loader), driven as a session drives it (the trained model's voice activity, 25 fps, 100 ms chunks) but without
    pixels: brow raises vs reference pitch accents, nods vs phrase ends (and vs accents or phrase ends), precision and
@@ -91,10 +92,14 @@ def video_avatar(clip: Path | None, seconds: float) -> Avatar | None:
     return avatar
 
 
-def render_run(avatar: Avatar, audio: npt.NDArray[np.float32], *, expressions: bool) -> tuple[int, float]:
+#: The cost runs: expressions off (today's frames), on with the neutral face (prosody-driven brows, nods, tilts and
+#: glances only) and on with a happy face (a smile warped into every frame as well).
+MODES = (("off", False, "neutral"), ("on, neutral", True, "neutral"), ("on, happy", True, "happy"))
+
+
+def render_run(avatar: Avatar, audio: npt.NDArray[np.float32], *, expressions: bool, emotion: str) -> tuple[int, float]:
     """Frames and seconds for one session speaking ``audio`` (100 ms chunks) then a second of idle frames."""
     backend: LipSyncBackend = EnergyBackend()
-    emotion = "happy" if expressions else "neutral"
     s = RenderSession(avatar, backend, fps=FPS, audio_sample_rate=SR, expressions=expressions, emotion=emotion)
     step = SR // 10
     n = 0
@@ -106,21 +111,39 @@ def render_run(avatar: Avatar, audio: npt.NDArray[np.float32], *, expressions: b
     return n, time.perf_counter() - started
 
 
+def motion_cost(audio: npt.NDArray[np.float32], rounds: int) -> float:
+    """Seconds per frame of the pixel-free part: prosody analysis, tracking and the expression motion."""
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        analyzer, tracker, motion = ProsodyAnalyzer(FPS), ProsodyTracker(FPS), ExpressionMotion(FPS, 0)
+        frames = []
+        for i in range(0, len(audio), SR // 10):
+            frames += analyzer.push(audio[i : i + SR // 10])
+        frames += analyzer.flush()
+        for f in frames:
+            motion.step(tracker.step(f))
+        best = min(best, (time.perf_counter() - started) / len(frames))
+    return best
+
+
 def bench_cost(avatars: list[Avatar], seconds: float, rounds: int) -> None:
     audio = speech_like(seconds, seed=3)
     print(f"\n1. render cost, {seconds:g} s of speech + 1 s idle per run, {rounds} interleaved runs each (best shown)")
-    print(f"{'avatar':<28}{'expressions':>12}{'frames/s':>10}{'ms/frame':>10}{'median ms':>11}")
+    print(f"{'avatar':<28}{'expressions':>13}{'frames/s':>10}{'ms/frame':>10}{'median ms':>11}{'added ms':>10}")
     for avatar in avatars:
-        runs: dict[bool, list[float]] = {True: [], False: []}
+        runs: dict[str, list[float]] = {name: [] for name, _, _ in MODES}
         for _ in range(rounds):
-            for on in (False, True):
-                n, secs = render_run(avatar, audio, expressions=on)
-                runs[on].append(secs / n)
+            for name, on, emotion in MODES:
+                n, secs = render_run(avatar, audio, expressions=on, emotion=emotion)
+                runs[name].append(secs / n)
         label = f"{avatar.id} {avatar.width}x{avatar.height} {avatar.kind}"
-        for on in (False, True):
-            best, median = min(runs[on]), statistics.median(runs[on])
-            print(f"{label:<28}{'on' if on else 'off':>12}{1 / best:>10.0f}{best * 1000:>10.2f}{median * 1000:>11.2f}")
-        print(f"{'':<28}{'added':>12}{'':>10}{(min(runs[True]) - min(runs[False])) * 1000:>+10.2f}")
+        off = min(runs["off"])
+        for name, _, _ in MODES:
+            best, median = min(runs[name]), statistics.median(runs[name])
+            added = f"{(best - off) * 1000:+.2f}" if name != "off" else ""
+            print(f"{label:<28}{name:>13}{1 / best:>10.0f}{best * 1000:>10.2f}{median * 1000:>11.2f}{added:>10}")
+    print(f"of which prosody + motion (no pixels): {motion_cost(audio, rounds) * 1000:.3f} ms per frame")
 
 
 # --- 2. event timing --------------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ PHRASE_NOD = 0.006  #: on a phrase end
 NOD_HOLD_S = 0.1
 NOD_REFRACTORY_S = 0.5
 TILT = (0.012, 0.028)  #: head_roll range (radians) a phrase boundary tilts to, alternating sides
-TILT_RELAX_S = 2.5  #: a pause this long brings the head upright again
+TILT_HOLD_S = (1.2, 2.5)  #: how long a tilt is held before the head comes upright again (people rarely hold one)
 GAZE_CHANCE = 0.6  #: share of phrase ends that glance aside
 GAZE_DX = (0.035, 0.08)
 GAZE_DY = (-0.05, 0.01)
@@ -111,6 +111,7 @@ class ExpressionMotion:
         self._nod_left = 0
         self._since_nod = 10**9
         self._gaze_left = 0
+        self._tilt_left = 0
         self._tilt_side = 1.0 if self._rng.random() < 0.5 else -1.0
 
     @property
@@ -171,6 +172,7 @@ class ExpressionMotion:
         if f.phrase_end:
             self._tilt_side = -self._tilt_side
             t[_ROLL] = self._tilt_side * float(rng.uniform(*TILT)) * scale
+            self._tilt_left = max(1, round(float(rng.uniform(*TILT_HOLD_S)) * fps))
             if rng.random() < GAZE_CHANCE:
                 t[_GX] = float(rng.choice([-1.0, 1.0]) * rng.uniform(*GAZE_DX))
                 t[_GY] = float(rng.uniform(*GAZE_DY))
@@ -179,10 +181,12 @@ class ExpressionMotion:
             self._gaze_left -= 1
             if self._gaze_left == 0:
                 t[_GX] = t[_GY] = 0.0
+        if not f.phrase_end and self._tilt_left > 0:
+            self._tilt_left -= 1
+            if self._tilt_left == 0:
+                t[_ROLL] = 0.0
         if f.speaking:
             self._gaze_left = min(self._gaze_left, max(1, round(0.3 * fps)))  # talking again: eyes back to camera
-        elif f.pause_s >= TILT_RELAX_S:
-            t[_ROLL] = 0.0
         return f.accent, nodded
 
     def _follow(self) -> None:
