@@ -10,6 +10,7 @@ and the mouth atlas.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -115,7 +116,7 @@ class MouthRig:
 
         def point(value: Any, name: str) -> Point:
             ok = isinstance(value, list | tuple) and len(value) == 2
-            if not ok or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+            if not ok or not all(_finite(v) for v in value):
                 raise InvalidArgument(f"{source}: rig {name} must be [x, y] numbers")
             return (float(value[0]), float(value[1]))
 
@@ -127,6 +128,16 @@ class MouthRig:
         )
 
 
+def _finite(value: Any) -> bool:
+    """A JSON number that is a finite float (not a bool; not NaN, infinite, or an integer too large for a float)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond float range (JSON allows any number of digits)
+        return False
+
+
 def _points(value: Any, name: str, source: str) -> tuple[Point, ...]:
     """A JSON list of [x, y] number pairs; every problem is an :class:`InvalidArgument` naming ``source``."""
     if not isinstance(value, list) or len(value) > 512:
@@ -134,7 +145,7 @@ def _points(value: Any, name: str, source: str) -> tuple[Point, ...]:
     out = []
     for i, p in enumerate(value):
         ok = isinstance(p, list | tuple) and len(p) == 2
-        if not ok or not all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in p):
+        if not ok or not all(_finite(v) for v in p):
             raise InvalidArgument(f"{source}: rig {name}[{i}] must be [x, y] numbers")
         out.append((float(p[0]), float(p[1])))
     return tuple(out)
@@ -252,8 +263,8 @@ class FaceRig:
         points = _points(cheeks, "face cheeks", source)
         if len(points) != 2:
             raise InvalidArgument(f"{source}: face cheeks must be 2 [x, y] points (image-left first)")
-        if not isinstance(fw, int | float) or isinstance(fw, bool):
-            raise InvalidArgument(f"{source}: face face_width must be a number")
+        if not _finite(fw):
+            raise InvalidArgument(f"{source}: face face_width must be a finite number")
         left, right = (BrowRig.from_json(b, source=source) for b in brows)
         return FaceRig(brows=(left, right), cheeks=(points[0], points[1]), face_width=float(fw))
 

@@ -172,16 +172,33 @@ def _set(key, value):  # type: ignore[no-untyped-def]
         (lambda f: f["cheeks"].pop(), "face cheeks must be 2"),
         (_set("cheeks", [[20, 34], [-1, 34]]), "cheek point .* outside the image"),
         (_set("face_width", -3), "face_width must be 8 px up to the image width"),
-        (_set("face_width", float("inf")), "face_width must be 8 px up to the image width"),
+        (_set("face_width", float("inf")), "face_width must be a finite number"),
+        (_set("face_width", 10**400), "face_width must be a finite number"),
+        (lambda f: f["brows"][0]["upper"].__setitem__(-1, [2**70, 3]), "brow upper edge point .* outside the image"),
+        (lambda f: f["brows"][0]["upper"].__setitem__(0, [10**400, 3]), r"brow upper\[0\] must be \[x, y\]"),
         (_set("face_width", 10_000), "face_width must be 8 px up to the image width"),
-        (_set("face_width", True), "face_width must be a number"),
-        (_set("face_width", "40"), "face_width must be a number"),
+        (_set("face_width", True), "face_width must be a finite number"),
+        (_set("face_width", "40"), "face_width must be a finite number"),
         (_set("face_width", 9), "brows span .* more than 1.5 x face_width"),
     ],
 )
 def test_hostile_face_regions_are_one_clear_error(change, reason: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(AvatarFileError, match=rf"^face\.hvia: rig\.json: .*{reason}"):
         load_hvia_bytes(_with_face(change), source="face.hvia")
+
+
+def test_huge_integers_in_the_mouth_rig_are_one_clear_error() -> None:
+    """JSON integers beyond float range (issue 17 found them in every rig point parser)."""
+    data = photo_bytes()
+    rig = json.loads(entries(data)["rig.json"])
+    for key, value in (("chin", [10**400, 3]), ("jaw", [[1, 2], [10**400, 3], [5, 6]])):
+        broken = json.loads(json.dumps(rig))
+        broken["mouth"][key] = value
+        damaged = rebuild(data, replace={"rig.json": json.dumps(broken).encode()})
+        with pytest.raises(
+            AvatarFileError, match=r"^big\.hvia: rig\.json: rig (chin|jaw\[1\]) must be \[x, y\] numbers"
+        ):
+            load_hvia_bytes(damaged, source="big.hvia")
 
 
 def test_face_regions_in_a_version_2_file_are_refused() -> None:
