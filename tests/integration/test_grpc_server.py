@@ -100,6 +100,7 @@ CALLS: dict[str, Caller] = {
     "StopSession": _sessions("StopSession", avatar_service_pb2.StopSessionRequest(session_id="ses_x")),
     "GetSession": _sessions("GetSession", avatar_service_pb2.GetSessionRequest(session_id="ses_x")),
     "ListSessions": _sessions("ListSessions", avatar_service_pb2.ListSessionsRequest()),
+    "SetEmotion": _sessions("SetEmotion", avatar_service_pb2.SetEmotionRequest(session_id="ses_x", emotion="happy")),
     "WatchSession": _watch,
     "Render (sending nothing)": _render_silent,
 }
