@@ -21,16 +21,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
 from avaluma.core import telemetry
-from avaluma.core.errors import AvalumaError, InvalidArgument, Unavailable
+from avaluma.core.errors import AvalumaError, Unavailable
 from avaluma.core.live.audio_receiver import AudioStreamReceiver, SenderPolicy, SendRpc
 from avaluma.core.live.events import EndReason, SessionError, SessionStats
 from avaluma.core.live.playout import Clock, FaultRelay, FrameSink, Playout
+from avaluma.core.live.sessions import VideoPublishing
 from avaluma.core.live.telemetry_render import KIND_LIVEKIT, lipsync_instrumentation, stream_telemetry
 from avaluma.core.media import float_to_pcm16
 from avaluma.core.tasks import cancel_and_wait
@@ -43,6 +43,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "AVSyncSink",
+    "LiveKitRuntime",
+    "LiveSession",
+    "VideoPublishing",
+    "build_live_session",
+    "start_livekit_runtime",
+]
+
 #: Seconds between two ``stats`` events of a session.
 STATS_INTERVAL_S: Final = 1.0
 #: Media queued in LiveKit's audio source and the synchronizer's video queue (AvatarRunner's default).
@@ -52,31 +61,6 @@ AUDIO_TRACK_NAME: Final = "avatar_audio"
 
 #: Ends a session: ``(reason, detail)``. Provided by the session registry.
 EndSession = Callable[[EndReason, str], None]
-
-
-@dataclass(frozen=True, slots=True)
-class VideoPublishing:
-    """How ``avatar_video`` is published. The defaults are LiveKit's own: VP8, the bitrate its presets pick for the
-    frame size (``max_bitrate`` 0), simulcast on; :mod:`.admission` counts the encoder of these."""
-
-    codec: str = "vp8"  #: "vp8" or "h264"
-    max_bitrate: int = 0  #: bits per second of the full layer; 0 leaves it to LiveKit
-    simulcast: bool = True
-
-    def track_options(self, *, fps: int) -> Any:
-        """The ``rtc.TrackPublishOptions`` of the camera track that publishes frames at ``fps``."""
-        from livekit import rtc
-
-        codecs = {"vp8": rtc.VideoCodec.VP8, "h264": rtc.VideoCodec.H264}
-        if self.codec not in codecs:
-            raise InvalidArgument(f"video codec must be one of {', '.join(codecs)}, got {self.codec!r}")
-        options = rtc.TrackPublishOptions(
-            source=rtc.TrackSource.SOURCE_CAMERA, video_codec=codecs[self.codec], simulcast=self.simulcast
-        )
-        if self.max_bitrate > 0:
-            options.video_encoding.max_bitrate = self.max_bitrate
-            options.video_encoding.max_framerate = float(fps)
-        return options
 
 
 class LiveSession:

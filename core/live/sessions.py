@@ -139,6 +139,55 @@ class SessionSlots:
 
 # --- request validation (pure) ----------------------------------------------------------------------------------
 
+#: Video codecs a session may publish with (LiveKit's names, lower case).
+VIDEO_CODECS: Final = ("vp8", "h264")
+#: Bounds of a session's full-layer video bitrate, bits per second (0: LiveKit's choice for the frame size).
+MIN_VIDEO_BITRATE: Final = 50_000
+MAX_VIDEO_BITRATE: Final = 50_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class VideoPublishing:
+    """How ``avatar_video`` is published. The defaults are LiveKit's own: VP8, the bitrate its presets pick for the
+    frame size (``max_bitrate`` 0), simulcast on; :mod:`.admission` counts the encoder of these. Validated on
+    construction (:class:`InvalidArgument` naming the ``publish.`` field)."""
+
+    codec: str = "vp8"  #: "vp8" or "h264"
+    max_bitrate: int = 0  #: bits per second of the full layer; 0 leaves it to LiveKit
+    simulcast: bool = True
+
+    def __post_init__(self) -> None:
+        if self.codec not in VIDEO_CODECS:
+            raise InvalidArgument(
+                f"publish.video_codec: video codec must be one of {', '.join(VIDEO_CODECS)}, got {self.codec!r}"
+            )
+        if self.max_bitrate != 0 and not MIN_VIDEO_BITRATE <= self.max_bitrate <= MAX_VIDEO_BITRATE:
+            raise InvalidArgument(
+                f"publish.video_max_bitrate {self.max_bitrate} is out of range: use {MIN_VIDEO_BITRATE}.."
+                f"{MAX_VIDEO_BITRATE} bits per second, or 0 for LiveKit's choice for the frame size"
+            )
+
+    def resolve(self, *, codec: str = "", max_bitrate: int = 0, simulcast: bool | None = None) -> VideoPublishing:
+        """These defaults with a request's choices on top (``""``, 0 and ``None``: keep the default)."""
+        return VideoPublishing(
+            codec or self.codec,
+            max_bitrate or self.max_bitrate,
+            self.simulcast if simulcast is None else simulcast,
+        )
+
+    def track_options(self, *, fps: int) -> Any:
+        """The ``rtc.TrackPublishOptions`` of the camera track that publishes frames at ``fps``."""
+        from livekit import rtc
+
+        codecs = {"vp8": rtc.VideoCodec.VP8, "h264": rtc.VideoCodec.H264}
+        options = rtc.TrackPublishOptions(
+            source=rtc.TrackSource.SOURCE_CAMERA, video_codec=codecs[self.codec], simulcast=self.simulcast
+        )
+        if self.max_bitrate > 0:
+            options.video_encoding.max_bitrate = self.max_bitrate
+            options.video_encoding.max_framerate = float(fps)
+        return options
+
 
 @dataclass(frozen=True, slots=True)
 class TokenInfo:
@@ -294,6 +343,8 @@ class Session:
     render: RenderOptions
     #: The emotion shown now (one of ``core.media.EMOTIONS``): the start request's, then the last one set.
     emotion: str = "neutral"
+    #: How its video is published (the server's ``sessions.publish`` with the request's choices on top).
+    video: VideoPublishing = field(default_factory=VideoPublishing)
     #: Wall-clock start, nanoseconds since the Unix epoch.
     started_at_ns: int = field(default_factory=time.time_ns)
     state: SessionState = SessionState.STARTING
@@ -359,6 +410,10 @@ class StartRequest:
     idle_timeout_s: int = 0
     #: Empty: the server's default (``render.emotion``).
     emotion: str = ""
+    #: Publishing choices of the request, applied over the server's (``""`` / 0 / ``None``: the server's).
+    video_codec: str = ""
+    video_max_bitrate: int = 0
+    simulcast: bool | None = None
 
 
 class SessionRegistry:
@@ -377,10 +432,13 @@ class SessionRegistry:
         idle_timeout_s: int = DEFAULT_IDLE_TIMEOUT_S,
         accepted_senders: tuple[str, ...] = (),
         default_emotion: str = "neutral",
+        publish_defaults: VideoPublishing | None = None,
     ) -> None:
         """``runtime`` starts what plays in a joined room (none: sessions only hold the room); ``hooks`` is a pluggy
         hook relay (``pm.hook``) whose ``session_started`` / ``session_ended`` are called. ``default_emotion``: the
-        emotion of sessions whose request names none."""
+        emotion of sessions whose request names none; ``publish_defaults``: how sessions publish their video unless
+        the request says otherwise (``sessions.publish``)."""
+        self.publish_defaults = publish_defaults or VideoPublishing()
         self._default_avatar = default_avatar
         self._default_emotion = check_emotion(default_emotion, field="render.emotion")
         self._store = store
@@ -402,6 +460,9 @@ class SessionRegistry:
         url = check_livekit_url(request.livekit_url)
         token = parse_livekit_token(request.livekit_token)
         emotion = check_emotion(request.emotion or self._default_emotion)
+        publish = self.publish_defaults.resolve(
+            codec=request.video_codec, max_bitrate=request.video_max_bitrate, simulcast=request.simulcast
+        )
         avatar = self._store.get(request.avatar_id or self._default_avatar)
         render = request.render or self.render_defaults
         for other in self._sessions.values():
@@ -422,6 +483,7 @@ class SessionRegistry:
             idle_timeout_s=request.idle_timeout_s or self._idle_timeout_s,
             render=render,
             emotion=emotion,
+            video=publish,
             slot=slot,
             trace_context=telemetry.current_context(),
         )

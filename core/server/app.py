@@ -37,6 +37,7 @@ from avaluma.core.live.sessions import (
     SessionRegistry,
     SessionRuntime,
     SessionSlots,
+    VideoPublishing,
     connect_livekit,
 )
 from avaluma.core.server.auth import ApiKeyInterceptor, ApiKeys
@@ -123,20 +124,17 @@ def _backend_factory(config: Config, registry: ProviderRegistry | None) -> Calla
     return build
 
 
-def livekit_runtime_factory(backend: SharedBackend, publish: PublishConfig | None = None) -> RuntimeFactory:
+def livekit_runtime_factory(backend: SharedBackend) -> RuntimeFactory:
     """Sessions in real LiveKit rooms render with the shared backend and publish through ``AVSynchronizer``, the
-    video as ``publish`` says (``sessions.publish``; default: LiveKit's defaults)."""
+    video as the session's ``video`` says (``sessions.publish`` with the start request's choices on top)."""
 
     async def start(
         session: Session, room: RoomHandle, avatar: Avatar, *, end: Callable[[EndReason, str], None]
     ) -> SessionRuntime | None:
         if not isinstance(room, LiveKitRoom):
             return None  # a scripted room (tests): nothing to play in
-        from avaluma.core.live.livekit_session import VideoPublishing, start_livekit_runtime
+        from avaluma.core.live.livekit_session import start_livekit_runtime
 
-        video = VideoPublishing()
-        if publish is not None:
-            video = VideoPublishing(publish.video_codec, publish.video_max_bitrate, publish.simulcast)
         return await start_livekit_runtime(
             session,
             room.room,
@@ -145,10 +143,14 @@ def livekit_runtime_factory(backend: SharedBackend, publish: PublishConfig | Non
             fps=session.render.fps,
             audio_sample_rate=session.render.audio_sample_rate,
             end=end,
-            video=video,
+            video=session.video,
         )
 
     return start
+
+
+def _publishing(publish: PublishConfig) -> VideoPublishing:
+    return VideoPublishing(publish.video_codec, publish.video_max_bitrate, publish.simulcast)
 
 
 async def _measure_budget(slots: SessionSlots, store: AvatarStore, backend: SharedBackend, config: Config) -> None:
@@ -210,11 +212,12 @@ async def start_server(
         defaults=defaults,
         default_avatar=config.default_avatar,
         connector=room_connector,
-        runtime=runtime if runtime is not None else livekit_runtime_factory(backend, config.sessions.publish),
+        runtime=runtime if runtime is not None else livekit_runtime_factory(backend),
         hooks=hooks,
         idle_timeout_s=config.sessions.idle_timeout_s,
         accepted_senders=config.sessions.accepted_senders,
         default_emotion=config.render.emotion,
+        publish_defaults=_publishing(config.sessions.publish),
     )
     render = RenderServicer(
         store=avatars,

@@ -1,7 +1,8 @@
 """The HTTP API compatible with the hosted avatar service, so an agent written for it can point at this server.
 
 - ``POST /v1/livekit/start-avatar``: JSON ``{livekit_url, livekit_token, avatar_id?, accepted_sender_identities?,
-  agent_identity?, idle_timeout_s?, emotion?}`` -> ``{status: "success", session_id, avatar_participant_identity}``;
+  agent_identity?, idle_timeout_s?, emotion?, publish?: {video_codec?, video_max_bitrate?, simulcast?}}`` ->
+  ``{status: "success", session_id, avatar_participant_identity}``;
 - ``POST /v1/livekit/stop-avatar``: JSON ``{session_id}`` -> ``{status: "success"}``;
 - ``POST /v1/livekit/set-emotion``: JSON ``{session_id, emotion}`` -> ``{status: "success", session_id, emotion}``
   (from this point of the session's audio on, eased; an unknown name is ``400`` listing the valid ones);
@@ -84,7 +85,9 @@ _START_FIELDS: Final = {
     "agent_identity": str,
     "idle_timeout_s": int,
     "emotion": str,
+    "publish": dict,
 }
+_PUBLISH_FIELDS: Final = {"video_codec": str, "video_max_bitrate": int, "simulcast": bool}
 
 
 @dataclass
@@ -156,11 +159,26 @@ def parse_start_body(body: dict[str, Any]) -> StartRequest:
             continue
         if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise InvalidArgument(f"{name} must be a non-negative whole number of seconds")
+        if kind is dict and not isinstance(value, dict):
+            raise InvalidArgument(f"{name} must be a JSON object: {{{', '.join(_PUBLISH_FIELDS)}}}")
         if kind is not int and not isinstance(value, kind):
             raise InvalidArgument(f"{name} must be a JSON {'string' if kind is str else 'array of strings'}")
     senders = body.get("accepted_sender_identities") or []
     if not all(isinstance(s, str) and s for s in senders):
         raise InvalidArgument("accepted_sender_identities must be an array of non-empty strings")
+    publish: dict[str, Any] = body.get("publish") or {}
+    unknown = sorted(set(publish) - set(_PUBLISH_FIELDS))
+    if unknown:  # a typo here would silently publish with other settings than asked for
+        raise InvalidArgument(f"publish has unknown fields {', '.join(unknown)}: use {', '.join(_PUBLISH_FIELDS)}")
+    for name, kind in _PUBLISH_FIELDS.items():
+        value = publish.get(name)
+        if value is None:
+            continue
+        if (kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0)) or (
+            kind is not int and not isinstance(value, kind)
+        ):
+            what = {str: "a string: vp8 or h264", int: "a non-negative whole number of bits per second"}
+            raise InvalidArgument(f"publish.{name} must be {what.get(kind, 'true or false')}")
     return StartRequest(
         livekit_url=body.get("livekit_url") or "",
         livekit_token=body.get("livekit_token") or "",
@@ -169,6 +187,9 @@ def parse_start_body(body: dict[str, Any]) -> StartRequest:
         agent_identity=body.get("agent_identity") or None,
         idle_timeout_s=int(body.get("idle_timeout_s") or 0),
         emotion=body.get("emotion") or "",
+        video_codec=publish.get("video_codec") or "",
+        video_max_bitrate=int(publish.get("video_max_bitrate") or 0),
+        simulcast=publish.get("simulcast"),
     )
 
 

@@ -31,6 +31,19 @@ ErrorCode = Literal[
 ]
 
 
+class PublishOptions(BaseModel):
+    """How the avatar's video is published; omitted fields use the server's sessions.publish. Admission counts VP8
+    with simulcast whatever is chosen (docs/livekit.md, Capacity)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    video_codec: Literal["vp8", "h264"] | None = Field(None, description="vp8 (LiveKit's default) or h264.")
+    video_max_bitrate: int = Field(
+        0, ge=0, description="Bits/s of the full layer (50000..50000000); 0 = the server's default."
+    )
+    simulcast: bool | None = Field(None, description="Also publish a lower layer; omitted = the server's default.")
+
+
 class StartAvatarRequest(BaseModel):
     """Start an avatar in a LiveKit room. Fields other clients of the hosted API send are ignored."""
 
@@ -54,6 +67,7 @@ class StartAvatarRequest(BaseModel):
         description="The emotion the avatar shows; empty = the server's default (render.emotion, neutral). Change it "
         "later with set-emotion.",
     )
+    publish: PublishOptions | None = Field(None, description="Video codec, bitrate, simulcast of this session.")
 
 
 class StartAvatarResponse(BaseModel):

@@ -11,7 +11,7 @@ from typing import Final
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from avaluma.core.errors import AvalumaError
+from avaluma.core.errors import AvalumaError, InvalidArgument
 from avaluma.core.live.events import (
     EndReason,
     SessionError,
@@ -20,7 +20,7 @@ from avaluma.core.live.events import (
     SessionState,
     SessionStats,
 )
-from avaluma.core.live.sessions import Session, StartRequest
+from avaluma.core.live.sessions import Session, StartRequest, VideoPublishing
 from avaluma.core.media import RenderOptions
 from avaluma.proto.v1 import avatar_service_pb2, common_pb2
 from avaluma.renderer.engine import PlaybackEvent
@@ -40,6 +40,10 @@ END_REASONS: Final[dict[EndReason, avatar_service_pb2.EndReason]] = {
     EndReason.SERVER_SHUTDOWN: avatar_service_pb2.END_REASON_SERVER_SHUTDOWN,
     EndReason.LIPSYNC_UNAVAILABLE: avatar_service_pb2.END_REASON_LIPSYNC_UNAVAILABLE,
 }
+VIDEO_CODECS: Final[dict[str, avatar_service_pb2.VideoCodec]] = {
+    "vp8": avatar_service_pb2.VIDEO_CODEC_VP8,
+    "h264": avatar_service_pb2.VIDEO_CODEC_H264,
+}
 
 
 # --- requests ---------------------------------------------------------------------------------------------------
@@ -58,6 +62,16 @@ def render_options(message: common_pb2.RenderOptions, defaults: RenderOptions) -
 
 
 def start_request(message: avatar_service_pb2.StartSessionRequest, defaults: RenderOptions) -> StartRequest:
+    publish = message.publish
+    codec = ""
+    if publish.video_codec != avatar_service_pb2.VIDEO_CODEC_UNSPECIFIED:
+        names = {number: name for name, number in VIDEO_CODECS.items()}
+        if publish.video_codec not in names:
+            raise InvalidArgument(
+                f"publish.video_codec {publish.video_codec} is not a known VideoCodec: use VP8 or H264, or leave it "
+                "unset for the server's default"
+            )
+        codec = names[publish.video_codec]
     return StartRequest(
         livekit_url=message.livekit_url,
         livekit_token=message.livekit_token,
@@ -67,6 +81,9 @@ def start_request(message: avatar_service_pb2.StartSessionRequest, defaults: Ren
         agent_identity=message.agent_identity if message.HasField("agent_identity") else None,
         idle_timeout_s=message.idle_timeout_s,
         emotion=message.emotion,
+        video_codec=codec,
+        video_max_bitrate=publish.video_max_bitrate,
+        simulcast=publish.simulcast if publish.HasField("simulcast") else None,
     )
 
 
@@ -89,6 +106,12 @@ def render_options_message(options: RenderOptions) -> common_pb2.RenderOptions:
     )
 
 
+def publish_options_message(publish: VideoPublishing) -> avatar_service_pb2.PublishOptions:
+    return avatar_service_pb2.PublishOptions(
+        video_codec=VIDEO_CODECS[publish.codec], video_max_bitrate=publish.max_bitrate, simulcast=publish.simulcast
+    )
+
+
 def session_info(session: Session) -> avatar_service_pb2.SessionInfo:
     return avatar_service_pb2.SessionInfo(
         session_id=session.id,
@@ -101,6 +124,7 @@ def session_info(session: Session) -> avatar_service_pb2.SessionInfo:
         render=render_options_message(session.render),
         started_at=timestamp(session.started_at_ns),
         emotion=session.emotion,
+        publish=publish_options_message(session.video),
     )
 
 

@@ -60,6 +60,10 @@ class StartRequest:
     idle_timeout_s: int = 0
     #: Empty: the server's default (neutral).
     emotion: str = ""
+    #: How the avatar's video is published: "vp8" / "h264", full-layer bits/s, simulcast; ""/0/None: the server's.
+    video_codec: str = ""
+    video_max_bitrate: int = 0
+    simulcast: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,17 @@ class GrpcClient(AvatarServiceClient):
         )
         if request.agent_identity is not None:
             message.agent_identity = request.agent_identity
+        if request.video_codec:
+            codecs = {"vp8": avatar_service_pb2.VIDEO_CODEC_VP8, "h264": avatar_service_pb2.VIDEO_CODEC_H264}
+            if request.video_codec not in codecs:
+                raise AvalumaException(
+                    f"video_codec must be one of {', '.join(codecs)}, got {request.video_codec!r}",
+                    code="INVALID_ARGUMENT",
+                )
+            message.publish.video_codec = codecs[request.video_codec]
+        message.publish.video_max_bitrate = request.video_max_bitrate
+        if request.simulcast is not None:
+            message.publish.simulcast = request.simulcast
         try:
             response = await self._stub.StartSession(message, metadata=self._metadata, timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:
@@ -227,6 +242,15 @@ class HttpClient(AvatarServiceClient):
             body["agent_identity"] = request.agent_identity
         if request.emotion:
             body["emotion"] = request.emotion
+        publish: dict[str, Any] = {}
+        if request.video_codec:
+            publish["video_codec"] = request.video_codec
+        if request.video_max_bitrate:
+            publish["video_max_bitrate"] = request.video_max_bitrate
+        if request.simulcast is not None:
+            publish["simulcast"] = request.simulcast
+        if publish:
+            body["publish"] = publish
         payload = await self._post(START_PATH, body, timeout_s=timeout_s)
         session_id = payload.get("session_id")
         if not isinstance(session_id, str) or not session_id:

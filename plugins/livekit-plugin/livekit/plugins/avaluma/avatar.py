@@ -107,6 +107,9 @@ class AvatarSession(_LiveKitAvatarSession[Any]):
         accepted_senders: Sequence[str] = (),
         idle_timeout_s: int = 0,
         emotion: str = "",
+        video_codec: str = "",
+        video_max_bitrate: int = 0,
+        simulcast: bool | None = None,
         sample_rate: int = 24_000,
         retry: RetryPolicy | None = None,
         grpc_interceptors: Sequence[Any] = (),
@@ -121,7 +124,9 @@ class AvatarSession(_LiveKitAvatarSession[Any]):
         is found by itself. ``accepted_senders``: external senders (agent-2) that may talk through the same avatar.
         ``idle_timeout_s``: end the avatar after this long without audio (0 = the server's default).
         ``emotion``: the emotion it starts with (``neutral``, ``happy``, ``serious``, ``surprised``, ``concerned``;
-        empty = the server's default); an unknown name fails :meth:`start` with ``INVALID_ARGUMENT``."""
+        empty = the server's default); an unknown name fails :meth:`start` with ``INVALID_ARGUMENT``.
+        ``video_codec`` (``vp8``, ``h264``), ``video_max_bitrate`` (bits/s of the full layer) and ``simulcast``: how
+        the server publishes this avatar's video (empty / 0 / ``None``: the server's ``sessions.publish``)."""
         super().__init__()
         url = api_url or os.environ.get(API_URL_ENV) or DEFAULT_API_URL
         try:
@@ -145,6 +150,7 @@ class AvatarSession(_LiveKitAvatarSession[Any]):
         self._accepted_senders = tuple(accepted_senders)
         self._idle_timeout_s = idle_timeout_s
         self._emotion = emotion
+        self._video = (video_codec, video_max_bitrate, simulcast)
         self._retry = retry or RetryPolicy()
         self._session_id: str | None = None
         self._state_tasks: set[asyncio.Task[None]] = set()
@@ -189,6 +195,9 @@ class AvatarSession(_LiveKitAvatarSession[Any]):
             agent_identity=agent_identity,
             idle_timeout_s=self._idle_timeout_s,
             emotion=self._emotion,
+            video_codec=self._video[0],
+            video_max_bitrate=self._video[1],
+            simulcast=self._video[2],
         )
 
     async def start(

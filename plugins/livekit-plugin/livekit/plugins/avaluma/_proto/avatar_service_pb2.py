@@ -26,47 +26,51 @@ from livekit.plugins.avaluma._proto import common_pb2 as avaluma_dot_v1_dot_comm
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61valuma/v1/avatar_service.proto\x12\navaluma.v1\x1a\x17\x61valuma/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfc\x01\n\x13StartSessionRequest\x12\x13\n\x0blivekit_url\x18\x01 \x01(\t\x12\x15\n\rlivekit_token\x18\x02 \x01(\t\x12\x11\n\tavatar_id\x18\x03 \x01(\t\x12)\n\x06render\x18\x04 \x01(\x0b\x32\x19.avaluma.v1.RenderOptions\x12\"\n\x1a\x61\x63\x63\x65pted_sender_identities\x18\x05 \x03(\t\x12\x1b\n\x0e\x61gent_identity\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x16\n\x0eidle_timeout_s\x18\x07 \x01(\r\x12\x0f\n\x07\x65motion\x18\x08 \x01(\tB\x11\n\x0f_agent_identity\"O\n\x14StartSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12#\n\x1b\x61vatar_participant_identity\x18\x02 \x01(\t\"(\n\x12StopSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x15\n\x13StopSessionResponse\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x15\n\x13ListSessionsRequest\"A\n\x14ListSessionsResponse\x12)\n\x08sessions\x18\x01 \x03(\x0b\x32\x17.avaluma.v1.SessionInfo\")\n\x13WatchSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"8\n\x11SetEmotionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65motion\x18\x02 \x01(\t\"%\n\x12SetEmotionResponse\x12\x0f\n\x07\x65motion\x18\x01 \x01(\t\"\xae\x02\n\x0bSessionInfo\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tavatar_id\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.avaluma.v1.SessionState\x12\x13\n\x0blivekit_url\x18\x04 \x01(\t\x12\x11\n\troom_name\x18\x05 \x01(\t\x12#\n\x1b\x61vatar_participant_identity\x18\x06 \x01(\t\x12\x16\n\x0e\x61gent_identity\x18\x07 \x01(\t\x12)\n\x06render\x18\x08 \x01(\x0b\x32\x19.avaluma.v1.RenderOptions\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x65motion\x18\n \x01(\t\"\xf8\x02\n\x0cSessionEvent\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x07started\x18\x03 \x01(\x0b\x32\x1a.avaluma.v1.SessionStartedH\x00\x12\x37\n\x10playback_started\x18\x04 \x01(\x0b\x32\x1b.avaluma.v1.PlaybackStartedH\x00\x12\x39\n\x11playback_finished\x18\x05 \x01(\x0b\x32\x1c.avaluma.v1.PlaybackFinishedH\x00\x12(\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x17.avaluma.v1.StreamErrorH\x00\x12)\n\x05stats\x18\x07 \x01(\x0b\x32\x18.avaluma.v1.SessionStatsH\x00\x12)\n\x05\x65nded\x18\x08 \x01(\x0b\x32\x18.avaluma.v1.SessionEndedH\x00\x42\x07\n\x05\x65vent\"H\n\x0eSessionStarted\x12\x11\n\troom_name\x18\x01 \x01(\t\x12#\n\x1b\x61vatar_participant_identity\x18\x02 \x01(\t\"E\n\x0cSessionStats\x12\x0b\n\x03\x66ps\x18\x01 \x01(\x01\x12\x13\n\x0blate_frames\x18\x02 \x01(\x04\x12\x13\n\x0bqueue_depth\x18\x03 \x01(\r\"E\n\x0cSessionEnded\x12%\n\x06reason\x18\x01 \x01(\x0e\x32\x15.avaluma.v1.EndReason\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t*\x96\x01\n\x0cSessionState\x12\x1d\n\x19SESSION_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16SESSION_STATE_STARTING\x10\x01\x12\x18\n\x14SESSION_STATE_ACTIVE\x10\x02\x12\x18\n\x14SESSION_STATE_ENDING\x10\x03\x12\x17\n\x13SESSION_STATE_ENDED\x10\x04*\xee\x01\n\tEndReason\x12\x1a\n\x16\x45ND_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45ND_REASON_STOPPED\x10\x01\x12\x1b\n\x17\x45ND_REASON_IDLE_TIMEOUT\x10\x02\x12\x19\n\x15\x45ND_REASON_ROOM_EMPTY\x10\x03\x12\x1b\n\x17\x45ND_REASON_DISCONNECTED\x10\x04\x12\x14\n\x10\x45ND_REASON_ERROR\x10\x05\x12\x1e\n\x1a\x45ND_REASON_SERVER_SHUTDOWN\x10\x06\x12\"\n\x1e\x45ND_REASON_LIPSYNC_UNAVAILABLE\x10\x07\x32\xe5\x03\n\rAvatarService\x12Q\n\x0cStartSession\x12\x1f.avaluma.v1.StartSessionRequest\x1a .avaluma.v1.StartSessionResponse\x12N\n\x0bStopSession\x12\x1e.avaluma.v1.StopSessionRequest\x1a\x1f.avaluma.v1.StopSessionResponse\x12\x44\n\nGetSession\x12\x1d.avaluma.v1.GetSessionRequest\x1a\x17.avaluma.v1.SessionInfo\x12Q\n\x0cListSessions\x12\x1f.avaluma.v1.ListSessionsRequest\x1a .avaluma.v1.ListSessionsResponse\x12K\n\x0cWatchSession\x12\x1f.avaluma.v1.WatchSessionRequest\x1a\x18.avaluma.v1.SessionEvent0\x01\x12K\n\nSetEmotion\x12\x1d.avaluma.v1.SetEmotionRequest\x1a\x1e.avaluma.v1.SetEmotionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61valuma/v1/avatar_service.proto\x12\navaluma.v1\x1a\x17\x61valuma/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x02\n\x13StartSessionRequest\x12\x13\n\x0blivekit_url\x18\x01 \x01(\t\x12\x15\n\rlivekit_token\x18\x02 \x01(\t\x12\x11\n\tavatar_id\x18\x03 \x01(\t\x12)\n\x06render\x18\x04 \x01(\x0b\x32\x19.avaluma.v1.RenderOptions\x12\"\n\x1a\x61\x63\x63\x65pted_sender_identities\x18\x05 \x03(\t\x12\x1b\n\x0e\x61gent_identity\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x16\n\x0eidle_timeout_s\x18\x07 \x01(\r\x12\x0f\n\x07\x65motion\x18\x08 \x01(\t\x12+\n\x07publish\x18\t \x01(\x0b\x32\x1a.avaluma.v1.PublishOptionsB\x11\n\x0f_agent_identity\"~\n\x0ePublishOptions\x12+\n\x0bvideo_codec\x18\x01 \x01(\x0e\x32\x16.avaluma.v1.VideoCodec\x12\x19\n\x11video_max_bitrate\x18\x02 \x01(\r\x12\x16\n\tsimulcast\x18\x03 \x01(\x08H\x00\x88\x01\x01\x42\x0c\n\n_simulcast\"O\n\x14StartSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12#\n\x1b\x61vatar_participant_identity\x18\x02 \x01(\t\"(\n\x12StopSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x15\n\x13StopSessionResponse\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x15\n\x13ListSessionsRequest\"A\n\x14ListSessionsResponse\x12)\n\x08sessions\x18\x01 \x03(\x0b\x32\x17.avaluma.v1.SessionInfo\")\n\x13WatchSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"8\n\x11SetEmotionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65motion\x18\x02 \x01(\t\"%\n\x12SetEmotionResponse\x12\x0f\n\x07\x65motion\x18\x01 \x01(\t\"\xdb\x02\n\x0bSessionInfo\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tavatar_id\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.avaluma.v1.SessionState\x12\x13\n\x0blivekit_url\x18\x04 \x01(\t\x12\x11\n\troom_name\x18\x05 \x01(\t\x12#\n\x1b\x61vatar_participant_identity\x18\x06 \x01(\t\x12\x16\n\x0e\x61gent_identity\x18\x07 \x01(\t\x12)\n\x06render\x18\x08 \x01(\x0b\x32\x19.avaluma.v1.RenderOptions\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x65motion\x18\n \x01(\t\x12+\n\x07publish\x18\x0b \x01(\x0b\x32\x1a.avaluma.v1.PublishOptions\"\xf8\x02\n\x0cSessionEvent\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x07started\x18\x03 \x01(\x0b\x32\x1a.avaluma.v1.SessionStartedH\x00\x12\x37\n\x10playback_started\x18\x04 \x01(\x0b\x32\x1b.avaluma.v1.PlaybackStartedH\x00\x12\x39\n\x11playback_finished\x18\x05 \x01(\x0b\x32\x1c.avaluma.v1.PlaybackFinishedH\x00\x12(\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x17.avaluma.v1.StreamErrorH\x00\x12)\n\x05stats\x18\x07 \x01(\x0b\x32\x18.avaluma.v1.SessionStatsH\x00\x12)\n\x05\x65nded\x18\x08 \x01(\x0b\x32\x18.avaluma.v1.SessionEndedH\x00\x42\x07\n\x05\x65vent\"H\n\x0eSessionStarted\x12\x11\n\troom_name\x18\x01 \x01(\t\x12#\n\x1b\x61vatar_participant_identity\x18\x02 \x01(\t\"E\n\x0cSessionStats\x12\x0b\n\x03\x66ps\x18\x01 \x01(\x01\x12\x13\n\x0blate_frames\x18\x02 \x01(\x04\x12\x13\n\x0bqueue_depth\x18\x03 \x01(\r\"E\n\x0cSessionEnded\x12%\n\x06reason\x18\x01 \x01(\x0e\x32\x15.avaluma.v1.EndReason\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t*T\n\nVideoCodec\x12\x1b\n\x17VIDEO_CODEC_UNSPECIFIED\x10\x00\x12\x13\n\x0fVIDEO_CODEC_VP8\x10\x01\x12\x14\n\x10VIDEO_CODEC_H264\x10\x02*\x96\x01\n\x0cSessionState\x12\x1d\n\x19SESSION_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16SESSION_STATE_STARTING\x10\x01\x12\x18\n\x14SESSION_STATE_ACTIVE\x10\x02\x12\x18\n\x14SESSION_STATE_ENDING\x10\x03\x12\x17\n\x13SESSION_STATE_ENDED\x10\x04*\xee\x01\n\tEndReason\x12\x1a\n\x16\x45ND_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45ND_REASON_STOPPED\x10\x01\x12\x1b\n\x17\x45ND_REASON_IDLE_TIMEOUT\x10\x02\x12\x19\n\x15\x45ND_REASON_ROOM_EMPTY\x10\x03\x12\x1b\n\x17\x45ND_REASON_DISCONNECTED\x10\x04\x12\x14\n\x10\x45ND_REASON_ERROR\x10\x05\x12\x1e\n\x1a\x45ND_REASON_SERVER_SHUTDOWN\x10\x06\x12\"\n\x1e\x45ND_REASON_LIPSYNC_UNAVAILABLE\x10\x07\x32\xe5\x03\n\rAvatarService\x12Q\n\x0cStartSession\x12\x1f.avaluma.v1.StartSessionRequest\x1a .avaluma.v1.StartSessionResponse\x12N\n\x0bStopSession\x12\x1e.avaluma.v1.StopSessionRequest\x1a\x1f.avaluma.v1.StopSessionResponse\x12\x44\n\nGetSession\x12\x1d.avaluma.v1.GetSessionRequest\x1a\x17.avaluma.v1.SessionInfo\x12Q\n\x0cListSessions\x12\x1f.avaluma.v1.ListSessionsRequest\x1a .avaluma.v1.ListSessionsResponse\x12K\n\x0cWatchSession\x12\x1f.avaluma.v1.WatchSessionRequest\x1a\x18.avaluma.v1.SessionEvent0\x01\x12K\n\nSetEmotion\x12\x1d.avaluma.v1.SetEmotionRequest\x1a\x1e.avaluma.v1.SetEmotionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'livekit.plugins.avaluma._proto.avatar_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SESSIONSTATE']._serialized_start=1678
-  _globals['_SESSIONSTATE']._serialized_end=1828
-  _globals['_ENDREASON']._serialized_start=1831
-  _globals['_ENDREASON']._serialized_end=2069
+  _globals['_VIDEOCODEC']._serialized_start=1895
+  _globals['_VIDEOCODEC']._serialized_end=1979
+  _globals['_SESSIONSTATE']._serialized_start=1982
+  _globals['_SESSIONSTATE']._serialized_end=2132
+  _globals['_ENDREASON']._serialized_start=2135
+  _globals['_ENDREASON']._serialized_end=2373
   _globals['_STARTSESSIONREQUEST']._serialized_start=106
-  _globals['_STARTSESSIONREQUEST']._serialized_end=358
-  _globals['_STARTSESSIONRESPONSE']._serialized_start=360
-  _globals['_STARTSESSIONRESPONSE']._serialized_end=439
-  _globals['_STOPSESSIONREQUEST']._serialized_start=441
-  _globals['_STOPSESSIONREQUEST']._serialized_end=481
-  _globals['_STOPSESSIONRESPONSE']._serialized_start=483
-  _globals['_STOPSESSIONRESPONSE']._serialized_end=504
-  _globals['_GETSESSIONREQUEST']._serialized_start=506
-  _globals['_GETSESSIONREQUEST']._serialized_end=545
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=547
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=568
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=570
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=635
-  _globals['_WATCHSESSIONREQUEST']._serialized_start=637
-  _globals['_WATCHSESSIONREQUEST']._serialized_end=678
-  _globals['_SETEMOTIONREQUEST']._serialized_start=680
-  _globals['_SETEMOTIONREQUEST']._serialized_end=736
-  _globals['_SETEMOTIONRESPONSE']._serialized_start=738
-  _globals['_SETEMOTIONRESPONSE']._serialized_end=775
-  _globals['_SESSIONINFO']._serialized_start=778
-  _globals['_SESSIONINFO']._serialized_end=1080
-  _globals['_SESSIONEVENT']._serialized_start=1083
-  _globals['_SESSIONEVENT']._serialized_end=1459
-  _globals['_SESSIONSTARTED']._serialized_start=1461
-  _globals['_SESSIONSTARTED']._serialized_end=1533
-  _globals['_SESSIONSTATS']._serialized_start=1535
-  _globals['_SESSIONSTATS']._serialized_end=1604
-  _globals['_SESSIONENDED']._serialized_start=1606
-  _globals['_SESSIONENDED']._serialized_end=1675
-  _globals['_AVATARSERVICE']._serialized_start=2072
-  _globals['_AVATARSERVICE']._serialized_end=2557
+  _globals['_STARTSESSIONREQUEST']._serialized_end=403
+  _globals['_PUBLISHOPTIONS']._serialized_start=405
+  _globals['_PUBLISHOPTIONS']._serialized_end=531
+  _globals['_STARTSESSIONRESPONSE']._serialized_start=533
+  _globals['_STARTSESSIONRESPONSE']._serialized_end=612
+  _globals['_STOPSESSIONREQUEST']._serialized_start=614
+  _globals['_STOPSESSIONREQUEST']._serialized_end=654
+  _globals['_STOPSESSIONRESPONSE']._serialized_start=656
+  _globals['_STOPSESSIONRESPONSE']._serialized_end=677
+  _globals['_GETSESSIONREQUEST']._serialized_start=679
+  _globals['_GETSESSIONREQUEST']._serialized_end=718
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=720
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=741
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=743
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=808
+  _globals['_WATCHSESSIONREQUEST']._serialized_start=810
+  _globals['_WATCHSESSIONREQUEST']._serialized_end=851
+  _globals['_SETEMOTIONREQUEST']._serialized_start=853
+  _globals['_SETEMOTIONREQUEST']._serialized_end=909
+  _globals['_SETEMOTIONRESPONSE']._serialized_start=911
+  _globals['_SETEMOTIONRESPONSE']._serialized_end=948
+  _globals['_SESSIONINFO']._serialized_start=951
+  _globals['_SESSIONINFO']._serialized_end=1298
+  _globals['_SESSIONEVENT']._serialized_start=1301
+  _globals['_SESSIONEVENT']._serialized_end=1677
+  _globals['_SESSIONSTARTED']._serialized_start=1679
+  _globals['_SESSIONSTARTED']._serialized_end=1751
+  _globals['_SESSIONSTATS']._serialized_start=1753
+  _globals['_SESSIONSTATS']._serialized_end=1822
+  _globals['_SESSIONENDED']._serialized_start=1824
+  _globals['_SESSIONENDED']._serialized_end=1893
+  _globals['_AVATARSERVICE']._serialized_start=2376
+  _globals['_AVATARSERVICE']._serialized_end=2861
 # @@protoc_insertion_point(module_scope)

@@ -11,6 +11,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class VideoCodec(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VIDEO_CODEC_UNSPECIFIED: _ClassVar[VideoCodec]
+    VIDEO_CODEC_VP8: _ClassVar[VideoCodec]
+    VIDEO_CODEC_H264: _ClassVar[VideoCodec]
+
 class SessionState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SESSION_STATE_UNSPECIFIED: _ClassVar[SessionState]
@@ -29,6 +35,9 @@ class EndReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     END_REASON_ERROR: _ClassVar[EndReason]
     END_REASON_SERVER_SHUTDOWN: _ClassVar[EndReason]
     END_REASON_LIPSYNC_UNAVAILABLE: _ClassVar[EndReason]
+VIDEO_CODEC_UNSPECIFIED: VideoCodec
+VIDEO_CODEC_VP8: VideoCodec
+VIDEO_CODEC_H264: VideoCodec
 SESSION_STATE_UNSPECIFIED: SessionState
 SESSION_STATE_STARTING: SessionState
 SESSION_STATE_ACTIVE: SessionState
@@ -44,7 +53,7 @@ END_REASON_SERVER_SHUTDOWN: EndReason
 END_REASON_LIPSYNC_UNAVAILABLE: EndReason
 
 class StartSessionRequest(_message.Message):
-    __slots__ = ("livekit_url", "livekit_token", "avatar_id", "render", "accepted_sender_identities", "agent_identity", "idle_timeout_s", "emotion")
+    __slots__ = ("livekit_url", "livekit_token", "avatar_id", "render", "accepted_sender_identities", "agent_identity", "idle_timeout_s", "emotion", "publish")
     LIVEKIT_URL_FIELD_NUMBER: _ClassVar[int]
     LIVEKIT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     AVATAR_ID_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +62,7 @@ class StartSessionRequest(_message.Message):
     AGENT_IDENTITY_FIELD_NUMBER: _ClassVar[int]
     IDLE_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     EMOTION_FIELD_NUMBER: _ClassVar[int]
+    PUBLISH_FIELD_NUMBER: _ClassVar[int]
     livekit_url: str
     livekit_token: str
     avatar_id: str
@@ -61,7 +71,18 @@ class StartSessionRequest(_message.Message):
     agent_identity: str
     idle_timeout_s: int
     emotion: str
-    def __init__(self, livekit_url: _Optional[str] = ..., livekit_token: _Optional[str] = ..., avatar_id: _Optional[str] = ..., render: _Optional[_Union[_common_pb2.RenderOptions, _Mapping]] = ..., accepted_sender_identities: _Optional[_Iterable[str]] = ..., agent_identity: _Optional[str] = ..., idle_timeout_s: _Optional[int] = ..., emotion: _Optional[str] = ...) -> None: ...
+    publish: PublishOptions
+    def __init__(self, livekit_url: _Optional[str] = ..., livekit_token: _Optional[str] = ..., avatar_id: _Optional[str] = ..., render: _Optional[_Union[_common_pb2.RenderOptions, _Mapping]] = ..., accepted_sender_identities: _Optional[_Iterable[str]] = ..., agent_identity: _Optional[str] = ..., idle_timeout_s: _Optional[int] = ..., emotion: _Optional[str] = ..., publish: _Optional[_Union[PublishOptions, _Mapping]] = ...) -> None: ...
+
+class PublishOptions(_message.Message):
+    __slots__ = ("video_codec", "video_max_bitrate", "simulcast")
+    VIDEO_CODEC_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_MAX_BITRATE_FIELD_NUMBER: _ClassVar[int]
+    SIMULCAST_FIELD_NUMBER: _ClassVar[int]
+    video_codec: VideoCodec
+    video_max_bitrate: int
+    simulcast: bool
+    def __init__(self, video_codec: _Optional[_Union[VideoCodec, str]] = ..., video_max_bitrate: _Optional[int] = ..., simulcast: _Optional[bool] = ...) -> None: ...
 
 class StartSessionResponse(_message.Message):
     __slots__ = ("session_id", "avatar_participant_identity")
@@ -118,7 +139,7 @@ class SetEmotionResponse(_message.Message):
     def __init__(self, emotion: _Optional[str] = ...) -> None: ...
 
 class SessionInfo(_message.Message):
-    __slots__ = ("session_id", "avatar_id", "state", "livekit_url", "room_name", "avatar_participant_identity", "agent_identity", "render", "started_at", "emotion")
+    __slots__ = ("session_id", "avatar_id", "state", "livekit_url", "room_name", "avatar_participant_identity", "agent_identity", "render", "started_at", "emotion", "publish")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     AVATAR_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +150,7 @@ class SessionInfo(_message.Message):
     RENDER_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     EMOTION_FIELD_NUMBER: _ClassVar[int]
+    PUBLISH_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     avatar_id: str
     state: SessionState
@@ -139,7 +161,8 @@ class SessionInfo(_message.Message):
     render: _common_pb2.RenderOptions
     started_at: _timestamp_pb2.Timestamp
     emotion: str
-    def __init__(self, session_id: _Optional[str] = ..., avatar_id: _Optional[str] = ..., state: _Optional[_Union[SessionState, str]] = ..., livekit_url: _Optional[str] = ..., room_name: _Optional[str] = ..., avatar_participant_identity: _Optional[str] = ..., agent_identity: _Optional[str] = ..., render: _Optional[_Union[_common_pb2.RenderOptions, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., emotion: _Optional[str] = ...) -> None: ...
+    publish: PublishOptions
+    def __init__(self, session_id: _Optional[str] = ..., avatar_id: _Optional[str] = ..., state: _Optional[_Union[SessionState, str]] = ..., livekit_url: _Optional[str] = ..., room_name: _Optional[str] = ..., avatar_participant_identity: _Optional[str] = ..., agent_identity: _Optional[str] = ..., render: _Optional[_Union[_common_pb2.RenderOptions, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., emotion: _Optional[str] = ..., publish: _Optional[_Union[PublishOptions, _Mapping]] = ...) -> None: ...
 
 class SessionEvent(_message.Message):
     __slots__ = ("session_id", "time", "started", "playback_started", "playback_finished", "error", "stats", "ended")
