@@ -7,12 +7,13 @@ corners have no gap to close and stay untouched, so there are no seams. A faint 
 
 Gaze: the iris and pupil shift inside the eye opening (between the lid contours), the lids and skin stay. The eye
 is remapped (backward, bilinear) by a displacement that is the gaze offset in the middle of the eye and falls to zero
-at the corners (a half sine across the eye) and at the lids (within about a pixel), so the sclera on the side the
-iris leaves stretches and the other side compresses: the uncovered side is filled with the eye's own sclera. The
-vertical shift also falls off towards the lids (a half sine across the opening) and is capped at a quarter of the
-opening's height, so a narrow eye looks up or down only a little rather than folding. Both are small enough that
-the map never folds (slopes below 1). A blink is drawn over the shifted eye (the lid warp reads the gazed eye).
-Video avatars have no eye rigs and get no gaze.
+at the corners (a half sine across the eye) and at the lids (within a pixel, more where a lid slopes), so the sclera
+on the side the iris leaves stretches and the other side compresses: the uncovered side is filled with the eye's own
+sclera. Where a lid slopes the fade is widened so that the shift never grows faster than 0.8 px per px along a row.
+The vertical shift falls off towards the lids (sin^2 across the opening) and is capped at a quarter of the
+opening's height, so a narrow eye looks up or down only a little rather than folding. The two shifts are applied as
+two passes (along the rows, then along the columns), each one-to-one, so the whole map never folds. A blink is drawn
+over the shifted eye (the lid warp reads the gazed eye). Video avatars have no eye rigs and get no gaze.
 """
 
 from __future__ import annotations
@@ -33,6 +34,18 @@ MAX_GAZE = 0.15
 MAX_GAZE_Y_OPENING = 0.25
 #: Gaze offsets below this (fractions of the eye width) are treated as zero: the eye renders as built.
 GAZE_EPS = 1e-4
+
+
+def _lipschitz(g: F32, limit: float | F32, *, axis: int) -> F32:
+    """The largest field below ``g`` that changes by at most ``limit`` per pixel along ``axis`` (``limit`` a number
+    or one per line along the other axis): two sweeps of a running minimum."""
+    out = np.moveaxis(g.copy(), axis, 0)
+    step = np.broadcast_to(np.asarray(limit, np.float32).reshape(-1), out.shape[1:])
+    for i in range(1, out.shape[0]):
+        np.minimum(out[i], out[i - 1] + step, out=out[i])
+    for i in range(out.shape[0] - 2, -1, -1):
+        np.minimum(out[i], out[i + 1] + step, out=out[i])
+    return np.ascontiguousarray(np.moveaxis(out, 0, axis))
 
 
 class EyelidWarp:
@@ -67,12 +80,17 @@ class EyelidWarp:
         up, low = self._up[None, :], self._low[None, :]
         t = np.clip((xs - float(ux[0])) / max(float(ux[-1] - ux[0]), 1.0), 0.0, 1.0)[None, :]
         across = np.sin(np.pi * t)  # 0 at the corners, 1 mid-eye
-        # Inside the opening, fading over a pixel at each lid (pixel centres on the lid line get half).
-        inside = np.clip(yb - up + 0.5, 0.0, 1.0) * np.clip(low - yb + 0.5, 0.0, 1.0)
+        # Inside the opening, fading to zero at each lid over a pixel.
+        inside = np.clip(yb - up, 0.0, 1.0) * np.clip(low - yb, 0.0, 1.0)
         opening = np.maximum(low - up, 1e-3)
         s = np.clip((yb - up) / opening, 0.0, 1.0)
-        self._gx = (across * inside).astype(np.float32)
-        self._gy = (across * inside * np.sin(np.pi * s)).astype(np.float32)
+        # Where a lid slopes, its line crosses the rows, and a one-pixel fade would make the shift along a row jump
+        # by the whole offset: capped to grow at most 0.8 px per px at the largest gaze, so the sideways pass is
+        # one-to-one (the fade simply widens there).
+        self._gx = _lipschitz((across * inside).astype(np.float32), 0.8 / (MAX_GAZE * ew), axis=1)
+        # Up and down: most in the middle of the opening, flat at the lids (sin^2); at most 0.8 px per px too.
+        gy = (across * inside * np.sin(np.pi * s) ** 2).astype(np.float32)
+        self._gy = _lipschitz(gy, 0.8 / np.maximum(MAX_GAZE_Y_OPENING * (low - up), 1e-3), axis=0)
         self._gy_cap = (MAX_GAZE_Y_OPENING * (low - up)).astype(np.float32)  # [1, w]: pixels
         self._bx = (xs - x0)[None, :].astype(np.float32)
         self._by = (yb - y0).astype(np.float32)
@@ -93,19 +111,26 @@ class EyelidWarp:
         return self._band
 
     def _gazed(self, gaze: tuple[float, float]) -> F32:
-        """The ROI (float32) with the iris shifted by ``gaze``."""
+        """The ROI (float32) with the iris shifted by ``gaze``: sideways along the rows, then up or down along the
+        columns (each pass one-to-one, so their composition is)."""
         u, v = self.gaze_field(gaze)
         r0, r1 = self._band
-        base = self._base
-        hh, ww = base.shape[:2]
-        sx = np.clip(self._bx - u, 0.0, ww - 1.001)
-        sy = np.clip(self._by - v, 0.0, hh - 1.001)
-        ix, iy = sx.astype(np.int32), sy.astype(np.int32)
-        fx, fy = (sx - ix)[..., None], (sy - iy)[..., None]
-        top = base[iy, ix] * (1.0 - fx) + base[iy, ix + 1] * fx
-        bottom = base[iy + 1, ix] * (1.0 - fx) + base[iy + 1, ix + 1] * fx
-        out = base.copy()
-        out[r0:r1] = top * (1.0 - fy) + bottom * fy
+        out = self._base.copy()
+        eye = out[r0:r1]
+        n, w = eye.shape[:2]
+        if u.any():
+            sx = np.clip(self._bx - u, 0.0, w - 1.001)
+            ix = sx.astype(np.int32)
+            fx = (sx - ix)[..., None]
+            rows = np.arange(n)[:, None]
+            eye[...] = eye[rows, ix] * (1.0 - fx) + eye[rows, ix + 1] * fx
+        if v.any():
+            # v is zero on the band's first and last rows and grows slower than the rows: reads stay in the band.
+            sy = np.clip(self._by - np.float32(r0) - v, 0.0, n - 1.001)
+            iy = sy.astype(np.int32)
+            fy = (sy - iy)[..., None]
+            cols = np.arange(w)[None, :]
+            eye[...] = eye[iy, cols] * (1.0 - fy) + eye[iy + 1, cols] * fy
         return out
 
     def render_roi(self, blink: float, *, gaze: tuple[float, float] = (0.0, 0.0)) -> npt.NDArray[np.uint8]:
