@@ -119,7 +119,12 @@ class Animator:
         else:
             features = self.prosody.step(prosody, voice)
             motion = self.motion.step(features)
-            pose = self.idle.step(speaking=speaking, blink_ok=motion.blink.ok, blink_prefer=motion.blink.prefer)
+            pose = self.idle.step(
+                speaking=speaking,
+                blink_ok=motion.blink.ok,
+                blink_prefer=motion.blink.prefer,
+                head_gain=motion.head_gain,
+            )
             if motion.nod:
                 pose = IdlePose(pose.blink, pose.head_dx, pose.head_dy + motion.nod)
             frame = self.compositor.render(

@@ -26,7 +26,8 @@ from avaluma.core.media import check_emotion
 from avaluma.renderer.expression import NEUTRAL, ExpressionPose
 from avaluma.renderer.prosody import ProsodyFeatures
 
-#: Held targets per emotion: (brow_raise, brow_inner, smile, motion scale of the prosody-driven movement).
+#: Held targets per emotion: (brow_raise, brow_inner, smile, motion scale). The motion scale sizes the
+#: prosody-driven movement and the idle head sway (a serious face moves its head less).
 EMOTION_TARGETS: dict[str, tuple[float, float, float, float]] = {
     "neutral": (0.0, 0.0, 0.0, 1.0),
     "happy": (0.12, 0.0, 0.7, 1.1),
@@ -49,14 +50,14 @@ GAZE_DX = (0.035, 0.08)
 GAZE_DY = (-0.05, 0.01)
 GAZE_HOLD_S = (0.5, 1.0)
 
-# Channels of the follower: emotion (3), brow pulse, nod, roll, gaze x, gaze y.
-_EMO_RAISE, _EMO_INNER, _EMO_SMILE, _PULSE, _NOD, _ROLL, _GX, _GY = range(8)
+# Channels of the follower: emotion (3), brow pulse, nod, roll, gaze x, gaze y, head sway gain.
+_EMO_RAISE, _EMO_INNER, _EMO_SMILE, _PULSE, _NOD, _ROLL, _GX, _GY, _SCALE = range(9)
 #: Angular frequency (1/s) of the critically damped followers, moving up / moving down. 10/s reaches 90 % of a step
 #: in ~0.39 s: the ~0.4 s easing of an emotion change.
-_OMEGA_UP = np.array([10.0, 10.0, 10.0, 30.0, 22.0, 4.0, 16.0, 16.0])
-_OMEGA_DOWN = np.array([10.0, 10.0, 10.0, 9.0, 9.0, 4.0, 12.0, 12.0])
+_OMEGA_UP = np.array([10.0, 10.0, 10.0, 30.0, 22.0, 4.0, 16.0, 16.0, 10.0])
+_OMEGA_DOWN = np.array([10.0, 10.0, 10.0, 9.0, 9.0, 4.0, 12.0, 12.0, 10.0])
 #: Rate limit per channel, units per second.
-_RATE = np.array([3.0, 3.0, 3.0, 4.0, 0.05, 0.08, 0.8, 0.8])
+_RATE = np.array([3.0, 3.0, 3.0, 4.0, 0.05, 0.08, 0.8, 0.8, 1.0])
 
 #: The most any output changes per second (per frame: divide by fps); tests hold the motion to these.
 MAX_RATE: dict[str, float] = {
@@ -67,6 +68,7 @@ MAX_RATE: dict[str, float] = {
     "gaze_dx": float(_RATE[_GX]),
     "gaze_dy": float(_RATE[_GY]),
     "nod": float(_RATE[_NOD]),
+    "head_gain": float(_RATE[_SCALE]),
 }
 
 
@@ -84,6 +86,8 @@ class MotionFrame:
     expression: ExpressionPose
     nod: float  #: added to the idle pose's head_dy (face widths, positive down)
     blink: BlinkHint
+    #: Multiplies the idle head sway (the emotion's motion scale, eased): 1 neutral, less when serious.
+    head_gain: float = 1.0
     brow_event: bool = False  #: a brow raise starts on this frame (a pitch accent)
     nod_event: bool = False  #: a nod starts on this frame (a stressed syllable or a phrase end)
 
@@ -105,8 +109,9 @@ class ExpressionMotion:
         self._x = np.zeros(len(_RATE))
         self._v = np.zeros(len(_RATE))
         self._target = np.zeros(len(_RATE))
-        self._target[:3] = EMOTION_TARGETS[self._emotion][:3]
-        self._x[:3] = self._target[:3]  # the emotion a session starts with is there from its first frame
+        raise_, inner, smile, scale = EMOTION_TARGETS[self._emotion]
+        self._target[[_EMO_RAISE, _EMO_INNER, _EMO_SMILE, _SCALE]] = raise_, inner, smile, scale
+        self._x[:] = self._target  # the emotion a session starts with is there from its first frame
         self._pulse_left = 0
         self._nod_left = 0
         self._since_nod = 10**9
@@ -126,14 +131,14 @@ class ExpressionMotion:
         """The motion of the next frame, from its prosody (:data:`~avaluma.renderer.prosody.QUIET` when silent)."""
         raise_, inner, smile, scale = EMOTION_TARGETS[self._emotion]
         t = self._target
-        t[_EMO_RAISE], t[_EMO_INNER], t[_EMO_SMILE] = raise_, inner, smile
+        t[_EMO_RAISE], t[_EMO_INNER], t[_EMO_SMILE], t[_SCALE] = raise_, inner, smile, scale
         blink = BlinkHint()
         brow = nod = False
         if self._prosody:
             brow, nod = self._events(features, scale)
             blink = BlinkHint(ok=not features.speaking, prefer=features.pause_s >= 0.12)
         else:
-            t[_PULSE:] = 0.0
+            t[_PULSE:_SCALE] = 0.0
         self._follow()
         x = self._x
         pose = ExpressionPose(
@@ -146,7 +151,7 @@ class ExpressionMotion:
         )
         if pose.is_neutral:
             pose = NEUTRAL
-        return MotionFrame(pose, float(x[_NOD]), blink, brow, nod)
+        return MotionFrame(pose, float(x[_NOD]), blink, float(x[_SCALE]), brow, nod)
 
     def _events(self, f: ProsodyFeatures, scale: float) -> tuple[bool, bool]:
         """Start the motion this frame's events ask for; ``(brow raise started, nod started)``."""

@@ -118,13 +118,15 @@ class IdleMotion:
     def _frame_of(self, seconds: float) -> int:
         return self._frame + max(1, round(seconds * self._fps))
 
-    def step(self, *, speaking: bool = False, blink_ok: bool = True, blink_prefer: bool = False) -> IdlePose:
+    def step(
+        self, *, speaking: bool = False, blink_ok: bool = True, blink_prefer: bool = False, head_gain: float = 1.0
+    ) -> IdlePose:
         """The pose of the next frame.
 
         ``blink_ok=False`` (mid-word) holds back a blink that is due, for at most :data:`BLINK_WAIT_MAX_S`, so blinks
         still come within the configured interval plus that; ``blink_prefer=True`` (a pause in speech) lets a blink
         that is due within :data:`BLINK_EARLY_S` come now, provided the shortest interval has passed. The defaults
-        give the plain timer.
+        give the plain timer. ``head_gain`` scales the head sway (an emotion's calmer or livelier head).
         """
         c = self.config
         i = self._frame
@@ -165,7 +167,7 @@ class IdleMotion:
         blink = max(blink, narrow)
 
         # Head sway, breathing and nods.
-        gain = c.head_motion * (1.4 if speaking else 1.0)
+        gain = c.head_motion * (1.4 if speaking else 1.0) * head_gain
         waves = self._amp * np.sin(2 * math.pi * self._freq * t + self._phase)
         dx = gain * float(waves[0].sum()) + dx_o
         breath = math.sin(2 * math.pi * t / c.breath_period_s + self._breath_phase)

@@ -42,8 +42,8 @@ def motion_of(
 
 
 def field(frames: list[MotionFrame], name: str) -> np.ndarray:
-    if name == "nod":
-        return np.array([f.nod for f in frames])
+    if name in ("nod", "head_gain"):
+        return np.array([getattr(f, name) for f in frames])
     return np.array([getattr(f.expression, name) for f in frames])
 
 
@@ -124,10 +124,11 @@ def test_phrase_ends_nod_tilt_and_glance_then_the_eyes_come_back() -> None:
 def test_emotions_ease_to_their_targets_and_hold_through_speech(emotion: str) -> None:
     audio = monotone(4.0)
     frames = motion_of(audio, switches={0: emotion}, idle_s=1.0)
-    raise_, inner, smile, _ = EMOTION_TARGETS[emotion]
+    raise_, inner, smile, scale = EMOTION_TARGETS[emotion]
     for k in (round(0.6 * FPS), len(frames) // 2, len(frames) - 1):  # eased in, mid-speech, idle after
         e = frames[k].expression
         assert (e.brow_raise, e.brow_inner, e.smile) == pytest.approx((raise_, inner, smile), abs=0.03)
+        assert frames[k].head_gain == pytest.approx(scale, abs=0.03)  # serious: a calmer head
     first = frames[0].expression
     assert abs(first.smile) <= 0.15 and abs(first.brow_inner) <= 0.15 and first.brow_raise <= 0.15  # eased
 

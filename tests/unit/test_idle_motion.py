@@ -122,3 +122,13 @@ def test_a_pause_brings_a_nearly_due_blink_forward() -> None:
     assert [again.step(blink_ok=True, blink_prefer=False) for _ in range(10 * FPS)] == run(
         IdleMotion(IdleConfig(blink_interval_s=(2.0, 3.0)), fps=FPS, seed=4), 10
     )
+
+
+def test_head_gain_scales_only_the_sway() -> None:
+    config = IdleConfig(breath_amount=0.0, blink_interval_s=(30, 30))
+    plain = IdleMotion(config, fps=FPS, seed=3)
+    full = [plain.step() for _ in range(100)]
+    motion = IdleMotion(config, fps=FPS, seed=3)
+    calm = [motion.step(head_gain=0.5) for _ in range(100)]
+    assert [c.head_dx for c in calm] == pytest.approx([0.5 * f.head_dx for f in full])
+    assert [c.blink for c in calm] == [f.blink for f in full]
