@@ -5,7 +5,8 @@ A frame starts as a copy of the avatar's base (a photo, or the current frame of 
 1. the mouth: for a photo, :class:`~avaluma.renderer.mouth.MouthWarp` warps a region around the mouth and jaw and
    synthesises the interior; for a video avatar, :class:`~avaluma.renderer.atlas.AtlasMouth` places the one real
    atlas patch that matches the parameters (with hysteresis) onto the loop frame's mouth;
-2. blinks: :class:`~avaluma.renderer.eyes.EyelidWarp` per eye (photo avatars with an eyelid rig);
+2. blinks and gaze: :class:`~avaluma.renderer.eyes.EyelidWarp` per eye shifts the iris inside the opening and
+   draws the lid over it (photo avatars with an eyelid rig; video avatars have none and get no gaze);
 3. facial expression: :class:`~avaluma.renderer.face_warp.FaceWarp` moves the brows, mouth corners and cheeks of the
    frame as edited so far (a smile bends the mouth the lip-sync drew); avatars whose rig has brow and cheek regions
    only. For a video avatar the warp comes from the base image's landmarks and follows the face through the loop by
@@ -14,7 +15,9 @@ A frame starts as a copy of the avatar's base (a photo, or the current frame of 
    state) and is blended over the unmoved frame through a feathered elliptical mask, so background pixels never
    change; only row tiles where the mask is non-zero are recomputed. (Blending over the unmoved *edited* frame, not
    the base photo, matters where the mask fades out over an open mouth's dropped chin: blending towards the base
-   there pulled back part of the jaw drop and left a ghost of the collar under the chin.)
+   there pulled back part of the jaw drop and left a ghost of the collar under the chin.) The expression's head
+   tilt turns the head about the chin in the same blend, the turn fading with the mask (photo and video avatars;
+   a video's pivot follows the face by the mouth track).
 
 Every step works on a region of interest and is skipped when it has nothing to do: the rest pose with a still idle
 pose reproduces the base exactly. Per-avatar geometry is computed once and shared by all sessions rendering that
@@ -263,8 +266,8 @@ class Compositor:
         ``params`` are the mouth parameters (see :data:`MOUTH_PARAMS`), ``pose`` the idle pose (none: still),
         ``press`` how much ``lips_closed`` also shuts a photo's resting lip gap (1 during lively speech, 0 at rest),
         ``frame`` the frame number (selects the idle-loop frame of a video avatar), ``expression`` the facial
-        expression (none or all-zero brows and smile: the face as built, byte-identical; avatars without brow and
-        cheek regions render none).
+        expression (none or all-zero: the face as built, byte-identical; avatars without brow and cheek regions
+        render no brows or smile, avatars without eye rigs, such as video avatars, no gaze).
         """
         if params.shape != (len(MOUTH_PARAMS),):
             raise ValueError(f"params must have shape ({len(MOUTH_PARAMS)},), got {params.shape}")
