@@ -9,8 +9,9 @@ Inputs:
 - humans: every portrait in ``--portraits`` (its hard cases too: a profile, a group, a cat) and ``--frames`` frames
   spread over each clip in ``--clips``, plus the bundled demo avatars' photos; each should build (or be refused for
   the reason its README gives);
+- the same people's photos blurred, at a quarter of their size, at JPEG quality 10 and darkened;
 - generated non-humans (tests/face_samples.py): drawn faces in flat colour, softened, JPEG-compressed, airbrushed;
-  the demo avatars recoloured out of the human skin range;
+  the demo avatars recoloured out of the human skin range; crops of the cat's face where the face detector fires;
 - generated occlusions: a skin-coloured thing with the face's own cheek colour and grain held over the mouth of every
   human picture above.
 
@@ -29,7 +30,7 @@ from pathlib import Path
 import av
 import numpy as np
 from machine import describe
-from PIL import Image
+from PIL import Image, ImageFilter
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -112,12 +113,30 @@ def main() -> None:
     people = [n for n in humans if not n.startswith(("12_", "13_", "14_"))]
     print(f"  -> {sum(accepted[n] for n in people)} of {len(people)} pictures of people accepted")
 
+    print("\nphotos of people, degraded (a refusal must say why):")
+    for name in (n for n in humans if n.startswith(("01_", "02_", "06_", "08_"))):
+        picture = Image.fromarray(humans[name])
+        degraded = {
+            "blurred": np.asarray(picture.filter(ImageFilter.GaussianBlur(3))),
+            "quarter size": np.asarray(picture.resize((picture.width // 4, picture.height // 4))),
+            "JPEG q10": face_samples.jpeg(humans[name], 10),
+            "dark": (255 * (humans[name] / 255.0) ** 2.2 * 0.6).astype(np.uint8),
+        }
+        for how, image in degraded.items():
+            row(mesh, f"{name[:20]} {how}", image)
+
     print("\nnot human faces:")
     others: dict[str, np.ndarray] = dict(face_samples.drawn_faces())
     for name in ("grace-hopper", "astronaut"):
         others[f"demo {name} recoloured"] = face_samples.recoloured(humans[f"demo {name}"])
     for name in (n for n in humans if n.startswith(("01_", "08_"))):
         others[f"{name[:20]} recoloured"] = face_samples.recoloured(humans[name])
+    cat = args.portraits / "14_hard_cat_chelsea.png"
+    if cat.exists():
+        picture = Image.open(cat).convert("RGB")
+        for cx, cy, side in ((100, 190, 180), (160, 160, 220), (190, 160, 150)):  # where the detector sees a face
+            box = (cx - side // 2, cy - side // 2, cx + side // 2, cy + side // 2)
+            others[f"cat, face crop {side} px"] = np.asarray(picture.crop(box).resize((320, 320)))
     refused = [not row(mesh, name, image) for name, image in others.items()]
     print(f"  -> {sum(refused)} of {len(refused)} refused")
 

@@ -133,9 +133,7 @@ def _crop(rgb: U8, box: tuple[float, float, float, float], size: tuple[int, int]
 def _fit(mesh: FaceMesh, rgb: U8, source: str) -> F32:
     face = the_face(mesh.detect(rgb), source)
     landmarks, presence = mesh.landmarks_from_detection(rgb, face)
-    if presence < 0.5:
-        raise InvalidArgument(f"{source}: a face was detected but its landmarks could not be fitted; use a clearer, "
-                              "front-facing picture")  # fmt: skip
+    face_check.check_presence(presence, source)
     return landmarks
 
 

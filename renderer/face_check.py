@@ -224,6 +224,21 @@ _SKIN_CB = (70.0, 135.0)
 _SKIN_CR = (128.0, 185.0)
 
 
+#: The face mesh's own confidence that its crop holds a face. Every photo and video frame of a person measured (the
+#: development portraits, also blurred, shrunk to a quarter, JPEG quality 10 or darkened, and the clips' frames):
+#: 0.9999 and more; a cat's face: 0.01 and less. Below this the builder says what was found is not a human face.
+MIN_PRESENCE = 0.9
+
+
+def check_presence(presence: float, source: str) -> None:
+    if presence < MIN_PRESENCE:
+        sure = math.floor(100 * presence)
+        raise InvalidArgument(
+            f"{source}: what was found does not fit a human face (the face model is {sure} % sure it is one; photos "
+            "of people score 99 % and more); use a photo of a real human face, frontal, evenly lit, nothing covering it"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Appearance:
     """What the picture shows inside the fitted mesh (see the limits above for the ranges of real faces)."""
@@ -360,7 +375,7 @@ def check_human(a: Appearance, source: str) -> None:
         )
         raise InvalidArgument(
             f"{source}: the face looks drawn, not photographed ({what}); the avatar needs a real face: {use} "
-            "(a heavily smoothed or blurred photo looks the same: use the original)"
+            "(a heavily compressed, smoothed or blurred photo can look the same: use the original file)"
         )
     if a.skin is not None and a.skin < MIN_SKIN:
         raise InvalidArgument(

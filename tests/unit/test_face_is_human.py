@@ -76,6 +76,14 @@ def test_a_face_without_human_skin_is_refused(mesh: FaceMesh) -> None:
     assert "the face does not look like human skin" in message and "use a photo of a real human face" in message
 
 
+def test_what_the_face_model_does_not_take_for_a_face_is_refused(mesh: FaceMesh) -> None:
+    """Grace Hopper recoloured: the detector still finds a face, the face mesh is sure it is none."""
+    photo, _ = demo("grace-hopper")
+    message = refusal(mesh, recoloured(photo))
+    assert "what was found does not fit a human face (the face model is" in message
+    assert "use a photo of a real human face" in message
+
+
 def test_a_black_and_white_photo_still_builds(mesh: FaceMesh) -> None:
     photo, landmarks = demo("grace-hopper")
     grey = np.repeat(np.asarray(Image.fromarray(photo).convert("L"))[..., None], 3, axis=2)
