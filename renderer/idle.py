@@ -6,7 +6,8 @@ into eyelid and head movement. Amplitudes are fractions of the face width, so th
 
 - Blinks: the gap between two blinks is drawn from ``blink_interval_s`` (a bell-shaped distribution inside the
   range, so blinks never come in machine-like rhythm and never fall outside it); a blink closes in ~40 % of
-  ``blink_duration_s`` and opens more slowly.
+  ``blink_duration_s`` and opens more slowly. While the avatar speaks, the expression motion steers them: a blink due
+  mid-word waits for the word to end (at most :data:`BLINK_WAIT_MAX_S`), one nearly due comes early in a pause.
 - Breathing: a slow rise and fall of the head (``breath_period_s``), with a little irregularity.
 - Head motion: a sum of slow sinusoids with seeded frequencies and phases; a bit livelier while speaking.
 - States: ``listening`` leans in slightly with small nods; ``thinking`` looks up and aside with narrowed eyes.
