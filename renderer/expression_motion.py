@@ -136,7 +136,8 @@ class ExpressionMotion:
         brow = nod = False
         if self._prosody:
             brow, nod = self._events(features, scale)
-            blink = BlinkHint(ok=not features.speaking, prefer=features.pause_s >= 0.12)
+            # A pause in speech invites the blink; a long silence is plain idle time with the plain timer.
+            blink = BlinkHint(ok=not features.speaking, prefer=0.12 <= features.pause_s <= 2.0)
         else:
             t[_PULSE:_SCALE] = 0.0
         self._follow()
