@@ -13,11 +13,12 @@ Inputs:
 - generated non-humans (tests/face_samples.py): drawn faces in flat colour, softened, JPEG-compressed, airbrushed;
   the demo avatars recoloured out of the human skin range; crops of the cat's face where the face detector fires;
 - generated occlusions: a skin-coloured thing with the face's own cheek colour and grain held over the mouth of every
-  human picture above.
+  human picture above, plain and with the dark gaps of four fingers across it.
 
 Each row: the builder's answer (``build_photo_avatar`` at 512x640) and the checks' scores on the framed picture
 (flat: drawn flat colour, texture: skin detail in grey levels, skin: fraction of skin-coloured pixels, ``-`` for black
-and white, relief: the lips' brightness relief). The limits are printed first. Not a test: nothing here asserts.
+and white, relief: the lips' brightness relief, lips: the lips' chroma distance from the skin around them). The
+limits are printed first. Not a test: nothing here asserts.
 """
 
 from __future__ import annotations
@@ -76,8 +77,9 @@ def row(mesh: FaceMesh, name: str, image: np.ndarray) -> tuple[bool, str]:
     else:
         a = face_check.appearance(*fit)
         skin = "-" if a.skin is None else f"{a.skin:.2f}"
-        scores = f"flat {a.flat:.3f}  texture {a.texture:5.2f}  skin {skin:>4}  relief {a.mouth_relief:.2f}"
-    print(f"  {name[:34]:34s} {scores:58s} {ms:5.0f} ms  {verdict}", flush=True)
+        lips = "-" if a.lip_colour is None else f"{a.lip_colour:4.1f}"
+        scores = f"flat {a.flat:.3f} texture {a.texture:5.2f} skin {skin:>4} relief {a.mouth_relief:.2f} lips {lips:>4}"
+    print(f"  {name[:34]:34s} {scores:66s} {ms:5.0f} ms  {verdict}", flush=True)
     return accepted
 
 
@@ -90,7 +92,8 @@ def main() -> None:
     print(describe())
     print(
         f"limits: flat <= {face_check.MAX_FLAT}, texture >= {face_check.MIN_TEXTURE}, skin >= {face_check.MIN_SKIN} "
-        f"(colour pictures), relief >= {face_check.MIN_MOUTH_RELIEF}"
+        f"(colour pictures), relief >= {face_check.MIN_MOUTH_RELIEF} (under {face_check.WEAK_MOUTH_RELIEF}: lips >= "
+        f"{face_check.MIN_LIP_COLOUR})"
     )
     mesh = FaceMesh(progress=lambda message: None)
 
@@ -146,6 +149,7 @@ def main() -> None:
         fit = framed(mesh, humans[name])
         if fit is not None:
             covered.append(not row(mesh, f"{name[:24]} covered", face_samples.occluded(*fit)))
+            covered.append(not row(mesh, f"{name[:20]} 4 fingers", face_samples.occluded(*fit, fingers=4)))
     print(f"  -> {sum(covered)} of {len(covered)} refused")
 
 

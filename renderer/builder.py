@@ -554,8 +554,7 @@ def frame_quality(crops: U8, landmarks: F32, lost: npt.NDArray[np.bool_]) -> Fra
     occluded = score > typical + OCCLUSION_MADS * spread + OCCLUSION_MARGIN
     # ...and, whatever the rest of the clip does (a hand held still over the mouth all along), frames without lips
     # where the mouth should be.
-    relief = np.array([face_check.mouth_relief(crops[i], landmarks[i]) for i in range(n)], dtype=np.float32)
-    occluded |= relief < face_check.MIN_MOUTH_RELIEF
+    occluded |= np.array([face_check.mouth_covered(crops[i], landmarks[i]) for i in range(n)], dtype=bool)
     return FrameQuality(lost=lost, turned=turned, blurred=blurred, occluded=occluded)
 
 

@@ -212,6 +212,12 @@ GREY_SATURATION = 0.04
 #: clips; the renderer's own closed mouth (a clip made from a photo avatar) 0.22; a skin-coloured thing held over
 #: the mouth (the face's own cheek colour and grain, soft edges) 0.10 or less.
 MIN_MOUTH_RELIEF = 0.18
+#: ...and a weak relief (under :data:`WEAK_MOUTH_RELIEF`) counts only with lips of their own colour: a hand with the
+#: gaps between its fingers across the mouth gives 0.27..0.31, but its "lips" have the skin's chroma (a distance of
+#: 1.7 or less, YCbCr levels) where real lips differ by 4.5..29 in the portraits (0.8 for the painting, whose relief
+#: is strong) and by 1.7 and more in H.264 video frames. Black-and-white pictures have no colour to judge.
+WEAK_MOUTH_RELIEF = 0.33
+MIN_LIP_COLOUR = 2.0
 
 _CHEEK_PATCH_R = (117, 118, 101, 36, 205, 187, 123)
 _CHEEK_PATCH_L = (346, 347, 330, 266, 425, 411, 352)
@@ -247,6 +253,7 @@ class Appearance:
     texture: float
     skin: float | None
     mouth_relief: float
+    lip_colour: float | None = None
 
 
 def _luma(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
@@ -355,13 +362,61 @@ def mouth_relief(rgb: npt.NDArray[np.uint8], lm: F32) -> float:
     return float(np.median(spans) / max(float(np.median(cols)), 1.0))
 
 
+_LIPS_OUTER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146)
+_LIPS_INNER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
+
+
+def lip_colour(rgb: npt.NDArray[np.uint8], lm: F32) -> float | None:
+    """Chroma distance (YCbCr levels) between the lips (outer minus inner contour) and the skin in a band around
+    them, medians; None for a black-and-white picture."""
+    ys, xs = _box(lm[list(_LIPS_OUTER)], rgb.shape, int(0.1 * face_width(lm)) + 2)
+    part = rgb[ys, xs].astype(np.float32)
+    if part.size == 0:
+        return None
+    shifted = lm.copy()
+    shifted[:, 0] -= xs.start
+    shifted[:, 1] -= ys.start
+    outer = shifted[list(_LIPS_OUTER), :2].astype(np.float64)
+    centre = outer.mean(axis=0)
+    away = outer - centre
+    grown = outer + away / np.maximum(np.linalg.norm(away, axis=1, keepdims=True), 1e-3) * 0.06 * face_width(lm)
+    ring_lm = np.zeros((len(grown), 3), dtype=np.float32)
+    ring_lm[:, :2] = grown
+    lips_out = _polygon_mask(part.shape, shifted, _LIPS_OUTER)
+    lips = lips_out & ~_polygon_mask(part.shape, shifted, _LIPS_INNER)
+    ring = _polygon_mask(part.shape, ring_lm, tuple(range(len(grown)))) & ~lips_out
+    if lips.sum() < 10 or ring.sum() < 10:
+        return None
+    r, g, b = part[..., 0], part[..., 1], part[..., 2]
+    saturation = (part.max(axis=2) - part.min(axis=2)) / np.maximum(part.max(axis=2), 1.0)
+    if float(np.median(saturation[ring])) < GREY_SATURATION:
+        return None
+    cb = 128.0 - 0.168736 * r - 0.331264 * g + 0.5 * b
+    cr = 128.0 + 0.5 * r - 0.418688 * g - 0.081312 * b
+    d_cb = float(np.median(cb[lips]) - np.median(cb[ring]))
+    d_cr = float(np.median(cr[lips]) - np.median(cr[ring]))
+    return math.hypot(d_cb, d_cr)
+
+
 def appearance(rgb: npt.NDArray[np.uint8], lm: F32) -> Appearance:
     return Appearance(
         flat=flatness(rgb, lm),
         texture=skin_texture(rgb, lm),
         skin=skin_colour(rgb, lm),
         mouth_relief=mouth_relief(rgb, lm),
+        lip_colour=lip_colour(rgb, lm),
     )
+
+
+def mouth_covered(rgb: npt.NDArray[np.uint8], lm: F32, relief: float | None = None) -> bool:
+    """No lips where the fitted mouth is: no brightness relief, or a weak one without lip colour."""
+    relief = mouth_relief(rgb, lm) if relief is None else relief
+    if relief < MIN_MOUTH_RELIEF:
+        return True
+    if relief >= WEAK_MOUTH_RELIEF:
+        return False
+    colour = lip_colour(rgb, lm)
+    return colour is not None and colour < MIN_LIP_COLOUR
 
 
 def check_human(a: Appearance, source: str) -> None:
@@ -385,7 +440,8 @@ def check_human(a: Appearance, source: str) -> None:
 
 
 def check_mouth_visible(a: Appearance, source: str) -> None:
-    if a.mouth_relief < MIN_MOUTH_RELIEF:
+    weak = a.mouth_relief < WEAK_MOUTH_RELIEF and a.lip_colour is not None and a.lip_colour < MIN_LIP_COLOUR
+    if a.mouth_relief < MIN_MOUTH_RELIEF or weak:
         raise InvalidArgument(
             f"{source}: the mouth is covered or cannot be seen (no lips found where the face's mouth is); use a "
             "picture in which the lips are uncovered: no hand, microphone, mask or hair in front of the mouth"

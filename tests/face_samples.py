@@ -83,9 +83,10 @@ def recoloured(rgb: np.ndarray, hue_turn: float = 0.5) -> np.ndarray:
 _CHEEK = (117, 118, 101, 36, 205, 187, 123)
 
 
-def occluded(rgb: np.ndarray, landmarks: np.ndarray, *, seed: int = 0) -> np.ndarray:
+def occluded(rgb: np.ndarray, landmarks: np.ndarray, *, fingers: int = 0, seed: int = 0) -> np.ndarray:
     """A still, skin-coloured thing (a hand, say) held over the mouth: an ellipse over the lips and their
-    surroundings in the face's own cheek colour, with the cheek's own grain, a little shading and soft edges."""
+    surroundings in the face's own cheek colour, with the cheek's own grain, a little shading and soft edges;
+    ``fingers`` > 1: the dark gaps between that many fingers run across it (lines the face mesh takes for lips)."""
     from PIL import ImageDraw
 
     lm = np.asarray(landmarks, dtype=np.float64)
@@ -110,5 +111,8 @@ def occluded(rgb: np.ndarray, landmarks: np.ndarray, *, seed: int = 0) -> np.nda
     blob = colour[None, None, :] * shade[..., None] + noise[..., None]
     d = np.hypot((xx - cx) / rx, (yy - cy) / ry)
     alpha = np.clip((1.0 - d) / 0.15, 0.0, 1.0)[..., None]
+    for k in range(1, fingers):
+        gap_y = cy - ry + 2 * ry * k / fingers
+        blob *= (1.0 - 0.45 * np.exp(-0.5 * ((yy - gap_y) / (0.006 * fw)) ** 2))[..., None]
     out = alpha * blob + (1.0 - alpha) * rgb.astype(np.float32)
     return np.clip(out, 0, 255).astype(np.uint8)
