@@ -16,9 +16,9 @@ Inputs:
   human picture above, plain and with the dark gaps of four fingers across it.
 
 Each row: the builder's answer (``build_photo_avatar`` at 512x640) and the checks' scores on the framed picture
-(flat: drawn flat colour, texture: skin detail in grey levels, skin: fraction of skin-coloured pixels, ``-`` for black
-and white, relief: the lips' brightness relief, lips: the lips' chroma distance from the skin around them). The
-limits are printed first. Not a test: nothing here asserts.
+(flat: drawn flat colour, outline: inked jaw line, texture: skin detail in grey levels, skin: fraction of
+skin-coloured pixels, ``-`` for black and white, relief: the lips' brightness relief, lips: the lips' chroma distance
+from the skin around them). The limits are printed first. Not a test: nothing here asserts.
 """
 
 from __future__ import annotations
@@ -78,8 +78,11 @@ def row(mesh: FaceMesh, name: str, image: np.ndarray) -> tuple[bool, str]:
         a = face_check.appearance(*fit)
         skin = "-" if a.skin is None else f"{a.skin:.2f}"
         lips = "-" if a.lip_colour is None else f"{a.lip_colour:4.1f}"
-        scores = f"flat {a.flat:.3f} texture {a.texture:5.2f} skin {skin:>4} relief {a.mouth_relief:.2f} lips {lips:>4}"
-    print(f"  {name[:34]:34s} {scores:66s} {ms:5.0f} ms  {verdict}", flush=True)
+        scores = (
+            f"flat {a.flat:.3f} outline {a.outline:.2f} texture {a.texture:5.2f} skin {skin:>4} "
+            f"relief {a.mouth_relief:.2f} lips {lips:>4}"
+        )
+    print(f"  {name[:34]:34s} {scores:79s} {ms:5.0f} ms  {verdict}", flush=True)
     return accepted
 
 
@@ -90,10 +93,11 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=6, help="frames sampled per clip")
     args = parser.parse_args()
     print(describe())
+    fc = face_check
     print(
-        f"limits: flat <= {face_check.MAX_FLAT}, texture >= {face_check.MIN_TEXTURE}, skin >= {face_check.MIN_SKIN} "
-        f"(colour pictures), relief >= {face_check.MIN_MOUTH_RELIEF} (under {face_check.WEAK_MOUTH_RELIEF}: lips >= "
-        f"{face_check.MIN_LIP_COLOUR})"
+        f"limits: flat <= {fc.MAX_FLAT}, outline <= {fc.MAX_OUTLINE}, texture >= {fc.MIN_TEXTURE}, skin >= "
+        f"{fc.MIN_SKIN} (colour pictures), relief >= {fc.MIN_MOUTH_RELIEF} (under {fc.WEAK_MOUTH_RELIEF}: lips >= "
+        f"{fc.MIN_LIP_COLOUR})"
     )
     mesh = FaceMesh(progress=lambda message: None)
 

@@ -198,6 +198,12 @@ _FLAT_LEVELS = 2
 #: ...or a face without skin texture: the median magnitude of the skin's brightness detail at 1-2 % of the face width
 #: (band-pass), grey levels. Photos, paintings and video frames: 0.34 and more; smooth-shaded drawings: 0.03..0.18.
 MIN_TEXTURE = 0.15
+#: ...or an inked outline: the fraction of the jaw line (ear to chin to ear, 19 points) where, across it, a thin dark
+#: line (at most 3 % of the face width at half depth, 20+ grey levels and a quarter darker than both sides) runs
+#: between smooth sides. Photos, the painting and video frames: 0.11 at most (a beard, a collar or a planked wall make
+#: dark lines with rough sides); drawings with outlines, even with noise and JPEG added: 0.84 and more.
+MAX_OUTLINE = 0.5
+_JAW_LINE = (234, 93, 132, 58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288, 361, 323, 454)
 #: Skin colour (colour pictures only; a black-and-white photo has none to judge): the fraction of the cheeks', nose's
 #: and forehead's pixels (neither blown out nor black) whose chroma is in the range of human skin under ordinary
 #: light. Real faces from dark to light skin, painted ones and video frames: 0.6 and more; a blue, green or grey face
@@ -254,6 +260,7 @@ class Appearance:
     skin: float | None
     mouth_relief: float
     lip_colour: float | None = None
+    outline: float = 0.0
 
 
 def _luma(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
@@ -319,6 +326,42 @@ def skin_texture(rgb: npt.NDArray[np.uint8], lm: F32) -> float:
     band = _blur(y, sigma) - _blur(y, 2 * sigma)
     skin = _skin_mask(rgb, lm)[ys, xs] & (y > 10) & (y < 245)  # blown-out highlights have no texture to show
     return float(np.median(np.abs(band[skin]))) if skin.any() else 0.0
+
+
+def drawn_outline(rgb: npt.NDArray[np.uint8], lm: F32) -> float:
+    """Fraction of the jaw line with a thin dark line between smooth sides across it (see :data:`MAX_OUTLINE`)."""
+    y = _luma(rgb)
+    fw = face_width(lm)
+    centre = lm[:, :2].astype(np.float64).mean(axis=0)
+    points = lm[list(_JAW_LINE), :2].astype(np.float64)
+    steps = np.linspace(-0.06, 0.06, 49) * fw  # across the jaw line, 0.25 % of the face width apart
+    step = 0.12 / 48
+    near, far = round(0.015 / step), round(0.04 / step)  # the sides: 1.5 % to 4 % of the face width away
+    lines = 0
+    for k in range(1, len(points) - 1):
+        along = points[k + 1] - points[k - 1]
+        normal = np.array([along[1], -along[0]]) / max(float(np.linalg.norm(along)), 1e-6)
+        if np.dot(normal, points[k] - centre) < 0:
+            normal = -normal
+        xy = points[k] + steps[:, None] * normal
+        xs = np.clip(np.round(xy[:, 0]).astype(int), 0, rgb.shape[1] - 1)
+        ys = np.clip(np.round(xy[:, 1]).astype(int), 0, rgb.shape[0] - 1)
+        profile = y[ys, xs]
+        i = int(np.argmin(profile[far:-far])) + far
+        inner, outer = profile[i - far : i - near], profile[i + near + 1 : i + far + 1]
+        sides = min(float(np.median(inner)), float(np.median(outer)))
+        depth = sides - float(profile[i])
+        if depth <= 20 or depth <= 0.25 * sides or max(float(inner.std()), float(outer.std())) >= 0.2 * depth:
+            continue
+        dark = profile < profile[i] + depth / 2
+        a, b = i, i
+        while a > 0 and dark[a - 1]:
+            a -= 1
+        while b < len(profile) - 1 and dark[b + 1]:
+            b += 1
+        if (b - a + 1) * step <= 0.03:
+            lines += 1
+    return lines / (len(points) - 2)
 
 
 def skin_colour(rgb: npt.NDArray[np.uint8], lm: F32) -> float | None:
@@ -405,6 +448,7 @@ def appearance(rgb: npt.NDArray[np.uint8], lm: F32) -> Appearance:
         skin=skin_colour(rgb, lm),
         mouth_relief=mouth_relief(rgb, lm),
         lip_colour=lip_colour(rgb, lm),
+        outline=drawn_outline(rgb, lm),
     )
 
 
@@ -422,12 +466,13 @@ def mouth_covered(rgb: npt.NDArray[np.uint8], lm: F32, relief: float | None = No
 def check_human(a: Appearance, source: str) -> None:
     """Refuse drawn faces and faces without human skin, saying what was found."""
     use = "use a photo of a real human face, frontal, evenly lit, nothing covering it"
-    if a.flat > MAX_FLAT or a.texture < MIN_TEXTURE:
-        what = (
-            f"{100 * a.flat:.0f} % of it is flat colour"
-            if a.flat > MAX_FLAT
-            else f"its skin has no texture ({a.texture:.2f} grey levels of detail, a photo has {MIN_TEXTURE} or more)"
-        )
+    if a.flat > MAX_FLAT or a.texture < MIN_TEXTURE or a.outline > MAX_OUTLINE:
+        if a.flat > MAX_FLAT:
+            what = f"{100 * a.flat:.0f} % of it is flat colour"
+        elif a.outline > MAX_OUTLINE:
+            what = f"a thin dark line is drawn along {100 * a.outline:.0f} % of its jaw"
+        else:
+            what = f"its skin has no texture ({a.texture:.2f} grey levels of detail, a photo has {MIN_TEXTURE} or more)"
         raise InvalidArgument(
             f"{source}: the face looks drawn, not photographed ({what}); the avatar needs a real face: {use} "
             "(a heavily compressed, smoothed or blurred photo can look the same: use the original file)"

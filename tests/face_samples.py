@@ -68,6 +68,8 @@ def drawn_faces() -> dict[str, np.ndarray]:
         "drawn, JPEG q50": jpeg(flat, 50),
         "drawn, airbrushed": airbrushed(flat),
         "drawn, airbrushed, JPEG q60": jpeg(airbrushed(flat), 60),
+        "drawn, with noise": noisy(flat, 4.0),
+        "drawn, airbrushed, noise, JPEG q75": jpeg(noisy(airbrushed(flat), 3.0), 75),
     }
 
 

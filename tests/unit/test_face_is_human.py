@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from face_samples import airbrushed, cartoon, drawn_faces, jpeg, occluded, recoloured
+from face_samples import airbrushed, cartoon, drawn_faces, jpeg, noisy, occluded, recoloured
 from PIL import Image
 
 from avaluma.core.errors import InvalidArgument
@@ -46,9 +46,13 @@ def refusal(mesh: FaceMesh, rgb: np.ndarray) -> str:
     return message
 
 
-@pytest.mark.parametrize("style", ["flat colour", "airbrushed, JPEG"])
+@pytest.mark.parametrize("style", ["flat colour", "airbrushed, JPEG", "airbrushed, noise, JPEG"])
 def test_a_drawn_face_is_refused(mesh: FaceMesh, style: str) -> None:
-    drawing = cartoon() if style == "flat colour" else jpeg(airbrushed(cartoon()), 60)
+    drawing = {
+        "flat colour": cartoon(),
+        "airbrushed, JPEG": jpeg(airbrushed(cartoon()), 60),
+        "airbrushed, noise, JPEG": jpeg(noisy(airbrushed(cartoon()), 3.0), 75),  # grain like a photo's: the outline
+    }[style]
     message = refusal(mesh, drawing)
     assert "the face looks drawn, not photographed" in message
     assert "use a photo of a real human face, frontal" in message
@@ -56,15 +60,17 @@ def test_a_drawn_face_is_refused(mesh: FaceMesh, style: str) -> None:
 
 def test_every_generated_drawing_scores_as_drawn(mesh: FaceMesh) -> None:
     """The scores behind the refusal, on each style of tests/face_samples.py (flat, dark skin, softened, JPEG,
-    airbrushed): flat colour or no skin texture, while the same checks pass the photos."""
+    airbrushed, with photo-like grain): flat colour, no skin texture or an inked outline, while the same checks pass
+    the photos."""
     for name, drawing in drawn_faces().items():
         face = mesh.detect(drawing)[0]
         landmarks, _ = mesh.landmarks_from_detection(drawing, face)
         looks = face_check.appearance(drawing, landmarks)
-        assert looks.flat > face_check.MAX_FLAT or looks.texture < face_check.MIN_TEXTURE, (name, looks)
+        drawn = looks.flat > face_check.MAX_FLAT or looks.texture < face_check.MIN_TEXTURE
+        assert drawn or looks.outline > face_check.MAX_OUTLINE, (name, looks)
     for name in ("grace-hopper", "astronaut"):
         looks = face_check.appearance(*demo(name))
-        assert looks.flat < 0.05 and looks.texture > 2 * face_check.MIN_TEXTURE, (name, looks)
+        assert looks.flat < 0.05 and looks.texture > 2 * face_check.MIN_TEXTURE and looks.outline < 0.2, (name, looks)
         assert looks.skin is not None and looks.skin > 0.9 and looks.mouth_relief > 1.5 * face_check.MIN_MOUTH_RELIEF
 
 
