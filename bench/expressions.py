@@ -8,8 +8,9 @@ Prints the machine, then:
    ``energy`` lip-sync backend so the model's cost does not hide the difference) with expressions off, on with a
    neutral face (prosody-driven brows, nods, tilts and glances) and on with a happy one (a smile held through the
    speech as well), side by side and interleaved in the same run, on one core, for the photo avatar (grace-hopper)
-   and for a video avatar built from a talking-faces clip where the corpus is there. The prosody analysis is counted
-   in the "on" figures, and its cost without pixels is printed after them.
+   and for a video avatar built from a talking-faces clip where the corpus is there, speaking real speech (one LJ
+   Speech test speaker, where the human corpus is there; else the benches' speech-like buzz). The prosody analysis is
+   counted in the "on" figures, and its cost without pixels is printed after them.
 2. event timing on the lip-sync evaluation speech (the human test speakers of ``bench/lipsync_eval.py``: the same
    loader), driven as a session drives it (the trained model's voice activity, 25 fps, 100 ms chunks) but without
    pixels: brow raises vs reference pitch accents, nods vs phrase ends (and vs accents or phrase ends), precision and
@@ -127,10 +128,29 @@ def motion_cost(audio: npt.NDArray[np.float32], rounds: int) -> float:
     return best
 
 
+def cost_speech(seconds: float) -> tuple[npt.NDArray[np.float32], str]:
+    """Real speech for the cost runs where the corpus is there (how often brows, nods and tilts are active, and so
+    what they cost, depends on the speech's phrasing): one test speaker's utterances with 0.5 s pauses; else the
+    benches' speech-like buzz (bursts 3 times a second, which ends a "phrase" nearly every second)."""
+    try:
+        from avaluma.renderer.lipsync.training import human
+    except ImportError:
+        human = None  # type: ignore[assignment]
+    root = human.corpus_root() if human is not None else None
+    if root is not None:
+        parts: list[npt.NDArray[np.float32]] = []
+        for u in human.utterances(root, split="test"):
+            if u.speaker == "lj_LJ" and sum(len(p) for p in parts) < seconds * SR:
+                parts += [u.audio(), np.zeros(SR // 2, np.float32)]
+        if parts:
+            return np.concatenate(parts)[: round(seconds * SR)], "LJ Speech test utterances"
+    return speech_like(seconds, seed=3), "speech-like buzz (bench/signals.py)"
+
+
 def bench_cost(avatars: list[Avatar], seconds: float, rounds: int) -> None:
-    audio = speech_like(seconds, seed=3)
-    print(f"\n1. render cost, {seconds:g} s of speech + 1 s idle per run, {rounds} interleaved runs each (best shown)")
-    print(f"{'avatar':<28}{'expressions':>13}{'frames/s':>10}{'ms/frame':>10}{'median ms':>11}{'added ms':>10}")
+    audio, what = cost_speech(seconds)
+    print(f"\n1. render cost, {seconds:g} s of speech ({what}) + 1 s idle per run, {rounds} interleaved runs each")
+    print(f"{'avatar':<28}{'expressions':>13}{'frames/s':>10}{'best ms':>10}{'median ms':>11}{'added ms':>10}")
     for avatar in avatars:
         runs: dict[str, list[float]] = {name: [] for name, _, _ in MODES}
         for _ in range(rounds):

@@ -44,7 +44,8 @@ PHRASE_NOD = 0.006  #: on a phrase end
 NOD_HOLD_S = 0.1
 NOD_REFRACTORY_S = 0.5
 TILT = (0.012, 0.028)  #: head_roll range (radians) a phrase boundary tilts to, alternating sides
-TILT_HOLD_S = (1.2, 2.5)  #: how long a tilt is held before the head comes upright again (people rarely hold one)
+TILT_CHANCE = 0.5  #: share of phrase ends that tilt the head (every one would rock it like a metronome)
+TILT_HOLD_S = (1.0, 2.0)  #: how long a tilt is held before the head comes upright again (people rarely hold one)
 GAZE_CHANCE = 0.6  #: share of phrase ends that glance aside
 GAZE_DX = (0.035, 0.08)
 GAZE_DY = (-0.05, 0.01)
@@ -54,10 +55,14 @@ GAZE_HOLD_S = (0.5, 1.0)
 _EMO_RAISE, _EMO_INNER, _EMO_SMILE, _PULSE, _NOD, _ROLL, _GX, _GY, _SCALE = range(9)
 #: Angular frequency (1/s) of the critically damped followers, moving up / moving down. 10/s reaches 90 % of a step
 #: in ~0.39 s: the ~0.4 s easing of an emotion change.
-_OMEGA_UP = np.array([10.0, 10.0, 10.0, 30.0, 22.0, 4.0, 16.0, 16.0, 10.0])
-_OMEGA_DOWN = np.array([10.0, 10.0, 10.0, 9.0, 9.0, 4.0, 12.0, 12.0, 10.0])
+_OMEGA_UP = np.array([10.0, 10.0, 10.0, 30.0, 22.0, 5.0, 16.0, 16.0, 10.0])
+_OMEGA_DOWN = np.array([10.0, 10.0, 10.0, 9.0, 9.0, 5.0, 12.0, 12.0, 10.0])
 #: Rate limit per channel, units per second.
 _RATE = np.array([3.0, 3.0, 3.0, 4.0, 0.05, 0.08, 0.8, 0.8, 1.0])
+#: A channel this close to its target (and this slow) is settled and snaps onto it: well under a tenth of a pixel at
+#: normal face sizes, and it lets the compositor skip work for motion that has died away (a critically damped tail
+#: would otherwise keep a 0.001-degree head tilt alive for seconds).
+_SETTLED = np.array([0.002, 0.002, 0.002, 0.002, 2e-5, 3e-4, 0.001, 0.001, 0.002])
 
 #: The most any output changes per second (per frame: divide by fps); tests hold the motion to these.
 MAX_RATE: dict[str, float] = {
@@ -176,9 +181,10 @@ class ExpressionMotion:
             if self._nod_left == 0:
                 t[_NOD] = 0.0
         if f.phrase_end:
-            self._tilt_side = -self._tilt_side
-            t[_ROLL] = self._tilt_side * float(rng.uniform(*TILT)) * scale
-            self._tilt_left = max(1, round(float(rng.uniform(*TILT_HOLD_S)) * fps))
+            if rng.random() < TILT_CHANCE:
+                self._tilt_side = -self._tilt_side
+                t[_ROLL] = self._tilt_side * float(rng.uniform(*TILT)) * scale
+                self._tilt_left = max(1, round(float(rng.uniform(*TILT_HOLD_S)) * fps))
             if rng.random() < GAZE_CHANCE:
                 t[_GX] = float(rng.choice([-1.0, 1.0]) * rng.uniform(*GAZE_DX))
                 t[_GY] = float(rng.uniform(*GAZE_DY))
@@ -208,8 +214,9 @@ class ExpressionMotion:
         limited = step != new_x - x
         new_v[limited] = step[limited] / dt
         new_x = x + step
-        # Settled channels snap onto their target, so motion that has died away renders exactly as none.
-        settled = (np.abs(new_x - g) < 1e-5) & (np.abs(new_v) < 1e-4)
+        # Settled channels snap onto their target (within the rate limit), so motion that has died away renders
+        # exactly as none.
+        settled = (np.abs(new_x - g) < _SETTLED) & (np.abs(new_v) * dt < _SETTLED) & (np.abs(g - x) <= _RATE * dt)
         new_x[settled] = g[settled]
         new_v[settled] = 0.0
         self._x = new_x
