@@ -95,9 +95,9 @@ def main() -> None:
     print(describe())
     fc = face_check
     print(
-        f"limits: flat <= {fc.MAX_FLAT}, outline <= {fc.MAX_OUTLINE}, texture >= {fc.MIN_TEXTURE}, skin >= "
-        f"{fc.MIN_SKIN} (colour pictures), relief >= {fc.MIN_MOUTH_RELIEF} (under {fc.WEAK_MOUTH_RELIEF}: lips >= "
-        f"{fc.MIN_LIP_COLOUR})"
+        f"limits: flat <= {fc.MAX_FLAT} (where texture < {fc.FLAT_TEXTURE}), outline <= {fc.MAX_OUTLINE}, texture >= "
+        f"{fc.MIN_TEXTURE}, skin >= {fc.MIN_SKIN} (colour pictures), relief >= {fc.MIN_MOUTH_RELIEF} (under "
+        f"{fc.WEAK_MOUTH_RELIEF}: lips >= {fc.MIN_LIP_COLOUR})"
     )
     mesh = FaceMesh(progress=lambda message: None)
 

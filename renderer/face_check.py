@@ -195,6 +195,9 @@ def fit_spread(refit: Refit, rgb: npt.NDArray[np.uint8], lm: F32) -> float:
 #: frames are the flattest); flat-coloured or airbrushed drawings, also JPEG-compressed: 0.27 and more.
 MAX_FLAT = 0.2
 _FLAT_LEVELS = 2
+#: ...counted only where the rest has little detail (texture below this): a photo compressed to JPEG quality 10 has
+#: flat 8x8 blocks (0.25 of a dark, smooth-skinned face) but keeps its texture (1.0); flat drawings: 0.37 at most.
+FLAT_TEXTURE = 0.6
 #: ...or a face without skin texture: the median magnitude of the skin's brightness detail at 1-2 % of the face width
 #: (band-pass), grey levels. Photos, paintings and video frames: 0.34 and more; smooth-shaded drawings: 0.03..0.18.
 MIN_TEXTURE = 0.15
@@ -466,8 +469,9 @@ def mouth_covered(rgb: npt.NDArray[np.uint8], lm: F32, relief: float | None = No
 def check_human(a: Appearance, source: str) -> None:
     """Refuse drawn faces and faces without human skin, saying what was found."""
     use = "use a photo of a real human face, frontal, evenly lit, nothing covering it"
-    if a.flat > MAX_FLAT or a.texture < MIN_TEXTURE or a.outline > MAX_OUTLINE:
-        if a.flat > MAX_FLAT:
+    flat = a.flat > MAX_FLAT and a.texture < FLAT_TEXTURE
+    if flat or a.texture < MIN_TEXTURE or a.outline > MAX_OUTLINE:
+        if flat:
             what = f"{100 * a.flat:.0f} % of it is flat colour"
         elif a.outline > MAX_OUTLINE:
             what = f"a thin dark line is drawn along {100 * a.outline:.0f} % of its jaw"
