@@ -37,7 +37,7 @@ EMOTION_TARGETS: dict[str, tuple[float, float, float, float]] = {
 }
 
 #: Amplitudes of the prosody-driven motion at motion scale 1.
-BROW_PULSE = 0.35  #: brow_raise added on a pitch accent
+BROW_PULSE = 0.4  #: brow_raise added on a pitch accent (0.014 face widths: ~3 px on a 512x640 portrait)
 BROW_HOLD_S = 0.12  #: how long the accent's target is held before it decays
 STRESS_NOD = 0.0035  #: head_dy (face widths, down) on a stressed syllable
 PHRASE_NOD = 0.006  #: on a phrase end
