@@ -9,9 +9,11 @@ Inputs:
 - humans: every portrait in ``--portraits`` (its hard cases too: a profile, a group, a cat) and ``--frames`` frames
   spread over each clip in ``--clips``, plus the bundled demo avatars' photos; each should build (or be refused for
   the reason its README gives);
-- the same people's photos blurred, at a quarter of their size, at JPEG quality 10 and darkened;
-- generated non-humans (tests/face_samples.py): drawn faces in flat colour, softened, JPEG-compressed, airbrushed;
-  the demo avatars recoloured out of the human skin range; crops of the cat's face where the face detector fires;
+- the same people's photos blurred, at a quarter of their size, at JPEG quality 10, darkened, and under a cool
+  (red x0.7, blue x1.4) and a tungsten (blue x0.55) white-balance cast;
+- generated non-humans (tests/face_samples.py): drawn faces in flat colour, softened, JPEG-compressed, airbrushed,
+  with grain; real faces painted (hue turned, saturation x2.5) out of the human skin range; crops of the cat's face
+  where the face detector fires;
 - generated occlusions: a skin-coloured thing with the face's own cheek colour and grain held over the mouth of every
   human picture above, plain and with the dark gaps of four fingers across it.
 
@@ -128,16 +130,17 @@ def main() -> None:
             "quarter size": np.asarray(picture.resize((picture.width // 4, picture.height // 4))),
             "JPEG q10": face_samples.jpeg(humans[name], 10),
             "dark": (255 * (humans[name] / 255.0) ** 2.2 * 0.6).astype(np.uint8),
+            "cool cast": np.clip(humans[name] * np.array([0.7, 0.95, 1.4]), 0, 255).astype(np.uint8),
+            "tungsten cast": np.clip(humans[name] * np.array([1.25, 1.0, 0.55]), 0, 255).astype(np.uint8),
         }
         for how, image in degraded.items():
             row(mesh, f"{name[:20]} {how}", image)
 
     print("\nnot human faces:")
     others: dict[str, np.ndarray] = dict(face_samples.drawn_faces())
-    for name in ("grace-hopper", "astronaut"):
-        others[f"demo {name} recoloured"] = face_samples.recoloured(humans[f"demo {name}"])
-    for name in (n for n in humans if n.startswith(("01_", "08_"))):
-        others[f"{name[:20]} recoloured"] = face_samples.recoloured(humans[name])
+    for name in ["demo grace-hopper", "demo astronaut", *(n for n in humans if n.startswith(("01_", "08_")))]:
+        for turn in (0.5, 0.75):  # cyan-green, blue-violet
+            others[f"{name[:18]} painted {turn}"] = face_samples.recoloured(humans[name], turn)
     cat = args.portraits / "14_hard_cat_chelsea.png"
     if cat.exists():
         picture = Image.open(cat).convert("RGB")

@@ -233,10 +233,12 @@ _CHEEK_PATCH_L = (346, 347, 330, 266, 425, 411, 352)
 _NOSE_PATCH = (168, 417, 351, 419, 248, 281, 5, 51, 3, 196, 122, 193)
 _FOREHEAD_PATCH = (67, 109, 10, 338, 297, 299, 9, 69)
 _LIP_TOP, _LIP_BOTTOM = (0, 37, 267), (17, 84, 314)
-# Human skin chroma (YCbCr, 0..255), from the classic Chai & Ngan skin range widened for make-up, tanned and very dark
-# skin, and warm or cool white balance.
-_SKIN_CB = (70.0, 135.0)
-_SKIN_CR = (128.0, 185.0)
+# Human skin chroma (YCbCr, 0..255): the portraits' skin, dark to light, under white-balance casts up to red x0.7 and
+# blue x1.4 (cool), blue x0.55 (tungsten), green x1.15 or magenta spans Cb-128 from -60 to +38 and Cr-128 from -29 to
+# +62, so only what lies well beyond that (blue, cyan or green paint, a coloured mask, a creature) is not skin: the
+# range is one-sided.
+_SKIN_CB = (0.0, 128.0 + 45.0)
+_SKIN_CR = (128.0 - 35.0, 255.0)
 
 
 #: The face mesh's own confidence that its crop holds a face. Every photo and video frame of a person measured (the

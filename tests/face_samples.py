@@ -73,11 +73,13 @@ def drawn_faces() -> dict[str, np.ndarray]:
     }
 
 
-def recoloured(rgb: np.ndarray, hue_turn: float = 0.5) -> np.ndarray:
-    """The picture with every hue turned by ``hue_turn`` of a full turn (skin becomes blue-green, like a painted
-    creature or a mask), brightness and texture kept."""
+def recoloured(rgb: np.ndarray, hue_turn: float = 0.5, saturation: float = 2.5) -> np.ndarray:
+    """The picture with every hue turned by ``hue_turn`` of a full turn and its saturation multiplied (skin becomes a
+    strong blue-green, like face paint, a mask or a painted creature: beyond any white-balance cast), brightness and
+    texture kept."""
     hsv = np.asarray(Image.fromarray(rgb).convert("HSV")).copy()
     hsv[..., 0] = ((hsv[..., 0].astype(np.int32) + int(256 * hue_turn)) % 256).astype(np.uint8)
+    hsv[..., 1] = np.clip(hsv[..., 1].astype(np.float32) * saturation, 0, 255).astype(np.uint8)
     return np.asarray(Image.fromarray(hsv, "HSV").convert("RGB")).copy()
 
 

@@ -75,10 +75,10 @@ def test_every_generated_drawing_scores_as_drawn(mesh: FaceMesh) -> None:
 
 
 def test_a_face_without_human_skin_is_refused(mesh: FaceMesh) -> None:
-    """The astronaut's own photo with every hue turned half way round: texture and shape of a real face, skin the
-    blue-green of a painted creature."""
-    photo, _ = demo("astronaut")
-    message = refusal(mesh, recoloured(photo))
+    """Grace Hopper's photo with every hue turned three quarters round and saturated: texture and shape of a real face,
+    skin a blue-violet beyond any white-balance cast (face paint, a mask, a painted creature)."""
+    photo, _ = demo("grace-hopper")
+    message = refusal(mesh, recoloured(photo, 0.75))
     assert "the face does not look like human skin" in message and "use a photo of a real human face" in message
 
 
@@ -88,6 +88,18 @@ def test_what_the_face_model_does_not_take_for_a_face_is_refused(mesh: FaceMesh)
     message = refusal(mesh, recoloured(photo))
     assert "what was found does not fit a human face (the face model is" in message
     assert "use a photo of a real human face" in message
+
+
+CASTS = {"cool": (0.7, 0.95, 1.4), "warm": (1.25, 1.0, 0.55), "green": (0.8, 1.25, 0.85)}
+
+
+@pytest.mark.parametrize("gains", CASTS.values(), ids=CASTS.keys())
+def test_a_photo_under_coloured_light_still_builds(mesh: FaceMesh, gains: tuple[float, float, float]) -> None:
+    """White-balance casts (shade or a screen's light, tungsten, fluorescent) move skin far from its daylight
+    colour: the skin check must not take them for paint."""
+    photo, _ = demo("astronaut")
+    cast = np.clip(photo * np.array(gains), 0, 255).astype(np.uint8)
+    build_photo_avatar(cast, avatar_id="cast", size=(512, 640), mesh=mesh)
 
 
 def test_a_black_and_white_photo_still_builds(mesh: FaceMesh) -> None:
