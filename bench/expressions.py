@@ -14,7 +14,8 @@ Prints the machine, then:
 2. event timing on the lip-sync evaluation speech (the human test speakers of ``bench/lipsync_eval.py``: the same
    loader), driven as a session drives it (the trained model's voice activity, 25 fps, 100 ms chunks) but without
    pixels: brow raises vs reference pitch accents, nods vs phrase ends (and vs accents or phrase ends), precision and
-   recall within +-150 ms, and the rates per minute.
+   recall within +-150 ms, and the rates per minute; and the share of blinks that start mid-speech (by the model's
+   voice activity) with expressions off (the plain timer) and on (blinks wait out words, up to 1 s).
 
 References come from the whole utterance offline. Phrase ends: a pause (silence or a gap between phones) of at least
 180 ms after at least 0.3 s of speech, per the corpus's phone timings; a pause can only be known once it has lasted
@@ -51,7 +52,8 @@ from avaluma.renderer.avatar import Avatar  # noqa: E402
 from avaluma.renderer.engine import RenderedFrame, RenderSession  # noqa: E402
 from avaluma.renderer.expression_motion import ExpressionMotion  # noqa: E402
 from avaluma.renderer.hvia import load_hvia  # noqa: E402
-from avaluma.renderer.lipsync.base import LIPSYNC_SAMPLE_RATE, LipSyncBackend, LipSyncStream  # noqa: E402
+from avaluma.renderer.idle import IdleMotion  # noqa: E402
+from avaluma.renderer.lipsync.base import LIPSYNC_SAMPLE_RATE, LipSyncBackend  # noqa: E402
 from avaluma.renderer.lipsync.energy import EnergyBackend  # noqa: E402
 from avaluma.renderer.lipsync.visemes import SIL  # noqa: E402
 from avaluma.renderer.prosody import (  # noqa: E402
@@ -237,15 +239,51 @@ def match(found: Sequence[float], truth: Sequence[float]) -> tuple[int, int]:
 
 class Session:
     """What a session computes for expressions, without pixels: one speaker's utterances one after the other (the
-    speaker statistics carry over, as in a conversation), each followed by a second of idle frames."""
+    speaker statistics carry over, as in a conversation), each followed by a second of idle frames. Blinks run twice,
+    steered by the speech (expressions on) and on the plain timer (off), and are counted against the lip-sync
+    model's own voice activity."""
 
     def __init__(self, backend: LipSyncBackend, seed: int) -> None:
         self.stream = backend.open_stream(fps=FPS)
         self.tracker, self.motion = ProsodyTracker(FPS), ExpressionMotion(FPS, seed)
+        self.idle = {True: IdleMotion(fps=FPS, seed=seed), False: IdleMotion(fps=FPS, seed=seed)}
+        self.blinks = {True: [0, 0], False: [0, 0]}  # [blinks started during speech audio, of them mid-speech]
 
     def detect(self, audio: npt.NDArray[np.float32]) -> tuple[list[float], list[float]]:
         """Brow-raise and nod start times (s from the utterance's start)."""
-        return detect(self.stream, self.tracker, self.motion, audio)
+        analyzer = ProsodyAnalyzer(FPS)
+        voice, feats = [], []
+        step = SR // 10
+        for i in range(0, len(audio) + step, step):
+            mf = self.stream.push(audio[i : i + step]) if i < len(audio) else self.stream.flush()
+            voice.append(1.0 - mf.visemes[:, SIL] if mf.visemes is not None else np.full(len(mf), np.nan))
+            feats += analyzer.push(audio[i : i + step]) if i < len(audio) else analyzer.flush()
+        v = np.concatenate(voice)
+        speech = np.nan_to_num(v) > 0.5
+        brows: list[float] = []
+        nods: list[float] = []
+        for i in range(len(v) + FPS):
+            if i < len(v):
+                vi = float(v[i])
+                f = self.motion.step(
+                    self.tracker.step(feats[i] if i < len(feats) else None, None if np.isnan(vi) else vi)
+                )
+            else:
+                f = self.motion.step(self.tracker.step(None))
+            if f.brow_event:
+                brows.append(i / FPS)
+            if f.nod_event:
+                nods.append(i / FPS)
+            for on, idle in self.idle.items():
+                before = len(idle.blink_frames)
+                if on:
+                    idle.step(speaking=i < len(v), blink_ok=f.blink.ok, blink_prefer=f.blink.prefer)
+                else:
+                    idle.step(speaking=i < len(v))
+                if len(idle.blink_frames) > before and i < len(v):
+                    self.blinks[on][0] += 1
+                    self.blinks[on][1] += bool(speech[max(0, i - 1) : i + 2].all())
+        return brows, nods
 
 
 def coverage(events: Sequence[float], duration: float) -> float:
@@ -255,38 +293,6 @@ def coverage(events: Sequence[float], duration: float) -> float:
         return 0.0
     near = (np.abs(grid[:, None] - np.asarray(events)[None, :]) <= TOLERANCE_S).any(axis=1)
     return float(near.sum() * 0.005)
-
-
-def detect(
-    stream: LipSyncStream, tracker: ProsodyTracker, motion: ExpressionMotion, audio: npt.NDArray[np.float32]
-) -> tuple[list[float], list[float]]:
-    analyzer = ProsodyAnalyzer(FPS)
-    params, voice, feats = [], [], []
-    step = SR // 10
-    for i in range(0, len(audio), step):
-        part = audio[i : i + step]
-        mf = stream.push(part)
-        params.append(mf.params)
-        voice.append(1.0 - mf.visemes[:, SIL] if mf.visemes is not None else np.full(len(mf), np.nan))
-        feats += analyzer.push(part)
-    mf = stream.flush()
-    params.append(mf.params)
-    voice.append(1.0 - mf.visemes[:, SIL] if mf.visemes is not None else np.full(len(mf), np.nan))
-    feats += analyzer.flush()
-    v = np.concatenate(voice)
-    brows: list[float] = []
-    nods: list[float] = []
-    for i in range(len(v) + FPS):
-        if i < len(v):
-            vi = float(v[i])
-            f = motion.step(tracker.step(feats[i] if i < len(feats) else None, None if np.isnan(vi) else vi))
-        else:
-            f = motion.step(tracker.step(None))
-        if f.brow_event:
-            brows.append(i / FPS)
-        if f.nod_event:
-            nods.append(i / FPS)
-    return brows, nods
 
 
 def bench_events(n_utterances: int) -> None:
@@ -373,6 +379,12 @@ def bench_events(n_utterances: int) -> None:
     if lags:
         print(
             f"phrase-end nods: {1000 * statistics.mean(lags):+.0f} ms mean offset from the reference (pause + 180 ms)"
+        )
+    for on in (False, True):
+        total, mid = (sum(x.blinks[on][k] for x in sessions.values()) for k in (0, 1))
+        print(
+            f"blinks, expressions {'on ' if on else 'off'}: {total} during the utterances, {mid} starting mid-speech "
+            f"(the model's voice activity) = {mid / max(total, 1):.0%}"
         )
     print(
         f"(chance precision, events at random times: {cover['acc'] / seconds:.2f} vs accents, "
