@@ -15,12 +15,12 @@ Inputs:
   with grain; real faces painted (hue turned, saturation x2.5) out of the human skin range; crops of the cat's face
   where the face detector fires;
 - generated occlusions: a skin-coloured thing with the face's own cheek colour and grain held over the mouth of every
-  human picture above, plain and with the dark gaps of four fingers across it.
+  human picture above, plain and with the dark gaps of four fingers across it; a dark grey microphone.
 
-Each row: the builder's answer (``build_photo_avatar`` at 512x640) and the checks' scores on the framed picture
-(flat: drawn flat colour, outline: inked jaw line, texture: skin detail in grey levels, skin: fraction of
-skin-coloured pixels, ``-`` for black and white, relief: the lips' brightness relief, lips: the lips' chroma distance
-from the skin around them). The limits are printed first. Not a test: nothing here asserts.
+Each row: the builder's answer (``build_photo_avatar`` at 512x640) and the checks' scores on the framed picture (flat:
+drawn flat colour, outline: inked jaw line, texture: skin detail in grey levels, skin: fraction of skin-coloured
+pixels, ``-`` for black and white, relief: the lips' brightness relief, lips: the lips' chroma distance from the skin
+around them and their saturation over the skin's). The limits are printed first. Not a test: nothing here asserts.
 """
 
 from __future__ import annotations
@@ -80,11 +80,12 @@ def row(mesh: FaceMesh, name: str, image: np.ndarray) -> tuple[bool, str]:
         a = face_check.appearance(*fit)
         skin = "-" if a.skin is None else f"{a.skin:.2f}"
         lips = "-" if a.lip_colour is None else f"{a.lip_colour:4.1f}"
+        lip_sat = "-" if a.lip_saturation is None else f"{a.lip_saturation:.2f}"
         scores = (
             f"flat {a.flat:.3f} outline {a.outline:.2f} texture {a.texture:5.2f} skin {skin:>4} "
-            f"relief {a.mouth_relief:.2f} lips {lips:>4}"
+            f"relief {a.mouth_relief:.2f} lips {lips:>4} {lip_sat:>4}"
         )
-    print(f"  {name[:34]:34s} {scores:79s} {ms:5.0f} ms  {verdict}", flush=True)
+    print(f"  {name[:34]:34s} {scores:84s} {ms:5.0f} ms  {verdict}", flush=True)
     return accepted
 
 
@@ -99,7 +100,7 @@ def main() -> None:
     print(
         f"limits: flat <= {fc.MAX_FLAT} (where texture < {fc.FLAT_TEXTURE}), outline <= {fc.MAX_OUTLINE}, texture >= "
         f"{fc.MIN_TEXTURE}, skin >= {fc.MIN_SKIN} (colour pictures), relief >= {fc.MIN_MOUTH_RELIEF} (under "
-        f"{fc.WEAK_MOUTH_RELIEF}: lips >= {fc.MIN_LIP_COLOUR})"
+        f"{fc.WEAK_MOUTH_RELIEF}: lips >= {fc.MIN_LIP_COLOUR}), lips' saturation >= {fc.MIN_LIP_SATURATION}"
     )
     mesh = FaceMesh(progress=lambda message: None)
 
@@ -157,6 +158,7 @@ def main() -> None:
         if fit is not None:
             covered.append(not row(mesh, f"{name[:24]} covered", face_samples.occluded(*fit)))
             covered.append(not row(mesh, f"{name[:20]} 4 fingers", face_samples.occluded(*fit, fingers=4)))
+            covered.append(not row(mesh, f"{name[:19]} microphone", face_samples.microphone(*fit)))
     print(f"  -> {sum(covered)} of {len(covered)} refused")
 
 

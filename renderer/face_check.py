@@ -227,6 +227,10 @@ MIN_MOUTH_RELIEF = 0.18
 #: is strong) and by 1.7 and more in H.264 video frames. Black-and-white pictures have no colour to judge.
 WEAK_MOUTH_RELIEF = 0.33
 MIN_LIP_COLOUR = 2.0
+#: ...and in colour pictures the lips are at least this saturated relative to the skin (the lips' median saturation
+#: over the cheeks', nose's and forehead's): 0.98 and more in the portraits, the clips' frames and under white-balance
+#: casts; a grey or black thing held over the mouth (a microphone) 0.0, whatever relief its edge makes.
+MIN_LIP_SATURATION = 0.4
 
 _CHEEK_PATCH_R = (117, 118, 101, 36, 205, 187, 123)
 _CHEEK_PATCH_L = (346, 347, 330, 266, 425, 411, 352)
@@ -266,6 +270,7 @@ class Appearance:
     mouth_relief: float
     lip_colour: float | None = None
     outline: float = 0.0
+    lip_saturation: float | None = None
 
 
 def _luma(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
@@ -375,8 +380,7 @@ def skin_colour(rgb: npt.NDArray[np.uint8], lm: F32) -> float | None:
     px = rgb[skin].astype(np.float32)
     if len(px) == 0:
         return 0.0
-    saturation = (px.max(axis=1) - px.min(axis=1)) / np.maximum(px.max(axis=1), 1.0)
-    if float(np.median(saturation)) < GREY_SATURATION:
+    if float(np.median(_saturation(px))) < GREY_SATURATION:
         return None
     r, g, b = px[:, 0], px[:, 1], px[:, 2]
     y = 0.299 * r + 0.587 * g + 0.114 * b
@@ -414,9 +418,21 @@ _LIPS_OUTER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 3
 _LIPS_INNER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
 
 
-def lip_colour(rgb: npt.NDArray[np.uint8], lm: F32) -> float | None:
-    """Chroma distance (YCbCr levels) between the lips (outer minus inner contour) and the skin in a band around
-    them, medians; None for a black-and-white picture."""
+def _saturation(px: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    out: npt.NDArray[np.float32] = (px.max(axis=-1) - px.min(axis=-1)) / np.maximum(px.max(axis=-1), 1.0)
+    return out
+
+
+def _skin_saturation(rgb: npt.NDArray[np.uint8], lm: F32) -> float:
+    """Median saturation of the cheeks, nose and forehead (under :data:`GREY_SATURATION`: a black-and-white picture)."""
+    px = rgb[_skin_mask(rgb, lm)].astype(np.float32)
+    return float(np.median(_saturation(px))) if len(px) else 0.0
+
+
+def _lips_and_ring(
+    rgb: npt.NDArray[np.uint8], lm: F32
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None:
+    """The lips' pixels (outer minus inner contour) and those of the skin in a band around them."""
     ys, xs = _box(lm[list(_LIPS_OUTER)], rgb.shape, int(0.1 * face_width(lm)) + 2)
     part = rgb[ys, xs].astype(np.float32)
     if part.size == 0:
@@ -425,8 +441,7 @@ def lip_colour(rgb: npt.NDArray[np.uint8], lm: F32) -> float | None:
     shifted[:, 0] -= xs.start
     shifted[:, 1] -= ys.start
     outer = shifted[list(_LIPS_OUTER), :2].astype(np.float64)
-    centre = outer.mean(axis=0)
-    away = outer - centre
+    away = outer - outer.mean(axis=0)
     grown = outer + away / np.maximum(np.linalg.norm(away, axis=1, keepdims=True), 1e-3) * 0.06 * face_width(lm)
     ring_lm = np.zeros((len(grown), 3), dtype=np.float32)
     ring_lm[:, :2] = grown
@@ -435,37 +450,53 @@ def lip_colour(rgb: npt.NDArray[np.uint8], lm: F32) -> float | None:
     ring = _polygon_mask(part.shape, ring_lm, tuple(range(len(grown)))) & ~lips_out
     if lips.sum() < 10 or ring.sum() < 10:
         return None
-    r, g, b = part[..., 0], part[..., 1], part[..., 2]
-    saturation = (part.max(axis=2) - part.min(axis=2)) / np.maximum(part.max(axis=2), 1.0)
-    if float(np.median(saturation[ring])) < GREY_SATURATION:
-        return None
-    cb = 128.0 - 0.168736 * r - 0.331264 * g + 0.5 * b
-    cr = 128.0 + 0.5 * r - 0.418688 * g - 0.081312 * b
-    d_cb = float(np.median(cb[lips]) - np.median(cb[ring]))
-    d_cr = float(np.median(cr[lips]) - np.median(cr[ring]))
-    return math.hypot(d_cb, d_cr)
+    return part[lips], part[ring]
+
+
+def lip_measures(rgb: npt.NDArray[np.uint8], lm: F32) -> tuple[float | None, float | None]:
+    """The lips' colour against the skin around them: their chroma distance (YCbCr levels, medians) and their median
+    saturation over the skin's (see :data:`MIN_LIP_COLOUR`, :data:`MIN_LIP_SATURATION`); None, None for a
+    black-and-white picture."""
+    found = _lips_and_ring(rgb, lm)
+    skin = _skin_saturation(rgb, lm)
+    if found is None or skin < GREY_SATURATION:
+        return None, None
+    (cb_lips, cr_lips), (cb_ring, cr_ring) = (
+        (
+            128.0 - 0.168736 * px[:, 0] - 0.331264 * px[:, 1] + 0.5 * px[:, 2],
+            128.0 + 0.5 * px[:, 0] - 0.418688 * px[:, 1] - 0.081312 * px[:, 2],
+        )
+        for px in found
+    )
+    colour = math.hypot(float(np.median(cb_lips) - np.median(cb_ring)), float(np.median(cr_lips) - np.median(cr_ring)))
+    return colour, float(np.median(_saturation(found[0]))) / skin
 
 
 def appearance(rgb: npt.NDArray[np.uint8], lm: F32) -> Appearance:
+    lips = lip_measures(rgb, lm)
     return Appearance(
         flat=flatness(rgb, lm),
         texture=skin_texture(rgb, lm),
         skin=skin_colour(rgb, lm),
         mouth_relief=mouth_relief(rgb, lm),
-        lip_colour=lip_colour(rgb, lm),
+        lip_colour=lips[0],
         outline=drawn_outline(rgb, lm),
+        lip_saturation=lips[1],
     )
 
 
-def mouth_covered(rgb: npt.NDArray[np.uint8], lm: F32, relief: float | None = None) -> bool:
-    """No lips where the fitted mouth is: no brightness relief, or a weak one without lip colour."""
-    relief = mouth_relief(rgb, lm) if relief is None else relief
-    if relief < MIN_MOUTH_RELIEF:
+def covered(relief: float, colour: float | None, saturation: float | None) -> bool:
+    """No lips where the fitted mouth is: no brightness relief, a weak one without lip colour, or (colour pictures)
+    grey "lips"."""
+    if relief < MIN_MOUTH_RELIEF or (saturation is not None and saturation < MIN_LIP_SATURATION):
         return True
-    if relief >= WEAK_MOUTH_RELIEF:
-        return False
-    colour = lip_colour(rgb, lm)
-    return colour is not None and colour < MIN_LIP_COLOUR
+    return relief < WEAK_MOUTH_RELIEF and colour is not None and colour < MIN_LIP_COLOUR
+
+
+def mouth_covered(rgb: npt.NDArray[np.uint8], lm: F32) -> bool:
+    """:func:`covered` for one picture (a video frame)."""
+    relief = mouth_relief(rgb, lm)
+    return relief < MIN_MOUTH_RELIEF or covered(relief, *lip_measures(rgb, lm))
 
 
 def check_human(a: Appearance, source: str) -> None:
@@ -491,8 +522,7 @@ def check_human(a: Appearance, source: str) -> None:
 
 
 def check_mouth_visible(a: Appearance, source: str) -> None:
-    weak = a.mouth_relief < WEAK_MOUTH_RELIEF and a.lip_colour is not None and a.lip_colour < MIN_LIP_COLOUR
-    if a.mouth_relief < MIN_MOUTH_RELIEF or weak:
+    if covered(a.mouth_relief, a.lip_colour, a.lip_saturation):
         raise InvalidArgument(
             f"{source}: the mouth is covered or cannot be seen (no lips found where the face's mouth is); use a "
             "picture in which the lips are uncovered: no hand, microphone, mask or hair in front of the mouth"

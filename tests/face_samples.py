@@ -1,7 +1,7 @@
 """Generated hard inputs for the builder's "is this a real, uncovered human face?" checks (tests and
 bench/face_check.py): drawn faces in several styles, a real face recoloured out of the human skin range, and a
-skin-coloured occluder held over a real face's mouth. Everything is made here from PIL shapes, noise and the picture
-it is given: no third-party images.
+skin-coloured occluder (a hand) or a dark one (a microphone) held over a real face's mouth. Everything is made here
+from PIL shapes, noise and the picture it is given: no third-party images.
 """
 
 from __future__ import annotations
@@ -120,3 +120,18 @@ def occluded(rgb: np.ndarray, landmarks: np.ndarray, *, fingers: int = 0, seed: 
         blob *= (1.0 - 0.45 * np.exp(-0.5 * ((yy - gap_y) / (0.006 * fw)) ** 2))[..., None]
     out = alpha * blob + (1.0 - alpha) * rgb.astype(np.float32)
     return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def microphone(rgb: np.ndarray, landmarks: np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """A dark grey, round thing (a microphone's head) held in front of the mouth, with a soft highlight, a little
+    grain and soft edges."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    fw = float(np.linalg.norm(lm[454, :2] - lm[234, :2]))
+    cx, cy = float(lm[[61, 291], 0].mean()), float(lm[[0, 17], 1].mean())
+    h, w = rgb.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    highlight = np.exp(-((xx - cx + 0.1 * fw) ** 2 + (yy - cy + 0.08 * fw) ** 2) / (2 * (0.05 * fw) ** 2))
+    grain = np.random.default_rng(seed).normal(0.0, 2.0, (h, w))
+    body = (40.0 + 25.0 * highlight + grain)[..., None]
+    alpha = np.clip((1.0 - np.hypot((xx - cx) / (0.3 * fw), (yy - cy) / (0.2 * fw))) / 0.1, 0.0, 1.0)[..., None]
+    return np.clip(alpha * body + (1.0 - alpha) * rgb.astype(np.float32), 0, 255).astype(np.uint8)
