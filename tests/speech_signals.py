@@ -105,6 +105,12 @@ def clicks(seconds: float, every_s: float = 0.37) -> F32:
     return x
 
 
+def noisy(audio: F32, snr_db: float = 10.0, seed: int = 0) -> F32:
+    """``audio`` with white noise ``snr_db`` below its speech level (the RMS of its non-silent samples)."""
+    level = float(np.sqrt(np.mean(audio[audio != 0] ** 2)))
+    return (audio + white_noise(len(audio) / SR, level * 10 ** (-snr_db / 20), seed)).astype(np.float32)
+
+
 def shouted(audio: F32, gain: float = 30.0) -> F32:
     """Speech far too loud: clipped hard at full scale."""
     return np.clip(audio * gain, -1.0, 1.0).astype(np.float32)

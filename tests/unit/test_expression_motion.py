@@ -8,7 +8,7 @@ import itertools
 
 import numpy as np
 import pytest
-from speech_signals import clicks, lively, monotone, shouted, whisper, white_noise
+from speech_signals import clicks, lively, monotone, noisy, shouted, whisper, white_noise
 
 from avaluma.core.errors import InvalidArgument
 from avaluma.core.media import EMOTIONS
@@ -62,6 +62,7 @@ SIGNALS = {
     "white noise": white_noise(4.0),
     "clicks": clicks(4.0),
     "shouted": shouted(lively(1)[0]),
+    "noisy": noisy(lively(2)[0], 5.0),
 }
 
 
@@ -92,14 +93,14 @@ def test_brows_rise_around_pitch_accents_and_not_on_monotone_speech() -> None:
     assert field(motion_of(monotone(8.0)), "brow_raise").max() == 0.0
 
 
-@pytest.mark.parametrize("name", ["whisper", "white noise", "clicks", "shouted"])
+@pytest.mark.parametrize("name", ["whisper", "white noise", "clicks", "shouted", "noisy"])
 def test_bad_input_moves_calmly(name: str) -> None:
     frames = motion_of(SIGNALS[name])
     seconds = len(frames) / FPS
     nods = sum(f.nod_event for f in frames)
     brows = sum(f.brow_event for f in frames)
     assert nods <= seconds / 1.5  # phrase ends (whispered phrases end too) and rare stress: never a bobbing head
-    if name != "shouted":
+    if name not in ("shouted", "noisy"):
         assert brows == 0  # no voice, no pitch accent
     # Never a rattle: no two motion events in consecutive frames.
     events = [i for i, f in enumerate(frames) if f.nod_event or f.brow_event]

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from speech_signals import SR, clicks, lively, monotone, shouted, whisper, white_noise
+from speech_signals import SR, clicks, lively, monotone, noisy, shouted, whisper, white_noise
 
 from avaluma.renderer.prosody import (
     PHRASE_PAUSE_S,
@@ -88,6 +88,13 @@ def test_deep_high_quiet_or_loud_voices_give_the_same_events(f0: float, gain: fl
     for kind in ("accent", "phrase_end"):
         assert len(times(features, kind)) == len(times(reference, kind)), kind
     assert np.allclose(times(features, "accent"), centres, atol=0.2)
+
+
+def test_noise_over_the_speech_does_not_move_the_accents() -> None:
+    audio, centres = lively(0)
+    for snr in (20.0, 10.0):
+        accents = times(track(noisy(audio, snr)), "accent")
+        assert np.allclose(accents, centres, atol=0.2), snr
 
 
 def test_monotone_speech_has_phrase_ends_but_no_accents_or_stress() -> None:
