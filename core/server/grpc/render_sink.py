@@ -80,6 +80,19 @@ def stream_settings(
     )
 
 
+def started_response(settings: StreamSettings, avatar_id: str, width: int, height: int) -> RenderResponse:
+    options = settings.options
+    started = render_service_pb2.RenderStarted(
+        width=width,
+        height=height,
+        fps=options.fps,
+        audio_sample_rate=options.audio_sample_rate,
+        encoding=WIRE_ENCODING[settings.encoding],
+        avatar_id=avatar_id,
+    )
+    return RenderResponse(started=started)
+
+
 def error_response(exc: AvalumaError) -> RenderResponse:
     return RenderResponse(error=stream_error(exc))
 
