@@ -93,6 +93,9 @@ class RenderConfig(Closed):
     seed: int = 0
     #: The emotion of sessions and ``Render`` streams whose request names none (one of ``core.media.EMOTIONS``).
     emotion: str = "neutral"
+    #: Facial expressions in every session and ``Render`` stream (prosody-driven brows, nods, tilts and glances, and
+    #: the emotion's face); false renders the face exactly as without them (emotions are still accepted).
+    expressions: bool = True
     #: ``Render`` streams: seconds the client has to send its first message (the config) before the stream is ended
     #: with DEADLINE_EXCEEDED. Every open stream holds an admission slot, so a silent one must not hold it for long.
     first_message_timeout_s: float = Field(10.0, gt=0)
@@ -111,7 +114,9 @@ class RenderConfig(Closed):
 
     def options(self) -> RenderOptions:
         """The server's default render options as the one validated value the rest of the server uses."""
-        return RenderOptions(fps=self.fps, audio_sample_rate=self.audio_sample_rate, seed=self.seed)
+        return RenderOptions(
+            fps=self.fps, audio_sample_rate=self.audio_sample_rate, seed=self.seed, expressions=self.expressions
+        )
 
 
 class AvatarLinkConfig(Closed):

@@ -102,6 +102,9 @@ class RenderOptions:
     seed: int = 0
     width: int = 0
     height: int = 0
+    #: Facial expressions (prosody-driven brows, nods, tilts and glances, the emotion's face): the server's
+    #: ``render.expressions``, not set per request. Off renders the face exactly as without them.
+    expressions: bool = True
 
     def __post_init__(self) -> None:
         check_render_options(self.fps, self.audio_sample_rate, self.width, self.height)
@@ -129,7 +132,7 @@ class RenderOptions:
             height,
         )
         check_render_options(*options[:2], width, height, field=f"{field}." if field else "", defaults_hint=True)
-        return RenderOptions(*options)
+        return RenderOptions(*options, expressions=self.expressions)
 
 
 #: The emotions an avatar can show (per session, changeable mid-session; eased, never jumps). ``neutral`` is the

@@ -284,6 +284,7 @@ def _render(
         audio_sample_rate=config.render.audio_sample_rate,
         seed=config.render.seed,
         emotion=emotion or config.render.emotion,
+        expressions=config.render.expressions,
     )
     logger.info(
         "render started",

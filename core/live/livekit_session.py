@@ -216,6 +216,7 @@ def build_live_session(
         seed=session.render.seed,
         instrumentation=lipsync_instrumentation(backend, on_fault=faults.from_worker),
         emotion=session.emotion,
+        expressions=session.render.expressions,
     )
     return LiveSession(
         session,

@@ -164,7 +164,11 @@ async def _measure_budget(slots: SessionSlots, store: AvatarStore, backend: Shar
         budget = await asyncio.to_thread(
             measure_budget,
             lambda: RenderSession(
-                avatar, lipsync, fps=config.render.fps, audio_sample_rate=config.render.audio_sample_rate
+                avatar,
+                lipsync,
+                fps=config.render.fps,
+                audio_sample_rate=config.render.audio_sample_rate,
+                expressions=config.render.expressions,
             ),
             target_utilization=config.sessions.target_utilization,
         )

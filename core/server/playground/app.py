@@ -275,7 +275,8 @@ class Playground:
         avatar_id = str(body.get("avatar_id") or self.config.default_avatar)
         avatar = self.store.get(avatar_id)
         fps = self.config.render.fps
-        render = RenderSession(avatar, await self._lipsync(), fps=fps, audio_sample_rate=AUDIO_RATE)
+        lipsync, expressions = await self._lipsync(), self.config.render.expressions
+        render = RenderSession(avatar, lipsync, fps=fps, audio_sample_rate=AUDIO_RATE, expressions=expressions)
         video_cls, audio_cls = _media_tracks()
         video, audio = video_cls(fps), audio_cls()
         pc = RTCPeerConnection()
