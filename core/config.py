@@ -36,8 +36,8 @@ class ServerConfig(Closed):
     port: int = Field(8080, ge=0, le=65535)
     #: Seconds given to in-flight RPCs on shutdown before they are cancelled.
     shutdown_grace_s: float = Field(5.0, ge=0)
-    #: Seconds a stopping server (SIGTERM) waits for its LiveKit sessions to end by themselves, admitting none,
-    #: before it ends the rest and stops; 0 ends them at once. Kubernetes: terminationGracePeriodSeconds above
+    #: Seconds a stopping server (SIGTERM) waits for its sessions and Render streams to end by themselves, admitting
+    #: none, before it ends the rest and stops; 0 ends them at once. Kubernetes: terminationGracePeriodSeconds above
     #: drain_timeout_s + shutdown_grace_s.
     drain_timeout_s: float = Field(0.0, ge=0)
     #: Largest gRPC message accepted, in bytes.

@@ -82,6 +82,19 @@ class RunningServer:
         """``host:port`` to dial (IPv6 hosts in brackets)."""
         return f"{_bracket(self.host)}:{self.port}"
 
+    async def drain(self, *, timeout_s: float) -> tuple[int, int]:
+        """Graceful drain before shutdown: admit nothing new (sessions and render streams are refused UNAVAILABLE,
+        start it on another server instance), health NOT_SERVING, give running sessions and render streams up to
+        ``timeout_s`` to end by themselves, then end the rest with a reason that says so. Returns how many sessions
+        and how many render streams the deadline ended."""
+        if self.slots is not None:
+            self.slots.drain()
+        await self.health.enter_graceful_shutdown()
+        sessions, streams = await asyncio.gather(
+            self.sessions.drain(timeout_s=timeout_s), self._render.drain(timeout_s=timeout_s)
+        )
+        return sessions, streams
+
     async def stop(self, grace: float | None = None) -> None:
         """Graceful, bounded shutdown: NOT_SERVING, end streams and sessions, then ``server.stop(grace)``.
 

@@ -148,12 +148,13 @@ async def serve(config: Config) -> None:
         await stop.wait()
         if config.server.drain_timeout_s > 0:
             # Drain: health NOT_SERVING and /ready 503 (load balancers send new sessions elsewhere), nothing new is
-            # admitted, running sessions get drain_timeout_s to end by themselves; the HTTP API keeps answering.
+            # admitted, running sessions and render streams get drain_timeout_s to end by themselves; the HTTP API
+            # keeps answering.
             drain_s = config.server.drain_timeout_s
             log.info("draining sessions before shutdown", extra={"drain_timeout_s": drain_s})
-            await running.health.enter_graceful_shutdown()
-            ended = await running.sessions.drain(timeout_s=drain_s)
-            log.info("drain finished", extra={"sessions_ended_at_deadline": ended})
+            sessions, streams = await running.drain(timeout_s=drain_s)
+            extra = {"sessions_ended_at_deadline": sessions, "render_streams_ended_at_deadline": streams}
+            log.info("drain finished", extra=extra)
         if http is not None:
             await http.stop()
         grace = config.server.shutdown_grace_s

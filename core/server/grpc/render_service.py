@@ -14,12 +14,14 @@ holds an admission slot like a session. On the wire:
   UNAVAILABLE. A realtime stream that falls behind its clock says so in-band (RESOURCE_EXHAUSTED);
 - no config within ``render.first_message_timeout_s``, or no request for ``render.idle_timeout_s`` while nothing is
   left to play, end the call with DEADLINE_EXCEEDED (a silent client must not hold a slot);
-- at shutdown, open streams end UNAVAILABLE.
+- a draining server refuses new streams (UNAVAILABLE: start it on another instance) and gives open ones until the
+  drain deadline (:meth:`RenderServicer.drain`); at shutdown, open streams end UNAVAILABLE.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -49,6 +51,10 @@ log = logging.getLogger(__name__)
 
 RenderRequest = render_service_pb2.RenderRequest
 SHUTDOWN_MESSAGE: Final = "the server is shutting down: reconnect (to another instance) and start a new stream"
+DRAIN_MESSAGE: Final = (
+    "the server is shutting down and the stream did not end within its drain deadline of {timeout_s:g} s: reconnect "
+    "(to another instance) and start a new stream"
+)
 CONFIG_AGAIN: Final = "config was already sent: it may only be the first message of a stream"
 EMPTY_REQUEST: Final = "empty request: set one of config, audio, segment_end, clear or set_emotion"
 
@@ -114,12 +120,28 @@ class RenderServicer(render_service_pb2_grpc.RenderServiceServicer):
         #: Set by :meth:`begin_shutdown`: what every stream, also one opened from now on, ends with.
         self._closing: AvalumaError | None = None
         self._streams: set[RenderStream[RenderResponse]] = set()
+        #: Set whenever the last stream ends (what :meth:`drain` waits for).
+        self._emptied = asyncio.Event()
 
     def begin_shutdown(self) -> None:
         """Make every open stream end with UNAVAILABLE (called before the server's grace period starts)."""
         self._closing = Unavailable(SHUTDOWN_MESSAGE)
         for stream in self._streams:
             stream.end(self._closing)
+
+    async def drain(self, *, timeout_s: float) -> int:
+        """Graceful drain before shutdown: give the open streams up to ``timeout_s`` to end by themselves, then end the
+        rest with UNAVAILABLE saying so; returns how many the deadline ended. New streams are refused meanwhile by the
+        drained :class:`SessionSlots` (UNAVAILABLE: start it on another server instance)."""
+        if self._streams:
+            log.info("draining render streams", extra={"count": len(self._streams), "timeout_s": timeout_s})
+            self._emptied.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._emptied.wait(), timeout_s)
+        left = list(self._streams)
+        for stream in left:
+            stream.end(Unavailable(DRAIN_MESSAGE.format(timeout_s=timeout_s)))
+        return len(left)
 
     async def _settings(self, requests: AsyncIterator[RenderRequest]) -> StreamSettings | None:
         """The stream's first message, checked: a ``RenderConfig``, in time; None when the client sent nothing."""
@@ -175,4 +197,6 @@ class RenderServicer(render_service_pb2_grpc.RenderServiceServicer):
                     yield response
             finally:
                 self._streams.discard(stream)
+                if not self._streams:
+                    self._emptied.set()
                 log.info("render stream ended", extra={"avatar_id": avatar.id, "frames_sent": sink.sent})
