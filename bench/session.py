@@ -1,12 +1,14 @@
 """Live-session benchmark: latency, A/V offset, interruption and capacity of the server's session core.
 
     .venv/bin/python bench/session.py [--quick] [--capacity] [--sessions N] [--encode vp8] [--encode-cost]
-                                      [--avatar grace-hopper]
+                                      [--avatar grace-hopper] [--size 256x320] [--fps 25]
 
 ``--capacity`` runs only part 4; ``--sessions N`` only runs N sessions at once (20 s, 4 with ``--quick``), the load
 to profile, e.g. ``py-spy record --threads -- .venv/bin/python bench/session.py --sessions 12``; ``--encode CODEC``
 adds the encoder stand-in to those sessions. ``--encode-cost`` only prints the per-frame CPU cost of rendering,
-RGB->I420 and the VP8 and H.264 encoders on one core, side by side.
+RGB->I420 and the VP8 and H.264 encoders on one core, side by side. ``--size WxH`` publishes the frames scaled to
+that size (as a session started with ``render.width/height`` does: the avatar renders at its own size, the sink
+scales), ``--fps`` sets the frame rate: what those per-session options cost.
 
 No room is connected, so LiveKit's WebRTC encoder never runs here. Part 4 therefore measures capacity twice in one
 run: without an encoder, and with a real encoder per published frame (:class:`Encoder`: PyAV's libvpx VP8 with
@@ -54,6 +56,8 @@ from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 FPS, RATE = 25, 24_000
+#: Published frame size (``--size``); None: the avatar's own.
+OUT: tuple[int, int] | None = None
 #: The hosted product's frame size, 512x640 (``--avatar astronaut`` for the 512x512 one).
 AVATAR = load_hvia(ROOT / "assets" / "avatars" / "grace-hopper.hvia")
 
@@ -402,9 +406,10 @@ async def capacity(n: int, seconds: float, codec: str | None = None) -> tuple[in
     (late frames, frames, frames the encoders dropped, cores one session kept busy: the process's CPU time over the
     window, every thread's, per session and second)."""
     renders = [new_render() for _ in range(n)]
-    sinks: list[Any] = [AVSyncSink(width=r.width, height=r.height, fps=FPS, sample_rate=RATE) for r in renders]
+    size = OUT or (AVATAR.width, AVATAR.height)
+    sinks: list[Any] = [AVSyncSink(width=size[0], height=size[1], fps=FPS, sample_rate=RATE) for _ in renders]
     if codec is not None:
-        sinks = [EncodingSink(s, Encoder(codec, r.width, r.height, FPS)) for s, r in zip(sinks, renders, strict=True)]
+        sinks = [EncodingSink(s, Encoder(codec, *size, FPS)) for s in sinks]
     playouts = [Playout(r, s, on_event=lambda e: None) for r, s in zip(renders, sinks, strict=True)]
     tasks = [asyncio.create_task(p.run()) for p in playouts]
 
@@ -451,7 +456,11 @@ def fmt(values: list[float]) -> str:
 
 async def main(quick: bool, only_capacity: bool, sessions: int | None, codecs: list[str]) -> None:
     print(f"machine: {describe()}")
-    print(f"avatar: {AVATAR.id} {AVATAR.width}x{AVATAR.height}, lip-sync: energy, {FPS} fps, {RATE} Hz out\n")
+    size = OUT or (AVATAR.width, AVATAR.height)
+    print(
+        f"avatar: {AVATAR.id} {AVATAR.width}x{AVATAR.height}, published {size[0]}x{size[1]}, lip-sync: energy, "
+        f"{FPS} fps, {RATE} Hz out\n"
+    )
     if sessions is not None:  # one fixed load, e.g. to profile: py-spy record -- python bench/session.py --sessions 6
         codec = next((c for c in codecs if c != "none"), None)
         late, frames, drops, cpu = await capacity(sessions, 4.0 if quick else 20.0, codec)
@@ -495,7 +504,8 @@ async def capacity_search(quick: bool, codecs: list[str]) -> None:
     sustained: dict[str, int] = {}
     cost: dict[str, float] = {}  # cores per session at the largest clean count
     for codec in codecs:
-        encoder = None if codec == "none" else Encoder(codec, AVATAR.width, AVATAR.height, FPS)
+        size = OUT or (AVATAR.width, AVATAR.height)
+        encoder = None if codec == "none" else Encoder(codec, *size, FPS)
         print(f"   encoder: {encoder.describe() if encoder else 'none (no room: publishing without encoding)'}")
         # Double until frames come late or are dropped, then bisect between the last clean and the first failed count.
         best, failed, n = 0, 0, 1
@@ -541,20 +551,29 @@ async def encode_cost(frames: int) -> None:
         out = [step(x) for x in items]
         return (time.thread_time() - t0) / len(items) * 1000, out
 
-    convert_ms, i420s = timed(rgb_to_i420, rgbs)
-    rows = [
-        ("render (lip-sync + compositing)", render_ms, ""),
-        ("RGB -> I420 (libyuv, as capture does)", convert_ms, ""),
-    ]
+    size = OUT or (AVATAR.width, AVATAR.height)
+    if OUT is None:
+        convert_ms, i420s = timed(rgb_to_i420, rgbs)
+        convert = "RGB -> I420 (libyuv, as capture does)"
+    else:  # what AVSyncSink does for a session with render.width/height: scale straight to I420
+        sink = AVSyncSink(width=size[0], height=size[1], fps=FPS, sample_rate=RATE)
+        convert_ms, scaled = timed(sink._scaled, rgbs)
+        await sink.aclose()
+        i420s = [np.frombuffer(f.data, np.uint8).reshape(size[1] * 3 // 2, size[0]) for f in scaled]
+        convert = f"scale to {size[0]}x{size[1]} I420 (swscale)"
+    rows = [("render (lip-sync + compositing)", render_ms, ""), (convert, convert_ms, "")]
     for codec in ("vp8", "h264"):
         for simulcast in (False, True):
-            encoder = Encoder(codec, AVATAR.width, AVATAR.height, FPS, simulcast=simulcast)
+            encoder = Encoder(codec, *size, FPS, simulcast=simulcast)
             encoder.encode_i420(i420s[0])  # warm-up: the first frame is a key frame
             ms, _ = timed(encoder.encode_i420, i420s[1:])
             kbps = encoder.bytes * 8 / (encoder.frames / FPS) / 1000
             rows.append((f"{codec.upper()} {'simulcast (LiveKit default)' if simulcast else 'one layer'}", ms,
                          f"{encoder.describe()}, {kbps:.0f} kbps out"))  # fmt: skip
-    print(f"per-frame CPU time on one core, {AVATAR.width}x{AVATAR.height}, {len(rgbs)} frames (half speech):")
+    print(
+        f"per-frame CPU time on one core, {AVATAR.width}x{AVATAR.height} published at {size[0]}x{size[1]}, "
+        f"{len(rgbs)} frames (half speech):"
+    )
     for name, ms, note in rows:
         print(f"   {name:38s} {ms:6.2f} ms  ({ms * FPS / 10:4.1f} % of a core at {FPS} fps)  {note}")
     for codec in ("vp8", "h264"):
@@ -578,7 +597,13 @@ if __name__ == "__main__":
     )
     parser.add_argument("--encode-cost", action="store_true", help="only the per-frame cost of render and encoders")
     parser.add_argument("--avatar", default="grace-hopper", help="avatar in assets/avatars (grace-hopper: 512x640)")
+    parser.add_argument("--size", help="publish frames scaled to WxH (e.g. 256x320), as render.width/height does")
+    parser.add_argument("--fps", type=int, default=FPS, help="frames per second of every session")
     args = parser.parse_args()
+    FPS = args.fps
+    if args.size:
+        w, _, h = args.size.partition("x")
+        OUT = (int(w), int(h))
     AVATAR = load_hvia(ROOT / "assets" / "avatars" / f"{args.avatar}.hvia")
     codecs = [c.strip() for c in args.encode.split(",") if c.strip()]
     if unknown := set(codecs) - {"none", "vp8", "h264"}:

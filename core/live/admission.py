@@ -51,6 +51,11 @@ MEASURE_SECONDS: Final = 1.0
 PUBLISH_COST: Final = 0.24
 #: The video codec :data:`PUBLISH_COST` counts the encoder of (LiveKit's default; the server publishes with it).
 PUBLISH_CODEC: Final = "vp8"
+#: Share of :data:`PUBLISH_COST` that does not shrink with the frame's pixels (per frame: the synchronizer, the
+#: event loop, audio, LiveKit's per-frame work); the rest (RGB -> I420, copies, the encoder's layers) scales with
+#: the published pixels. From ``bench/session.py --encode-cost --size``: at 256x320 the pixel-bound steps cost
+#: about a quarter of what they cost at 512x640 (the scaling itself included), see docs/livekit.md, "Capacity".
+PUBLISH_FIXED_SHARE: Final = 0.4
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,8 @@ class SessionBudget:
     target_utilization: float
     fps: int
     publish_cost: float = PUBLISH_COST  #: cores publishing adds per session (:data:`PUBLISH_COST`, calibrated)
+    #: Pixels of the frames the measured session rendered and published (the default avatar's native size).
+    pixels: int = 512 * 640
 
     @property
     def session_cost(self) -> float:
@@ -70,7 +77,25 @@ class SessionBudget:
 
     @property
     def max_sessions(self) -> int:
-        return max(1, math.floor(self.cores * self.target_utilization / max(self.session_cost, 1e-6)))
+        return max(1, math.floor(self.capacity + 1e-9))
+
+    @property
+    def capacity(self) -> float:
+        """How many sessions like the measured one fit (``cores * target_utilization / session_cost``)."""
+        return self.cores * self.target_utilization / max(self.session_cost, 1e-6)
+
+    def cost_of(self, *, fps: int, pixels: int) -> float:
+        """Cores a session publishing ``pixels``-pixel frames at ``fps`` keeps busy. It renders the avatar at its
+        native size whatever it publishes (its render cost scales with fps only); publishing scales with fps, and
+        all but :data:`PUBLISH_FIXED_SHARE` of it with the published pixels."""
+        scale = (1 - PUBLISH_FIXED_SHARE) * pixels / max(self.pixels, 1)
+        publish = self.publish_cost * (PUBLISH_FIXED_SHARE + scale)
+        return (self.cpu_per_session + publish) * fps / self.fps
+
+    def weight_of(self, *, fps: int, pixels: int) -> float:
+        """A session's cost in measured sessions (1.0: like the measured one; 0.5: half as costly), what admission
+        counts it as (:class:`~avaluma.core.live.sessions.SessionSlots`)."""
+        return self.cost_of(fps=fps, pixels=pixels) / max(self.session_cost, 1e-6)
 
     def describe(self) -> str:
         return (
@@ -113,4 +138,5 @@ def measure_budget(
         cores=cores or available_cores(),
         target_utilization=target_utilization,
         fps=fps,
+        pixels=session.width * session.height,
     )

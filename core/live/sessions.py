@@ -61,26 +61,33 @@ MAX_TOKEN_BYTES: Final = 16 * 1024
 class Slot:
     """One unit of the server's capacity; :meth:`release` is idempotent."""
 
-    def __init__(self, owner: SessionSlots) -> None:
+    def __init__(self, owner: SessionSlots, weight: float = 1.0) -> None:
         self._owner: SessionSlots | None = owner
+        #: What admission counts this slot as, in measured sessions (:meth:`SessionSlots.weight`).
+        self.weight = weight
 
     def release(self) -> None:
         owner, self._owner = self._owner, None
         if owner is not None:
             owner._used -= 1
+            owner._load = owner._load - self.weight if owner._used else 0.0  # no float residue once empty
 
 
 class SessionSlots:
     """Concurrent sessions *and* render streams share one limit (``server.max_sessions``): both cost a CPU share.
 
     A measured :class:`~avaluma.core.live.admission.SessionBudget` (:meth:`set_budget`) can lower the limit to what the
-    machine renders in real time; it never raises it above ``server.max_sessions``. Once :meth:`drain` is called
-    (shutdown) no slot is handed out any more.
+    machine renders in real time; it never raises it above ``server.max_sessions``. With a budget, each slot counts
+    as its :meth:`weight` (a session publishing 256x320 frames costs about half of one publishing 512x640, one at
+    50 fps about twice one at 25): the weights taken may not exceed the budget's capacity. ``server.max_sessions``
+    always counts sessions. Once :meth:`drain` is called (shutdown) no slot is handed out any more.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._used = 0
+        #: Sum of the weights of the slots taken (equal to ``used`` while every slot weighs 1).
+        self._load = 0.0
         self.budget: SessionBudget | None = None
         #: Set by :meth:`drain`: the server is shutting down and admits nothing new.
         self.draining = False
@@ -95,9 +102,24 @@ class SessionSlots:
         return self.limit if self.budget is None else min(self.limit, self.budget.max_sessions)
 
     @property
+    def load(self) -> float:
+        """The slots taken, each counted as its weight (measured sessions)."""
+        return self._load
+
+    @property
     def free(self) -> int:
-        """Sessions or render streams this server would still admit now (0 while draining)."""
-        return 0 if self.draining else max(self.effective_limit - self._used, 0)
+        """Sessions or render streams like the measured one this server would still admit now (0 while draining)."""
+        if self.draining:
+            return 0
+        free = self.limit - self._used
+        if self.budget is not None:
+            fits = math.floor(self.budget.capacity - self._load + 1e-9) if self._used else self.budget.max_sessions
+            free = min(free, fits)
+        return max(free, 0)
+
+    def weight(self, *, fps: int, pixels: int) -> float:
+        """What a session publishing ``pixels``-pixel frames at ``fps`` counts as (1.0 without a measured budget)."""
+        return 1.0 if self.budget is None else self.budget.weight_of(fps=fps, pixels=pixels)
 
     def set_budget(self, budget: SessionBudget | None) -> None:
         self.budget = budget
@@ -106,27 +128,32 @@ class SessionSlots:
         """Admit nothing new from now on (what is running keeps its slot)."""
         self.draining = True
 
-    def take(self, what: str) -> Slot:
-        """Take a slot or raise :class:`ResourceExhausted` (full) or :class:`Unavailable` (draining). Event-loop
-        only: no locking needed."""
+    def take(self, what: str, weight: float = 1.0) -> Slot:
+        """Take a slot that counts as ``weight`` (:meth:`weight`) or raise :class:`ResourceExhausted` (full) or
+        :class:`Unavailable` (draining). The first slot is always granted, however heavy. Event-loop only: no
+        locking needed."""
         if self.draining:
             raise Unavailable(
                 f"cannot start a {what}: this server is shutting down and finishing its running sessions; "
                 "start it on another server instance"
             )
-        if self._used >= self.effective_limit:
-            if self.budget is not None and self.budget.max_sessions < self.limit:
-                raise ResourceExhausted(
-                    f"cannot start a {what}: the server renders {self.effective_limit} concurrent sessions and "
-                    f"render streams in real time ({self.budget.describe()}); retry later, start another server "
-                    "instance, or use a smaller avatar / lower fps"
-                )
+        if self._used >= self.limit:
             raise ResourceExhausted(
                 f"cannot start a {what}: the server is at its limit of {self.limit} concurrent sessions and render "
                 "streams; retry later, or raise server.max_sessions (AVALUMA_SERVER__MAX_SESSIONS)"
             )
+        budget = self.budget
+        if budget is not None and self._used and self._load + weight > budget.capacity + 1e-9:
+            cost = "" if weight == 1.0 else f"it counts as {weight:.2f} sessions of that kind and "
+            raise ResourceExhausted(
+                f"cannot start a {what}: the server renders {budget.max_sessions} concurrent sessions and render "
+                f"streams in real time ({budget.describe()}); {cost}{self._load:.2f} are taken; retry later, start "
+                "another server instance, or use a smaller avatar, a smaller frame (render.width/height) or a "
+                "lower fps"
+            )
         self._used += 1
-        return Slot(self)
+        self._load += weight
+        return Slot(self, weight)
 
     @contextlib.contextmanager
     def acquire(self, what: str) -> Iterator[Slot]:
@@ -187,6 +214,35 @@ class VideoPublishing:
             options.video_encoding.max_bitrate = self.max_bitrate
             options.video_encoding.max_framerate = float(fps)
         return options
+
+
+#: Smallest published frame side, and how much larger than the avatar's own frame a session may publish.
+MIN_FRAME_SIDE: Final = 16
+MAX_UPSCALE: Final = 2
+#: How far a requested frame's aspect ratio may be from the avatar's (relative), so faces are not stretched.
+ASPECT_TOLERANCE: Final = 0.02
+
+
+def output_size(render: RenderOptions, avatar: Avatar) -> tuple[int, int]:
+    """The frame size a session publishes: ``render.width`` x ``render.height`` (the avatar's frames scaled), or the
+    avatar's own size when they are 0. :class:`InvalidArgument` for a size that would stretch the face, is smaller
+    than :data:`MIN_FRAME_SIDE` or more than :data:`MAX_UPSCALE` times the avatar's size."""
+    native = (avatar.width, avatar.height)
+    if not render.width:
+        return native
+    size = (render.width, render.height)
+    example = f"{avatar.width // 2 // 2 * 2}x{avatar.height // 2 // 2 * 2}"
+    if abs(render.width * avatar.height / (render.height * avatar.width) - 1) > ASPECT_TOLERANCE:
+        raise InvalidArgument(
+            f"render.width/height {size[0]}x{size[1]} would stretch avatar {avatar.id!r}, whose frames are "
+            f"{native[0]}x{native[1]}: keep its aspect ratio (e.g. {example}), or leave both 0 for its own size"
+        )
+    if min(size) < MIN_FRAME_SIDE or size[0] > MAX_UPSCALE * native[0] or size[1] > MAX_UPSCALE * native[1]:
+        raise InvalidArgument(
+            f"render.width/height {size[0]}x{size[1]} is out of range for avatar {avatar.id!r} ({native[0]}x"
+            f"{native[1]}): use {MIN_FRAME_SIDE} px per side up to {MAX_UPSCALE}x its size (e.g. {example})"
+        )
+    return size
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,7 +527,8 @@ class SessionRegistry:
                     f"an avatar with this identity is already in this room (session {other.id}): stop that session "
                     "first, or mint the new token with another identity"
                 )
-        slot = self._slots.take("session")
+        width, height = output_size(render, avatar)
+        slot = self._slots.take("session", self._slots.weight(fps=render.fps, pixels=width * height))
         session = Session(
             id="ses_" + secrets.token_hex(8),
             avatar_id=avatar.id,

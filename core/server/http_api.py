@@ -1,7 +1,8 @@
 """The HTTP API compatible with the hosted avatar service, so an agent written for it can point at this server.
 
 - ``POST /v1/livekit/start-avatar``: JSON ``{livekit_url, livekit_token, avatar_id?, accepted_sender_identities?,
-  agent_identity?, idle_timeout_s?, emotion?, publish?: {video_codec?, video_max_bitrate?, simulcast?}}`` ->
+  agent_identity?, idle_timeout_s?, emotion?, publish?: {video_codec?, video_max_bitrate?, simulcast?},
+  render?: {width?, height?, fps?}}`` ->
   ``{status: "success", session_id, avatar_participant_identity}``;
 - ``POST /v1/livekit/stop-avatar``: JSON ``{session_id}`` -> ``{status: "success"}``;
 - ``POST /v1/livekit/set-emotion``: JSON ``{session_id, emotion}`` -> ``{status: "success", session_id, emotion}``
@@ -41,7 +42,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from avaluma.core.errors import AvalumaError, DeadlineExceeded, InvalidArgument, ResourceExhausted, Unauthenticated
 from avaluma.core.live.sessions import SessionRegistry, SessionSlots, StartRequest
-from avaluma.core.media import EMOTIONS
+from avaluma.core.media import EMOTIONS, RenderOptions
 from avaluma.core.server.auth import ApiKeys, FailureThrottle, LogSampler
 from avaluma.core.server.http_models import (
     HealthResponse,
@@ -86,8 +87,10 @@ _START_FIELDS: Final = {
     "idle_timeout_s": int,
     "emotion": str,
     "publish": dict,
+    "render": dict,
 }
 _PUBLISH_FIELDS: Final = {"video_codec": str, "video_max_bitrate": int, "simulcast": bool}
+_RENDER_FIELDS: Final = ("width", "height", "fps")
 
 
 @dataclass
@@ -150,9 +153,10 @@ async def _json_body(request: web.Request, timeout_s: float = 10.0) -> dict[str,
     return body
 
 
-def parse_start_body(body: dict[str, Any]) -> StartRequest:
-    """Check the types of a start-avatar body and build the registry's request. Unknown fields are ignored (other
-    clients of the hosted API send their own); wrong types are :class:`InvalidArgument` naming the field."""
+def parse_start_body(body: dict[str, Any], defaults: RenderOptions | None = None) -> StartRequest:
+    """Check the types of a start-avatar body and build the registry's request, its ``render`` over ``defaults``
+    (the server's). Unknown fields are ignored (other clients of the hosted API send their own), except inside
+    ``publish`` and ``render``; wrong types are :class:`InvalidArgument` naming the field."""
     for name, kind in _START_FIELDS.items():
         value = body.get(name)
         if value is None:
@@ -160,7 +164,8 @@ def parse_start_body(body: dict[str, Any]) -> StartRequest:
         if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise InvalidArgument(f"{name} must be a non-negative whole number of seconds")
         if kind is dict and not isinstance(value, dict):
-            raise InvalidArgument(f"{name} must be a JSON object: {{{', '.join(_PUBLISH_FIELDS)}}}")
+            fields = _PUBLISH_FIELDS if name == "publish" else _RENDER_FIELDS
+            raise InvalidArgument(f"{name} must be a JSON object: {{{', '.join(fields)}}}")
         if kind is not int and not isinstance(value, kind):
             raise InvalidArgument(f"{name} must be a JSON {'string' if kind is str else 'array of strings'}")
     senders = body.get("accepted_sender_identities") or []
@@ -179,10 +184,27 @@ def parse_start_body(body: dict[str, Any]) -> StartRequest:
         ):
             what = {str: "a string: vp8 or h264", int: "a non-negative whole number of bits per second"}
             raise InvalidArgument(f"publish.{name} must be {what.get(kind, 'true or false')}")
+    render: dict[str, Any] = body.get("render") or {}
+    unknown = sorted(set(render) - set(_RENDER_FIELDS))
+    if unknown:
+        raise InvalidArgument(f"render has unknown fields {', '.join(unknown)}: use {', '.join(_RENDER_FIELDS)}")
+    for name in _RENDER_FIELDS:
+        value = render.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise InvalidArgument(f"render.{name} must be a non-negative whole number (0 = the server's default)")
+    options = None
+    if render:
+        options = (defaults or RenderOptions()).resolve(
+            fps=render.get("fps") or 0,
+            width=render.get("width") or 0,
+            height=render.get("height") or 0,
+            field="render",
+        )
     return StartRequest(
         livekit_url=body.get("livekit_url") or "",
         livekit_token=body.get("livekit_token") or "",
         avatar_id=body.get("avatar_id") or "",
+        render=options,
         accepted_senders=tuple(senders),
         agent_identity=body.get("agent_identity") or None,
         idle_timeout_s=int(body.get("idle_timeout_s") or 0),
@@ -278,7 +300,9 @@ class HttpApi:
         return guarded
 
     async def _start(self, request: web.Request) -> web.StreamResponse:
-        session = await self._sessions.start(parse_start_body(await _json_body(request, self._body_timeout_s)))
+        session = await self._sessions.start(
+            parse_start_body(await _json_body(request, self._body_timeout_s), self._sessions.render_defaults)
+        )
         body = StartAvatarResponse(session_id=session.id, avatar_participant_identity=session.identity)
         response: web.StreamResponse = web.json_response(body.model_dump())
         return response

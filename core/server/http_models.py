@@ -44,6 +44,20 @@ class PublishOptions(BaseModel):
     simulcast: bool | None = Field(None, description="Also publish a lower layer; omitted = the server's default.")
 
 
+class StartRenderOptions(BaseModel):
+    """The frames a session publishes; omitted or 0 fields use the server's render config and the avatar's size.
+    Admission counts a session by its pixels and fps (docs/livekit.md, Capacity)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    width: int = Field(
+        0, ge=0, description="Published frame width in pixels, with height; 0 = the avatar's own. Same aspect ratio "
+        "as the avatar (within 2 %), 16 px up to twice its size."
+    )  # fmt: skip
+    height: int = Field(0, ge=0, description="Published frame height in pixels, with width; 0 = the avatar's own.")
+    fps: int = Field(0, ge=0, le=60, description="Frames per second (1..60); 0 = the server's render.fps (25).")
+
+
 class StartAvatarRequest(BaseModel):
     """Start an avatar in a LiveKit room. Fields other clients of the hosted API send are ignored."""
 
@@ -68,6 +82,7 @@ class StartAvatarRequest(BaseModel):
         "later with set-emotion.",
     )
     publish: PublishOptions | None = Field(None, description="Video codec, bitrate, simulcast of this session.")
+    render: StartRenderOptions | None = Field(None, description="Frame size and fps of this session.")
 
 
 class StartAvatarResponse(BaseModel):

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from avaluma.core.live.admission import PUBLISH_COST, SessionBudget, measure_budget
+from avaluma.core.errors import ResourceExhausted
+from avaluma.core.live.admission import PUBLISH_COST, PUBLISH_FIXED_SHARE, SessionBudget, measure_budget
+from avaluma.core.live.sessions import SessionSlots
 from avaluma.renderer.engine import RenderSession
 from avaluma.renderer.hvia import load_hvia
 from avaluma.renderer.lipsync.energy import EnergyBackend
@@ -33,3 +35,46 @@ def test_measured_budget_adds_the_calibrated_publishing_cost() -> None:
     assert budget.cpu_per_session > 0 and budget.publish_cost == PUBLISH_COST and budget.fps == 25
     expected = max(1, int(2 * 0.8 / (budget.cpu_per_session + PUBLISH_COST)))
     assert budget.max_sessions == expected
+
+
+def test_a_session_costs_by_its_fps_and_published_pixels() -> None:
+    budget = SessionBudget(
+        cpu_per_session=0.1, cores=2, target_utilization=1.0, fps=25, publish_cost=0.9, pixels=512 * 640
+    )
+    assert budget.weight_of(fps=25, pixels=512 * 640) == pytest.approx(1.0)
+    # Rendering stays (the avatar renders at its own size); publishing keeps its fixed share, the rest shrinks 4x.
+    quarter = budget.weight_of(fps=25, pixels=256 * 320)
+    assert quarter == pytest.approx(0.1 + 0.9 * (PUBLISH_FIXED_SHARE + (1 - PUBLISH_FIXED_SHARE) / 4))
+    assert 0.25 < quarter < 1.0
+    assert budget.weight_of(fps=50, pixels=512 * 640) == pytest.approx(2.0)
+    assert budget.weight_of(fps=12, pixels=512 * 640) == pytest.approx(12 / 25)
+    assert budget.weight_of(fps=25, pixels=1024 * 1280) > 2.0
+
+
+def test_slots_admit_by_weight_under_a_budget_and_by_count_without() -> None:
+    slots = SessionSlots(limit=10)
+    assert slots.weight(fps=50, pixels=10**7) == 1.0  # no budget: every slot counts as one
+    slots.set_budget(
+        SessionBudget(cpu_per_session=0.1, cores=2, target_utilization=1.0, fps=25, publish_cost=0.9, pixels=100)
+    )
+    full = [slots.take("session", slots.weight(fps=25, pixels=100)) for _ in range(2)]
+    assert slots.free == 0
+    with pytest.raises(ResourceExhausted, match="smaller frame"):
+        slots.take("session", slots.weight(fps=25, pixels=25))
+    for slot in full:
+        slot.release()
+    assert slots.load == 0.0 and slots.free == 2
+    small = [slots.take("session", slots.weight(fps=25, pixels=25)) for _ in range(3)]  # 0.595 each
+    with pytest.raises(ResourceExhausted, match=r"counts as 0\.\d+ sessions"):
+        slots.take("session", slots.weight(fps=25, pixels=25))
+    for slot in small:
+        slot.release()
+    heavy = slots.take("session", slots.weight(fps=50, pixels=400))  # 5.5: alone it is still admitted
+    assert heavy.weight > 2 and slots.free == 0
+    with pytest.raises(ResourceExhausted):
+        slots.take("render stream")
+    heavy.release()
+    slots.set_budget(None)
+    assert len([slots.take("session", 1.0) for _ in range(10)]) == 10
+    with pytest.raises(ResourceExhausted, match="max_sessions"):
+        slots.take("session")

@@ -64,6 +64,10 @@ class StartRequest:
     video_codec: str = ""
     video_max_bitrate: int = 0
     simulcast: bool | None = None
+    #: Published frame size (both or neither; 0: the avatar's own) and frames per second (0: the server's).
+    video_width: int = 0
+    video_height: int = 0
+    video_fps: int = 0
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,8 @@ class GrpcClient(AvatarServiceClient):
         message.publish.video_max_bitrate = request.video_max_bitrate
         if request.simulcast is not None:
             message.publish.simulcast = request.simulcast
+        message.render.width, message.render.height = request.video_width, request.video_height
+        message.render.fps = request.video_fps
         try:
             response = await self._stub.StartSession(message, metadata=self._metadata, timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:
@@ -251,6 +257,9 @@ class HttpClient(AvatarServiceClient):
             publish["simulcast"] = request.simulcast
         if publish:
             body["publish"] = publish
+        render = {"width": request.video_width, "height": request.video_height, "fps": request.video_fps}
+        if any(render.values()):
+            body["render"] = {name: value for name, value in render.items() if value}
         payload = await self._post(START_PATH, body, timeout_s=timeout_s)
         session_id = payload.get("session_id")
         if not isinstance(session_id, str) or not session_id:

@@ -110,6 +110,9 @@ class AvatarSession(_LiveKitAvatarSession[Any]):
         video_codec: str = "",
         video_max_bitrate: int = 0,
         simulcast: bool | None = None,
+        video_width: int = 0,
+        video_height: int = 0,
+        video_fps: int = 0,
         sample_rate: int = 24_000,
         retry: RetryPolicy | None = None,
         grpc_interceptors: Sequence[Any] = (),
@@ -126,7 +129,10 @@ class AvatarSession(_LiveKitAvatarSession[Any]):
         ``emotion``: the emotion it starts with (``neutral``, ``happy``, ``serious``, ``surprised``, ``concerned``;
         empty = the server's default); an unknown name fails :meth:`start` with ``INVALID_ARGUMENT``.
         ``video_codec`` (``vp8``, ``h264``), ``video_max_bitrate`` (bits/s of the full layer) and ``simulcast``: how
-        the server publishes this avatar's video (empty / 0 / ``None``: the server's ``sessions.publish``)."""
+        the server publishes this avatar's video (empty / 0 / ``None``: the server's ``sessions.publish``).
+        ``video_width`` / ``video_height`` (both or neither; 0: the avatar's own size, same aspect ratio) and
+        ``video_fps`` (0: the server's ``render.fps``): the frames it publishes; the server's admission counts a
+        smaller or slower session as less of its capacity."""
         super().__init__()
         url = api_url or os.environ.get(API_URL_ENV) or DEFAULT_API_URL
         try:
@@ -151,6 +157,7 @@ class AvatarSession(_LiveKitAvatarSession[Any]):
         self._idle_timeout_s = idle_timeout_s
         self._emotion = emotion
         self._video = (video_codec, video_max_bitrate, simulcast)
+        self._frames = (video_width, video_height, video_fps)
         self._retry = retry or RetryPolicy()
         self._session_id: str | None = None
         self._state_tasks: set[asyncio.Task[None]] = set()
@@ -198,6 +205,9 @@ class AvatarSession(_LiveKitAvatarSession[Any]):
             video_codec=self._video[0],
             video_max_bitrate=self._video[1],
             simulcast=self._video[2],
+            video_width=self._frames[0],
+            video_height=self._frames[1],
+            video_fps=self._frames[2],
         )
 
     async def start(
