@@ -64,6 +64,11 @@ MAX_REGION_PIXELS = 1_000_000
 EPS = 1e-4
 
 _COMPONENTS = ("raise", "inner_up", "frown", "smile")
+#: The fixed-point bilinear's lanes: R and B of a packed pixel (uint32 R, G, B, spare) in two 16-bit lanes, G in one;
+#: with 8-bit weights a lane holds a sum of products, and the halves round it before the shift by 8.
+_RB, _RB_HALF = np.uint32(0x00FF00FF), np.uint32(0x00800080)
+_G, _G_HALF = np.uint32(0x0000FF00), np.uint32(0x00008000)
+_EIGHT, _BYTE, _FULL = np.uint32(8), np.uint32(255), np.uint32(256)
 #: Components whose fields move pixels only vertically.
 _VERTICAL = frozenset({"raise"})
 
@@ -92,6 +97,12 @@ class _Group:
     fields: dict[str, F32]
     shade: F32 | None
     box: tuple[int, int, int, int]  #: (y0, y1, x0, x1) of the pixels, end exclusive
+    #: The fields as rows [2 * len(names), n]: x then y of each of ``names`` (one matrix product weighs, turns and
+    #: scales them all); ``peak`` the largest shift (px) of each at one unit; ``shade8`` ``shade`` in 1/256.
+    names: tuple[str, ...] = ()
+    rows: F32 | None = None
+    peak: tuple[float, ...] = ()
+    shade8: F32 | None = None
 
 
 class FaceWarp:
@@ -253,7 +264,12 @@ class FaceWarp:
         shaded = shade.reshape(-1)[sel].astype(np.float32) if upper else None
         bounds = (int(gys.min()), int(gys.max()) + 1, int(gxs.min()), int(gxs.max()) + 1) if sel.size else (0, 0, 0, 0)
         index = gys.astype(np.int64) * self.width + gxs
-        return _Group(gys, gxs, gys.astype(np.float32), gxs.astype(np.float32), index, per, shaded, bounds)
+        rows = np.ascontiguousarray(np.concatenate([per[name].T for name in names], axis=0), np.float32)
+        rows.flags.writeable = False
+        peak = tuple(float(np.hypot(a[:, 0], a[:, 1]).max()) if a.size else 0.0 for a in per.values())
+        shade8 = None if shaded is None else (256.0 * shaded).astype(np.float32)
+        return _Group(gys, gxs, gys.astype(np.float32), gxs.astype(np.float32), index, per, shaded, bounds,
+                      names, rows, peak, shade8)  # fmt: skip
 
     # -- rendering ----------------------------------------------------------------------------------------------
 
@@ -294,6 +310,11 @@ class FaceWarp:
 
         ``shift`` (dy, dx) moves the regions by whole pixels, ``scale`` and ``turn`` (radians) scale and rotate the
         displacements: a video avatar's loop frame whose face sits elsewhere than in the base image.
+
+        The fields are weighed, turned and scaled in one matrix product, and each pixel is gathered as one uint32 and
+        mixed in 8-bit fixed point (1/256 px, channels two at a time in 16-bit lanes, sums rounded): within one grey
+        level of float arithmetic (tested), at about half the cost (a held smile on a 512x640 video frame, turned and
+        scaled by the mouth track: 2.3 -> 1.3 ms on a loaded core).
         """
         weights = self.components(pose)
         if not weights:
@@ -301,47 +322,90 @@ class FaceWarp:
         if not out.flags.c_contiguous:
             raise ValueError("the frame must be a contiguous H x W x 3 array")
         h, w = out.shape[:2]
-        flat = out.reshape(-1, 3)  # views of ``out``: rows of 3 bytes for the gathers, one 3-byte item for the writes
-        items = flat.view(np.dtype((np.void, 3))).reshape(-1)
+        items = out.reshape(-1, 3).view(np.dtype((np.void, 3))).reshape(-1)  # one 3-byte item per pixel (the writes)
+        c, s = scale * math.cos(turn), scale * math.sin(turn)
         for group in (self._upper, self._lower):
-            active_names = [(k, v) for k, v in weights.items() if k in group.fields]
-            active = [(group.fields[k], v) for k, v in active_names]
-            if not active or not group.ys.size:
+            values = [weights.get(name, 0.0) for name in group.names]
+            if not any(values) or not group.ys.size or group.rows is None:
                 continue
-            d = active[0][0] * np.float32(active[0][1])
-            for field, value in active[1:]:
-                d += field * np.float32(value)
-            if turn or scale != 1.0:
-                c, s = np.float32(scale * math.cos(turn)), np.float32(scale * math.sin(turn))
-                d = np.stack([c * d[:, 0] - s * d[:, 1], s * d[:, 0] + c * d[:, 1]], axis=1)
             dy, dx = shift
             # Keep the region on the image (a face at the very edge keeps its expression a little off, not cut).
             y0, y1, x0, x1 = group.box
             dy = min(max(dy, -y0), h - y1)
             dx = min(max(dx, -x0), w - x1)
-            # Backward mapping: the pixel at p shows what was at p - d(p) (d is smooth and small).
-            sy = np.clip(group.yf + np.float32(dy) - d[:, 1], 0.0, h - 1.001)
-            fsy = np.floor(sy)
-            fy = (sy - fsy)[:, None]  # float32 (an int array here would make it float64)
-            if not turn and all(k in _VERTICAL for k, _ in active_names):
-                # Brows lifting alone move pixels straight up: two taps per pixel instead of four.
-                i = fsy.astype(np.int32) * w + (group.xs + dx)
-                top = np.take(flat, i, axis=0).astype(np.float32)
-                top += (np.take(flat, i + w, axis=0).astype(np.float32) - top) * fy
+            # The window the taps can reach: the (shifted) region and the largest shift around it.
+            reach = math.ceil(abs(scale) * sum(v * p for v, p in zip(values, group.peak, strict=True))) + 2
+            wy0, wy1 = max(0, y0 + dy - reach), min(h, y1 + dy + reach)
+            wx0, wx1 = max(0, x0 + dx - reach), min(w, x1 + dx + reach)
+            wh, ww = wy1 - wy0, wx1 - wx0
+            # Each pixel of the window as one uint32: its R, G, B and the next one's R (never read). Copied as bytes
+            # with one spare at the end, then read at 3-byte steps (10x faster than filling 4-byte slots).
+            buf = np.empty(wh * ww * 3 + 1, np.uint8)
+            buf[:-1].reshape(wh, ww, 3)[...] = out[wy0:wy1, wx0:wx1]
+            pf = np.ascontiguousarray(np.ndarray((wh * ww,), np.uint32, buffer=buf.data, strides=(3,)))
+            # Backward mapping: the pixel at p shows what was at p - d(p) (d is smooth and small), d the fields
+            # weighed by the pose, then turned and scaled: one matrix product gives the source in 1/256 px (rounded).
+            horizontal = bool(turn) or any(
+                v and name not in _VERTICAL for name, v in zip(group.names, values, strict=True)
+            )
+            k = np.zeros((2, 2 * len(values)), np.float32)
+            for j, v in enumerate(values):
+                k[:, 2 * j : 2 * j + 2] = (-256.0 * v) * np.array([[c, -s], [s, c]], np.float32)
+            src = k @ group.rows if horizontal else k[1:] @ group.rows
+            sy = src[-1]
+            sy += group.yf * np.float32(256.0)
+            sy += np.float32(256.0 * (dy - wy0) + 0.5)
+            np.clip(sy, 0.0, 256.0 * (wh - 1) - 1.0, out=sy)
+            iy = sy.astype(np.uint32)
+            i = iy >> _EIGHT
+            i *= np.uint32(ww)
+            iy &= _BYTE
+            if horizontal:
+                sx = src[0]
+                sx += group.xf * np.float32(256.0)
+                sx += np.float32(256.0 * (dx - wx0) + 0.5)
+                np.clip(sx, 0.0, 256.0 * (ww - 1) - 1.0, out=sx)
+                ix = sx.astype(np.uint32)
+                i += ix >> _EIGHT
+                ix &= _BYTE
+                # Bilinear weights in 1/256 that sum to 256 exactly.
+                w11 = ix * iy
+                w11 += np.uint32(128)
+                w11 >>= _EIGHT
+                w01 = ix - w11
+                w10 = iy - w11
+                w00 = _FULL - ix
+                w00 -= w10
+                taps = (np.take(pf, i), np.take(pf[1:], i), np.take(pf[ww:], i), np.take(pf[ww + 1 :], i))
+                weights4: tuple[npt.NDArray[np.uint32], ...] = (w00, w01, w10, w11)
             else:
-                sx = np.clip(group.xf + np.float32(dx) - d[:, 0], 0.0, w - 1.001)
-                fsx = np.floor(sx)
-                fx = (sx - fsx)[:, None]
-                i = fsy.astype(np.int32) * w + fsx.astype(np.int32)
-                top = np.take(flat, i, axis=0).astype(np.float32)
-                top += (np.take(flat, i + 1, axis=0).astype(np.float32) - top) * fx
-                i += w
-                bottom = np.take(flat, i, axis=0).astype(np.float32)
-                bottom += (np.take(flat, i + 1, axis=0).astype(np.float32) - bottom) * fx
-                top += (bottom - top) * fy
+                # Brows lifting alone move pixels straight up: two taps per pixel instead of four.
+                i += (group.xs + (dx - wx0)).astype(np.uint32)
+                taps = (np.take(pf, i), np.take(pf[ww:], i))
+                weights4 = (_FULL - iy, iy)
             frown = weights.get("frown", 0.0)
-            if group.shade is not None and frown:
-                top *= (1.0 - np.float32(frown) * group.shade)[:, None]
-            top += 0.5  # a convex mix of bytes (darkened at most): within 0..255.5, so the cast needs no clip
+            shade = None
+            if group.shade8 is not None and frown:
+                shade = (np.float32(256.5) - np.float32(frown) * group.shade8).astype(np.uint32)
+            # Two channels at a time in 16-bit lanes (R and B, then G), every sum of products rounded.
+            mixed = None
+            for lanes, half in ((_RB, _RB_HALF), (_G, _G_HALF)):
+                acc = (taps[0] & lanes) * weights4[0]
+                for tap, weight in zip(taps[1:], weights4[1:], strict=True):
+                    acc += (tap & lanes) * weight
+                acc += half
+                acc >>= _EIGHT
+                acc &= lanes
+                if shade is not None:  # the frown's crease darkens (at most: stays within 0..255)
+                    acc *= shade
+                    acc += half
+                    acc >>= _EIGHT
+                    acc &= lanes
+                mixed = acc if mixed is None else mixed | acc
+            assert mixed is not None
+            # To 3-byte pixels: each uint32 written at 3-byte steps in order (its spare byte is overwritten by the
+            # next one; 10x faster than copying 3 of every 4 bytes).
+            rgb = np.empty(mixed.size * 3 + 1, np.uint8)
+            np.ndarray(mixed.shape, np.uint32, buffer=rgb.data, strides=(3,))[...] = mixed
             target = group.index if dy == 0 and dx == 0 else group.index + (dy * w + dx)
-            np.put(items, target, top.astype(np.uint8).view(items.dtype).reshape(-1))
+            np.put(items, target, rgb[:-1].view(items.dtype))

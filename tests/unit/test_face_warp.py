@@ -247,3 +247,46 @@ def test_the_fields_are_smooth_so_there_are_no_seams(grace) -> None:  # type: ig
             assert np.abs(np.diff(d, axis=0)).max() < 0.6 and np.abs(np.diff(d, axis=1)).max() < 0.6, name
             assert np.abs(d[~inside]).max() < 1e-3, name
     assert np.abs(np.diff(shade, axis=1)).max() < 0.05 and shade[~inside].max() < 1e-4
+
+
+def _float_warp(warp: FaceWarp, frame: np.ndarray, pose: ExpressionPose, shift=(0, 0), scale=1.0, turn=0.0):  # type: ignore[no-untyped-def]
+    """The warp as plain float64 arithmetic (the definition the fixed-point renderer approximates)."""
+    out = frame.astype(np.float64)
+    h, w = frame.shape[:2]
+    weights = FaceWarp.components(pose)
+    for group in (warp._upper, warp._lower):
+        names = [k for k in weights if k in group.fields]
+        if not names or not group.ys.size:
+            continue
+        d = sum(weights[k] * group.fields[k].astype(np.float64) for k in names)
+        c, s = scale * np.cos(turn), scale * np.sin(turn)
+        d = np.stack([c * d[:, 0] - s * d[:, 1], s * d[:, 0] + c * d[:, 1]], axis=1)
+        y0, y1, x0, x1 = group.box
+        dy, dx = min(max(shift[0], -y0), h - y1), min(max(shift[1], -x0), w - x1)
+        sy = np.clip(group.ys + dy - d[:, 1], 0, h - 1.001)
+        sx = np.clip(group.xs + dx - d[:, 0], 0, w - 1.001)
+        iy, ix = np.floor(sy).astype(int), np.floor(sx).astype(int)
+        fy, fx = (sy - iy)[:, None], (sx - ix)[:, None]
+        top = out[iy, ix] * (1 - fx) + out[iy, ix + 1] * fx
+        bottom = out[iy + 1, ix] * (1 - fx) + out[iy + 1, ix + 1] * fx
+        value = top * (1 - fy) + bottom * fy
+        if group.shade is not None and "frown" in weights:
+            value *= (1.0 - weights["frown"] * group.shade)[:, None]
+        out[group.ys + dy, group.xs + dx] = np.round(value)
+    return out.astype(np.uint8)
+
+
+@pytest.mark.parametrize("placement", [((0, 0), 1.0, 0.0), ((3, -2), 1.1, 0.05), ((-4, 5), 0.9, -0.2)])
+def test_fixed_point_warp_is_within_a_grey_level_of_float_arithmetic(grace, placement) -> None:  # type: ignore[no-untyped-def]
+    """The renderer mixes pixels in 8-bit fixed point (1/256 px, rounded sums): against the same warp in float64, no
+    pixel is off by more than one level, and pixels outside the regions stay untouched (also shifted, scaled and
+    turned as on a video avatar's loop frame)."""
+    warp = prepared(grace).face
+    shift, scale, turn = placement
+    frame = Compositor(grace).render(OPEN)
+    for pose in (*STRONG, ExpressionPose(brow_raise=0.4), ExpressionPose(brow_raise=0.01, smile=0.003)):
+        got = frame.copy()
+        warp.apply(got, pose, shift=shift, scale=scale, turn=turn)
+        want = _float_warp(warp, frame, pose, shift, scale, turn)
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1, pose
+        assert (got != frame).any()
