@@ -55,7 +55,7 @@ from avaluma.renderer import builder  # noqa: E402
 from avaluma.renderer import compositor as comp_module  # noqa: E402
 from avaluma.renderer.animator import Animator  # noqa: E402
 from avaluma.renderer.avatar import Avatar  # noqa: E402
-from avaluma.renderer.compositor import Compositor, Prepared, prepared  # noqa: E402
+from avaluma.renderer.compositor import Compositor, PhotoMouth, Prepared, prepared  # noqa: E402
 from avaluma.renderer.facemesh import FaceMesh  # noqa: E402
 from avaluma.renderer.hvia import load_hvia, load_hvia_bytes  # noqa: E402
 from avaluma.renderer.lipsync.base import LIPSYNC_SAMPLE_RATE  # noqa: E402
@@ -87,9 +87,8 @@ def old_module(rev: str, path: str, name: str) -> types.ModuleType:
 def with_old_mouth(avatar: Avatar, old_mouth: types.ModuleType) -> Avatar:
     """Make every Compositor of ``avatar`` render its mouth with the baseline's MouthWarp."""
     prep = prepared(avatar)
-    comp_module._CACHE[avatar] = Prepared(
-        mouth=old_mouth.MouthWarp(avatar.base, avatar.rig), eyes=prep.eyes, head=prep.head, atlas=prep.atlas
-    )
+    mouth = PhotoMouth(avatar.base, old_mouth.MouthWarp(avatar.base, avatar.rig))
+    comp_module._CACHE[avatar] = Prepared(mouth=mouth, eyes=prep.eyes, head=prep.head)
     return avatar
 
 

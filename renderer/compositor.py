@@ -22,7 +22,8 @@ A frame starts as a copy of the avatar's base (a photo, or the current frame of 
 Every step works on a region of interest and is skipped when it has nothing to do: the rest pose with a still idle
 pose reproduces the base exactly. Per-avatar geometry is computed once and shared by all sessions rendering that
 avatar (:func:`prepared`); a :class:`Compositor` itself holds only the mouth tile a video avatar showed last, so it
-is cheap per session.
+is cheap per session. What differs between a photo and a video avatar is the :class:`MouthRenderer` it gets
+(:class:`PhotoMouth` or :class:`VideoMouth`); the other steps are the same code for both.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import math
 import threading
 import weakref
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -43,7 +45,21 @@ from avaluma.renderer.idle import IdlePose
 from avaluma.renderer.lipsync.base import MOUTH_PARAMS
 from avaluma.renderer.mouth import MAX_OPEN, TILE_PIXELS, MouthWarp, mouth_shape, smoothstep
 
-__all__ = ["MAX_OPEN", "Compositor", "HeadRegion", "Prepared", "prepared"]
+if TYPE_CHECKING:
+    from avaluma.renderer.atlas import AtlasMouth
+    from avaluma.renderer.avatar import VideoAssets
+
+__all__ = [
+    "MAX_OPEN",
+    "Compositor",
+    "HeadRegion",
+    "MouthRenderer",
+    "PhotoMouth",
+    "Placement",
+    "Prepared",
+    "VideoMouth",
+    "prepared",
+]
 
 F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]
@@ -168,14 +184,117 @@ def _head_region(avatar: Avatar) -> HeadRegion:
     return HeadRegion((y0, y1, x0, x1), mask3[..., :1], fw, pad, mask3, tuple(tiles), pivot, mask2, reach, mask8)
 
 
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a frame's face sits relative to the base image: ``shift`` (dy, dx) whole pixels, its ``scale`` and
+    ``turn`` (radians), and ``pivot_shift`` (x, y) px of the head's pivot. A photo's face is always in place."""
+
+    shift: tuple[int, int] = (0, 0)
+    scale: float = 1.0
+    turn: float = 0.0
+    pivot_shift: tuple[float, float] = (0.0, 0.0)
+
+
+IN_PLACE = Placement()
+
+
+class MouthRenderer(Protocol):
+    """How one kind of avatar gets a frame with its mouth drawn: :class:`PhotoMouth` or :class:`VideoMouth`.
+
+    Read-only and shared by every session rendering the avatar; a session's own state (the atlas tile a video showed
+    last) is passed in and handed back."""
+
+    @property
+    def roi(self) -> tuple[int, int, int, int]:
+        """The region the mouth can change (y0, y1, x0, x1)."""
+        ...
+
+    @property
+    def idle_pose(self) -> bool:
+        """Whether the idle pose (sway, breathing, blinks) moves the face: not a video's, whose loop moves itself."""
+        ...
+
+    def draw(
+        self, params: npt.NDArray[np.floating], *, frame: int, press: float, tile: int | None
+    ) -> tuple[U8, int | None]:
+        """A new frame (the photo, or the loop frame of frame number ``frame``) with the mouth drawn for ``params``;
+        and the atlas tile shown (None for a photo)."""
+        ...
+
+    def placement(self, frame: int) -> Placement:
+        """Where the face of frame number ``frame`` sits relative to the base image."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PhotoMouth:
+    """A photo avatar's mouth: :class:`~avaluma.renderer.mouth.MouthWarp` warps the region around the mouth and jaw
+    and synthesises the interior."""
+
+    base: U8
+    warp: MouthWarp
+    idle_pose: bool = True
+
+    @property
+    def roi(self) -> tuple[int, int, int, int]:
+        return self.warp.roi
+
+    def draw(
+        self, params: npt.NDArray[np.floating], *, frame: int, press: float, tile: int | None
+    ) -> tuple[U8, int | None]:
+        out = self.base.copy()
+        shape = mouth_shape(params, press=press)
+        if not shape.is_rest:
+            y0, y1, x0, x1 = self.warp.roi
+            self.warp.render_into(out[y0:y1, x0:x1], shape)
+        return out, None
+
+    def placement(self, frame: int) -> Placement:
+        return IN_PLACE
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class VideoMouth:
+    """A video avatar's mouth: :class:`~avaluma.renderer.atlas.AtlasMouth` places the one real atlas patch that
+    matches the parameters (with hysteresis: the ``tile`` shown last) onto the loop frame's mouth. The face follows
+    the mouth track through the loop."""
+
+    video: VideoAssets
+    atlas: AtlasMouth
+    idle_pose: bool = False
+
+    @property
+    def roi(self) -> tuple[int, int, int, int]:
+        return self.atlas.roi
+
+    def draw(
+        self, params: npt.NDArray[np.floating], *, frame: int, press: float, tile: int | None
+    ) -> tuple[U8, int | None]:
+        index = frame % len(self.video.frames)
+        out: U8 = self.video.frames[index].copy()
+        tile = self.atlas.select(params, tile)
+        self.atlas.paste(out, index, tile)
+        return out, tile
+
+    def placement(self, frame: int) -> Placement:
+        # The base image is loop frame 0: the track says how the face moved from there.
+        ref, now = self.video.mouth[0], self.video.mouth[frame % len(self.video.frames)]
+        return Placement(
+            shift=(round(float(now[1] - ref[1])), round(float(now[0] - ref[0]))),
+            scale=float(now[2] / ref[2]),
+            turn=float(now[3] - ref[3]),
+            pivot_shift=(float(now[0] - ref[0]), float(now[1] - ref[1])),
+        )
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Prepared:
     """Read-only per-avatar geometry shared by every session that renders the avatar."""
 
-    mouth: MouthWarp | None
+    mouth: MouthRenderer
+    #: Blinks and gaze, one per eye (photo avatars with an eyelid rig; video avatars have none).
     eyes: tuple[EyelidWarp, ...]
     head: HeadRegion
-    atlas: object | None  # AtlasMouth (imported lazily to keep the photo path light)
     #: Expressions (none where the rig lacks brow and cheek regions: the avatar renders none).
     face: FaceWarp | None = None
 
@@ -184,12 +303,17 @@ _CACHE: weakref.WeakKeyDictionary[Avatar, Prepared] = weakref.WeakKeyDictionary(
 _CACHE_LOCK = threading.Lock()
 
 
-def _mouth_warp(avatar: Avatar) -> MouthWarp:
-    """The photo mouth, with the teeth colour the builder measured on the photo's own open mouth when it did."""
+def _mouth_renderer(avatar: Avatar) -> MouthRenderer:
+    """A video's atlas (imported only then: the photo path stays light), or the photo mouth with the teeth colour the
+    builder measured on the photo's own open mouth when it did."""
+    if avatar.video is not None:
+        from avaluma.renderer.atlas import AtlasMouth
+
+        return VideoMouth(avatar.video, AtlasMouth(avatar.video))
     mouth = avatar.metadata.get("mouth")
     teeth = mouth.get("teeth_rgb") if isinstance(mouth, dict) else None
     ok = isinstance(teeth, list) and len(teeth) == 3 and all(isinstance(v, int | float) for v in teeth)
-    return MouthWarp(avatar.base, avatar.rig, eyes=avatar.eyes, teeth=teeth if ok else None)
+    return PhotoMouth(avatar.base, MouthWarp(avatar.base, avatar.rig, eyes=avatar.eyes, teeth=teeth if ok else None))
 
 
 def _face_warp(avatar: Avatar) -> FaceWarp | None:
@@ -203,16 +327,10 @@ def prepared(avatar: Avatar) -> Prepared:
     with _CACHE_LOCK:
         found = _CACHE.get(avatar)
         if found is None:
-            atlas = None
-            if avatar.video is not None:
-                from avaluma.renderer.atlas import AtlasMouth
-
-                atlas = AtlasMouth(avatar.video)
             found = Prepared(
-                mouth=_mouth_warp(avatar) if avatar.video is None else None,
+                mouth=_mouth_renderer(avatar),
                 eyes=tuple(EyelidWarp(avatar.base, eye) for eye in avatar.eyes) if avatar.video is None else (),
                 head=_head_region(avatar),
-                atlas=atlas,
                 face=_face_warp(avatar),
             )
             _CACHE[avatar] = found
@@ -236,12 +354,7 @@ class Compositor:
     @property
     def roi(self) -> tuple[int, int, int, int]:
         """The region the mouth can change (y0, y1, x0, x1)."""
-        if self._prep.mouth is not None:
-            return self._prep.mouth.roi
-        from avaluma.renderer.atlas import AtlasMouth
-
-        assert isinstance(self._prep.atlas, AtlasMouth)
-        return self._prep.atlas.roi
+        return self._prep.mouth.roi
 
     @property
     def head_roi(self) -> tuple[int, int, int, int]:
@@ -272,50 +385,24 @@ class Compositor:
         if params.shape != (len(MOUTH_PARAMS),):
             raise ValueError(f"params must have shape ({len(MOUTH_PARAMS)},), got {params.shape}")
         prep = self._prep
-        video = self.avatar.video
-        if video is not None:
-            from avaluma.renderer.atlas import AtlasMouth
-
-            assert isinstance(prep.atlas, AtlasMouth)
-            index = frame % len(video.frames)
-            loop_frame: U8 = video.frames[index].copy()
-            self._tile = prep.atlas.select(params, self._tile)
-            prep.atlas.paste(loop_frame, index, self._tile)
-            if expression is not None and prep.face is not None:
-                # The warp is the base image's (loop frame 0): follow the face to this frame by the mouth track.
-                ref, now = video.mouth[0], video.mouth[index]
-                prep.face.apply(
-                    loop_frame,
-                    expression,
-                    shift=(round(float(now[1] - ref[1])), round(float(now[0] - ref[0]))),
-                    scale=float(now[2] / ref[2]),
-                    turn=float(now[3] - ref[3]),
-                )
-            # No gaze on video avatars (they have no eye rigs); the tilt's pivot follows the face by the mouth track.
-            if expression is not None and abs(expression.head_roll) >= ROLL_EPS:
-                ref, now = video.mouth[0], video.mouth[index]
-                shift = (float(now[0] - ref[0]), float(now[1] - ref[1]))
-                self._move_head(loop_frame, None, roll=expression.head_roll, pivot_shift=shift)
-            return loop_frame
-        out = self.avatar.base.copy()
-        assert prep.mouth is not None
-        shape = mouth_shape(params, press=press)
-        if not shape.is_rest:
-            y0, y1, x0, x1 = prep.mouth.roi
-            prep.mouth.render_into(out[y0:y1, x0:x1], shape)
+        out, self._tile = prep.mouth.draw(params, frame=frame, press=press, tile=self._tile)
+        if not prep.mouth.idle_pose:
+            pose = None
         still = pose is None or pose.is_still
         blink = pose.blink if not still and pose is not None else 0.0
         gaze = (expression.gaze_dx, expression.gaze_dy) if expression is not None else (0.0, 0.0)
         if blink > 1e-3 or max(abs(gaze[0]), abs(gaze[1])) >= GAZE_EPS:
-            for eye in prep.eyes:
+            for eye in prep.eyes:  # none on video avatars (no eye rigs): they get no gaze
                 y0, y1, x0, x1 = eye.roi
                 out[y0:y1, x0:x1] = eye.render_roi(blink, gaze=gaze)
+        place = prep.mouth.placement(frame)
         if expression is not None and prep.face is not None:
-            prep.face.apply(out, expression)  # before the head moves: the expression moves with the head
+            # Before the head moves: the expression moves with the head.
+            prep.face.apply(out, expression, shift=place.shift, scale=place.scale, turn=place.turn)
         roll = expression.head_roll if expression is not None else 0.0
         if (still or pose is None) and abs(roll) < ROLL_EPS:
             return out
-        self._move_head(out, pose, roll=roll)
+        self._move_head(out, pose, roll=roll, pivot_shift=place.pivot_shift)
         return out
 
     def _move_head(

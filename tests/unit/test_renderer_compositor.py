@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from avaluma.renderer.avatar import Avatar, MouthRig
-from avaluma.renderer.compositor import Compositor
+from avaluma.renderer.compositor import Compositor, PhotoMouth
 from avaluma.renderer.hvia import load_hvia
 from avaluma.renderer.lipsync.base import REST_POSE
 
@@ -314,8 +314,9 @@ def test_mouth_tiles_do_not_change_the_result(avatar: Avatar, monkeypatch: pytes
     whole ROI in one tile give the same pixels."""
     from avaluma.renderer import mouth
 
-    warp = Compositor(avatar)._prep.mouth
-    assert warp is not None
+    photo = Compositor(avatar)._prep.mouth
+    assert isinstance(photo, PhotoMouth)
+    warp = photo.warp
     shapes = [mouth.mouth_shape(p, press=1.0) for p in (pose(1.0), pose(0.4, 0.3, 0.6), np.array([0.3, 0.7, 0, 0.2]))]
     monkeypatch.setattr(mouth, "TILE_PIXELS", 1)
     per_row = [warp.render_roi(s) for s in shapes]
