@@ -86,7 +86,7 @@ def test_build_save_load_render_from_the_atlas(clip: Path, tmp_path: Path) -> No
     np.testing.assert_array_equal(wide[mask], loop[3][mask])
     # Frames follow the loop; it wraps around.
     np.testing.assert_array_equal(comp.render(REST_POSE, frame=len(loop) + 3), rest)
-    # Expressions (issue 17): the file carries brow and cheek regions, and a smile bends the loop frame's mouth
+    # Expressions: the file carries brow and cheek regions, and a smile bends the loop frame's mouth
     # where the mouth is in that frame.
     assert avatar.face is not None
     smiling = comp.render(REST_POSE, frame=3, expression=ExpressionPose(smile=1.0))

@@ -215,10 +215,10 @@ async def http_api(server: RunningServer) -> AsyncIterator[int]:
     try:
         from avaluma.core.server.http_api import start_http_api
     except ImportError:
-        pytest.skip("the server's HTTP API (issue 5, avaluma.core.server.http_api) is not in this tree yet")
+        pytest.skip("the server's HTTP API (avaluma.core.server.http_api) is not in this tree yet")
     slots, keys = getattr(server, "slots", None), getattr(server, "keys", None)
     if slots is None or keys is None:
-        pytest.skip("RunningServer does not expose slots/keys for the HTTP API yet (issue 5)")
+        pytest.skip("RunningServer does not expose slots/keys for the HTTP API yet")
     running = await start_http_api(server.sessions, slots, keys, host="127.0.0.1", port=0)
     try:
         yield running.port

@@ -1,4 +1,4 @@
-"""What a server behind a load balancer reports and how it leaves (issue 16): free capacity on /health and /ready,
+"""What a server behind a load balancer reports and how it leaves: free capacity on /health and /ready,
 refusals once full, and a graceful drain that admits nothing new, lets running sessions end by themselves, and ends
 the rest at the deadline with a reason that says so. Real server and HTTP API on free ports; a scripted room
 connector stands in for LiveKit."""

@@ -1,4 +1,4 @@
-"""Property-based fuzzing of the server's front doors (issue 12): every gRPC method of the v1 API with random and
+"""Property-based fuzzing of the server's front doors: every gRPC method of the v1 API with random and
 mutated request bytes, the HTTP API with hostile bodies and headers, and API keys. A real server (gRPC and HTTP, real
 renderer, energy lip-sync, a room connector that refuses) runs on free ports in its own event-loop thread, so
 hypothesis drives it with plain synchronous clients.

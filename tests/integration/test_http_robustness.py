@@ -1,4 +1,4 @@
-"""The HTTP API and gRPC authentication against hostile clients (issue 12, defects 8 and 9), over raw sockets where
+"""The HTTP API and gRPC authentication against hostile clients, over raw sockets where
 a well-behaved client library would refuse to send what an attacker sends."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Several avatar servers behind one client (issue 16): three real servers on loopback, each admitting two sessions,
+"""Several avatar servers behind one client: three real servers on loopback, each admitting two sessions,
 and the LiveKit plugin's client (``ServerPool``, what ``AvatarSession`` uses) given all three addresses. Sessions
 spread, no server over-admits, a full server's refusal sends the start to the next address, and a server that shuts
 down mid-session (drain, then stop) ends its sessions with a reason its watchers see while new sessions go to the

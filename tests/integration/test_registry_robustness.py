@@ -1,4 +1,4 @@
-"""Bad ``.hvia`` files in the avatars folder and over ``UploadAvatar`` (issue 12, defects 1, 2 and 6): the server
+"""Bad ``.hvia`` files in the avatars folder and over ``UploadAvatar``: the server
 starts with the good ones and reports the rest, uploads are refused with the project's own status naming the reason,
 and concurrent uploads are bounded."""
 

@@ -1,4 +1,4 @@
-"""A draining server and its Render streams (issue 16's graceful drain, the gRPC half): a new stream is refused with
+"""A draining server and its Render streams (the gRPC half of the graceful drain): a new stream is refused with
 UNAVAILABLE naming another instance, a running one plays to its end by itself, one still open at the deadline ends
 UNAVAILABLE saying so. Real server on a free port, real renderer, energy backend."""
 

@@ -1,4 +1,4 @@
-"""Render streams against hostile or absent clients (issue 12, defects 3, 4 and 7), at the gRPC wire level.
+"""Render streams against hostile or absent clients, at the gRPC wire level.
 
 Requests are written as raw bytes on the real ``/avaluma.v1.RenderService/Render`` method, so the tests hold whatever
 implements the service behind it.

@@ -208,7 +208,7 @@ def test_idle_life_is_deterministic_for_a_seed(avatar: Avatar) -> None:
     assert not np.array_equal(a[0], a[-1])  # the face is alive when nobody speaks
 
 
-# --- expressions (issue 17) ------------------------------------------------------------------------------------
+# --- expressions ------------------------------------------------------------------------------------------------
 
 
 def words(n: int, sr: int, word_s: float = 0.5, gap_s: float = 0.3) -> tuple[np.ndarray, list[tuple[float, float]]]:

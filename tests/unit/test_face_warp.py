@@ -1,4 +1,4 @@
-"""Facial expressions (issue 17): the face warp on real avatars, through the compositor.
+"""Facial expressions: the face warp on real avatars, through the compositor.
 
 Measured on the rendered pixels and on the warp's own displacement field; no timing assertions (the render cost is
 ``bench/expressions.py``'s business).

@@ -1,4 +1,4 @@
-"""Property-based fuzzing of the ``.hvia`` reader (issue 12): mutated and truncated archives, hostile JSON in every
+"""Property-based fuzzing of the ``.hvia`` reader: mutated and truncated archives, hostile JSON in every
 JSON entry, huge declared shapes. The only outcomes allowed: an :class:`Avatar` that renders, or one
 :class:`AvatarFileError` naming the file; never another exception, a logged traceback, a hang or unbounded memory.
 

@@ -1,4 +1,4 @@
-"""Hostile ``.hvia`` files (issue 12, defects 1, 2 and 6): every failure is one ``AvatarFileError`` naming the file and
+"""Hostile ``.hvia`` files: every failure is one ``AvatarFileError`` naming the file and
 the reason, decoded sizes are capped before anything is decoded, and what loads can be rendered."""
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def test_a_valid_video_avatar_loads_and_renders() -> None:
     assert [f.rgb.shape for f in frames] == [(64, 64, 3)] * 2
 
 
-# --- issue 17: the brow and cheek regions ("face" in rig.json, format version 3) --------------------------------
+# --- the brow and cheek regions ("face" in rig.json, format version 3) ------------------------------------------
 
 
 def _with_face(change) -> bytes:  # type: ignore[no-untyped-def]
@@ -188,7 +188,7 @@ def test_hostile_face_regions_are_one_clear_error(change, reason: str) -> None: 
 
 
 def test_huge_integers_in_the_mouth_rig_are_one_clear_error() -> None:
-    """JSON integers beyond float range (issue 17 found them in every rig point parser)."""
+    """JSON integers beyond float range (they reached every rig point parser)."""
     data = photo_bytes()
     rig = json.loads(entries(data)["rig.json"])
     for key, value in (("chin", [10**400, 3]), ("jaw", [[1, 2], [10**400, 3], [5, 6]])):

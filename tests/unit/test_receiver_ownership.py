@@ -1,4 +1,4 @@
-"""Stopping a session while an ``lk.audio_stream`` is open leaves no task behind (issue 12, defect 10: "Task was
+"""Stopping a session while an ``lk.audio_stream`` is open leaves no task behind (it used to log "Task was
 destroyed but it is pending!" for 333 of 500 sessions)."""
 
 from __future__ import annotations

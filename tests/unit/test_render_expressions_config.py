@@ -1,4 +1,4 @@
-"""``render.expressions`` (issue 17): the server-wide switch reaches the render options every front door resolves its
+"""``render.expressions``: the server-wide switch reaches the render options every front door resolves its
 requests against, so sessions and ``Render`` streams are built with it."""
 
 from __future__ import annotations

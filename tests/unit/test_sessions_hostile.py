@@ -1,4 +1,4 @@
-"""Start requests an attacker sends, found by the API fuzz suite (issue 12): each is INVALID_ARGUMENT, never a crash
+"""Start requests an attacker sends, found by the API fuzz suite: each is INVALID_ARGUMENT, never a crash
 that the gRPC interceptor turns into INTERNAL or the HTTP API into 500."""
 
 from __future__ import annotations
