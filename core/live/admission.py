@@ -51,11 +51,17 @@ MEASURE_SECONDS: Final = 1.0
 PUBLISH_COST: Final = 0.24
 #: The video codec :data:`PUBLISH_COST` counts the encoder of (LiveKit's default; the server publishes with it).
 PUBLISH_CODEC: Final = "vp8"
-#: Share of :data:`PUBLISH_COST` that does not shrink with the frame's pixels (per frame: the synchronizer, the
-#: event loop, audio, LiveKit's per-frame work); the rest (RGB -> I420, copies, the encoder's layers) scales with
-#: the published pixels. From ``bench/session.py --encode-cost --size``: at 256x320 the pixel-bound steps cost
-#: about a quarter of what they cost at 512x640 (the scaling itself included), see docs/livekit.md, "Capacity".
-PUBLISH_FIXED_SHARE: Final = 0.4
+#: How :data:`PUBLISH_COST` splits, for sessions with another fps or frame size than the measured one (shares of
+#: it): per second of session whatever its fps (audio, the session's upkeep), and per frame bound to the frame's
+#: pixels (RGB -> I420 or the sink's scaling, the encoder's layers); the rest is per frame whatever its size (the
+#: synchronizer, the event loop, LiveKit's per-frame work). From ``bench/session.py`` on the 2-core dev machine:
+#: ``--sessions 2 --encode vp8`` at 25 and ``--fps 15`` kept 39 % and 26 % of a core per session busy (0.67, where
+#: frames alone would give 0.6), and ``--encode-cost`` measured the pixel-bound steps at 4.5 ms of a 512x640 frame's
+#: 15.6 ms, 1.9 ms when it is published at 256x320 (scaling reads the whole frame, so a quarter of the pixels costs
+#: 0.42, not 0.25: counted as the square root of the pixel ratio, 0.5) and 4.1 ms at 384x480 (0.9: its simulcast
+#: layer stays 360x450; counted as 0.75, 4 % of the session too little).
+PUBLISH_PER_SECOND_SHARE: Final = 0.25
+PUBLISH_PIXEL_SHARE: Final = 0.4
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +92,16 @@ class SessionBudget:
 
     def cost_of(self, *, fps: int, pixels: int) -> float:
         """Cores a session publishing ``pixels``-pixel frames at ``fps`` keeps busy. It renders the avatar at its
-        native size whatever it publishes (its render cost scales with fps only); publishing scales with fps, and
-        all but :data:`PUBLISH_FIXED_SHARE` of it with the published pixels."""
-        scale = (1 - PUBLISH_FIXED_SHARE) * pixels / max(self.pixels, 1)
-        publish = self.publish_cost * (PUBLISH_FIXED_SHARE + scale)
-        return (self.cpu_per_session + publish) * fps / self.fps
+        native size whatever it publishes (rendering scales with fps only); publishing splits as
+        :data:`PUBLISH_PER_SECOND_SHARE` and :data:`PUBLISH_PIXEL_SHARE` say, the pixel-bound part growing with the
+        pixels beyond the measured size and shrinking with their square root below it (scaling down still reads
+        every rendered pixel)."""
+        ratio = pixels / max(self.pixels, 1)
+        frames = fps / self.fps
+        pixel_factor = math.sqrt(ratio) if ratio < 1 else ratio
+        per_frame = 1 - PUBLISH_PER_SECOND_SHARE - PUBLISH_PIXEL_SHARE + PUBLISH_PIXEL_SHARE * pixel_factor
+        publish = self.publish_cost * (PUBLISH_PER_SECOND_SHARE + per_frame * frames)
+        return self.cpu_per_session * frames + publish
 
     def weight_of(self, *, fps: int, pixels: int) -> float:
         """A session's cost in measured sessions (1.0: like the measured one; 0.5: half as costly), what admission

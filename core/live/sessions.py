@@ -78,8 +78,9 @@ class SessionSlots:
 
     A measured :class:`~avaluma.core.live.admission.SessionBudget` (:meth:`set_budget`) can lower the limit to what the
     machine renders in real time; it never raises it above ``server.max_sessions``. With a budget, each slot counts
-    as its :meth:`weight` (a session publishing 256x320 frames costs about half of one publishing 512x640, one at
-    50 fps about twice one at 25): the weights taken may not exceed the budget's capacity. ``server.max_sessions``
+    as its :meth:`weight` (measured on the 2-core dev machine, a session publishing 256x320 frames of a 512x640
+    avatar costs about 0.85 of one publishing them at 512x640, one at 15 fps about 0.67 of one at 25): the weights
+    taken may not exceed the budget's capacity. ``server.max_sessions``
     always counts sessions. Once :meth:`drain` is called (shutdown) no slot is handed out any more.
     """
 

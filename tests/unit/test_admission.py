@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from avaluma.core.errors import ResourceExhausted
-from avaluma.core.live.admission import PUBLISH_COST, PUBLISH_FIXED_SHARE, SessionBudget, measure_budget
+from avaluma.core.live.admission import (
+    PUBLISH_COST,
+    PUBLISH_PER_SECOND_SHARE,
+    PUBLISH_PIXEL_SHARE,
+    SessionBudget,
+    measure_budget,
+)
 from avaluma.core.live.sessions import SessionSlots
 from avaluma.renderer.engine import RenderSession
 from avaluma.renderer.hvia import load_hvia
@@ -42,21 +48,31 @@ def test_a_session_costs_by_its_fps_and_published_pixels() -> None:
         cpu_per_session=0.1, cores=2, target_utilization=1.0, fps=25, publish_cost=0.9, pixels=512 * 640
     )
     assert budget.weight_of(fps=25, pixels=512 * 640) == pytest.approx(1.0)
-    # Rendering stays (the avatar renders at its own size); publishing keeps its fixed share, the rest shrinks 4x.
+    # Rendering stays (the avatar renders at its own size); only publishing's pixel-bound share shrinks, by the
+    # square root of the pixels (scaling down reads every rendered pixel).
     quarter = budget.weight_of(fps=25, pixels=256 * 320)
-    assert quarter == pytest.approx(0.1 + 0.9 * (PUBLISH_FIXED_SHARE + (1 - PUBLISH_FIXED_SHARE) / 4))
-    assert 0.25 < quarter < 1.0
-    assert budget.weight_of(fps=50, pixels=512 * 640) == pytest.approx(2.0)
-    assert budget.weight_of(fps=12, pixels=512 * 640) == pytest.approx(12 / 25)
-    assert budget.weight_of(fps=25, pixels=1024 * 1280) > 2.0
+    assert quarter == pytest.approx(0.1 + 0.9 * (1 - PUBLISH_PIXEL_SHARE / 2))
+    assert 0.5 < quarter < 1.0
+    # Audio and upkeep go on per second: half the frames cost more than half.
+    half_rate = budget.weight_of(fps=12, pixels=512 * 640)
+    assert half_rate == pytest.approx(
+        0.1 * 12 / 25 + 0.9 * (PUBLISH_PER_SECOND_SHARE + (1 - PUBLISH_PER_SECOND_SHARE) * 12 / 25)
+    )
+    assert 12 / 25 < half_rate < 1.0
+    assert budget.weight_of(fps=50, pixels=512 * 640) == pytest.approx(
+        0.2 + 0.9 * (PUBLISH_PER_SECOND_SHARE + (1 - PUBLISH_PER_SECOND_SHARE) * 2)
+    )
+    # Larger than measured: the pixel-bound share grows with the pixels themselves.
+    assert budget.weight_of(fps=25, pixels=1024 * 1280) == pytest.approx(1.0 + 0.9 * PUBLISH_PIXEL_SHARE * 3)
 
 
 def test_slots_admit_by_weight_under_a_budget_and_by_count_without() -> None:
     slots = SessionSlots(limit=10)
     assert slots.weight(fps=50, pixels=10**7) == 1.0  # no budget: every slot counts as one
     slots.set_budget(
-        SessionBudget(cpu_per_session=0.1, cores=2, target_utilization=1.0, fps=25, publish_cost=0.9, pixels=100)
+        SessionBudget(cpu_per_session=0.1, cores=5, target_utilization=0.5, fps=25, publish_cost=0.9, pixels=100)
     )
+    assert slots.budget is not None and slots.budget.capacity == pytest.approx(2.5)
     full = [slots.take("session", slots.weight(fps=25, pixels=100)) for _ in range(2)]
     assert slots.free == 0
     with pytest.raises(ResourceExhausted, match="smaller frame"):
@@ -64,13 +80,13 @@ def test_slots_admit_by_weight_under_a_budget_and_by_count_without() -> None:
     for slot in full:
         slot.release()
     assert slots.load == 0.0 and slots.free == 2
-    small = [slots.take("session", slots.weight(fps=25, pixels=25)) for _ in range(3)]  # 0.595 each
+    small = [slots.take("session", slots.weight(fps=25, pixels=25)) for _ in range(3)]  # 0.82 each
     with pytest.raises(ResourceExhausted, match=r"counts as 0\.\d+ sessions"):
         slots.take("session", slots.weight(fps=25, pixels=25))
     for slot in small:
         slot.release()
-    heavy = slots.take("session", slots.weight(fps=50, pixels=400))  # 5.5: alone it is still admitted
-    assert heavy.weight > 2 and slots.free == 0
+    heavy = slots.take("session", slots.weight(fps=50, pixels=400))  # alone it is still admitted
+    assert heavy.weight > 2.5 and slots.free == 0
     with pytest.raises(ResourceExhausted):
         slots.take("render stream")
     heavy.release()
