@@ -431,15 +431,18 @@ class Compositor:
         for r0, r1, c0, c1 in head.tiles:
             # win[k, j] is the head at (r0 - iy - 1 + k, c0 - ix - 1 + j): one extra row and column for bilinear.
             win = _window(src, r0 - iy - 1, r1 - r0 + 1, c0 - ix - 1, c1 - c0 + 1).astype(np.float32)
-            across = win[:, 1:] * (1 - fx) + win[:, :-1] * fx
-            shifted = across[1:] * (1 - fy) + across[:-1] * fy
+            across = win[:, 1:] * (1 - fx)
+            across += win[:, :-1] * fx
+            shifted = across[1:] * (1 - fy)
+            shifted += across[:-1] * fy
             # Blended over the unmoved frame: where the mask fades out, the face (with its open mouth) stays put.
             current = src[r0:r1, c0:c1].astype(np.float32)
             shifted -= current
             shifted *= head.mask3[r0:r1, c0:c1]
             shifted += current
+            # A convex mix of bytes plus a half: within 0..255.5 (up to float rounding), so the truncating cast
+            # needs no clip (the same bytes as with one, 20 % less work).
             shifted += 0.5
-            np.clip(shifted, 0, 255, out=shifted)
             np.copyto(dst[r0:r1, c0:c1], shifted, casting="unsafe")
 
 
