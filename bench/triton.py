@@ -150,6 +150,46 @@ def run_sessions(backend: LipSyncBackend, n: int, seconds: float) -> dict[str, f
     }
 
 
+def model_alone(n: int, seconds: float) -> tuple[float, float, float]:
+    """What batching can gain on this machine at most: Triton's ``model.py`` work without Triton, gRPC or a client
+    (:class:`~avaluma.renderer.lipsync.triton_model.SequenceStates` in this thread, ``n`` sequences pushing 40 ms
+    chunks in lockstep). Returns frames/s one request after another (``batch_windows: "false"``), frames/s with
+    every round's requests in one ``step_many`` (``"true"``), and the share of the batched time spent in
+    onnxruntime's ``run``."""
+    from avaluma.renderer.lipsync import triton_model as tm
+
+    audio = speech_like(seconds, seed=0).astype(np.float32)
+    chunks = [audio[i : i + CHUNK] for i in range(0, len(audio) - CHUNK + 1, CHUNK)]
+    fps, flush = np.array([25], np.float32), np.array([False])
+    rates: list[float] = []
+    share = 0.0
+    for batch in (False, True):
+        states = tm.load_states(None, threads=1, batch=batch)
+        run, in_run = states.model._session.run, [0.0]  # time spent inside onnxruntime
+
+        def timed_run(*args: object, run: object = run, in_run: list[float] = in_run) -> object:
+            t0 = time.perf_counter()
+            try:
+                return run(*args)  # type: ignore[operator]
+            finally:
+                in_run[0] += time.perf_counter() - t0
+
+        states.model._session.run = timed_run  # type: ignore[method-assign]
+        # At least 2000 requests per figure (the speech repeats), after one warm-up round that starts the sequences.
+        rounds = [chunks[k % len(chunks)] for k in range(max(len(chunks), -(-2000 // n)) + 1)]
+        frames, t0 = 0, 0.0
+        for k, chunk in enumerate(rounds):
+            if k == 1:
+                frames, in_run[0], t0 = 0, 0.0, time.perf_counter()
+            steps = [tm.decode_step(np.uint64(i + 1), k == 0, False, chunk, fps, flush) for i in range(n)]
+            results = states.step_many(steps) if batch else [states.step(step) for step in steps]
+            frames += sum(len(r) for r in results if not isinstance(r, Exception))
+        wall = time.perf_counter() - t0
+        rates.append(frames / wall)
+        share = in_run[0] / wall
+    return rates[0], rates[1], share
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="Triton gRPC address (default: start one from the nvidia-pytriton wheel)")
@@ -195,6 +235,7 @@ def main() -> None:
         # Levels outer, backends inner: the rows compared side by side run back to back, so load from other work
         # on the machine skews them alike; printed grouped by backend at the end.
         lines: dict[tuple[int, int], str] = {}
+        rate: dict[tuple[int, int], float] = {}
         for n in levels:
             for index, (name, backend, model) in enumerate(backends):
                 before = server_counters(url, model) if model else None
@@ -211,8 +252,21 @@ def main() -> None:
                 if gpu_idle is not None:
                     line += f" {r['gpu_mib']:>8.0f}"
                 lines[(index, n)] = line
+                rate[(index, n)] = r["frames_per_s"]
         for key in sorted(lines):
             print(lines[key])
+        names = [name for name, _, _ in backends]
+        if "triton unbatched" in names:
+            ub, b = names.index("triton unbatched"), names.index("triton batched")
+            ratios = ", ".join(f"{n}: {rate[(b, n)] / max(rate[(ub, n)], 1e-9):.2f}x" for n in levels)
+            print(f"triton batched / unbatched frames/s by sessions: {ratios}")
+        print("model alone (Triton's model.py work in one thread, no Triton, gRPC or client): frames/s")
+        for n in levels:
+            one, many, share = model_alone(n, args.seconds)
+            print(
+                f"  {n:>3} sequences: one request after another {one:7.0f}, batched {many:7.0f} "
+                f"({many / one:.2f}x); onnxruntime run is {share:.0%} of the batched time"
+            )
         for _, backend, _ in backends:
             backend.close()
         if gpu_idle is not None:
