@@ -45,10 +45,15 @@ MEASURE_SECONDS: Final = 1.0
 #: - the same capacity run without an encoder measured 19-21 % per session, so VP8 added 12-13 % there (its
 #:   stand-in converts RGB to I420 a second time, about 2 %).
 #:
+#: Re-calibrated on 30 Nov (22:10-22:22 UTC, load average 1.7-4.6 from other work) after the pipeline grew (render
+#: 3.7 -> 4.2 ms a frame with expression motion): one VP8 session kept 38.4 % of a core busy with rendering measured
+#: at 11 % (``--capacity``), 39 % with 10.5 % (``--sessions 2 --encode vp8``), 50.4 % with 16 % (``--capacity``,
+#: heavier load): 0.27-0.34 publishing, so 0.28 (0.24 before).
+#:
 #: Re-calibrate when the pipeline or the codec changes: the encode-inclusive row's CPU per session minus the
 #: measured ``cpu_per_session``, or ``cores * target_utilization / sustained sessions - cpu_per_session`` on an
 #: otherwise idle machine.
-PUBLISH_COST: Final = 0.24
+PUBLISH_COST: Final = 0.28
 #: The video codec :data:`PUBLISH_COST` counts the encoder of (LiveKit's default; the server publishes with it).
 PUBLISH_CODEC: Final = "vp8"
 #: How :data:`PUBLISH_COST` splits, for sessions with another fps or frame size than the measured one (shares of
