@@ -527,8 +527,12 @@ async def capacity_search(quick: bool, codecs: list[str]) -> None:
         used = cost.get(codec, 0.0)
         fit = f"{1 / used:5.1f} per core at full use" if used else "-"
         print(f"     {name:34s} {best:3d} sessions, {best / cores:5.1f} per core; CPU {used:6.1%} per session, {fit}")
-    print(f"   admission admits {budget.max_sessions}; sustained counts are lower bounds on a shared machine (load")
-    print("   average below); CPU per session (the process's CPU time, all threads) depends less on other load")
+    size = OUT or (AVATAR.width, AVATAR.height)
+    weight = budget.weight_of(fps=FPS, pixels=size[0] * size[1])  # sessions of another frame size count as this
+    admits = max(1, int(budget.capacity / weight + 1e-9))
+    print(f"   admission admits {admits} ({weight:.2f} of a measured session each); sustained counts are lower bounds")
+    print("   on a shared machine (load average below); CPU per session (the process's CPU time, all threads)")
+    print("   depends less on other load")
     print(f"machine after: {describe()}")
 
 
