@@ -23,3 +23,10 @@ def test_the_switch_survives_a_request_resolving_its_options() -> None:
     wire = convert.render_options(common_pb2.RenderOptions(fps=25), defaults)
     assert (wire.fps, wire.expressions) == (25, False)
     assert RenderConfig().options().resolve(fps=20).expressions is True
+
+
+def test_the_environment_turns_expressions_off() -> None:
+    from avaluma.core.config_loader import load_config
+
+    assert load_config(None, env={"AVALUMA_RENDER__EXPRESSIONS": "false"}).render.options().expressions is False
+    assert load_config(None, env={}).render.expressions is True
