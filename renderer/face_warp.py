@@ -376,7 +376,8 @@ class FaceWarp:
                 w10 = iy - w11
                 w00 = _FULL - ix
                 w00 -= w10
-                taps = (np.take(pf, i), np.take(pf[1:], i), np.take(pf[ww:], i), np.take(pf[ww + 1 :], i))
+                taps: tuple[npt.NDArray[np.uint32], ...] = (np.take(pf, i), np.take(pf[1:], i), np.take(pf[ww:], i),
+                                                            np.take(pf[ww + 1 :], i))  # fmt: skip
                 weights4: tuple[npt.NDArray[np.uint32], ...] = (w00, w01, w10, w11)
             else:
                 # Brows lifting alone move pixels straight up: two taps per pixel instead of four.
