@@ -127,7 +127,7 @@ class RenderSession:
         expressions: bool = True,
     ) -> None:
         #: Validated here as everywhere else: one value type, one set of bounds (core.media.RenderOptions).
-        self.options = RenderOptions(fps=fps, audio_sample_rate=audio_sample_rate, seed=seed)
+        self.options = RenderOptions(fps=fps, audio_sample_rate=audio_sample_rate, seed=seed, expressions=expressions)
         self._avatar = avatar
         self._fps = fps
         self._sr = audio_sample_rate

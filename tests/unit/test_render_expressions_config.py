@@ -30,3 +30,16 @@ def test_the_environment_turns_expressions_off() -> None:
 
     assert load_config(None, env={"AVALUMA_RENDER__EXPRESSIONS": "false"}).render.options().expressions is False
     assert load_config(None, env={}).render.expressions is True
+
+
+def test_a_session_reports_the_switch_in_its_options() -> None:
+    from pathlib import Path
+
+    from avaluma.renderer.engine import RenderSession
+    from avaluma.renderer.hvia import load_hvia
+    from avaluma.renderer.lipsync.energy import EnergyBackend
+
+    avatar = load_hvia(Path(__file__).resolve().parents[2] / "assets" / "avatars" / "astronaut.hvia")
+    for on in (True, False):
+        session = RenderSession(avatar, EnergyBackend(), fps=25, audio_sample_rate=16_000, expressions=on)
+        assert session.options.expressions is on
