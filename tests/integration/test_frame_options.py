@@ -8,8 +8,7 @@ here)."""
 from __future__ import annotations
 
 import asyncio
-import datetime
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from avaluma.core.config import Config, ServerConfig, SessionsConfig
 from avaluma.core.live.admission import SessionBudget
 from avaluma.core.live.avatar_store import AvatarStore
 from avaluma.core.live.livekit_session import LiveKitRuntime
-from avaluma.core.live.sessions import LiveKitRoom
 from avaluma.core.server.app import RunningServer, start_server
 from avaluma.core.server.http_api import start_http_api
 from avaluma.proto.v1 import avatar_service_pb2, avatar_service_pb2_grpc, common_pb2
@@ -31,56 +29,11 @@ from avaluma.renderer.lipsync.energy import EnergyBackend
 
 api = pytest.importorskip("livekit.api", reason="the server extra (livekit-api) is needed to mint tokens")
 
+from recording_room import LK_KEY, LK_SECRET, Rooms, token  # noqa: E402  (needs livekit.api)
+
 pytestmark = pytest.mark.integration
 
-LK_KEY, LK_SECRET = "devkey", "secret-secret-secret-secret-secret"
 URL = "ws://lk.example:7880"
-
-
-def token(identity: str) -> str:
-    return (
-        api.AccessToken(LK_KEY, LK_SECRET)
-        .with_identity(identity)
-        .with_grants(api.VideoGrants(room_join=True, room="room-1"))
-        .with_attributes({"lk.publish_on_behalf": "agent-1"})
-        .with_ttl(datetime.timedelta(minutes=10))
-        .to_jwt()
-    )
-
-
-class Participant:
-    async def publish_track(self, track: Any, options: Any) -> None:
-        pass
-
-    def register_rpc_method(self, _method: str, _handler: Any) -> None:
-        pass
-
-    async def perform_rpc(self, **_kwargs: Any) -> str:
-        return ""
-
-
-class Room:
-    """The parts of a connected ``rtc.Room`` a session uses."""
-
-    def __init__(self) -> None:
-        self.local_participant = Participant()
-        self.remote_participants: dict[str, Any] = {}
-
-    def register_byte_stream_handler(self, _topic: str, _handler: Any) -> None:
-        pass
-
-    def on(self, _event: str, _handler: Any) -> None:
-        pass
-
-    def off(self, _event: str, _handler: Any) -> None:
-        pass
-
-    async def disconnect(self) -> None:
-        pass
-
-
-async def connect(url: str, token: str, *, on_disconnected: Callable[[str], None]) -> LiveKitRoom:
-    return LiveKitRoom(Room())
 
 
 @pytest.fixture
@@ -92,7 +45,7 @@ async def server(avatars_dir: Path) -> AsyncIterator[RunningServer]:
         api_keys=("test-key-integration",),
     )
     running = await start_server(
-        config, store=AvatarStore.open(avatars_dir), lipsync_backend=EnergyBackend, room_connector=connect
+        config, store=AvatarStore.open(avatars_dir), lipsync_backend=EnergyBackend, room_connector=Rooms()
     )
     try:
         yield running
