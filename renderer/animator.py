@@ -43,7 +43,7 @@ class Animator:
         expressions: bool = True,
         emotion: str = "neutral",
     ) -> None:
-        self.compositor = Compositor(avatar, seed=seed)
+        self.compositor = Compositor(avatar)
         self.idle = IdleMotion(idle, fps=fps, seed=seed)
         #: Expression motion (emotion + prosody-driven brows, nods, tilts, glances, blink timing); ``None`` when
         #: expressions are off, which renders exactly the frames of a renderer without them. With idle life off only

@@ -340,13 +340,11 @@ def prepared(avatar: Avatar) -> Prepared:
 class Compositor:
     """Renders frames of one avatar; one per session is cheap. Deterministic: the only state kept between frames
     is the mouth tile a video avatar showed last (for temporal coherence), so frames depend on the sequence.
-
-    ``seed`` is accepted for compatibility: randomness lives in :class:`~avaluma.renderer.idle.IdleMotion`.
+    Randomness lives in :class:`~avaluma.renderer.idle.IdleMotion`.
     """
 
-    def __init__(self, avatar: Avatar, *, seed: int = 0) -> None:
+    def __init__(self, avatar: Avatar) -> None:
         self.avatar = avatar
-        self.seed = seed
         self._prep = prepared(avatar)
         #: The atlas tile a video avatar showed last (its mouth changes tile only for a clearly better match).
         self._tile: int | None = None
