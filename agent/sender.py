@@ -264,19 +264,18 @@ class PlaybackEvents:
 
 def mint_token(*, api_key: str, api_secret: str, room: str, identity: str, ttl_s: int = 3600) -> str:
     """A token for the sender: join ``room`` as ``identity``, publish data (byte streams and RPC), no media."""
-    from datetime import timedelta
+    from livekit.plugins.avaluma import tokens
 
-    from livekit import api
-
-    grants = api.VideoGrants(room_join=True, room=room, can_publish=False, can_subscribe=False, can_publish_data=True)
-    return (
-        api.AccessToken(api_key, api_secret)
-        .with_identity(identity)
-        .with_name(identity)
-        .with_grants(grants)
-        .with_ttl(timedelta(seconds=ttl_s))
-        .to_jwt()
+    token: str = tokens.mint_token(
+        api_key=api_key,
+        api_secret=api_secret,
+        room=room,
+        identity=identity,
+        publish=False,
+        subscribe=False,
+        ttl_s=ttl_s,
     )
+    return token
 
 
 @dataclass(frozen=True)

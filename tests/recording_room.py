@@ -6,11 +6,10 @@ Importable from any test (``tests/`` is on ``sys.path`` through its conftest): `
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable
 from typing import Any
 
-from livekit import api
+from livekit.plugins.avaluma import mint_token
 
 from avaluma.core.live.livekit_session import VIDEO_TRACK_NAME
 from avaluma.core.live.sessions import LiveKitRoom
@@ -19,13 +18,8 @@ LK_KEY, LK_SECRET = "devkey", "secret-secret-secret-secret-secret"
 
 
 def token(identity: str) -> str:
-    return (
-        api.AccessToken(LK_KEY, LK_SECRET)
-        .with_identity(identity)
-        .with_grants(api.VideoGrants(room_join=True, room="room-1"))
-        .with_attributes({"lk.publish_on_behalf": "agent-1"})
-        .with_ttl(datetime.timedelta(minutes=10))
-        .to_jwt()
+    return mint_token(
+        api_key=LK_KEY, api_secret=LK_SECRET, room="room-1", identity=identity, on_behalf_of="agent-1", ttl_s=600
     )
 
 

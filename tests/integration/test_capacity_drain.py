@@ -6,7 +6,6 @@ connector stands in for LiveKit."""
 from __future__ import annotations
 
 import asyncio
-import datetime
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -17,18 +16,14 @@ from avaluma.core.live.events import EndReason, SessionEnded
 from avaluma.core.live.sessions import Session
 from avaluma.core.server.http_api import RunningHttpApi, start_http_api
 
-api = pytest.importorskip("livekit.api", reason="the server extra (livekit-api) is needed to mint tokens")
+avaluma = pytest.importorskip("livekit.plugins.avaluma", reason="the LiveKit plugin (agent extra) mints tokens")
 
 pytestmark = pytest.mark.integration
 
 
 def token(identity: str) -> str:
-    return (
-        api.AccessToken("devkey", "secret-secret-secret-secret-secret")
-        .with_identity(identity)
-        .with_grants(api.VideoGrants(room_join=True, room="room-1"))
-        .with_ttl(datetime.timedelta(minutes=10))
-        .to_jwt()
+    return avaluma.mint_token(
+        api_key="devkey", api_secret="secret-secret-secret-secret-secret", room="room-1", identity=identity, ttl_s=600
     )
 
 

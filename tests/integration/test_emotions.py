@@ -7,7 +7,6 @@ Unknown names get one clear error listing the valid ones, and the server and its
 from __future__ import annotations
 
 import asyncio
-import datetime
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +28,7 @@ from avaluma.proto.v1 import avatar_service_pb2, avatar_service_pb2_grpc, render
 from avaluma.renderer.engine import RenderedFrame
 from avaluma.renderer.lipsync.energy import EnergyBackend
 
-api = pytest.importorskip("livekit.api", reason="the server extra (livekit-api) is needed to mint tokens")
+avaluma = pytest.importorskip("livekit.plugins.avaluma", reason="the LiveKit plugin (agent extra) mints tokens")
 
 pytestmark = pytest.mark.integration
 
@@ -39,13 +38,8 @@ VALID = "use one of neutral, happy, serious, surprised, concerned"
 
 
 def token(identity: str) -> str:
-    return (
-        api.AccessToken(LK_KEY, LK_SECRET)
-        .with_identity(identity)
-        .with_grants(api.VideoGrants(room_join=True, room="room-1"))
-        .with_attributes({"lk.publish_on_behalf": "agent-1"})
-        .with_ttl(datetime.timedelta(minutes=10))
-        .to_jwt()
+    return avaluma.mint_token(
+        api_key=LK_KEY, api_secret=LK_SECRET, room="room-1", identity=identity, on_behalf_of="agent-1", ttl_s=600
     )
 
 

@@ -4,7 +4,6 @@ session registry (get / list / watch / stop) with a scripted room connector stan
 from __future__ import annotations
 
 import asyncio
-import datetime
 import socket
 import time
 from collections.abc import Callable
@@ -15,7 +14,7 @@ import pytest
 
 from avaluma.proto.v1 import avatar_service_pb2, avatar_service_pb2_grpc, common_pb2
 
-api = pytest.importorskip("livekit.api", reason="the server extra (livekit-api) is needed to mint tokens")
+avaluma = pytest.importorskip("livekit.plugins.avaluma", reason="the LiveKit plugin (agent extra) mints tokens")
 
 pytestmark = pytest.mark.integration
 
@@ -23,13 +22,13 @@ Start = avatar_service_pb2.StartSessionRequest
 
 
 def token(identity: str = "avatar-1", *, room: str = "room-1", ttl_s: int = 600, agent: str = "agent-1") -> str:
-    return (
-        api.AccessToken("devkey", "secret-secret-secret-secret-secret")
-        .with_identity(identity)
-        .with_grants(api.VideoGrants(room_join=True, room=room))
-        .with_attributes({"lk.publish_on_behalf": agent})
-        .with_ttl(datetime.timedelta(seconds=ttl_s))
-        .to_jwt()
+    return avaluma.mint_token(
+        api_key="devkey",
+        api_secret="secret-secret-secret-secret-secret",
+        room=room,
+        identity=identity,
+        on_behalf_of=agent,
+        ttl_s=ttl_s,
     )
 
 

@@ -4,7 +4,6 @@ bad bodies, a second start in the same room."""
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -13,19 +12,19 @@ import pytest
 
 from avaluma.core.server.http_api import RunningHttpApi, start_http_api
 
-api = pytest.importorskip("livekit.api", reason="the server extra (livekit-api) is needed to mint tokens")
+avaluma = pytest.importorskip("livekit.plugins.avaluma", reason="the LiveKit plugin (agent extra) mints tokens")
 
 pytestmark = pytest.mark.integration
 
 
 def token(identity: str = "avatar-1", room: str = "room-1") -> str:
-    return (
-        api.AccessToken("devkey", "secret-secret-secret-secret-secret")
-        .with_identity(identity)
-        .with_grants(api.VideoGrants(room_join=True, room=room))
-        .with_attributes({"lk.publish_on_behalf": "agent-1"})
-        .with_ttl(datetime.timedelta(minutes=10))
-        .to_jwt()
+    return avaluma.mint_token(
+        api_key="devkey",
+        api_secret="secret-secret-secret-secret-secret",
+        room=room,
+        identity=identity,
+        on_behalf_of="agent-1",
+        ttl_s=600,
     )
 
 

@@ -7,7 +7,6 @@ Runs only where LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET point at a L
 from __future__ import annotations
 
 import asyncio
-import datetime
 import json
 import os
 import secrets
@@ -29,19 +28,17 @@ HANG_GUARD_S = 30.0
 
 
 def mint(identity: str, room: str, *, agent: str | None = None, kind: str | None = None) -> str:
-    from livekit import api
+    from livekit.plugins.avaluma import mint_token
 
-    token = (
-        api.AccessToken(os.environ["LIVEKIT_API_KEY"], os.environ["LIVEKIT_API_SECRET"])
-        .with_identity(identity)
-        .with_grants(api.VideoGrants(room_join=True, room=room))
-        .with_ttl(datetime.timedelta(minutes=10))
+    return mint_token(
+        api_key=os.environ["LIVEKIT_API_KEY"],
+        api_secret=os.environ["LIVEKIT_API_SECRET"],
+        room=room,
+        identity=identity,
+        on_behalf_of=agent,
+        kind=kind,
+        ttl_s=600,
     )
-    if agent:
-        token = token.with_attributes({"lk.publish_on_behalf": agent})
-    if kind:
-        token = token.with_kind(kind)
-    return token.to_jwt()
 
 
 async def test_a_segment_round_trip_in_a_real_room(server: Any, channel: Any, auth: Any) -> None:

@@ -20,8 +20,9 @@ from .api import (
     StartResponse,
     start_with_retries,
 )
-from .avatar import AvatarSession, dev_key_path, mint_avatar_token
+from .avatar import AvatarSession, dev_key_path
 from .log import logger
+from .tokens import mint_avatar_token, mint_token
 from .version import __version__
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "__version__",
     "dev_key_path",
     "mint_avatar_token",
+    "mint_token",
     "start_with_retries",
 ]
 

@@ -21,13 +21,11 @@ import asyncio
 import json
 import os
 from collections.abc import Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from livekit import api, rtc
+from livekit import rtc
 from livekit.agents.job import get_job_context
-from livekit.agents.types import ATTRIBUTE_PUBLISH_ON_BEHALF
 from livekit.agents.voice.avatar import AvatarSession as _LiveKitAvatarSession
 from livekit.agents.voice.avatar import DataStreamAudioOutput
 
@@ -41,6 +39,7 @@ from .api import (
     start_with_retries,
 )
 from .log import logger
+from .tokens import mint_avatar_token
 
 if TYPE_CHECKING:
     from livekit.agents.voice import AgentSession
@@ -67,30 +66,6 @@ def _dev_key() -> str:
         return dev_key_path().read_text(encoding="utf-8").strip()
     except OSError:
         return ""
-
-
-def mint_avatar_token(
-    *,
-    api_key: str,
-    api_secret: str,
-    room: str,
-    identity: str,
-    agent_identity: str,
-    name: str | None = None,
-    ttl_s: int = 6 * 3600,
-) -> str:
-    """The avatar participant's token: joins ``room`` as ``identity``, publishes on behalf of ``agent_identity``."""
-    grants = api.VideoGrants(room_join=True, room=room, can_publish=True, can_subscribe=True, can_publish_data=True)
-    return (
-        api.AccessToken(api_key, api_secret)
-        .with_identity(identity)
-        .with_name(name or identity)
-        .with_kind("agent")
-        .with_grants(grants)
-        .with_attributes({ATTRIBUTE_PUBLISH_ON_BEHALF: agent_identity})
-        .with_ttl(timedelta(seconds=ttl_s))
-        .to_jwt()
-    )
 
 
 class AvatarSession(_LiveKitAvatarSession[Any]):
