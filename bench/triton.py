@@ -1,5 +1,8 @@
 """Lip-sync through Triton versus in-process: per-frame latency and throughput for 1, 8 and 32 concurrent sessions,
-with Triton batching the sessions' network calls (``batch_windows: "true"``, the shipped configuration) and without.
+side by side: one Triton request per session and chunk without batching (``triton unbatched``), the same with Triton
+batching the sessions' network calls (``triton batched``: the ``lipsync`` model as shipped, ``batch_windows:
+"true"``), and one Triton request for the chunks of many sessions (``triton coalesced``: the ``lipsync_multi`` model,
+the client gathering what its sessions push while a request is in flight).
 
 Usage::
 
@@ -7,8 +10,8 @@ Usage::
     .venv/bin/python bench/triton.py --url HOST:PORT # an already running Triton serving the `lipsync` model
 
 Started by the benchmark, Triton serves a temporary copy of ``deploy/triton/model_repository`` holding ``lipsync``
-and ``lipsync_unbatched`` (the same model with ``batch_windows: "false"``); against ``--url`` only ``lipsync`` is
-measured, plus ``lipsync_unbatched`` if that server has it.
+``lipsync_unbatched`` (the same model with ``batch_windows: "false"``) and ``lipsync_multi``; against ``--url``
+``lipsync`` is measured, plus ``lipsync_unbatched`` and ``lipsync_multi`` if that server has them.
 
 Every session streams ``--seconds`` of speech-like audio in 40 ms chunks (one video frame at 25 fps per push) as
 fast as it is answered, from its own thread, like the server's render workers do. Latency is the wall time of one
@@ -207,7 +210,7 @@ def main() -> None:
         from avaluma.core.ops.triton.server import start_triton
 
         repo = repository_with_unbatched(Path(scratch.name))
-        server = start_triton(repo, models=["lipsync", "lipsync_unbatched"])
+        server = start_triton(repo, models=["lipsync", "lipsync_unbatched", "lipsync_multi"])
         url = server.grpc_url
     try:
         print(f"machine: {describe(onnxruntime=onnxruntime.__version__, GPU=gpu_name() or 'none')}")
@@ -221,9 +224,12 @@ def main() -> None:
             backends.append(("triton unbatched", TritonBackend(unbatched), "lipsync_unbatched"))
         batched = TritonOptions(url=url, timeout_s=30, on_failure="end")
         backends.append(("triton batched", TritonBackend(batched), "lipsync"))
+        if has_model(url, "lipsync_multi"):
+            multi = TritonOptions(url=url, model="lipsync_multi", timeout_s=30, on_failure="end", protocol="multi")
+            backends.append(("triton coalesced", TritonBackend(multi), "lipsync_multi"))
         print(
-            "req/exec: requests per execute() call; srv us: Triton's compute time per request (the model alone, "
-            "without the client and gRPC)"
+            "req/exec: requests per execute() call (coalesced: session chunks per request); srv us: Triton's "
+            "compute time per session chunk (the model alone, without the client and gRPC)"
         )
         header = (
             f"{'backend':<16} {'sessions':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'frames/s':>9} {'rt sess':>8}"
@@ -239,11 +245,15 @@ def main() -> None:
         for n in levels:
             for index, (name, backend, model) in enumerate(backends):
                 before = server_counters(url, model) if model else None
+                coalescer = getattr(backend, "coalescer", None)
+                sent = (coalescer.requests, coalescer.entries) if coalescer is not None else (0, 0)
                 r = run_sessions(backend, n, args.seconds)
                 counters = f" {'-':>8} {'-':>7}"
                 if model is not None and before is not None:
                     after = server_counters(url, model)
                     requests, executions, ns = (a - b for a, b in zip(after, before, strict=True))
+                    if coalescer is not None:  # one request carries many chunks: count chunks
+                        requests, executions = coalescer.entries - sent[1], coalescer.requests - sent[0]
                     counters = f" {requests / max(executions, 1):>8.1f} {ns / max(requests, 1) / 1000:>7.0f}"
                 line = (
                     f"{name:<16} {n:>8} {r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f} {r['p99_ms']:>8.2f} "
@@ -260,6 +270,10 @@ def main() -> None:
             ub, b = names.index("triton unbatched"), names.index("triton batched")
             ratios = ", ".join(f"{n}: {rate[(b, n)] / max(rate[(ub, n)], 1e-9):.2f}x" for n in levels)
             print(f"triton batched / unbatched frames/s by sessions: {ratios}")
+            if "triton coalesced" in names:
+                c = names.index("triton coalesced")
+                ratios = ", ".join(f"{n}: {rate[(c, n)] / max(rate[(ub, n)], 1e-9):.2f}x" for n in levels)
+                print(f"triton coalesced / unbatched frames/s by sessions: {ratios}")
         print("model alone (Triton's model.py work in one thread, no Triton, gRPC or client): frames/s")
         for n in levels:
             one, many, share = model_alone(n, args.seconds)

@@ -30,6 +30,11 @@ delivered, so output is unchanged. Replays need the segment's audio, which a str
 (64 kB per second of segment).
 
 Triton unreachable when the backend is created is always an error naming the address (``check_on_start``).
+
+Against a model of the *multi* contract (``lipsync_multi``; ``protocol: auto`` reads it from the model's inputs) the
+sessions share requests instead (:mod:`.triton_multi`): the chunks pushed while a request is in flight go together
+in the next one. Sequences, faults and replays behave as above; every request asks for the newest version, and a
+segment that a new version does not know is replayed on it like any lost sequence.
 """
 
 from __future__ import annotations
@@ -65,10 +70,12 @@ from avaluma.renderer.lipsync.triton_model import (
     INPUT_AUDIO,
     INPUT_FLUSH,
     INPUT_FPS,
+    INPUT_LENGTH,
     OUTPUT_PARAMS,
     OUTPUT_VISEMES,
     arrays_to_frames,
 )
+from avaluma.renderer.lipsync.triton_multi import Coalescer, Entry, EntryFailed
 from avaluma.renderer.lipsync.visemes import VISEMES
 
 logger = logging.getLogger(__name__)
@@ -100,6 +107,11 @@ class TritonOptions(BaseModel):
         None, description="ONNX file for the in-process fallback (default: the bundled model, as Triton serves)."
     )
     check_on_start: bool = Field(True, description="Fail at start-up when Triton or the model is not ready.")
+    protocol: Literal["auto", "sequence", "multi"] = Field(
+        "auto",
+        description="`sequence`: one request per session and chunk (model `lipsync`); `multi`: one request for the "
+        "chunks of many sessions (model `lipsync_multi`); `auto`: read it from the model's inputs at start.",
+    )
 
 
 class TritonBackend(LipSyncBackend):
@@ -119,10 +131,14 @@ class TritonBackend(LipSyncBackend):
         self._thread.start()
         self._client: Any = None
         self._closed = False
+        #: Shared by all streams when the model speaks the multi contract; ``None`` for one request per session.
+        self.coalescer: Coalescer | None = None
         try:
             self._client = self.run(self._make_client(), timeout_s=self.options.connect_timeout_s + 1)
             if self.options.check_on_start:
                 self.check_ready()
+            if self._speaks_multi():
+                self.coalescer = Coalescer(self._client, self.options.model, self.options.timeout_s)
             # Loaded now so a fault mid-session switches at once (a few MB, the same file Triton serves); streams
             # also read their lookahead from it.
             path = Path(self.options.fallback_model_path) if self.options.fallback_model_path else DEFAULT_MODEL
@@ -132,8 +148,9 @@ class TritonBackend(LipSyncBackend):
             raise
         logger.info(
             "lip-sync backend connected to Triton",
-            extra={"url": self.options.url, "model": self.options.model, "on_failure": self.options.on_failure},
-        )
+            extra={"url": self.options.url, "model": self.options.model, "on_failure": self.options.on_failure,
+                   "protocol": "multi" if self.coalescer is not None else "sequence"},
+        )  # fmt: skip
 
     # --- the event-loop thread ------------------------------------------------------------------------------------
 
@@ -150,6 +167,26 @@ class TritonBackend(LipSyncBackend):
         from tritonclient.grpc.aio import InferenceServerClient
 
         return InferenceServerClient(self.options.url)
+
+    def _speaks_multi(self) -> bool:
+        if self.options.protocol != "auto":
+            return self.options.protocol == "multi"
+
+        async def inputs() -> set[str]:
+            meta = await self._client.get_model_metadata(
+                self.options.model, as_json=True, client_timeout=self.options.connect_timeout_s
+            )
+            return {str(i.get("name")) for i in meta.get("inputs", [])}
+
+        try:
+            names = self.run(inputs(), timeout_s=self.options.connect_timeout_s + 1)
+        except Exception as exc:
+            logger.warning(
+                "could not read the Triton model's inputs; assuming one request per session (set protocol)",
+                extra={"url": self.options.url, "model": self.options.model, "error": _describe(exc)},
+            )
+            return False
+        return INPUT_LENGTH in names
 
     def check_ready(self) -> None:
         """Raise :class:`Unavailable` naming the address unless the server and the model are ready."""
@@ -195,6 +232,9 @@ class TritonBackend(LipSyncBackend):
             return
         self._closed = True
         if self._client is not None and self._loop.is_running():
+            if self.coalescer is not None:
+                with contextlib.suppress(Exception):
+                    self.run(self.coalescer.close(), timeout_s=5)
             with contextlib.suppress(Exception):
                 self.run(self._client.close(), timeout_s=5)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -352,6 +392,21 @@ class TritonStream(LipSyncStream):
 
     async def _exchange(
         self, seq: _Sequence, audio: F32, *, flush: bool, end: bool, headers: dict[str, str] | None = None
+    ) -> MouthFrames:
+        coalescer = self._backend.coalescer
+        if coalescer is not None:
+            entry = Entry(seq.corrid, not seq.started, end, flush, self._fps, audio, headers)
+            seq.started = True
+            try:
+                frames, version = await coalescer.submit(entry)
+            except EntryFailed as exc:
+                raise _ServerError(str(exc)) from None
+            seq.version = seq.version or version
+            return frames
+        return await self._exchange_sequence(seq, audio, flush=flush, end=end, headers=headers)
+
+    async def _exchange_sequence(
+        self, seq: _Sequence, audio: F32, *, flush: bool, end: bool, headers: dict[str, str] | None
     ) -> MouthFrames:
         from tritonclient.grpc import InferInput, InferRequestedOutput
 

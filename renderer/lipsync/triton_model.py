@@ -15,6 +15,17 @@ The wire contract (shared with :mod:`.triton_backend`), one request per pushed c
 
 A sequence is one audio segment: the client STARTs it with the segment's first chunk and ENDs it with the FLUSH, so
 an idle session holds no state and no sequence slot on the server.
+
+The *multi* contract (model ``lipsync_multi``, config parameter ``protocol: "multi"``, no sequence batcher) carries the
+chunks of many sessions in ONE request, so the per-request cost of Triton (gRPC, the python backend's hop) is paid
+once per batch instead of once per session (:func:`decode_multi`, :func:`encode_multi`). For ``B`` entries:
+
+- inputs ``CORRID`` UINT64 ``[B]``, ``START``/``END``/``FLUSH`` BOOL ``[B]``, ``FPS`` FP32 ``[B]``, ``LENGTH`` INT32
+  ``[B]`` and ``AUDIO`` FP32 ``[sum(LENGTH)]`` (the entries' samples one after another);
+- outputs ``COUNT`` INT32 ``[B]`` (frames per entry), ``PARAMS`` FP32 ``[sum(COUNT), 4]``, ``VISEMES`` FP32
+  ``[sum(COUNT), 15]`` and ``ERROR`` BYTES ``[B]`` (empty, or why that entry failed: only that entry's session sees it).
+
+START/END/CORRID mean what they mean in the sequence contract; the state is the same :class:`SequenceStates`.
 """
 
 from __future__ import annotations
@@ -29,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from avaluma.renderer.lipsync.base import MouthFrames
+from avaluma.renderer.lipsync.base import MOUTH_PARAMS, MouthFrames
 from avaluma.renderer.lipsync.onnx_backend import (
     CPU_PROVIDERS,
     DEFAULT_MODEL,
@@ -39,6 +50,7 @@ from avaluma.renderer.lipsync.onnx_backend import (
     StreamStep,
     run_batched,
 )
+from avaluma.renderer.lipsync.visemes import VISEMES
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +62,14 @@ INPUT_FPS = "FPS"
 INPUT_FLUSH = "FLUSH"
 OUTPUT_PARAMS = "PARAMS"
 OUTPUT_VISEMES = "VISEMES"
+
+# Names only the multi contract uses (see the module docstring).
+INPUT_CORRID = "CORRID"
+INPUT_START = "START"
+INPUT_END = "END"
+INPUT_LENGTH = "LENGTH"
+OUTPUT_COUNT = "COUNT"
+OUTPUT_ERROR = "ERROR"
 
 #: File a pushed model version carries next to its model.py.
 MODEL_FILENAME = "model.onnx"
@@ -205,6 +225,59 @@ def arrays_to_frames(params: F32, visemes: F32) -> MouthFrames:
     p = np.asarray(params, dtype=np.float32).reshape(-1, params.shape[-1])
     v = np.asarray(visemes, dtype=np.float32).reshape(-1, visemes.shape[-1])
     return MouthFrames(p, v if v.shape[-1] else None)
+
+
+def decode_multi(
+    corrids: npt.ArrayLike,
+    starts: npt.ArrayLike,
+    ends: npt.ArrayLike,
+    flushes: npt.ArrayLike,
+    fps: npt.ArrayLike,
+    lengths: npt.ArrayLike,
+    audio: npt.ArrayLike,
+) -> list[Step]:
+    """The tensors of one multi request -> one :class:`Step` per entry, in order. Raises :class:`SequenceError` when
+    the tensors do not fit together (then the whole request fails: it came from a broken client)."""
+    ids = np.asarray(corrids).reshape(-1)
+    columns = [np.asarray(x).reshape(-1) for x in (starts, ends, flushes, fps, lengths)]
+    samples = np.asarray(audio, dtype=np.float32).reshape(-1)
+    if any(len(c) != len(ids) for c in columns):
+        raise SequenceError(f"multi request: CORRID, START, END, FLUSH, FPS, LENGTH must all have {len(ids)} entries")
+    start, end, flush, rate, length = columns
+    if (length < 0).any() or int(length.sum()) != len(samples):
+        raise SequenceError(f"multi request: LENGTH adds up to {int(length.sum())}, AUDIO holds {len(samples)} samples")
+    offsets = np.concatenate([[0], np.cumsum(length)]).astype(np.int64)
+    return [
+        Step(int(ids[i]), bool(start[i]), bool(end[i]), samples[offsets[i] : offsets[i + 1]], float(rate[i]),
+             bool(flush[i]))
+        for i in range(len(ids))
+    ]  # fmt: skip
+
+
+def encode_multi(results: list[MouthFrames | Exception]) -> tuple[npt.NDArray[np.int32], F32, F32, list[bytes]]:
+    """Per-entry results -> ``COUNT``, ``PARAMS``, ``VISEMES`` and ``ERROR`` of the multi contract."""
+    counts = np.zeros(len(results), dtype=np.int32)
+    params: list[F32] = [np.zeros((0, len(MOUTH_PARAMS)), np.float32)]
+    visemes: list[F32] = [np.zeros((0, len(VISEMES)), np.float32)]
+    errors: list[bytes] = []
+    for i, result in enumerate(results):
+        if isinstance(result, Exception):
+            errors.append(f"{type(result).__name__}: {result}".encode() or b"error")
+            continue
+        errors.append(b"")
+        counts[i] = len(result)
+        params.append(result.params.astype(np.float32, copy=False))
+        visemes.append(np.zeros((len(result), len(VISEMES)), np.float32) if result.visemes is None else result.visemes)
+    return counts, np.concatenate(params), np.concatenate(visemes).astype(np.float32, copy=False), errors
+
+
+def split_multi(counts: npt.ArrayLike, params: F32, visemes: F32) -> list[MouthFrames]:
+    """Inverse of the frame part of :func:`encode_multi` (the client side): one :class:`MouthFrames` per entry."""
+    n = np.asarray(counts).reshape(-1).astype(np.int64)
+    p = np.asarray(params, dtype=np.float32).reshape(-1, len(MOUTH_PARAMS))
+    v = np.asarray(visemes, dtype=np.float32).reshape(-1, len(VISEMES))
+    bounds = np.concatenate([[0], np.cumsum(n)])
+    return [MouthFrames(p[bounds[i] : bounds[i + 1]], v[bounds[i] : bounds[i + 1]]) for i in range(len(n))]
 
 
 def decode_step(corrid: int, start: bool, end: bool, audio: F32, fps: F32 | None, flush: F32 | None) -> Step:

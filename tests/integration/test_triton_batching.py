@@ -1,6 +1,7 @@
 """Batching across sessions in the Triton model: concurrent sessions whose requests Triton hands to one execute()
 share the network calls, and every session gets the same frames, bit for bit, as from the same model run with
-``batch_windows: "false"`` (each request on its own)."""
+``batch_windows: "false"`` (each request on its own). The same holds when the sessions of a backend share requests
+(``lipsync_multi``: one request carries the chunks of many sessions)."""
 
 from __future__ import annotations
 
@@ -33,11 +34,15 @@ def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     assert batched_param in config
     config = config.replace('name: "lipsync"', 'name: "lipsync_unbatched"')
     (unbatched / "config.pbtxt").write_text(config.replace(batched_param, batched_param.replace("true", "false")))
-    with start_triton(repo, models=["lipsync", "lipsync_unbatched"]) as server:
+    with start_triton(repo, models=["lipsync", "lipsync_unbatched", "lipsync_multi"]) as server:
         yield server
 
 
-def concurrent_sessions(url: str, model: str, audios: list[np.ndarray], chunk: int) -> list[MouthFrames]:
+def concurrent_sessions(
+    url: str, model: str, audios: list[np.ndarray], chunk: int, shared: list[int] | None = None
+) -> list[MouthFrames]:
+    """Every session streams its audio from its own thread; ``shared`` gets (requests, chunks) of a coalescing
+    backend."""
     backend = TritonBackend(TritonOptions(url=url, model=model, timeout_s=30, on_failure="end"))
     results: list[MouthFrames | None] = [None] * len(audios)
     errors: list[BaseException] = []
@@ -55,6 +60,9 @@ def concurrent_sessions(url: str, model: str, audios: list[np.ndarray], chunk: i
         t.start()
     for t in threads:
         t.join()
+    if shared is not None:
+        assert backend.coalescer is not None
+        shared += [backend.coalescer.requests, backend.coalescer.entries]
     backend.close()
     assert not errors, errors[0]
     return [r for r in results if r is not None]
@@ -90,3 +98,19 @@ def test_batched_sessions_equal_unbatched_bit_for_bit(triton: TritonServer, chun
     requests, executions = after[0] - before[0], after[1] - before[1]
     # Triton did hand several sessions' requests to one execute(): the equality above covered real batches.
     assert requests > executions, f"{requests} requests in {executions} execute() calls: nothing was batched"
+
+
+@pytest.mark.parametrize("chunk", [640, 333])
+def test_sessions_sharing_requests_equal_unbatched_bit_for_bit(triton: TritonServer, chunk: int) -> None:
+    audios = [speech_like(1.0 + 0.1 * i, seed=60 + i) for i in range(SESSIONS)]
+    shared: list[int] = []
+    coalesced = concurrent_sessions(triton.grpc_url, "lipsync_multi", audios, chunk, shared)
+    unbatched = concurrent_sessions(triton.grpc_url, "lipsync_unbatched", audios, chunk)
+    for got, expected in zip(coalesced, unbatched, strict=True):
+        assert len(got) == len(expected) > 20
+        assert np.array_equal(got.params, expected.params)
+        assert got.visemes is not None and expected.visemes is not None
+        assert np.array_equal(got.visemes, expected.visemes)
+    requests, chunks = shared
+    # Requests did carry the chunks of several sessions: the equality above covered shared requests.
+    assert chunks > requests, f"{chunks} chunks in {requests} requests: no request was shared"

@@ -36,15 +36,19 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
-def test_triton_killed_mid_session(tmp_path: Path) -> None:
+# lipsync: one request per session and chunk; lipsync_multi: the sessions of a backend share requests.
+@pytest.mark.parametrize("model", ["lipsync", "lipsync_multi"])
+def test_triton_killed_mid_session(tmp_path: Path, model: str) -> None:
     require_triton()
-    server = start_triton(copy_repository(tmp_path))
+    server = start_triton(copy_repository(tmp_path), models=[model])
     faults: list[LipSyncFault] = []
     audio = speech_like(1.6, seed=11)
     expected = OnnxBackend().analyze(audio, fps=25)
     try:
-        fallback = TritonBackend(TritonOptions(url=server.grpc_url, on_failure="fallback"), on_fault=faults.append)
-        ending = TritonBackend(TritonOptions(url=server.grpc_url, on_failure="end"), on_fault=faults.append)
+        options = TritonOptions(url=server.grpc_url, model=model)
+        fallback = TritonBackend(options.model_copy(update={"on_failure": "fallback"}), on_fault=faults.append)
+        ending = TritonBackend(options.model_copy(update={"on_failure": "end"}), on_fault=faults.append)
+        assert (fallback.coalescer is not None) == (model == "lipsync_multi")
         with pytest.raises(Unavailable, match="no ready model 'nope'"):
             TritonBackend(TritonOptions(url=server.grpc_url, model="nope"))
         s_fallback, s_end = fallback.open_stream(fps=25), ending.open_stream(fps=25)

@@ -1,11 +1,11 @@
 """The ``triton`` lip-sync backend against a real tritonserver (from the nvidia-pytriton wheel) serving our repository:
-equality with the in-process backend, session isolation, `avaluma models push` under load, slow answers."""
+equality with the in-process backend, session isolation, `avaluma models push` under load, slow answers; each for
+one request per session (``lipsync``) and for requests shared by the sessions of a backend (``lipsync_multi``)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,7 +32,8 @@ pytestmark = pytest.mark.integration
 def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     require_triton()
     repo = copy_repository(tmp_path_factory.mktemp("triton"), slow_model=True)
-    with start_triton(repo, models=["lipsync", "lipsync_slow"]) as server:
+    models = ["lipsync", "lipsync_slow", "lipsync_multi", "lipsync_multi_slow"]
+    with start_triton(repo, models=models) as server:
         yield server
 
 
@@ -41,9 +42,10 @@ def in_process() -> OnnxBackend:
     return OnnxBackend()
 
 
-@pytest.fixture(scope="module")
-def backend(triton: TritonServer) -> Iterator[TritonBackend]:
-    b = TritonBackend(TritonOptions(url=triton.grpc_url, timeout_s=10))
+@pytest.fixture(scope="module", params=["lipsync", "lipsync_multi"])
+def backend(triton: TritonServer, request: pytest.FixtureRequest) -> Iterator[TritonBackend]:
+    b = TritonBackend(TritonOptions(url=triton.grpc_url, model=request.param, timeout_s=10))
+    assert (b.coalescer is not None) == (request.param == "lipsync_multi")
     yield b
     b.close()
 
@@ -82,9 +84,10 @@ def test_segments_and_reset_start_fresh(backend: TritonBackend, in_process: Onnx
         assert_frames_equal(got, in_process.analyze(audio, fps=25))
 
 
-def test_models_push_under_load(triton: TritonServer, in_process: OnnxBackend, tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", ["lipsync", "lipsync_multi"])
+def test_models_push_under_load(triton: TritonServer, in_process: OnnxBackend, model: str) -> None:
     faults: list[LipSyncFault] = []
-    backend = TritonBackend(TritonOptions(url=triton.grpc_url, timeout_s=10), on_fault=faults.append)
+    backend = TritonBackend(TritonOptions(url=triton.grpc_url, model=model, timeout_s=10), on_fault=faults.append)
     audio = speech_like(1.2, seed=7)
     expected = in_process.analyze(audio, fps=25)
     pushed = threading.Event()
@@ -125,6 +128,8 @@ def test_models_push_under_load(triton: TritonServer, in_process: OnnxBackend, t
                     str(triton.repository),
                     "--url",
                     triton.grpc_url,
+                    "--model",
+                    model,
                 ],
             )
             assert result.exit_code == 0, result.output
@@ -142,19 +147,20 @@ def test_models_push_under_load(triton: TritonServer, in_process: OnnxBackend, t
         for frames in results[i]:
             assert_frames_equal(frames, expected)
         assert "3" in versions_seen[i], versions_seen[i]  # the last segments ran on the newest version
-    assert sorted(p.name for p in (triton.repository / "lipsync").iterdir()) == ["1", "2", "3", "config.pbtxt"]
+    assert sorted(p.name for p in (triton.repository / model).iterdir()) == ["1", "2", "3", "config.pbtxt"]
 
 
-def test_slow_answers_are_bounded_by_the_timeout(triton: TritonServer, in_process: OnnxBackend) -> None:
-    flag = triton.repository / "lipsync_slow" / "1" / "SLOW"
+@pytest.mark.parametrize("model", ["lipsync_slow", "lipsync_multi_slow"])
+def test_slow_answers_are_bounded_by_the_timeout(triton: TritonServer, in_process: OnnxBackend, model: str) -> None:
+    flag = triton.repository / model / "1" / "SLOW"
     audio = speech_like(1.0, seed=8)
     expected = in_process.analyze(audio, fps=25)
     faults: list[LipSyncFault] = []
     fallback = TritonBackend(
-        TritonOptions(url=triton.grpc_url, model="lipsync_slow", timeout_s=0.5, on_failure="fallback"),
+        TritonOptions(url=triton.grpc_url, model=model, timeout_s=0.5, on_failure="fallback"),
         on_fault=faults.append,
     )
-    ending = TritonBackend(TritonOptions(url=triton.grpc_url, model="lipsync_slow", timeout_s=0.5, on_failure="end"))
+    ending = TritonBackend(TritonOptions(url=triton.grpc_url, model=model, timeout_s=0.5, on_failure="end"))
     try:
         s1, s2 = fallback.open_stream(fps=25), ending.open_stream(fps=25)
         first = [s1.push(audio[:4000])]

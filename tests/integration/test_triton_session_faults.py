@@ -86,10 +86,10 @@ class Runtimes:
         return runtime
 
 
-async def serve(avatars_dir: Path, url: str, policy: str) -> tuple[RunningServer, Runtimes]:
+async def serve(avatars_dir: Path, url: str, policy: str, model: str) -> tuple[RunningServer, Runtimes]:
     runtimes = Runtimes()
     # One shared backend per server, as the server's SharedBackend would hold.
-    runtimes.backend = TritonBackend(TritonOptions(url=url, on_failure=policy, timeout_s=2))  # type: ignore[arg-type]
+    runtimes.backend = TritonBackend(TritonOptions(url=url, model=model, on_failure=policy, timeout_s=2))  # type: ignore[arg-type]
     server = await start_server(
         server_config(avatars_dir),
         store=AvatarStore.open(avatars_dir),
@@ -124,15 +124,17 @@ async def next_event(watch: grpc.aio.UnaryStreamCall, kind: str) -> avatar_servi
         assert event.WhichOneof("event") != "error", event
 
 
-async def test_triton_killed_under_live_sessions(tmp_path: Path, avatars_dir: Path) -> None:
+# lipsync: one request per session and chunk; lipsync_multi: the sessions of a server share requests.
+@pytest.mark.parametrize("model", ["lipsync", "lipsync_multi"])
+async def test_triton_killed_under_live_sessions(tmp_path: Path, avatars_dir: Path, model: str) -> None:
     require_triton()
-    triton = start_triton(copy_repository(tmp_path))
+    triton = start_triton(copy_repository(tmp_path), models=[model])
     servers: list[RunningServer] = []
     try:
         url = triton.grpc_url
         (keep_on, on_runtimes), (stop_on, stop_runtimes) = (
-            await serve(avatars_dir, url, "fallback"),
-            await serve(avatars_dir, url, "end"),
+            await serve(avatars_dir, url, "fallback", model),
+            await serve(avatars_dir, url, "end", model),
         )
         servers = [keep_on, stop_on]
         keep_stub = avatar_service_pb2_grpc.AvatarServiceStub(grpc.aio.insecure_channel(keep_on.address))

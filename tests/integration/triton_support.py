@@ -47,13 +47,14 @@ def require_triton() -> None:
 
 
 def copy_repository(target: Path, *, slow_model: bool = False) -> Path:
-    """A private copy of the shipped repository (tests push versions into it), optionally with ``lipsync_slow``."""
+    """A private copy of the shipped repository (tests push versions into it), optionally with ``lipsync_slow`` and
+    ``lipsync_multi_slow``."""
     repo = target / "model_repository"
     shutil.copytree(REPOSITORY, repo, ignore=shutil.ignore_patterns("__pycache__"))
-    if slow_model:
-        slow = repo / "lipsync_slow"
-        shutil.copytree(repo / "lipsync", slow)
-        config = (slow / "config.pbtxt").read_text().replace('name: "lipsync"', 'name: "lipsync_slow"')
+    for name in ("lipsync", "lipsync_multi") if slow_model else ():
+        slow = repo / f"{name}_slow"
+        shutil.copytree(repo / name, slow)
+        config = (slow / "config.pbtxt").read_text().replace(f'name: "{name}"', f'name: "{name}_slow"')
         (slow / "config.pbtxt").write_text(config)
         (slow / "1" / "model.py").write_text((slow / "1" / "model.py").read_text() + SLOW_SUFFIX)
     return repo

@@ -15,10 +15,13 @@ from avaluma.renderer.lipsync.triton_model import (
     Step,
     arrays_to_frames,
     cuda_providers,
+    decode_multi,
     decode_step,
+    encode_multi,
     frames_to_arrays,
     load_states,
     resolve_model_path,
+    split_multi,
 )
 
 SR = 16_000
@@ -192,3 +195,32 @@ def test_a_bad_request_in_a_batch_fails_alone(batching_model: OnnxModel) -> None
     assert isinstance(got[1], SequenceError) and "no state" in str(got[1])
     assert isinstance(got[2], SequenceError) and "FPS changed" in str(got[2])
     assert 1 in states and 2 not in states  # the END of the failed request still dropped its state
+
+
+def test_a_multi_request_equals_the_same_steps_one_by_one(model: OnnxModel) -> None:
+    """The multi contract (one request for many sessions): entries decode to the steps they stand for, the results
+    travel back per entry, and an entry that fails (unknown sequence) fails alone."""
+    a, b = audio(0.6, seed=3), audio(0.6, seed=4)
+    one_by_one = SequenceStates(model)
+    expected = [one_by_one.step(Step(1, True, False, a, 25, False)), one_by_one.step(Step(2, True, True, b, 25, True))]
+    states = SequenceStates(model)
+    steps = decode_multi([1, 2, 3], [True, True, False], [False, True, False], [False, True, False], [25, 25, 25],
+                         [len(a), len(b), 0], np.concatenate([a, b]))  # fmt: skip
+    assert [(s.corrid, s.start, s.end, s.flush, len(s.audio)) for s in steps] == [
+        (1, True, False, False, len(a)), (2, True, True, True, len(b)), (3, False, False, False, 0)
+    ]  # fmt: skip
+    counts, params, visemes, errors = encode_multi(states.step_many(steps))
+    assert errors[:2] == [b"", b""] and b"sequence 3 has no state" in errors[2]
+    got = split_multi(counts, params, visemes)
+    assert [len(g) for g in got] == [len(e) for e in expected] + [0] and len(got[0]) > 0
+    for g, e in zip(got, expected, strict=False):
+        assert np.array_equal(g.params, e.params) and e.visemes is not None
+        assert np.array_equal(g.visemes, e.visemes)
+    assert 1 in states and 2 not in states  # END dropped the second sequence
+
+
+def test_a_multi_request_whose_tensors_do_not_fit_is_refused() -> None:
+    with pytest.raises(SequenceError, match="must all have 2 entries"):
+        decode_multi([1, 2], [True], [False, False], [False, False], [25, 25], [0, 0], np.zeros(0, np.float32))
+    with pytest.raises(SequenceError, match="LENGTH adds up to 5, AUDIO holds 4"):
+        decode_multi([1], [True], [False], [False], [25], [5], np.zeros(4, np.float32))
