@@ -89,7 +89,9 @@ class LiveSession:
         self.session = session
         self._end = end
         self._stats_interval_s = stats_interval_s
-        self.playout = Playout(render, sink, on_event=self._on_playback, clock=clock)
+        # Its frames count towards the server's lateness watch through the session's slot (admission stops while the
+        # sessions are behind).
+        self.playout = Playout(render, sink, on_event=self._on_playback, clock=clock, watch=session.slot)
         self.playout.telemetry = stream_telemetry(
             KIND_LIVEKIT,
             {telemetry.ATTR_AVATAR_ID: session.avatar_id, telemetry.ATTR_FPS: render.fps},

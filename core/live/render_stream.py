@@ -26,7 +26,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
 
 from avaluma.core.errors import AvalumaError, DeadlineExceeded, ResourceExhausted, Unavailable
-from avaluma.core.live.playout import FaultRelay, FrameSink, MonotonicClock, Playout, SharedBackend, Unpaced
+from avaluma.core.live.playout import (
+    FaultRelay,
+    FrameSink,
+    FrameWatch,
+    MonotonicClock,
+    Playout,
+    SharedBackend,
+    Unpaced,
+)
 from avaluma.core.live.telemetry_render import KIND_RENDER, lipsync_instrumentation, stream_telemetry
 from avaluma.core.media import RenderOptions
 from avaluma.core.tasks import cancel_and_wait
@@ -166,12 +174,14 @@ async def open_render_stream(
     on_event: Callable[[PlaybackEvent], None],
     report: Callable[[AvalumaError], None],
     attributes: Attributes | None = None,
+    watch: FrameWatch | None = None,
 ) -> RenderStream[T]:
     """A stream rendering ``avatar`` with the server's shared ``backend``: inference spans and metrics, backend faults
     reported in-band, segment spans and frame metrics tagged with ``attributes`` (plus avatar, fps and realtime).
     ``realtime`` paces frames at ``options.fps`` and fills silence with idle frames (:class:`MonotonicClock`), else
     speech frames leave as fast as they render (:class:`Unpaced`). ``on_event`` gets the playback events, ``report``
-    the in-band errors; both must not block."""
+    the in-band errors; both must not block. ``watch`` is told of every paced frame, late or not (the stream's
+    admission slot)."""
     stream = RenderStream(sink, idle_timeout_s=idle_timeout_s, report=report)
     faults = FaultRelay()
     lipsync = await backend.get()
@@ -186,7 +196,7 @@ async def open_render_stream(
         expressions=options.expressions,
     )
     clock = MonotonicClock() if realtime else Unpaced()
-    stream.playout = playout = Playout(render, sink, on_event=on_event, clock=clock, on_lag=stream.on_lag)
+    stream.playout = playout = Playout(render, sink, on_event=on_event, clock=clock, on_lag=stream.on_lag, watch=watch)
     tags: Attributes = {ATTR_AVATAR_ID: avatar.id, ATTR_FPS: options.fps, **(attributes or {}), ATTR_REALTIME: realtime}
     playout.telemetry = stream_telemetry(KIND_RENDER, tags, lambda: playout.memory_bytes() + sink.memory_bytes())
     faults.listen(stream.on_fault)

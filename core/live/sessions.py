@@ -37,6 +37,7 @@ from avaluma.core.live.events import (
     SessionStarted,
     SessionState,
 )
+from avaluma.core.live.lateness import LatenessWatch
 from avaluma.core.media import RenderOptions, check_emotion
 
 if TYPE_CHECKING:
@@ -66,6 +67,12 @@ class Slot:
         #: What admission counts this slot as, in measured sessions (:meth:`SessionSlots.weight`).
         self.weight = weight
 
+    def frame(self, late: bool) -> None:
+        """The slot's session published a frame, ``late`` or on time (counted by :attr:`SessionSlots.lateness`
+        while the slot is held)."""
+        if self._owner is not None:
+            self._owner.lateness.frame(late)
+
     def release(self) -> None:
         owner, self._owner = self._owner, None
         if owner is not None:
@@ -82,10 +89,15 @@ class SessionSlots:
     avatar costs about 0.85 of one publishing them at 512x640, one at 15 fps about 0.67 of one at 25): the weights
     taken may not exceed the budget's capacity. ``server.max_sessions``
     always counts sessions. Once :meth:`drain` is called (shutdown) no slot is handed out any more.
+
+    The budget is an estimate that assumes every core is the server's. :attr:`lateness` checks it at run time: while
+    the running sessions miss their frame deadlines (other processes taking the CPU), nothing new is admitted.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, lateness: LatenessWatch | None = None) -> None:
         self.limit = limit
+        #: Frames of the running sessions, on time or late (reported through their :class:`Slot`).
+        self.lateness = lateness or LatenessWatch()
         self._used = 0
         #: Sum of the weights of the slots taken (equal to ``used`` while every slot weighs 1).
         self._load = 0.0
@@ -108,9 +120,15 @@ class SessionSlots:
         return self._load
 
     @property
+    def behind(self) -> bool:
+        """The running sessions are missing their frame deadlines (:class:`LatenessWatch`): nothing new fits."""
+        return self._used > 0 and self.lateness.behind()
+
+    @property
     def free(self) -> int:
-        """Sessions or render streams like the measured one this server would still admit now (0 while draining)."""
-        if self.draining:
+        """Sessions or render streams like the measured one this server would still admit now (0 while draining, and
+        while the running ones are :attr:`behind`)."""
+        if self.draining or self.behind:
             return 0
         free = self.limit - self._used
         if self.budget is not None:
@@ -142,6 +160,12 @@ class SessionSlots:
             raise ResourceExhausted(
                 f"cannot start a {what}: the server is at its limit of {self.limit} concurrent sessions and render "
                 "streams; retry later, or raise server.max_sessions (AVALUMA_SERVER__MAX_SESSIONS)"
+            )
+        if self.behind:
+            raise ResourceExhausted(
+                f"cannot start a {what}: the server is behind on its {self._used} sessions and render streams "
+                f"({self.lateness.describe()}; other work on this machine may be taking the CPU): start the {what} "
+                "on another server instance, or retry once it has caught up"
             )
         budget = self.budget
         if budget is not None and self._used and self._load + weight > budget.capacity + 1e-9:

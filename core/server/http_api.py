@@ -7,10 +7,11 @@
 - ``POST /v1/livekit/stop-avatar``: JSON ``{session_id}`` -> ``{status: "success"}``;
 - ``POST /v1/livekit/set-emotion``: JSON ``{session_id, emotion}`` -> ``{status: "success", session_id, emotion}``
   (from this point of the session's audio on, eased; an unknown name is ``400`` listing the valid ones);
-- ``GET /health``: ``{status: "ok", active_sessions, max_sessions, free_sessions, draining, ready}`` (no key needed,
-  for load balancers; always 200 while the process serves);
-- ``GET /ready``: the same body, ``200`` while the server admits new sessions and ``503`` when it is full or draining
-  (a Kubernetes readiness probe: new sessions then go to other replicas, running ones go on);
+- ``GET /health``: ``{status: "ok", active_sessions, max_sessions, free_sessions, behind, draining, ready}`` (no key
+  needed, for load balancers; always 200 while the process serves);
+- ``GET /ready``: the same body, ``200`` while the server admits new sessions and ``503`` when it is full, draining,
+  or behind (its sessions missing frame deadlines) (a Kubernetes readiness probe: new sessions then go to other
+  replicas, running ones go on);
 - ``GET /openapi.json``: this API as an OpenAPI 3.1 document, made from the typed models in ``http_models.py``.
 
 The API key goes in the ``api-secret`` header (``x-api-key`` and ``Authorization: Bearer`` work too, as on gRPC).
@@ -331,6 +332,7 @@ class HttpApi:
             active_sessions=len(self._sessions.list()),
             max_sessions=self._slots.effective_limit,
             free_sessions=free,
+            behind=self._slots.behind,
             draining=self._slots.draining,
             ready=free > 0,
         )

@@ -122,7 +122,12 @@ class HealthResponse(BaseModel):
     active_sessions: int
     max_sessions: int = Field(description="Sessions this server admits (measured capacity, or server.max_sessions).")
     free_sessions: int = Field(
-        0, description="Sessions and render streams it would still admit now (0 when full or draining)."
+        0, description="Sessions and render streams it would still admit now (0 when full, behind or draining)."
+    )
+    behind: bool = Field(
+        False,
+        description="Its running sessions are missing frame deadlines (other work taking the CPU): it admits nothing "
+        "new until they catch up.",
     )
     draining: bool = Field(False, description="Shutting down: it admits nothing new and lets running sessions end.")
     ready: bool = Field(True, description="Whether it admits a new session now (GET /ready answers 503 when not).")
@@ -233,10 +238,11 @@ def openapi(version: str = "") -> dict[str, Any]:
                 "get": {
                     "operationId": "ready",
                     "summary": "Readiness, without a key: 200 while the server admits new sessions, 503 when it is "
-                    "full or draining (Kubernetes then sends new sessions to other replicas)",
+                    "full, draining, or behind on its sessions' frames (Kubernetes then sends new sessions to other "
+                    "replicas)",
                     "responses": {
                         "200": _json(HealthResponse, "Admits new sessions"),
-                        "503": _json(HealthResponse, "Full or draining"),
+                        "503": _json(HealthResponse, "Full, draining or behind"),
                     },
                 }
             },

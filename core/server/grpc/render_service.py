@@ -172,7 +172,7 @@ class RenderServicer(render_service_pb2_grpc.RenderServiceServicer):
             return
         avatar = self._store.get(settings.avatar_id)
         options = settings.options
-        with self._slots.acquire("render stream"):
+        with self._slots.acquire("render stream") as slot:
             sink = RenderResponseSink(settings, avatar.width, avatar.height)
             stream = await open_render_stream(
                 sink,
@@ -185,6 +185,7 @@ class RenderServicer(render_service_pb2_grpc.RenderServiceServicer):
                 on_event=lambda event: sink.send(playback_response(event)),
                 report=lambda exc: sink.send(error_response(exc)),
                 attributes={ATTR_ENCODING: settings.encoding.value},
+                watch=slot,
             )
             extra = {"avatar_id": avatar.id, "fps": options.fps, "encoding": settings.encoding.value}
             log.info("render stream started", extra={**extra, "realtime": settings.realtime})

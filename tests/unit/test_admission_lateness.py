@@ -1,0 +1,109 @@
+"""Admission stops while the running sessions miss their frame deadlines, and resumes when they catch up.
+
+Lateness is injected through the real path: a real :class:`Playout` (real RenderSession, energy lip-sync) on a
+virtual clock reports every frame through its admission slot; a sink that "takes" two frame periods of virtual time
+per frame stands for a CPU starved by other work. Nothing here depends on wall-clock time."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from avaluma.core.errors import ResourceExhausted
+from avaluma.core.live.lateness import WINDOW_S, LatenessWatch
+from avaluma.core.live.playout import Playout, VirtualClock
+from avaluma.core.live.sessions import SessionSlots
+from avaluma.renderer.engine import RenderedFrame, RenderSession
+from avaluma.renderer.hvia import load_hvia
+from avaluma.renderer.lipsync.energy import EnergyBackend
+
+ROOT = Path(__file__).resolve().parents[2]
+FPS = 25
+HANG_GUARD_S = 60.0
+
+
+class StarvableSink:
+    """Records frames; while ``starved``, publishing a frame takes two frame periods of the virtual clock."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self.clock = clock
+        self.starved = False
+        self.frames = 0
+        self.changed = asyncio.Event()
+
+    def prepare(self, frame: RenderedFrame) -> None:
+        pass
+
+    async def push(self, frame: RenderedFrame) -> None:
+        if self.starved:
+            self.clock.advance(2 / FPS)
+        self.frames += 1
+        self.changed.set()
+
+    async def clear(self) -> None:
+        pass
+
+    async def published(self, n: int) -> None:
+        """Wait until ``n`` more frames went out."""
+        target = self.frames + n
+
+        async def wait() -> None:
+            while self.frames < target:
+                self.changed.clear()
+                await self.changed.wait()
+
+        await asyncio.wait_for(wait(), HANG_GUARD_S)
+
+
+async def test_a_server_behind_on_its_sessions_admits_nothing_until_they_catch_up() -> None:
+    clock = VirtualClock()
+    slots = SessionSlots(8, LatenessWatch(clock=clock.now))
+    slot = slots.take("session")
+    sink = StarvableSink(clock)
+    render = RenderSession(load_hvia(ROOT / "assets" / "avatars" / "astronaut.hvia"), EnergyBackend(), fps=FPS)
+    playout = Playout(render, sink, on_event=lambda _e: None, clock=clock, watch=slot)
+    task = asyncio.create_task(playout.run())
+    try:
+        await sink.published(2 * FPS)  # on time: admission goes by the limit
+        assert not slots.behind and slots.free == 7
+        slots.take("session").release()
+
+        sink.starved = True  # every frame now comes two frame periods late
+        await sink.published(FPS)
+        assert playout.stats().late_frames > FPS // 2  # (the clock restarts once it is MAX_LAG_S behind)
+        assert slots.behind and slots.free == 0
+        with pytest.raises(ResourceExhausted) as refused:
+            slots.take("session")
+        message = refused.value.message
+        assert "behind on its 1 sessions" in message and "start the session on another server instance" in message
+        assert "came late" in message
+
+        sink.starved = False  # lateness stops: once the late frames age out of the window, it admits again
+        await sink.published(2 * FPS)
+        assert slots.behind  # still within the window
+        await sink.published(round(WINDOW_S * FPS))
+        assert not slots.behind and slots.free == 7
+        slots.take("session").release()
+    finally:
+        playout.close()
+        await asyncio.wait_for(task, HANG_GUARD_S)
+    slot.release()
+    # Frames of a released slot no longer count, and an empty server is never "behind".
+    slot.frame(True)
+    assert slots.free == 8
+
+
+def test_the_watch_needs_several_late_frames_and_forgets_old_ones() -> None:
+    now = [0.0]
+    watch = LatenessWatch(clock=lambda: now[0])
+    for i in range(100):
+        watch.frame(late=i in (10, 20))  # two stray late frames in 100: not behind
+        now[0] += 0.01
+    assert watch.counts() == (100, 2) and not watch.behind()
+    for _ in range(3):
+        watch.frame(late=True)
+    assert watch.behind()
+    now[0] += WINDOW_S + 0.5
+    assert watch.counts() == (0, 0) and not watch.behind()
