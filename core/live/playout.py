@@ -18,13 +18,10 @@ two tasks:
   sink's ``prepare(frame)`` is called in the same thread right after rendering, so media conversions (RGB to bytes,
   JPEG, float to PCM) stay off the event loop too.
 
-:meth:`Playout.events` is the player's one event stream (:data:`~avaluma.core.live.events.PlayoutEvent`, in order;
-one consumer): playback events follow what was *published*, ``started`` just before the first frame of a segment,
-``finished`` just after its last one, each carrying the :class:`~avaluma.core.live.events.Segment` that
-:meth:`Playout.push_audio` created (its id and sender); then clears, lip-sync faults (from the render threads), lag and
-a render failure. :meth:`Playout.clear` answers *at once*: it returns the ``finished`` events (and records them as one
-``Cleared`` event; it never calls back), drops everything queued and rendered ahead (speech and idle), and the next
-published frame is a freshly rendered idle one: the mouth closes on the next tick.
+:meth:`Playout.clear` answers *at once* (the events are returned and emitted before it returns), drops everything
+queued and rendered ahead (speech and idle), and the next published frame is a freshly rendered idle one: the mouth
+closes on the next tick. Playback events follow what was *published*: ``started`` just before the first frame of a
+segment, ``finished`` just after its last one, with the segment numbers :meth:`Playout.push_audio` handed out.
 :meth:`Playout.finish` makes :meth:`Playout.run` return once every queued segment has been published (the end of a
 ``Render`` stream's input). :meth:`Playout.set_emotion` is queued in order with the audio: speech received before it
 keeps its emotion, speech after it shows the new one (eased by the renderer); a clear drops the audio, not the change.
@@ -51,7 +48,6 @@ from typing import Any, Final, Protocol
 
 from avaluma.core.errors import ResourceExhausted
 from avaluma.core.live.admission import available_cores
-from avaluma.core.live.events import Cleared, FellBehind, LipSyncFaulted, PlayoutEvent, PlayoutFailed, Segment
 from avaluma.core.live.telemetry_render import NOOP_STREAM, StreamTelemetry
 from avaluma.core.media import AudioChunk, check_emotion
 from avaluma.core.tasks import cancel_and_wait
@@ -75,8 +71,6 @@ MAX_BACKLOG_S: Final = 120.0
 LATE_FRACTION: Final = 0.5
 #: More than this far behind the clock (a starved CPU) the clock restarts instead of bursting frames to catch up.
 MAX_LAG_S: Final = 0.5
-#: Events a player keeps for its consumer; beyond this (nobody reads them) the oldest are dropped.
-MAX_PENDING_EVENTS: Final = 4096
 
 #: Agent states (LiveKit's ``AgentState``) and the avatar state each one shows.
 AGENT_STATES: Final[dict[str, str]] = {
@@ -174,12 +168,12 @@ class PlayoutStats:
 
 @dataclass(frozen=True, slots=True)
 class _End:
-    segment: Segment
+    segment: int
 
 
 @dataclass(frozen=True, slots=True)
 class _Audio:
-    segment: Segment
+    segment: int
     chunk: AudioChunk
 
 
@@ -226,58 +220,34 @@ def split_chunk(chunk: AudioChunk, fps: int, frames_per_piece: int = PIECE_FRAME
     return [AudioChunk(samples[i : i + size], chunk.sample_rate) for i in range(0, len(samples), size)]
 
 
-class PlayoutEvents:
-    """The one event stream of a player (:data:`~avaluma.core.live.events.PlayoutEvent`), in the order things happened.
+class FaultRelay:
+    """Lip-sync backend faults, from the render worker threads to a listener on the event loop.
 
-    One consumer reads it: ``async for event in events`` (ends after the player's :meth:`Playout.run` has returned and
-    everything was read), or :meth:`take_ready` for what is there now (without waiting). :meth:`fault_from_worker` is
-    the ``on_fault`` of the lip-sync instrumentation
-    (:func:`~avaluma.core.live.telemetry_render.lipsync_instrumentation`): give the player the stream its render
-    session's instrumentation reports to. Create it on the event loop when faults are to come from threads.
+    :meth:`from_worker` is the ``on_fault`` of the session's lip-sync instrumentation
+    (:func:`~avaluma.core.live.telemetry_render.lipsync_instrumentation`); whoever owns the session :meth:`listen` s.
+    Create it on the event loop that will receive the faults.
     """
 
     def __init__(self) -> None:
-        try:
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = None
-        self._items: deque[PlayoutEvent] = deque(maxlen=MAX_PENDING_EVENTS)
-        self._ready = asyncio.Event()
-        self._closed = False
+        self._loop = asyncio.get_running_loop()
+        self._listener: Callable[[LipSyncFault], None] | None = None
+        #: Faults seen so far, in order (also those that came before a listener did).
+        self.faults: list[LipSyncFault] = []
 
-    def put(self, event: PlayoutEvent) -> None:
-        """Add ``event`` (event loop only)."""
-        self._items.append(event)
-        self._ready.set()
+    def listen(self, listener: Callable[[LipSyncFault], None]) -> None:
+        self._listener = listener
+        for fault in self.faults:
+            listener(fault)
 
-    def fault_from_worker(self, fault: LipSyncFault) -> None:
-        """A lip-sync fault, from a render thread. Called before the failing call returns or raises, so the fault comes
-        ahead of the player's own reaction to that call (``call_soon_threadsafe`` keeps order)."""
-        if self._loop is None:
-            raise RuntimeError("PlayoutEvents created outside an event loop cannot take faults from threads")
-        self._loop.call_soon_threadsafe(self.put, LipSyncFaulted(fault))
+    def from_worker(self, fault: LipSyncFault) -> None:
+        # Called in the render thread before the failing call returns or raises, so the fault reaches the loop ahead
+        # of the playout's own reaction to that call (call_soon_threadsafe keeps order).
+        self._loop.call_soon_threadsafe(self._deliver, fault)
 
-    def take_ready(self) -> list[PlayoutEvent]:
-        """Everything not read yet, without waiting."""
-        items = list(self._items)
-        self._items.clear()
-        return items
-
-    def close(self) -> None:
-        """No more events will come (the iteration ends once the rest is read)."""
-        self._closed = True
-        self._ready.set()
-
-    def __aiter__(self) -> PlayoutEvents:
-        return self
-
-    async def __anext__(self) -> PlayoutEvent:
-        while not self._items:
-            if self._closed:
-                raise StopAsyncIteration
-            self._ready.clear()
-            await self._ready.wait()
-        return self._items.popleft()
+    def _deliver(self, fault: LipSyncFault) -> None:
+        self.faults.append(fault)
+        if self._listener is not None:
+            self._listener(fault)
 
 
 class SharedBackend:
@@ -303,10 +273,10 @@ class SharedBackend:
 class Playout:
     """Drive one :class:`RenderSession` on a clock: see the module docstring.
 
-    What happens comes out of :meth:`events`, one stream in order (``events``: the stream to use, when the render
-    session's lip-sync instrumentation reports its faults to it). Start with :meth:`run` (one task; it owns the render
-    worker) and end it with :meth:`close` (at once) or :meth:`finish` (after what is queued). ``watch`` is told of
-    every frame published on the clock, late or not.
+    ``on_event`` receives every playback event (with this playout's segment numbers) on the event loop, in order;
+    it must not block. Start with :meth:`run` (one task; it owns the render worker) and end it with :meth:`close`
+    (at once) or :meth:`finish` (after what is queued). ``on_lag`` is told how far behind its clock a paced playout
+    was each time it restarts its clock (a starved CPU); ``watch`` of every frame published on the clock, late or not.
     ``telemetry`` receives segment spans and frame metrics
     (:func:`~avaluma.core.live.telemetry_render.stream_telemetry`;
     the default reports nothing); the playout closes it when :meth:`run` ends.
@@ -317,10 +287,11 @@ class Playout:
         render: RenderSession,
         sink: FrameSink,
         *,
+        on_event: Callable[[PlaybackEvent], None],
         clock: Clock | None = None,
         render_ahead_s: float = RENDER_AHEAD_S,
         telemetry: StreamTelemetry = NOOP_STREAM,
-        events: PlayoutEvents | None = None,
+        on_lag: Callable[[float], None] | None = None,
         watch: FrameWatch | None = None,
     ) -> None:
         self._render = render
@@ -329,7 +300,8 @@ class Playout:
         #: Held by whichever thread calls into the RenderSession (it is not thread-safe).
         self._render_lock = threading.Lock()
         self._sink = sink
-        self._events = events if events is not None else PlayoutEvents()
+        self._on_event = on_event
+        self._on_lag = on_lag
         self._clock: Clock = clock or MonotonicClock()
         self._realtime = isinstance(self._clock, MonotonicClock)
         self._paced = not isinstance(self._clock, Unpaced)
@@ -342,12 +314,16 @@ class Playout:
         self._ready: deque[_Ready] = deque()
         #: Idle frames rendered ahead (after everything in ``_ready``, in the animator's order).
         self._idle: deque[RenderedFrame] = deque()
-        #: Segments created by push_audio whose ``finished`` has not been emitted, by id, in order.
-        self._open: dict[int, Segment] = {}
+        #: Segments handed out by push_audio whose ``finished`` has not been emitted, in order.
+        self._open: list[int] = []
         #: The segment receiving audio now (None between an end/clear and the next audio).
-        self._receiving: Segment | None = None
+        self._receiving: int | None = None
+        #: Segments the engine is rendering, in order (engine events carry the engine's own numbering).
+        self._rendering: deque[int] = deque()
         self._next_segment = 0
-        self._playing: Segment | None = None
+        #: The sender of each segment not yet finished: given once, to push_audio, and carried on its events.
+        self._senders: dict[int, str] = {}
+        self._playing: int | None = None
         self._played_frames = 0
         #: Bumped by clear(): a render step that started before it returns stale output, which is dropped.
         self._generation = 0
