@@ -24,7 +24,8 @@ Prints the machine, then, each with a baseline measured in the same run:
    10 minutes of simulated speech (virtual clock: audio samples published vs frames published);
 3. ``lk.clear_buffer`` -> ``lk.playback_finished`` sent (goal <= 100 ms), while speaking and while idle;
 4. concurrent 25 fps sessions without late frames (half the time speaking, each through a real AVSyncSink), vs
-   the admission budget's estimate.
+   the admission budget's estimate, and vs what admission admits as the server runs it, with its runtime lateness
+   guard (sessions asked for one by one while the admitted ones play).
 """
 
 from __future__ import annotations
@@ -42,10 +43,12 @@ from typing import Any
 
 import numpy as np
 
-from avaluma.core.live.admission import available_cores, measure_budget
+from avaluma.core.errors import ResourceExhausted
+from avaluma.core.live.admission import SessionBudget, available_cores, measure_budget
 from avaluma.core.live.audio_receiver import AudioStreamReceiver, SenderPolicy
 from avaluma.core.live.livekit_session import AVSyncSink
 from avaluma.core.live.playout import Playout, VirtualClock
+from avaluma.core.live.sessions import SessionSlots
 from avaluma.core.media import AudioChunk
 from avaluma.renderer.engine import RenderedFrame, RenderSession
 from avaluma.renderer.hvia import load_hvia
@@ -446,6 +449,59 @@ async def capacity(n: int, seconds: float, codec: str | None = None) -> tuple[in
     return late, frames, drops, per_session
 
 
+async def guarded_admission(
+    budget: SessionBudget, codec: str | None, settle_s: float, measure_s: float
+) -> tuple[int, str, int, int]:
+    """Admission as the server runs it: a :class:`SessionSlots` with the measured ``budget`` and the runtime lateness
+    guard, every session's playout reporting its frames through its slot. One more session is asked for every
+    ``settle_s`` seconds until one is refused; the admitted ones then run ``measure_s`` more. Returns (sessions
+    admitted, what refused the next one, late frames and frames over those last ``measure_s`` seconds)."""
+    size = OUT or (AVATAR.width, AVATAR.height)
+    slots = SessionSlots(256)
+    slots.set_budget(budget)
+    weight = slots.weight(fps=FPS, pixels=size[0] * size[1])
+    playouts: list[Playout] = []
+    sinks: list[Any] = []
+    tasks: list[asyncio.Task[Any]] = []
+
+    async def talk(p: Playout) -> None:
+        while True:
+            audio = speech(2.0)
+            for j in range(0, audio.size, RATE // 10):
+                p.push_audio(AudioChunk(audio[j : j + RATE // 10], RATE))
+                await asyncio.sleep(0.1)
+            p.end_segment()
+            await asyncio.sleep(2.0)
+
+    refused = ""
+    while not refused:
+        try:
+            slot = slots.take("session", weight)
+        except ResourceExhausted as exc:
+            refused = "lateness guard (behind)" if "behind" in exc.message else "budget"
+            break
+        sink: Any = AVSyncSink(width=size[0], height=size[1], fps=FPS, sample_rate=RATE)
+        if codec is not None:
+            sink = EncodingSink(sink, Encoder(codec, *size, FPS))
+        playout = Playout(new_render(), sink, on_event=lambda e: None, watch=slot)
+        playouts.append(playout)
+        sinks.append(sink)
+        tasks += [asyncio.create_task(playout.run()), asyncio.create_task(talk(playout))]
+        await asyncio.sleep(settle_s)
+    base = [(p.stats().late_frames, p.stats().frames) for p in playouts]
+    await asyncio.sleep(measure_s)
+    late = sum(p.stats().late_frames - b[0] for p, b in zip(playouts, base, strict=True))
+    frames = sum(p.stats().frames - b[1] for p, b in zip(playouts, base, strict=True))
+    for task in tasks:
+        task.cancel()
+    for p in playouts:
+        p.close()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for sink in sinks:
+        await sink.aclose()
+    return len(playouts), refused, late, frames
+
+
 # Benchmarks poll: an Event per condition would only add noise to what is measured.
 # ruff: noqa: ASYNC110, B023
 
@@ -531,6 +587,16 @@ async def capacity_search(quick: bool, codecs: list[str]) -> None:
     weight = budget.weight_of(fps=FPS, pixels=size[0] * size[1])  # sessions of another frame size count as this
     admits = max(1, int(budget.capacity / weight + 1e-9))
     print(f"   admission admits {admits} ({weight:.2f} of a measured session each); sustained counts are lower bounds")
+    print("   admission as the server runs it, with the runtime lateness guard (one more session every 3 s until one")
+    print("   is refused, then 10 s more), against what the same run sustained:")
+    for codec in codecs:
+        admitted, refused, late, frames = await guarded_admission(
+            budget, None if codec == "none" else codec, 3.0, 4.0 if quick else 10.0
+        )
+        print(
+            f"     encoder {codec:4s}: admitted {admitted:3d} (the next one refused by the {refused}), sustained "
+            f"{sustained[codec]:3d}; the admitted ones: {frames} frames, {late} late ({late / max(frames, 1):.2%})"
+        )
     print("   on a shared machine (load average below); CPU per session (the process's CPU time, all threads)")
     print("   depends less on other load")
     print(f"machine after: {describe()}")
