@@ -2,9 +2,10 @@
 
 Only a region of interest (ROI) is recomputed. Inside it a backward warp, column by column, moves the lower lip and
 chin down (jaw open), the lips towards each other (lips closed: a photo that shows teeth closes its lips when speech
-says so), and scales the mouth horizontally (stretch widens, rounding narrows). Every displacement field is multiplied
-by a feather window that is exactly zero on the ROI border, so there are no seams, and a zero parameter vector
-reproduces the base image exactly.
+says so; while the person speaks, a smile's resting gap opens and shuts with the jaw), and scales the mouth
+horizontally (stretch widens, rounding narrows). Every displacement field is multiplied by a feather window that is
+exactly zero on the ROI border, so there are no seams, and a zero parameter vector at rest reproduces the base image
+exactly.
 
 The warp keeps the photo's texture: the base is split into a smooth part, sampled bilinearly, and its fine detail
 (skin pores, lip lines, grain), taken from the nearest source pixel, so stretched lips and a dropped chin stay as
@@ -13,8 +14,8 @@ sharp as the photo instead of being smoothed by interpolation.
 The gap that opens between the lips is filled with a mouth interior made for this photo (:class:`MouthLook`): upper
 teeth hanging from under the upper lip (individual teeth: central incisors longest, each tooth shaded as a rounded
 surface, soft gaps between them, fading into the shadow of the cheeks towards the corners, a translucent biting
-edge), lower teeth rising from behind the lower lip and showing more as the jaw drops, a tongue on the floor and a
-cavity that darkens with depth. Its colours come from the photo itself (teeth from the eye whites, or from the
+edge; on a wide or stretched mouth the upper gum line shows above them), lower teeth rising from behind the lower lip
+and showing more as the jaw drops, a tongue low on the floor and a cavity that darkens with depth. Its colours come from the photo itself (teeth from the eye whites, or from the
 photo's own teeth when the builder saw them; cavity and tongue from the lips), so they follow its white balance and
 light; it is blurred to the photo's measured sharpness, lit from the side the face is lit from and given the
 photo's grain. The interior is drawn once per avatar into textures tied to the skull (teeth do not stretch with the
@@ -54,6 +55,16 @@ TEETH_GAP_PX = 2.0
 #: lower lip, as fractions of the mouth width.
 UPPER_TEETH = 0.115
 LOWER_TEETH = 0.075
+#: The tongue's top, as a fraction of the opening's height up from the lower lip at the centre, and its colours as
+#: fractions of the lips' (in the upper jaw's shadow: darker than the lips, so its top never reads as the lower lip).
+TONGUE_HEIGHT = 0.4
+TONGUE_LIT = (0.72, 0.46, 0.46)
+TONGUE_DARK = (0.42, 0.24, 0.25)
+#: The upper gum line on a wide opening or a stretched ("ee", smiling) mouth: the band of gum between the upper lip and
+#: the synthesised upper teeth, as a fraction of the mouth width (it dips a little further between the teeth), and
+#: its colour as fractions of the mean of the lips' and the skin's.
+GUM = 0.035
+GUM_COLOUR = (0.9, 0.7, 0.74)
 #: Pixels per tile of the ROI rendered at once (the head region uses the same tiles): per-pixel temporaries of ~50 kB
 #: stay in cache and are reused by malloc. With whole-ROI float64 temporaries at 512x640, fresh memory (page faults)
 #: every frame cost as much as the arithmetic. 6k..16k pixels measured best on 512x512 and 512x640.
@@ -72,6 +83,11 @@ def smoothstep(t: F32) -> F32:
     return t * t * (3.0 - 2.0 * t)
 
 
+def smoothstep_f(t: float) -> float:
+    t = min(max(t, 0.0), 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
 @dataclass(frozen=True, slots=True)
 class MouthShape:
     """What a parameter vector means geometrically (all in [0, 1] except ``scale``)."""
@@ -79,10 +95,12 @@ class MouthShape:
     opening: float  #: lip gap, 0 shut .. 1 widest
     close: float  #: how much of a photo's resting lip gap is closed
     scale: float  #: horizontal scale of the mouth
+    press: float = 0.0  #: how actively the person is speaking (0 at rest .. 1), see :func:`mouth_shape`
 
     @property
     def is_rest(self) -> bool:
-        return self.opening < 1e-3 and self.close < 1e-3 and abs(self.scale - 1.0) < 1e-4
+        """The photo as it is (speech, ``press`` > 0, closes a smile's resting gap while the jaw is shut)."""
+        return self.opening < 1e-3 and self.close < 1e-3 and abs(self.scale - 1.0) < 1e-4 and self.press < 1e-3
 
 
 def mouth_shape(params: npt.NDArray[np.floating], *, press: float = 0.0) -> MouthShape:
@@ -98,7 +116,7 @@ def mouth_shape(params: npt.NDArray[np.floating], *, press: float = 0.0) -> Mout
         + STRETCH_GAIN * float(np.clip(params[STRETCH], 0.0, 1.0))
         - ROUNDING_GAIN * float(np.clip(params[ROUNDING], 0.0, 1.0))
     )
-    return MouthShape(opening, close, scale)
+    return MouthShape(opening, close, scale, float(np.clip(press, 0.0, 1.0)))
 
 
 # --- what the photo looks like --------------------------------------------------------------------------------
@@ -113,6 +131,7 @@ class MouthLook:
     blur: float  #: Gaussian sigma (px) of the photo's softness around the mouth
     grain: float  #: standard deviation of the photo's pixel noise (grey levels)
     light: float  #: -1 (lit from the image's left) .. 1 (from its right)
+    skin: tuple[float, float, float] | None = None  #: the skin beside the mouth
 
 
 def _luma(rgb: F32) -> F32:
@@ -226,8 +245,12 @@ def analyse_photo(
     y0, y1 = int(max(0, rig.upper_lip_top[1] - 0.6 * mw)), int(min(base.shape[0], rig.chin[1]))
     x0, x1 = int(max(0, rig.mouth_left[0] - 0.4 * mw)), int(min(base.shape[1], rig.mouth_right[0] + 0.4 * mw))
     grey = _luma(base[y0:y1, x0:x1].astype(np.float32))
-    left = float(_luma(np.median(_patch(base, rig.mouth_left[0] - 0.35 * mw, rig.mouth_center[1], 0.1 * mw), 0)))
-    right = float(_luma(np.median(_patch(base, rig.mouth_right[0] + 0.35 * mw, rig.mouth_center[1], 0.1 * mw), 0)))
+    beside = [
+        np.median(_patch(base, x, rig.mouth_center[1], 0.1 * mw), 0)
+        for x in (rig.mouth_left[0] - 0.35 * mw, rig.mouth_right[0] + 0.35 * mw)
+    ]
+    left, right = (float(_luma(b)) for b in beside)
+    skin = np.maximum(beside[0], beside[1])  # the lit side's
     grain = min(
         estimate_grain(_grey_patch(base, x, rig.mouth_center[1] - 0.3 * mw, 0.12 * mw))
         for x in (rig.mouth_left[0] - 0.35 * mw, rig.mouth_right[0] + 0.35 * mw)
@@ -238,6 +261,7 @@ def analyse_photo(
         blur=estimate_blur(grey),
         grain=grain,
         light=float(np.clip((right - left) / max(right + left, 1.0) * 3.0, -1.0, 1.0)),
+        skin=(float(skin[0]), float(skin[1]), float(skin[2])),
     )
 
 
@@ -310,7 +334,13 @@ class MouthWarp:
         self._li_depth = rig.lower_lip_inner[1] - corner_y
         self._upper_contour = _contour(rig.upper_inner)
         self._lower_contour = _contour(rig.lower_inner)
-        self._teeth = (rig.lower_lip_inner[1] - rig.upper_lip_inner[1]) < TEETH_GAP_PX
+        rest_gap = rig.lower_lip_inner[1] - rig.upper_lip_inner[1]
+        self._teeth = rest_gap < TEETH_GAP_PX
+        #: A photo whose lips rest apart (a smile showing its teeth): that gap, in units of the jaw's full opening.
+        #: While the person speaks, the gap is the jaw's: the lips come together over the teeth as the jaw closes and
+        #: part to the photo's own gap at this much ``jaw_open``; the jaw drops further only beyond it (so the gap
+        #: follows ``jaw_open`` and not the photo). At rest (``press`` 0) the photo's mouth is unchanged.
+        self._rest_open = 0.0 if self._teeth else min(1.0, rest_gap / max(MAX_OPEN * mw, 1.0))
         jaw_x = [p[0] for p in rig.jaw]
         jaw_y = [p[1] for p in rig.jaw]
         self._jx0, self._jx1 = min(min(jaw_x), xl - 0.2 * mw), max(max(jaw_x), xr + 0.2 * mw)
@@ -404,8 +434,23 @@ class MouthWarp:
         # Cavity and tongue colours from the lips: a dark, reddish throat; a tongue a little darker than the lips.
         self._deep = (lips * np.array([0.16, 0.08, 0.09], np.float32))[:, None, None]
         self._edge = (lips * np.array([0.42, 0.24, 0.25], np.float32))[:, None, None]
-        self._tongue = (lips * np.array([0.92, 0.62, 0.62], np.float32))[:, None, None]
-        self._tongue_dark = (lips * np.array([0.52, 0.3, 0.31], np.float32))[:, None, None]
+        self._tongue = (lips * np.array(TONGUE_LIT, np.float32))[:, None, None]
+        self._tongue_dark = (lips * np.array(TONGUE_DARK, np.float32))[:, None, None]
+        # Gums: lit like the teeth (side light, the corners in shadow); between the teeth they reach lower.
+        incisor = _INCISOR * mw
+        edges = np.cumsum([w * incisor for w, _ in _UPPER_TEETH])
+        across = np.abs(cols - self._cx)
+        papilla = np.zeros_like(cols)
+        for e in (0.0, *edges[:-1]):
+            papilla = np.maximum(papilla, np.exp(-(((across - e) / (0.2 * incisor)) ** 2)))
+        self._papilla = papilla.astype(np.float32)
+        # Gums are pink whatever the lips wear: half lips, half skin.
+        skin = np.array(look.skin, dtype=np.float32) if look.skin is not None else lips
+        gum = (0.5 * lips + 0.5 * skin) * np.array(GUM_COLOUR, np.float32)
+        fade = corner_shade[None, :]
+        self._gum = (
+            gum[:, None, None] * (side_light * fade)[None] + shadow[:, None, None] * (1.0 - fade)[None]
+        ).astype(np.float32)
         rng = np.random.default_rng(1234)
         self._grain = (rng.standard_normal((self._rh, self._rw)).astype(np.float32) * look.grain).astype(np.float32)
         self._soft = max(0.5, look.blur)
@@ -458,18 +503,22 @@ class MouthWarp:
         low = np.maximum(self._lower_line(sx), up)
         side = self.lip_profile(sx)
         rest_gap = low - up
+        close, drop = self._close_and_drop(shape)
         # Closing the resting gap: the lower lip travels 60 % of the way up, the upper lip 40 % down.
-        close_up = 0.4 * shape.close * rest_gap * window
-        drop = self._max_open * shape.opening
-        lower_shift = drop * side - 0.6 * shape.close * rest_gap
+        close_up = 0.4 * close * rest_gap * window
+        # The lower lip drops along a half-ellipse, sqrt(1 - u^2) across the mouth: an oval opening as a real jaw
+        # makes (a parabola opened a crescent that face landmarkers, and viewers, read as a smaller opening on small
+        # and smiling mouths).
+        opens = np.sqrt(side)
+        lower_shift = drop * opens - 0.6 * close * rest_gap
         up_out = up + close_up
         low_out = low + lower_shift * window
 
         # Below the lower lip: the lip (and, further down, the whole chin) moves by the jaw's displacement; the chin,
         # further from the hinge, moves a little more than the lip.
         t = smoothstep((Y - low) / self._lip_to_chin)
-        profile = side * (1.0 - t) + CHIN_GAIN * self._jaw_profile(sx) * t
-        chin_shift = (drop * profile - 0.6 * shape.close * rest_gap * (1.0 - t)) * self._vfall[r0:r1]
+        profile = opens * (1.0 - t) + CHIN_GAIN * self._jaw_profile(sx) * t
+        chin_shift = (drop * profile - 0.6 * close * rest_gap * (1.0 - t)) * self._vfall[r0:r1]
         sy = np.where(low_out <= Y, Y - chin_shift, Y)
         skip = self._crease * min(1.0, 4.0 * shape.opening)
         reach = 2.0 * self._crease
@@ -482,7 +531,7 @@ class MouthWarp:
             sy = np.where((below >= 0) & (below < 1.0), sy + skip * side * (1.0 - below), sy)
         # Above the upper lip's inner edge: the band from the fixed top down to the moved lip line follows the lip
         # smoothly (no kink in the skin's texture where the stretch starts), never folding.
-        if shape.close > 0:
+        if close > 0:
             band = np.maximum(up_out - self._top, 1.0)
             follow = smoothstep((Y - self._top) / band) * np.minimum(close_up, band / 1.6)
             sy = np.where((self._top <= Y) & (up_out > Y), Y - follow, sy)
@@ -494,7 +543,7 @@ class MouthWarp:
         warped = self._sample(sx, sy)
 
         # ...and whatever opens beyond the photo's own gap is synthesised. The lip edges are as soft as the photo.
-        new_top = up_out + rest_gap * (1.0 - shape.close)
+        new_top = up_out + rest_gap * (1.0 - close)
         soft = self._soft
         synth = np.clip(
             (np.minimum(Y + 0.5 * soft, low_out) - np.maximum(Y - 0.5 * soft, new_top)) / soft, 0.0, 1.0
@@ -504,11 +553,11 @@ class MouthWarp:
             # The interior is computed only in the box where the gap shows (a small band of the ROI); outside it the
             # coverage is 0 and the warped pixels stand as they are.
             ys, xs = slice(box[0], box[1]), slice(box[2], box[3])
-            cut = (a[ys, xs] for a in (Y, sx, side, up_out, low_out, synth))
+            cut = (a[ys, xs] for a in (Y, sx, side, up_out, low_out, synth, new_top))
             self._paint_interior(warped[:, ys, xs], shape, r0 + box[0], box[2], *cut)
-        if shape.close > 0 and self._teeth:
+        if close > 0 and self._teeth:
             # Pressed lips: a soft shadow along the line where they meet (exactly 0 a dozen pixels away from it).
-            line = np.exp(-(((Y - up_out) / 1.2) ** 2)) * side * shape.close * 0.35
+            line = np.exp(-(((Y - up_out) / 1.2) ** 2)) * side * close * 0.35
             rows = np.flatnonzero(line.any(axis=1))
             if rows.size:
                 lr = slice(int(rows[0]), int(rows[-1]) + 1)
@@ -516,6 +565,14 @@ class MouthWarp:
         warped += 0.5
         np.clip(warped, 0, 255, out=warped)
         np.copyto(out[r0:r1], np.moveaxis(warped, 0, -1), casting="unsafe")
+
+    def _close_and_drop(self, shape: MouthShape) -> tuple[float, float]:
+        """How much of the photo's resting gap is closed, and how far (px) the lower lip drops, for ``shape``."""
+        j0 = self._rest_open * shape.press
+        if j0 <= 0.0:
+            return shape.close, self._max_open * shape.opening
+        close = max(shape.close, shape.press * (1.0 - min(1.0, shape.opening / self._rest_open)))
+        return close, self._max_open * max(0.0, shape.opening - j0)
 
     def _paint_interior(
         self,
@@ -529,34 +586,50 @@ class MouthWarp:
         up_out: F32,
         low_out: F32,
         synth: F32,
+        top: F32,
     ) -> None:
         # Colour arrays are planar (3 x rows x cols); the rest is per pixel (rows x cols).
         rows, cols = Y.shape
         gap = np.maximum(low_out - up_out, 1e-3)
         v = np.clip((Y - up_out) / gap, 0.0, 1.0)
         light = self._col_light[col0 : col0 + cols]
-        # Cavity: darkest a third of the way down and at the centre, lighter towards the lips and corners.
-        depth = np.clip(1.0 - np.abs(v - 0.35) / 0.65, 0.0, 1.0) * side
+        # Cavity: darkest a third of the way down and at the centre, lighter towards the upper lip and corners;
+        # it stays dark down to the lower lip, so that lip's inner edge is as crisp as in a photograph.
+        depth = np.clip(1.0 - np.maximum(0.35 - v, (v - 0.35) * 0.4) / 0.65, 0.0, 1.0) * side
         interior = self._edge + (self._deep - self._edge) * depth
-        # Tongue: a rounded hump rising from the floor, highest at the centre, lit from the front.
+        # Tongue: a rounded hump low on the floor of the opening (below the photo's own teeth where they stay),
+        # highest at the centre, in the upper jaw's shadow: darker than the lips, so its top never reads as the
+        # lower lip's edge.
         u = (sx - self._cx) / (0.75 * self._hw)
         hump = 0.55 + 0.25 * np.clip(1.0 - u * u, 0.0, 1.0)
-        tongue = smoothstep((v - (1.0 - hump * 0.55)) / 0.12) * 0.9 * side
-        tongue_col = self._tongue_dark + (self._tongue - self._tongue_dark) * np.clip((v - 0.5) / 0.5, 0.0, 1.0)
+        w = np.clip((Y - top) / np.maximum(low_out - top, 1e-3), 0.0, 1.0)
+        tongue = smoothstep((w - (1.0 - hump * TONGUE_HEIGHT)) / 0.12) * 0.9 * side
+        tongue_col = self._tongue_dark + (self._tongue - self._tongue_dark) * np.clip((w - 0.6) / 0.4, 0.0, 1.0)
         interior = (interior + (tongue_col - interior) * tongue) * light
         col_idx = np.arange(col0, col0 + cols)[None, :]
         # Lower teeth: behind the lower lip, their biting edge rising above it as the jaw drops.
-        showing = self._low_len * float(np.clip((shape.opening - 0.3) / 0.5, 0.0, 1.0))
+        showing = self._low_len * float(np.clip(shape.opening / 0.5, 0.0, 1.0))
         if showing > 0.5:
-            d = np.clip(np.rint(showing - (low_out - Y)) + 2.0, 0, self._low_rows - 1).astype(np.intp)
+            # Texture rows run from the root (row 2, at the lower lip) to the biting edge, which is on top.
+            d = np.clip(np.rint(self._low_len - showing + (low_out - Y)) + 2.0, 0, self._low_rows - 1).astype(np.intp)
             texel = self._low_tex[d, col_idx]  # rows x cols x 4
             a = texel[..., 3] * (low_out - Y >= -0.5)
             interior = interior + (np.moveaxis(texel[..., :3], -1, 0) - interior) * a
         if self._teeth:
-            d = np.clip(np.rint(Y - up_out) + 2.0, 0, self._up_rows - 1).astype(np.intp)
+            # A wide or stretched mouth shows the upper gum line: the teeth hang that much lower under the lip.
+            stretch = float(np.clip((shape.scale - 1.0) / STRETCH_GAIN, 0.0, 1.0))
+            amount = min(
+                1.0, smoothstep_f((shape.opening - 0.45) / 0.45) + 0.5 * stretch * smoothstep_f(shape.opening / 0.4)
+            )
+            gum = GUM * self.mouth_width * amount
+            d = np.clip(np.rint(Y - up_out - gum) + 2.0, 0, self._up_rows - 1).astype(np.intp)
             texel = self._up_tex[d, col_idx]
             a = texel[..., 3]
             interior = interior + (np.moveaxis(texel[..., :3], -1, 0) - interior) * a
+            if gum > 0.3:
+                edge = gum * (1.0 + 0.6 * self._papilla[col0 : col0 + cols])
+                cover = np.clip((edge + 0.5 * self._soft - (Y - up_out)) / self._soft, 0.0, 1.0)
+                interior = interior + (self._gum[:, :, col0 : col0 + cols] - interior) * cover
         # The upper lip shades what is right under it.
         interior = interior * (0.72 + 0.28 * smoothstep((Y - up_out) / max(1.0, 0.04 * self.mouth_width)))
         interior = interior + self._grain[row0 : row0 + rows, col0 : col0 + cols]
