@@ -57,6 +57,7 @@ from machine import describe
 
 from avaluma.renderer.lipsync.base import JAW_OPEN, LIPS_CLOSED, LIPSYNC_SAMPLE_RATE, MouthFrames
 from avaluma.renderer.lipsync.framing import feature_range, n_video_frames
+from avaluma.renderer.lipsync.onnx_backend import Decoding, OnnxBackend, OnnxOptions, OnnxStream
 from avaluma.renderer.lipsync.training.augment import pink
 from avaluma.renderer.lipsync.training.data import DataConfig, Split, load_or_build
 from avaluma.renderer.lipsync.training.mfcc_template import MfccTemplates
@@ -70,6 +71,8 @@ SILENCE_LEVEL_BINS = ((-1000.0, -60.0), (-60.0, -45.0), (-45.0, 1000.0))
 CLOSED = 0.5
 REPO = Path(__file__).resolve().parent.parent
 V1_COMMIT = "3a5f3df"
+#: The commit that shipped model v2, run as it shipped (its heads' pooled outputs, no decoding from the visemes).
+V2_COMMIT = "11108cf"
 MODEL_IN_REPO = "renderer/lipsync/models/lipsync.onnx"
 METRICS = (
     ("acc", "viseme acc", 10),
@@ -362,18 +365,25 @@ def noisy(split: Split, snr_db: float, seed: int = 0) -> Split:
 # --- methods ---------------------------------------------------------------------------------------------------------
 
 
-def extract_v1(dest: Path) -> str | None:
-    """Write the v1 model (commit 3a5f3df) to ``dest``; the reason when it cannot."""
+def extract_v1(dest: Path, commit: str = V1_COMMIT) -> str | None:
+    """Write the model of ``commit`` (v1 unless told) to ``dest``; the reason when it cannot."""
     git = shutil.which("git")
     if git is None:
         return "git is not installed"
     result = subprocess.run(
-        [git, "show", f"{V1_COMMIT}:{MODEL_IN_REPO}"], cwd=REPO, capture_output=True, check=False, timeout=60
+        [git, "show", f"{commit}:{MODEL_IN_REPO}"], cwd=REPO, capture_output=True, check=False, timeout=60
     )
     if result.returncode != 0 or not result.stdout:
-        return f"git show {V1_COMMIT}:{MODEL_IN_REPO} failed ({result.stderr.decode(errors='replace').strip()[:120]})"
+        return f"git show {commit}:{MODEL_IN_REPO} failed ({result.stderr.decode(errors='replace').strip()[:120]})"
     dest.write_bytes(result.stdout)
     return None
+
+
+class AsShippedV2(OnnxBackend):
+    """The ONNX backend as model v2 shipped: the heads' pooled outputs as they are (:attr:`Decoding.RAW`)."""
+
+    def open_stream(self, *, fps: float) -> OnnxStream:
+        return OnnxStream(self.model, fps, decoding=Decoding.RAW)
 
 
 @dataclass
@@ -388,12 +398,19 @@ def build_methods(
     args: argparse.Namespace, tmp: Path, train: Split | None, notes: list[str], *, with_templates: bool = True
 ) -> list[Method]:
     from avaluma.renderer.lipsync.energy import EnergyBackend
-    from avaluma.renderer.lipsync.onnx_backend import OnnxBackend, OnnxOptions
 
     methods: list[Method] = []
     trained = OnnxBackend(OnnxOptions(model_path=str(args.model) if args.model else None, threads=1))
     methods.append(Method("trained", lambda a, fps: trained.analyze(a, fps=fps), trained))
     notes.append(f"trained: {trained.model.path} (version {trained.model.version})")
+    v2_path = tmp / "lipsync-v2.onnx"
+    why = extract_v1(v2_path, V2_COMMIT)
+    if why is None:
+        shipped = AsShippedV2(OnnxOptions(model_path=str(v2_path), threads=1))
+        methods.append(Method("v2 shipped", lambda a, fps: shipped.analyze(a, fps=fps), shipped))
+        notes.append(f"v2 shipped: {V2_COMMIT}:{MODEL_IN_REPO} as it shipped (Decoding.RAW)")
+    else:
+        notes.append(f"v2 shipped: skipped, {why}")
     v1_path = tmp / "lipsync-v1.onnx"
     why = extract_v1(v1_path)
     if why is None:

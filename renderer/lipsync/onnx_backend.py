@@ -1,7 +1,8 @@
 """The ``onnx`` lip-sync backend: the trained model (``models/lipsync.onnx``) run in-process with onnxruntime.
 
 Pipeline per stream: 16 kHz audio -> 100 Hz log-mel (:mod:`.features`) -> the network, which sees a fixed window of
-``past`` frames before and ``lookahead`` frames after the frame it predicts -> pooled to video frames (:mod:`.framing`).
+``past`` frames before and ``lookahead`` frames after the frame it predicts -> pooled to video frames (:mod:`.framing`)
+and read per frame as :class:`Decoding` says (lips closed where p/b/m is heard, jaw partly from the visemes).
 
 Streaming equals offline: the network is a pure function of its window (valid convolutions, no recurrent state), a
 segment starts from ``past`` frames of silence and ends padded with ``lookahead`` frames of silence, both in
@@ -16,14 +17,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from avaluma.renderer.lipsync.base import (
+    JAW_OPEN,
     LIPS_CLOSED,
     LIPSYNC_SAMPLE_RATE,
     MOUTH_PARAMS,
@@ -34,7 +37,7 @@ from avaluma.renderer.lipsync.base import (
 )
 from avaluma.renderer.lipsync.features import HOP, N_MELS, RIGHT_REACH, SILENCE_VALUE, StreamingLogMel
 from avaluma.renderer.lipsync.framing import MAX_FPS, feature_range, n_video_frames
-from avaluma.renderer.lipsync.visemes import VISEMES
+from avaluma.renderer.lipsync.visemes import PP, VISEME_SHAPES, VISEMES
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,31 @@ CPU_PROVIDERS: Final[tuple[Provider, ...]] = ("CPUExecutionProvider",)
 #: window's ``(visemes, params)``, and returns the frames. :meth:`OnnxStream.step_frames` makes one; one stream drives
 #: it with :meth:`OnnxModel.run`, :func:`run_batched` drives many together with one network call per window length.
 StreamStep = Generator[F32, tuple[F32, F32], MouthFrames]
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How a video frame's mouth is read from the network's 100 Hz outputs beyond pooling them. Per frame, no state:
+    streaming still equals offline, and the Triton model (which runs :class:`OnnxStream`) gives the same frames.
+
+    Calibrated on the human dev speakers with model v2 (``bench/lipsync_eval.py`` compares with :attr:`RAW`).
+    """
+
+    #: Where the network's p/b/m probability closes the lips: a frame whose peak 100 Hz P(PP) is at most the first value
+    #: keeps the lips-closed head's value, from the second on its lips close fully, linearly between (half closed at
+    #: 0.2). The viseme head often hears a brief p/b/m (30-40 ms) that the lips-closed head misses: bilabial closure
+    #: 0.893 -> 0.915 for 0.3 % more closed frames on other speech sounds. ``None``: the lips-closed head alone.
+    bilabial_ramp: tuple[float, float] | None = (0.1, 0.3)
+    #: Share of ``jaw_open`` taken from the visemes (their canonical jaw opening weighed by probability) instead of the
+    #: jaw head: mouth-open r 0.824 -> 0.832.
+    jaw_from_visemes: float = 0.75
+
+    #: What models up to v2 shipped with: the heads' pooled outputs as they are.
+    RAW: ClassVar[Decoding]
+
+
+Decoding.RAW = Decoding(bilabial_ramp=None, jaw_from_visemes=0.0)
+_VISEME_JAW = VISEME_SHAPES[:, JAW_OPEN].astype(np.float32)
 
 
 class OnnxOptions(BaseModel):
@@ -197,11 +225,18 @@ def _drive(step: StreamStep, model: OnnxModel) -> MouthFrames:
 class OnnxStream(LipSyncStream):
     """Per-session state: audio not yet featurized, the feature window, model outputs not yet pooled."""
 
-    def __init__(self, model: OnnxModel, fps: float) -> None:
+    def __init__(
+        self,
+        model: OnnxModel,
+        fps: float,
+        *,
+        decoding: Decoding = Decoding(),
+    ) -> None:
         if not 0 < fps <= MAX_FPS:
             raise ValueError(f"fps must be in (0, {MAX_FPS}], got {fps}")
         self._model = model
         self._fps = float(fps)
+        self._decoding = decoding
         # A video frame ends <= half a feature frame after its last feature frame's centre; that frame then needs
         # ``lookahead`` more frames, the last of which reaches RIGHT_REACH samples past its slot.
         self.lookahead_s = (model.lookahead * HOP + HOP // 2 + RIGHT_REACH) / LIPSYNC_SAMPLE_RATE
@@ -283,7 +318,13 @@ class OnnxStream(LipSyncStream):
             pooled = p.mean(axis=0)
             # A closure shorter than a video frame must still show: p/b/m last 20-60 ms, a frame 33-40 ms.
             pooled[LIPS_CLOSED] = p[:, LIPS_CLOSED].max()
-            vis_rows.append(v.mean(axis=0))
+            pooled_vis = v.mean(axis=0)
+            ramp, w = self._decoding.bilabial_ramp, self._decoding.jaw_from_visemes
+            if ramp is not None:
+                pooled[LIPS_CLOSED] = max(pooled[LIPS_CLOSED], bilabial_closure(float(v[:, PP].max()), ramp))
+            if w:
+                pooled[JAW_OPEN] = w * float(pooled_vis @ _VISEME_JAW) + (1 - w) * pooled[JAW_OPEN]
+            vis_rows.append(pooled_vis)
             par_rows.append(pooled)
             self._next_video += 1
         if self._next_video:
@@ -297,6 +338,12 @@ class OnnxStream(LipSyncStream):
                 np.zeros((0, len(MOUTH_PARAMS)), dtype=np.float32), np.zeros((0, len(VISEMES)), dtype=np.float32)
             )
         return MouthFrames(np.stack(par_rows).astype(np.float32), np.stack(vis_rows).astype(np.float32))
+
+
+def bilabial_closure(peak: float, ramp: tuple[float, float]) -> float:
+    """How far a frame whose 100 Hz P(PP) peaks at ``peak`` closes the lips (see :attr:`Decoding.bilabial_ramp`)."""
+    lo, hi = ramp
+    return float(min(1.0, max(0.0, (peak - lo) / (hi - lo))))
 
 
 class OnnxBackend(LipSyncBackend):

@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 
 from avaluma.renderer.lipsync.base import JAW_OPEN, LIPS_CLOSED, LIPSYNC_SAMPLE_RATE, MOUTH_PARAMS, MouthFrames
-from avaluma.renderer.lipsync.onnx_backend import DEFAULT_MODEL, OnnxBackend, OnnxOptions
-from avaluma.renderer.lipsync.visemes import SIL, VISEMES
+from avaluma.renderer.lipsync.onnx_backend import (
+    DEFAULT_MODEL,
+    Decoding,
+    OnnxBackend,
+    OnnxOptions,
+    OnnxStream,
+    bilabial_closure,
+)
+from avaluma.renderer.lipsync.visemes import PP, SIL, VISEME_INDEX, VISEMES
 
 SR = LIPSYNC_SAMPLE_RATE
 
@@ -181,3 +188,80 @@ def test_unsupported_frame_rates_are_rejected(backend: OnnxBackend, fps: float) 
 def test_missing_model_file_says_how_to_fix(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="retrain"):
         OnnxBackend(OnnxOptions(model_path=str(tmp_path / "nope.onnx")))
+
+
+BILABIAL_RAMP = Decoding().bilabial_ramp or (0.0, 0.0)
+
+
+def test_bilabial_closure_ramp() -> None:
+    lo, hi = BILABIAL_RAMP
+    assert bilabial_closure(0.0, BILABIAL_RAMP) == bilabial_closure(lo, BILABIAL_RAMP) == 0.0
+    assert bilabial_closure((lo + hi) / 2, BILABIAL_RAMP) == pytest.approx(0.5)
+    assert bilabial_closure(hi, BILABIAL_RAMP) == bilabial_closure(1.0, BILABIAL_RAMP) == 1.0
+    peaks = np.linspace(0, 1, 101)
+    assert (np.diff([bilabial_closure(p, BILABIAL_RAMP) for p in peaks]) >= 0).all()
+
+
+class _ScriptedNet:
+    """A network whose 100 Hz outputs are given (the pooling and decoding under test are the stream's): every head's
+    parameter 0, P(``viseme``) as scripted per output frame and the rest of the probability on silence."""
+
+    past, lookahead = 4, 2
+
+    def __init__(self, p_by_frame: dict[int, float], viseme: int = PP) -> None:
+        self.p_by_frame = p_by_frame
+        self.viseme = viseme
+        self.emitted = 0
+
+    def run(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k = len(features) - self.past - self.lookahead
+        vis = np.zeros((k, len(VISEMES)), np.float32)
+        for row in range(k):
+            p = self.p_by_frame.get(self.emitted + row, 0.0)
+            vis[row, self.viseme], vis[row, SIL] = p, 1.0 - p
+        self.emitted += k
+        return vis, np.zeros((k, len(MOUTH_PARAMS)), np.float32)
+
+
+def _scripted(net: _ScriptedNet, decoding: Decoding = Decoding()) -> MouthFrames:  # noqa: B008
+    stream = OnnxStream(net, 25, decoding=decoding)  # type: ignore[arg-type]
+    return MouthFrames.concat([stream.push(np.zeros(SR // 2, np.float32)), stream.flush()])
+
+
+def test_a_brief_heard_bilabial_closes_the_lips_of_its_frame() -> None:
+    # 25 fps: video frame i pools 100 Hz frames 4i..4i+3. One 10 ms peak per frame: 0.3 (frame 2), 0.25 (frame 4),
+    # 0.2 (frame 6), 0.1 (frame 8); frame 10 hears p/b/m weakly but for long (0.09 four times).
+    script = {9: 0.3, 17: 0.25, 26: 0.2, 33: 0.1, 40: 0.09, 41: 0.09, 42: 0.09, 43: 0.09}
+    closed = _scripted(_ScriptedNet(script)).params[:, LIPS_CLOSED]
+    np.testing.assert_allclose(closed[[2, 4, 6, 8, 10]], [1.0, 0.75, 0.5, 0.0, 0.0], atol=1e-6)
+    assert (np.delete(closed, [2, 4, 6]) < 1e-6).all()
+    assert (_scripted(_ScriptedNet(script), Decoding.RAW).params[:, LIPS_CLOSED] == 0).all()
+
+
+def test_jaw_follows_the_visemes_as_much_as_the_decoding_says() -> None:
+    # Video frame 3 (100 Hz frames 12-15) hears "aa" (canonical jaw 0.8) with probability 0.5; the jaw head says 0.
+    net = _ScriptedNet(dict.fromkeys(range(12, 16), 0.5), viseme=VISEME_INDEX["aa"])
+    w = Decoding().jaw_from_visemes
+    jaw = _scripted(net).params[:, JAW_OPEN]
+    np.testing.assert_allclose(jaw[3], w * 0.5 * 0.8, atol=1e-6)
+    assert (np.delete(jaw, 3) == 0).all()
+    assert (_scripted(_ScriptedNet(net.p_by_frame, viseme=net.viseme), Decoding.RAW).params[:, JAW_OPEN] == 0).all()
+
+
+def test_a_heard_bilabial_closes_the_lips(backend: OnnxBackend, speech: np.ndarray) -> None:
+    """Real speech through the bundled model: the p/b/m closure only ever closes lips that the lips-closed head left
+    open, frames where the viseme head hears no p/b/m are untouched, and nothing but lips_closed changes."""
+    gated = backend.analyze(speech, fps=25)
+    stream = OnnxStream(backend.model, 25, decoding=Decoding(bilabial_ramp=None))
+    plain = MouthFrames.concat([stream.push(speech), stream.flush()])
+    assert gated.visemes is not None and plain.visemes is not None
+    np.testing.assert_array_equal(gated.visemes, plain.visemes)
+    others = [i for i in range(len(MOUTH_PARAMS)) if i != LIPS_CLOSED]
+    np.testing.assert_array_equal(gated.params[:, others], plain.params[:, others])
+    # A 25 fps frame pools four 100 Hz frames: its peak P(PP) is at least the mean and at most four times it.
+    heard = gated.visemes[:, PP] >= BILABIAL_RAMP[1]
+    unheard = gated.visemes[:, PP] * 4 <= BILABIAL_RAMP[0]
+    assert heard.sum() >= 3  # "Bob bought a map. Mama wants a puppy."
+    assert (gated.params[heard, LIPS_CLOSED] == 1.0).all()
+    assert (gated.params[:, LIPS_CLOSED] >= plain.params[:, LIPS_CLOSED]).all()
+    np.testing.assert_array_equal(gated.params[unheard, LIPS_CLOSED], plain.params[unheard, LIPS_CLOSED])
