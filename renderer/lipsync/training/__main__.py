@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         help="extra past-only blocks, e.g. 16,32 (more context, no added latency)",
     )
     parser.add_argument("--no-human", action="store_true", help="synthetic speech only, even when the corpus is here")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads and data-building processes (default 2)"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -109,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, model=replace(config.model, channels=args.channels))
     if args.causal_dilations is not None:
         config = replace(config, model=replace(config.model, causal_dilations=args.causal_dilations))
+    if args.threads is not None:
+        config = replace(config, threads=args.threads)
+        if config.human is not None:
+            config = replace(config, human=replace(config.human, workers=args.threads))
 
     data = load_or_build(config.data, cache_dir=args.cache, progress=progress)
     extra, dev = [], None
