@@ -198,6 +198,9 @@ def main() -> None:
     parser.add_argument("--url", help="Triton gRPC address (default: start one from the nvidia-pytriton wheel)")
     parser.add_argument("--sessions", default="1,8,32", help="comma-separated concurrency levels")
     parser.add_argument("--seconds", type=float, default=2.0, help="audio per session")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds per level (all backends each round); the median round is printed"
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.sessions.split(",")]
 
@@ -216,6 +219,8 @@ def main() -> None:
         print(f"machine: {describe(onnxruntime=onnxruntime.__version__, GPU=gpu_name() or 'none')}")
         print(f"triton: {url} ({'started by this benchmark' if server else 'external'}), {args.seconds:g} s of audio")
         print(f"per session, 40 ms chunks, 25 fps; command: python bench/triton.py {' '.join(sys.argv[1:])}".rstrip())
+        if args.repeat > 1:
+            print(f"{args.repeat} rounds per level, backends in turn; each row is the round with the median frames/s")
         gpu_idle = gpu_memory_mib()
         # (label, backend, Triton model name or None for in-process)
         backends: list[tuple[str, LipSyncBackend, str | None]] = [("in-process", OnnxBackend(), None)]
@@ -242,7 +247,8 @@ def main() -> None:
         # on the machine skews them alike; printed grouped by backend at the end.
         lines: dict[tuple[int, int], str] = {}
         rate: dict[tuple[int, int], float] = {}
-        for n in levels:
+        rounds: dict[tuple[int, int], list[tuple[float, str]]] = {}
+        for n, _ in ((n, r) for n in levels for r in range(max(args.repeat, 1))):
             for index, (name, backend, model) in enumerate(backends):
                 before = server_counters(url, model) if model else None
                 coalescer = getattr(backend, "coalescer", None)
@@ -261,8 +267,9 @@ def main() -> None:
                 )
                 if gpu_idle is not None:
                     line += f" {r['gpu_mib']:>8.0f}"
-                lines[(index, n)] = line
-                rate[(index, n)] = r["frames_per_s"]
+                rounds.setdefault((index, n), []).append((r["frames_per_s"], line))
+                ordered = sorted(rounds[(index, n)], key=lambda x: x[0])
+                rate[(index, n)], lines[(index, n)] = ordered[(len(ordered) - 1) // 2]  # the median round
         for key in sorted(lines):
             print(lines[key])
         names = [name for name, _, _ in backends]
@@ -274,6 +281,15 @@ def main() -> None:
                 c = names.index("triton coalesced")
                 ratios = ", ".join(f"{n}: {rate[(c, n)] / max(rate[(ub, n)], 1e-9):.2f}x" for n in levels)
                 print(f"triton coalesced / unbatched frames/s by sessions: {ratios}")
+                if args.repeat > 1:
+                    each = "; ".join(
+                        f"{n}: " + " ".join(
+                            f"{a[0] / max(b[0], 1e-9):.2f}x"
+                            for a, b in zip(rounds[(c, n)], rounds[(ub, n)], strict=True)
+                        )
+                        for n in levels
+                    )  # fmt: skip
+                    print(f"  each round (coalesced / unbatched, run back to back): {each}")
         print("model alone (Triton's model.py work in one thread, no Triton, gRPC or client): frames/s")
         for n in levels:
             one, many, share = model_alone(n, args.seconds)
@@ -281,6 +297,7 @@ def main() -> None:
                 f"  {n:>3} sequences: one request after another {one:7.0f}, batched {many:7.0f} "
                 f"({many / one:.2f}x); onnxruntime run is {share:.0%} of the batched time"
             )
+        print(f"machine after: {describe()}")
         for _, backend, _ in backends:
             backend.close()
         if gpu_idle is not None:

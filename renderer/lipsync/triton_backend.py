@@ -138,7 +138,7 @@ class TritonBackend(LipSyncBackend):
             if self.options.check_on_start:
                 self.check_ready()
             if self._speaks_multi():
-                self.coalescer = Coalescer(self._client, self.options.model, self.options.timeout_s)
+                self.coalescer = Coalescer(self._client, self.options.model, self.options.timeout_s, self._loop)
             # Loaded now so a fault mid-session switches at once (a few MB, the same file Triton serves); streams
             # also read their lookahead from it.
             path = Path(self.options.fallback_model_path) if self.options.fallback_model_path else DEFAULT_MODEL
@@ -344,10 +344,7 @@ class TritonStream(LipSyncStream):
             # Free the server-side state now instead of at the idle timeout; a failure here is harmless (the next
             # segment starts a new sequence) so it is only logged.
             try:
-                self._backend.run(
-                    self._exchange(seq, np.zeros(0, dtype=np.float32), flush=False, end=True),
-                    timeout_s=self._options.timeout_s + 1,
-                )
+                self._send(seq, np.zeros(0, dtype=np.float32), flush=False, end=True)
             except Exception as exc:
                 seq.cancel()
                 logger.warning("could not end a Triton sequence on reset", extra={"error": _describe(exc)})
@@ -384,29 +381,32 @@ class TritonStream(LipSyncStream):
         # Trace context (traceparent) goes with the request that opens the sequence's stream, so Triton's own
         # traces join the caller's; read here, in the caller's thread. Tracing off: one flag check, no headers.
         headers = telemetry.inject_headers() if seq.responses is None and telemetry.tracing_enabled() else None
-        frames = self._backend.run(
-            self._exchange(seq, audio, flush=flush, end=flush, headers=headers), timeout_s=self._options.timeout_s + 1
-        )
+        frames = self._send(seq, audio, flush=flush, end=flush, headers=headers)
         self.model_version = seq.version
+        return frames
+
+    def _send(
+        self, seq: _Sequence, audio: F32, *, flush: bool, end: bool, headers: dict[str, str] | None = None
+    ) -> MouthFrames:
+        """One chunk of ``seq`` to Triton and its frames back: shared with other sessions' chunks in one request
+        when the model speaks the multi contract, else on the sequence's own stream."""
+        coalescer = self._backend.coalescer
+        if coalescer is None:
+            return self._backend.run(
+                self._exchange(seq, audio, flush=flush, end=end, headers=headers),
+                timeout_s=self._options.timeout_s + 1,
+            )
+        entry = Entry(seq.corrid, not seq.started, end, flush, self._fps, audio, headers)
+        seq.started = True
+        try:
+            frames, version = coalescer.call(entry)
+        except EntryFailed as exc:
+            raise _ServerError(str(exc)) from None
+        seq.version = seq.version or version
         return frames
 
     async def _exchange(
         self, seq: _Sequence, audio: F32, *, flush: bool, end: bool, headers: dict[str, str] | None = None
-    ) -> MouthFrames:
-        coalescer = self._backend.coalescer
-        if coalescer is not None:
-            entry = Entry(seq.corrid, not seq.started, end, flush, self._fps, audio, headers)
-            seq.started = True
-            try:
-                frames, version = await coalescer.submit(entry)
-            except EntryFailed as exc:
-                raise _ServerError(str(exc)) from None
-            seq.version = seq.version or version
-            return frames
-        return await self._exchange_sequence(seq, audio, flush=flush, end=end, headers=headers)
-
-    async def _exchange_sequence(
-        self, seq: _Sequence, audio: F32, *, flush: bool, end: bool, headers: dict[str, str] | None
     ) -> MouthFrames:
         from tritonclient.grpc import InferInput, InferRequestedOutput
 

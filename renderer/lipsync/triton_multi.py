@@ -8,13 +8,16 @@ request is in flight wait, and the next request carries all of them, one entry p
 answer, or its own error; the streaming state on the server is the per-session :class:`SequenceStates`, so the frames
 are the same, bit for bit, as over the per-session ``lipsync`` model.
 
-Everything here runs on the backend's event-loop thread.
+Sessions wait in their own threads; requests are sent and answered on the backend's event-loop thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,50 +61,73 @@ class Entry:
     fps: float
     audio: F32
     headers: dict[str, str] | None = None
-    future: asyncio.Future[tuple[MouthFrames, str]] = field(init=False)
+    future: Future[tuple[MouthFrames, str]] = field(default_factory=Future)
 
 
 class Coalescer:
-    """Gathers the entries of many sessions into one request to ``model`` at a time (see the module docstring)."""
+    """Gathers the entries of many sessions into one request to ``model`` at a time (see the module docstring).
 
-    def __init__(self, client: Any, model: str, timeout_s: float, *, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+    Sessions call :meth:`call` from their own threads (the render workers) and wait there: no coroutine or task per
+    chunk, the event loop only sends the requests and hands the answers out."""
+
+    def __init__(
+        self,
+        client: Any,
+        model: str,
+        timeout_s: float,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        max_in_flight: int = MAX_IN_FLIGHT,
+    ) -> None:
         self._client = client
         self._model = model
         self._timeout_s = timeout_s
+        self._loop = loop
         self._max_in_flight = max_in_flight
+        self._lock = threading.Lock()
         self._pending: list[Entry] = []
         self._in_flight = 0
+        self._woken = False  # a _send_pending is scheduled on the loop
         self._tasks: dict[asyncio.Task[None], list[Entry]] = {}
         #: Requests sent and entries they carried (for the benchmark and tests).
         self.requests = 0
         self.entries = 0
 
-    async def submit(self, entry: Entry) -> tuple[MouthFrames, str]:
-        """Send ``entry`` with the next request; its frames and the model version that answered. Raises
-        :class:`EntryFailed` when the server failed this entry, ``TimeoutError`` after ``timeout_s`` without an
-        answer, or the request's error when the request as a whole failed."""
-        entry.future = asyncio.get_running_loop().create_future()
-        self._pending.append(entry)
-        self._send_pending()
+    def call(self, entry: Entry) -> tuple[MouthFrames, str]:
+        """Send ``entry`` with the next request and wait for its frames and the model version that answered (any
+        thread but the loop's). Raises :class:`EntryFailed` when the server failed this entry, ``TimeoutError``
+        after ``timeout_s`` without an answer, or the request's error when the request as a whole failed."""
+        with self._lock:
+            self._pending.append(entry)
+            wake = not self._woken and self._in_flight < self._max_in_flight
+            self._woken = self._woken or wake
+        if wake:
+            self._loop.call_soon_threadsafe(self._send_pending)
         try:
-            return await asyncio.wait_for(asyncio.shield(entry.future), self._timeout_s)
-        except TimeoutError:
+            return entry.future.result(timeout=self._timeout_s)
+        except FutureTimeout:
             entry.future.cancel()  # still pending: it is left out; in flight: its answer is ignored
-            for task, batch in list(self._tasks.items()):
-                if all(e.future.done() for e in batch):  # nobody waits for that request any more: free its slot
-                    task.cancel()
+            self._loop.call_soon_threadsafe(self._drop_abandoned)
             raise TimeoutError(f"no answer within timeout_s={self._timeout_s}") from None
 
     def _send_pending(self) -> None:
-        while self._in_flight < self._max_in_flight:
+        with self._lock:
+            self._woken = False
+            if self._in_flight >= self._max_in_flight:
+                return  # the request in flight sends the rest when it is answered
             batch = [entry for entry in self._pending if not entry.future.done()]
             self._pending = []
             if not batch:
                 return
             self._in_flight += 1
-            task = asyncio.get_running_loop().create_task(self._send(batch))
-            self._tasks[task] = batch
-            task.add_done_callback(lambda done: self._tasks.pop(done, None))
+        task = self._loop.create_task(self._send(batch))
+        self._tasks[task] = batch
+        task.add_done_callback(lambda done: self._tasks.pop(done, None))
+
+    def _drop_abandoned(self) -> None:
+        for task, batch in list(self._tasks.items()):
+            if all(e.future.done() for e in batch):  # nobody waits for that request any more: free its slot
+                task.cancel()
 
     async def _send(self, batch: list[Entry]) -> None:
         try:
@@ -112,18 +138,16 @@ class Coalescer:
             raise
         except Exception as exc:
             for entry in batch:
-                if not entry.future.done():
-                    entry.future.set_exception(exc)
+                _settle(entry.future, error=exc)
         else:
             for entry, answer in zip(batch, answers, strict=True):
-                if entry.future.done():
-                    continue
                 if isinstance(answer, Exception):
-                    entry.future.set_exception(answer)
+                    _settle(entry.future, error=answer)
                 else:
-                    entry.future.set_result(answer)
+                    _settle(entry.future, result=answer)
         finally:
-            self._in_flight -= 1
+            with self._lock:
+                self._in_flight -= 1
             self._send_pending()
 
     async def _infer(self, batch: list[Entry]) -> list[tuple[MouthFrames, str] | Exception]:
@@ -159,11 +183,26 @@ class Coalescer:
         return [EntryFailed(_text(error)) if _text(error) else (frames[i], version) for i, error in enumerate(errors)]
 
     async def close(self) -> None:
-        self._max_in_flight = 0  # nothing new is sent
+        with self._lock:
+            self._max_in_flight = 0  # nothing new is sent
         for task in list(self._tasks):
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+
+
+def _settle(
+    future: Future[tuple[MouthFrames, str]],
+    *,
+    result: tuple[MouthFrames, str] | None = None,
+    error: BaseException | None = None,
+) -> None:
+    """Hand an answer to the waiting session, unless it stopped waiting (timed out) meanwhile."""
+    with contextlib.suppress(InvalidStateError):
+        if error is not None:
+            future.set_exception(error)
+        elif result is not None:
+            future.set_result(result)
 
 
 def _text(value: object) -> str:
