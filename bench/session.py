@@ -248,7 +248,7 @@ async def first_frame_latency(chunk_s: float, runs: int) -> list[float]:
         render = new_render()
         rest = render.idle_frames(1)[0].rgb
         sink = TimedSink(rest)
-        playout = Playout(render, sink, on_event=lambda e: None)
+        playout = Playout(render, sink)
         task = asyncio.create_task(playout.run())
         await asyncio.sleep(0.2 + 0.013 * i)  # start at different phases of the frame clock
         audio, step = speech(1.0), round(RATE * chunk_s)
@@ -305,7 +305,7 @@ async def av_offset_live(seconds: float) -> dict[str, tuple[float, float]]:
         async def clear(self) -> None:
             await sink.clear()
 
-    playout = Playout(render, Probe(), on_event=lambda e: None)
+    playout = Playout(render, Probe())
     task = asyncio.create_task(playout.run())
     audio = speech(seconds)
     step = RATE // 50
@@ -342,7 +342,7 @@ async def drift_simulated(minutes: float) -> tuple[int, int, float]:
         async def clear(self) -> None:
             pass
 
-    playout = Playout(new_render(), Counter(), on_event=lambda e: None, clock=clock)
+    playout = Playout(new_render(), Counter(), clock=clock)
     task = asyncio.create_task(playout.run())
     utterance = speech(4.0)
     total = minutes * 60
@@ -379,8 +379,7 @@ async def clear_latency(runs: int, *, speaking: bool) -> list[float]:
             async def clear(self) -> None:
                 pass
 
-        receiver: AudioStreamReceiver
-        playout = Playout(new_render(), Null(), on_event=lambda e: receiver.on_playback(e))
+        playout = Playout(new_render(), Null())  # the receiver answers a clear from what clear() returns
         receiver = AudioStreamReceiver(playout, SenderPolicy(["agent"]), send_rpc=send, on_error=lambda e: None)
         receiver.start()
         task = asyncio.create_task(playout.run())
@@ -413,7 +412,7 @@ async def capacity(n: int, seconds: float, codec: str | None = None) -> tuple[in
     sinks: list[Any] = [AVSyncSink(width=size[0], height=size[1], fps=FPS, sample_rate=RATE) for _ in renders]
     if codec is not None:
         sinks = [EncodingSink(s, Encoder(codec, *size, FPS)) for s in sinks]
-    playouts = [Playout(r, s, on_event=lambda e: None) for r, s in zip(renders, sinks, strict=True)]
+    playouts = [Playout(r, s) for r, s in zip(renders, sinks, strict=True)]
     tasks = [asyncio.create_task(p.run()) for p in playouts]
 
     async def talk(p: Playout, offset: float) -> None:
@@ -483,7 +482,7 @@ async def guarded_admission(
         sink: Any = AVSyncSink(width=size[0], height=size[1], fps=FPS, sample_rate=RATE)
         if codec is not None:
             sink = EncodingSink(sink, Encoder(codec, *size, FPS))
-        playout = Playout(new_render(), sink, on_event=lambda e: None, watch=slot)
+        playout = Playout(new_render(), sink, watch=slot)
         playouts.append(playout)
         sinks.append(sink)
         tasks += [asyncio.create_task(playout.run()), asyncio.create_task(talk(playout))]

@@ -226,7 +226,8 @@ class AudioStreamReceiver:
     publishes it as an ``error`` event). ``set_emotion`` applies an emotion the agent asked for (default: the
     playout's; a session passes its own, which also records it). Call :meth:`start`, then hand it streams
     (:meth:`on_stream`) and RPCs (:meth:`on_clear_buffer`, :meth:`on_agent_state`, :meth:`on_set_emotion`) —
-    :meth:`attach` wires a room's — and :meth:`on_playback` with the playout's events. :meth:`aclose` ends its tasks.
+    :meth:`attach` wires a room's — and :meth:`on_playback` with the playout's playback events (a clear it answers
+    itself). :meth:`aclose` ends its tasks.
     """
 
     def __init__(
@@ -293,12 +294,11 @@ class AudioStreamReceiver:
             self._superseded.set()
         for stream in self._streams:  # queued streams belong to the cleared audio too
             stream.cleared = True
-        # The playout emits the finished events (watchers, on_playback: each open segment's goes to its sender); the
-        # one for "nothing was open" has no sender, so the caller gets it here.
+        # Answered here from what the clear returns: each open segment's finished goes to its sender, the one for
+        # "nothing was open" (no sender) to the caller.
         events = self._playout.clear()
         for event in events:
-            if not event.sender:
-                self._reply(call.caller_identity, event)
+            self._reply(event.sender or call.caller_identity, event)
         log.debug("clear_buffer handled", extra={"segments_finished": len(events)})
         return "ok"
 

@@ -1,4 +1,5 @@
-"""What a live session says about itself, in plain types: its state, why it ended, and the events its watchers get.
+"""What a live session says about itself, in plain types: its state, why it ended, the events its watchers get, and
+the events of its player (:class:`PlayoutEvent`, the one stream :meth:`Playout.events` yields).
 
 The gRPC edge (:mod:`avaluma.core.server.grpc.convert`) turns these into ``avaluma.v1`` messages; nothing in the live
 layer knows the wire format.
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 
 from avaluma.core.errors import AvalumaError
 from avaluma.renderer.engine import PlaybackEvent
+from avaluma.renderer.lipsync.base import LipSyncFault
 
 
 class SessionState(enum.Enum):
@@ -76,3 +78,51 @@ class SessionEvent:
     session_id: str
     body: SessionEventBody
     time_ns: int = field(default_factory=time.time_ns)  #: wall-clock time, nanoseconds since the Unix epoch
+
+
+# --- the player's events ----------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False, slots=True)
+class Segment:
+    """One segment (utterance) of a player: created once, when its first audio arrives, and carried by reference from
+    the queued audio through rendering to its playback events, so it is never renumbered. ``id`` counts the player's
+    segments from 0 (the ``segment`` of the wire's playback messages); ``sender`` is who sent it (LiveKit playback
+    replies go there; empty where nobody is to be answered)."""
+
+    id: int
+    sender: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Cleared:
+    """A clear interrupted playback. ``finished`` holds the ``finished{interrupted}`` events it answered with (what
+    :meth:`Playout.clear` returned to whoever cleared; they are not repeated as separate events)."""
+
+    finished: tuple[PlaybackEvent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LipSyncFaulted:
+    """The lip-sync backend failed (reported from a render thread, ahead of the render step's own failure)."""
+
+    fault: LipSyncFault
+
+
+@dataclass(frozen=True, slots=True)
+class FellBehind:
+    """A paced player fell ``lag_s`` behind its clock (a starved CPU) and restarted the clock."""
+
+    lag_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class PlayoutFailed:
+    """Rendering failed and the player stopped (:meth:`Playout.run` raises ``error`` too)."""
+
+    error: Exception
+
+
+#: What a player says, in order: segments started and finished (``PlaybackEvent``, with the segment's id and sender,
+#: just before its first frame and just after its last one is published), clears, lip-sync faults, lag, failure.
+PlayoutEvent = PlaybackEvent | Cleared | LipSyncFaulted | FellBehind | PlayoutFailed

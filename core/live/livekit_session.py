@@ -6,12 +6,13 @@ The parts, outside in:
   (microphone) — the avatar's token carries ``lk.publish_on_behalf``, so LiveKit shows them as the agent's — wires
   the stream handler and RPCs, and turns room events (everyone left, reconnecting) into session decisions;
 - :class:`LiveSession` is the session itself, room-free: a :class:`Playout` fed by an
-  :class:`AudioStreamReceiver`, playback / error / per-second stats events published to the session's watchers,
-  and the idle timeout. Tests build it with a recording sink and a scripted ``send_rpc``;
+  :class:`AudioStreamReceiver`; one task reads the player's event stream and fans each event out to the playback
+  RPC replies, the session's watchers and the end policy; another publishes per-second stats and applies the idle
+  timeout. Tests build it with a recording sink and a scripted ``send_rpc``;
 - :class:`AVSyncSink` publishes each frame's video, then exactly its audio, through ``rtc.AVSynchronizer``, and
   records the resulting audio-minus-video offset (``avaluma.av.offset``);
-- :class:`FaultRelay` (in :mod:`.playout`) carries lip-sync backend faults (Triton died) from the render threads to
-  the session: an ``error`` event, and under the backend's ``end`` policy the session ends with
+- lip-sync backend faults (Triton died) reach the session from the render threads through the player's event stream
+  (:class:`PlayoutEvents`): an ``error`` event, and under the backend's ``end`` policy the session ends with
   ``EndReason.LIPSYNC_UNAVAILABLE``.
 """
 
@@ -28,8 +29,16 @@ import numpy as np
 from avaluma.core import telemetry
 from avaluma.core.errors import AvalumaError, Unavailable
 from avaluma.core.live.audio_receiver import AudioStreamReceiver, SenderPolicy, SendRpc
-from avaluma.core.live.events import EndReason, SessionError, SessionStats
-from avaluma.core.live.playout import Clock, FaultRelay, FrameSink, Playout
+from avaluma.core.live.events import (
+    Cleared,
+    EndReason,
+    LipSyncFaulted,
+    PlayoutEvent,
+    PlayoutFailed,
+    SessionError,
+    SessionStats,
+)
+from avaluma.core.live.playout import Clock, FrameSink, Playout, PlayoutEvents
 from avaluma.core.live.sessions import VideoPublishing, output_size
 from avaluma.core.live.telemetry_render import KIND_LIVEKIT, lipsync_instrumentation, stream_telemetry
 from avaluma.core.media import float_to_pcm16
@@ -81,17 +90,17 @@ class LiveSession:
         is_agent: Callable[[str], bool] = lambda _identity: False,
         clock: Clock | None = None,
         stats_interval_s: float = STATS_INTERVAL_S,
-        faults: FaultRelay | None = None,
+        events: PlayoutEvents | None = None,
         trace_context: object | None = None,
     ) -> None:
-        """``faults``: the relay ``render``'s backend was wrapped with, so backend faults reach the session.
+        """``events``: the event stream ``render``'s lip-sync instrumentation reports faults to (the player's).
         ``trace_context``: the parent of the session's segment spans (its ``StartSession`` call's context)."""
         self.session = session
         self._end = end
         self._stats_interval_s = stats_interval_s
         # Its frames count towards the server's lateness watch through the session's slot (admission stops while the
         # sessions are behind).
-        self.playout = Playout(render, sink, on_event=self._on_playback, clock=clock, watch=session.slot)
+        self.playout = Playout(render, sink, clock=clock, events=events, watch=session.slot)
         self.playout.telemetry = stream_telemetry(
             KIND_LIVEKIT,
             {telemetry.ATTR_AVATAR_ID: session.avatar_id, telemetry.ATTR_FPS: render.fps},
@@ -108,13 +117,12 @@ class LiveSession:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._ending = False
-        if faults is not None:
-            faults.listen(self._on_lipsync_fault)
 
     def start(self) -> None:
         self.receiver.start()
         self._tasks = [
             asyncio.create_task(self._play(), name=f"avaluma-playout-{self.session.id}"),
+            asyncio.create_task(self._dispatch(), name=f"avaluma-session-events-{self.session.id}"),
             asyncio.create_task(self._watch(), name=f"avaluma-session-watch-{self.session.id}"),
         ]
 
@@ -144,9 +152,14 @@ class LiveSession:
         if fault.action == "end":
             self._request_end(EndReason.LIPSYNC_UNAVAILABLE, fault.describe())
 
-    def _on_playback(self, event: PlaybackEvent) -> None:
-        self.receiver.on_playback(event)
-        self.session.publish(event)
+    def _on_failure(self, exc: Exception) -> None:
+        if self._ending and isinstance(exc, AvalumaError):
+            # Expected: the lip-sync backend failed under policy `end`; its fault (an earlier event) ended the session.
+            log.info("playout stopped by a lip-sync fault", extra={"session_id": self.session.id})
+            return
+        log.error("playout failed", extra={"session_id": self.session.id}, exc_info=exc)
+        self.session.publish(SessionError(AvalumaError.code, f"rendering failed: {exc}"))
+        self._request_end(EndReason.ERROR, "rendering failed; see the error event")
 
     def _request_end(self, reason: EndReason, detail: str) -> None:
         if not self._ending:
@@ -154,18 +167,26 @@ class LiveSession:
             self._end(reason, detail)
 
     async def _play(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # a failure is an event of the stream (PlayoutFailed)
             await self.playout.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if self._ending and isinstance(exc, AvalumaError):
-                # Expected: the lip-sync backend failed under policy `end`; its fault already ended the session.
-                log.info("playout stopped by a lip-sync fault", extra={"session_id": self.session.id})
-                return
-            log.exception("playout failed", extra={"session_id": self.session.id})
-            self.session.publish(SessionError(AvalumaError.code, f"rendering failed: {exc}"))
-            self._request_end(EndReason.ERROR, "rendering failed; see the error event")
+
+    async def _dispatch(self) -> None:
+        """The one reader of the player's events: playback RPC replies, watchers, the end policy."""
+        async for event in self.playout.events():
+            self._on_event(event)
+
+    def _on_event(self, event: PlayoutEvent) -> None:
+        if isinstance(event, PlaybackEvent):
+            self.receiver.on_playback(event)  # to the segment's sender
+            self.session.publish(event)
+        elif isinstance(event, Cleared):
+            for finished in event.finished:  # the receiver answered the clear itself, from clear()'s return value
+                self.session.publish(finished)
+        elif isinstance(event, LipSyncFaulted):
+            self._on_lipsync_fault(event.fault)
+        elif isinstance(event, PlayoutFailed):
+            self._on_failure(event.error)
+        # FellBehind: the playout logged it; its late frames are in the stats events.
 
     async def _watch(self) -> None:
         """Per-second stats, and the idle timeout (no audio, no clear, nothing playing)."""
@@ -207,16 +228,17 @@ def build_live_session(
     stats_interval_s: float = STATS_INTERVAL_S,
 ) -> LiveSession:
     """A session's runtime rendering with the server's shared ``backend``: inference spans and metrics
-    (:func:`lipsync_instrumentation`), backend faults reported to the session (:class:`FaultRelay`), segment spans
-    parented on the ``StartSession`` call (``session.trace_context``). Call on the event loop; then :meth:`start`."""
-    faults = FaultRelay()
+    (:func:`lipsync_instrumentation`), backend faults reported to the session through the player's event stream, segment
+    spans parented on the ``StartSession`` call (``session.trace_context``). Call on the event loop; then
+    :meth:`start`."""
+    events = PlayoutEvents()
     render = RenderSession(
         avatar,
         backend,
         fps=fps,
         audio_sample_rate=audio_sample_rate,
         seed=session.render.seed,
-        instrumentation=lipsync_instrumentation(backend, on_fault=faults.from_worker),
+        instrumentation=lipsync_instrumentation(backend, on_fault=events.fault_from_worker),
         emotion=session.emotion,
         expressions=session.render.expressions,
     )
@@ -229,7 +251,7 @@ def build_live_session(
         is_agent=is_agent,
         clock=clock,
         stats_interval_s=stats_interval_s,
-        faults=faults,
+        events=events,
         trace_context=session.trace_context,
     )
 
@@ -361,8 +383,8 @@ async def start_livekit_runtime(
     ``video``: codec, bitrate and simulcast of ``avatar_video`` (default: LiveKit's, :class:`VideoPublishing`).
 
     ``backend`` is the server's shared lip-sync backend; the session renders through it with inference spans
-    (:func:`lipsync_instrumentation`) and its faults reported to the session (:class:`FaultRelay`); its segment spans
-    are children of the ``StartSession`` call that started it (``session.trace_context``).
+    (:func:`lipsync_instrumentation`) and its faults reported to the session (its player's event stream); its segment
+    spans are children of the ``StartSession`` call that started it (``session.trace_context``).
     """
     from livekit import rtc
 

@@ -18,10 +18,13 @@ two tasks:
   sink's ``prepare(frame)`` is called in the same thread right after rendering, so media conversions (RGB to bytes,
   JPEG, float to PCM) stay off the event loop too.
 
-:meth:`Playout.clear` answers *at once* (the events are returned and emitted before it returns), drops everything
-queued and rendered ahead (speech and idle), and the next published frame is a freshly rendered idle one: the mouth
-closes on the next tick. Playback events follow what was *published*: ``started`` just before the first frame of a
-segment, ``finished`` just after its last one, with the segment numbers :meth:`Playout.push_audio` handed out.
+:meth:`Playout.events` is the player's one event stream (:data:`~avaluma.core.live.events.PlayoutEvent`, in order;
+one consumer): playback events follow what was *published*, ``started`` just before the first frame of a segment,
+``finished`` just after its last one, each carrying the :class:`~avaluma.core.live.events.Segment` that
+:meth:`Playout.push_audio` created (its id and sender); then clears, lip-sync faults (from the render threads), lag and
+a render failure. :meth:`Playout.clear` answers *at once*: it returns the ``finished`` events (and records them as one
+``Cleared`` event; it never calls back), drops everything queued and rendered ahead (speech and idle), and the next
+published frame is a freshly rendered idle one: the mouth closes on the next tick.
 :meth:`Playout.finish` makes :meth:`Playout.run` return once every queued segment has been published (the end of a
 ``Render`` stream's input). :meth:`Playout.set_emotion` is queued in order with the audio: speech received before it
 keeps its emotion, speech after it shows the new one (eased by the renderer); a clear drops the audio, not the change.
@@ -48,6 +51,7 @@ from typing import Any, Final, Protocol
 
 from avaluma.core.errors import ResourceExhausted
 from avaluma.core.live.admission import available_cores
+from avaluma.core.live.events import Cleared, FellBehind, LipSyncFaulted, PlayoutEvent, PlayoutFailed, Segment
 from avaluma.core.live.telemetry_render import NOOP_STREAM, StreamTelemetry
 from avaluma.core.media import AudioChunk, check_emotion
 from avaluma.core.tasks import cancel_and_wait
@@ -71,6 +75,8 @@ MAX_BACKLOG_S: Final = 120.0
 LATE_FRACTION: Final = 0.5
 #: More than this far behind the clock (a starved CPU) the clock restarts instead of bursting frames to catch up.
 MAX_LAG_S: Final = 0.5
+#: Events a player keeps for its consumer; beyond this (nobody reads them) the oldest are dropped.
+MAX_PENDING_EVENTS: Final = 4096
 
 #: Agent states (LiveKit's ``AgentState``) and the avatar state each one shows.
 AGENT_STATES: Final[dict[str, str]] = {
@@ -168,12 +174,12 @@ class PlayoutStats:
 
 @dataclass(frozen=True, slots=True)
 class _End:
-    segment: int
+    segment: Segment
 
 
 @dataclass(frozen=True, slots=True)
 class _Audio:
-    segment: int
+    segment: Segment
     chunk: AudioChunk
 
 
@@ -220,34 +226,58 @@ def split_chunk(chunk: AudioChunk, fps: int, frames_per_piece: int = PIECE_FRAME
     return [AudioChunk(samples[i : i + size], chunk.sample_rate) for i in range(0, len(samples), size)]
 
 
-class FaultRelay:
-    """Lip-sync backend faults, from the render worker threads to a listener on the event loop.
+class PlayoutEvents:
+    """The one event stream of a player (:data:`~avaluma.core.live.events.PlayoutEvent`), in the order things happened.
 
-    :meth:`from_worker` is the ``on_fault`` of the session's lip-sync instrumentation
-    (:func:`~avaluma.core.live.telemetry_render.lipsync_instrumentation`); whoever owns the session :meth:`listen` s.
-    Create it on the event loop that will receive the faults.
+    One consumer reads it: ``async for event in events`` (ends after the player's :meth:`Playout.run` has returned and
+    everything was read), or :meth:`take_ready` for what is there now (without waiting). :meth:`fault_from_worker` is
+    the ``on_fault`` of the lip-sync instrumentation
+    (:func:`~avaluma.core.live.telemetry_render.lipsync_instrumentation`): give the player the stream its render
+    session's instrumentation reports to. Create it on the event loop when faults are to come from threads.
     """
 
     def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._listener: Callable[[LipSyncFault], None] | None = None
-        #: Faults seen so far, in order (also those that came before a listener did).
-        self.faults: list[LipSyncFault] = []
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+        self._items: deque[PlayoutEvent] = deque(maxlen=MAX_PENDING_EVENTS)
+        self._ready = asyncio.Event()
+        self._closed = False
 
-    def listen(self, listener: Callable[[LipSyncFault], None]) -> None:
-        self._listener = listener
-        for fault in self.faults:
-            listener(fault)
+    def put(self, event: PlayoutEvent) -> None:
+        """Add ``event`` (event loop only)."""
+        self._items.append(event)
+        self._ready.set()
 
-    def from_worker(self, fault: LipSyncFault) -> None:
-        # Called in the render thread before the failing call returns or raises, so the fault reaches the loop ahead
-        # of the playout's own reaction to that call (call_soon_threadsafe keeps order).
-        self._loop.call_soon_threadsafe(self._deliver, fault)
+    def fault_from_worker(self, fault: LipSyncFault) -> None:
+        """A lip-sync fault, from a render thread. Called before the failing call returns or raises, so the fault comes
+        ahead of the player's own reaction to that call (``call_soon_threadsafe`` keeps order)."""
+        if self._loop is None:
+            raise RuntimeError("PlayoutEvents created outside an event loop cannot take faults from threads")
+        self._loop.call_soon_threadsafe(self.put, LipSyncFaulted(fault))
 
-    def _deliver(self, fault: LipSyncFault) -> None:
-        self.faults.append(fault)
-        if self._listener is not None:
-            self._listener(fault)
+    def take_ready(self) -> list[PlayoutEvent]:
+        """Everything not read yet, without waiting."""
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+    def close(self) -> None:
+        """No more events will come (the iteration ends once the rest is read)."""
+        self._closed = True
+        self._ready.set()
+
+    def __aiter__(self) -> PlayoutEvents:
+        return self
+
+    async def __anext__(self) -> PlayoutEvent:
+        while not self._items:
+            if self._closed:
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
 
 
 class SharedBackend:
@@ -273,10 +303,10 @@ class SharedBackend:
 class Playout:
     """Drive one :class:`RenderSession` on a clock: see the module docstring.
 
-    ``on_event`` receives every playback event (with this playout's segment numbers) on the event loop, in order;
-    it must not block. Start with :meth:`run` (one task; it owns the render worker) and end it with :meth:`close`
-    (at once) or :meth:`finish` (after what is queued). ``on_lag`` is told how far behind its clock a paced playout
-    was each time it restarts its clock (a starved CPU); ``watch`` of every frame published on the clock, late or not.
+    What happens comes out of :meth:`events`, one stream in order (``events``: the stream to use, when the render
+    session's lip-sync instrumentation reports its faults to it). Start with :meth:`run` (one task; it owns the render
+    worker) and end it with :meth:`close` (at once) or :meth:`finish` (after what is queued). ``watch`` is told of
+    every frame published on the clock, late or not.
     ``telemetry`` receives segment spans and frame metrics
     (:func:`~avaluma.core.live.telemetry_render.stream_telemetry`;
     the default reports nothing); the playout closes it when :meth:`run` ends.
@@ -287,11 +317,10 @@ class Playout:
         render: RenderSession,
         sink: FrameSink,
         *,
-        on_event: Callable[[PlaybackEvent], None],
         clock: Clock | None = None,
         render_ahead_s: float = RENDER_AHEAD_S,
         telemetry: StreamTelemetry = NOOP_STREAM,
-        on_lag: Callable[[float], None] | None = None,
+        events: PlayoutEvents | None = None,
         watch: FrameWatch | None = None,
     ) -> None:
         self._render = render
@@ -300,8 +329,7 @@ class Playout:
         #: Held by whichever thread calls into the RenderSession (it is not thread-safe).
         self._render_lock = threading.Lock()
         self._sink = sink
-        self._on_event = on_event
-        self._on_lag = on_lag
+        self._events = events if events is not None else PlayoutEvents()
         self._clock: Clock = clock or MonotonicClock()
         self._realtime = isinstance(self._clock, MonotonicClock)
         self._paced = not isinstance(self._clock, Unpaced)
@@ -314,16 +342,12 @@ class Playout:
         self._ready: deque[_Ready] = deque()
         #: Idle frames rendered ahead (after everything in ``_ready``, in the animator's order).
         self._idle: deque[RenderedFrame] = deque()
-        #: Segments handed out by push_audio whose ``finished`` has not been emitted, in order.
-        self._open: list[int] = []
+        #: Segments created by push_audio whose ``finished`` has not been emitted, by id, in order.
+        self._open: dict[int, Segment] = {}
         #: The segment receiving audio now (None between an end/clear and the next audio).
-        self._receiving: int | None = None
-        #: Segments the engine is rendering, in order (engine events carry the engine's own numbering).
-        self._rendering: deque[int] = deque()
+        self._receiving: Segment | None = None
         self._next_segment = 0
-        #: The sender of each segment not yet finished: given once, to push_audio, and carried on its events.
-        self._senders: dict[int, str] = {}
-        self._playing: int | None = None
+        self._playing: Segment | None = None
         self._played_frames = 0
         #: Bumped by clear(): a render step that started before it returns stale output, which is dropped.
         self._generation = 0
@@ -364,10 +388,14 @@ class Playout:
         """The session this playout drives. Read its properties only: the render worker is the one caller."""
         return self._render
 
-    def push_audio(self, chunk: AudioChunk, *, sender: str = "") -> int:
-        """Queue audio of the current segment (opening one if none is receiving); returns its segment number.
+    def events(self) -> PlayoutEvents:
+        """The player's one event stream (see the module docstring): read it from one place."""
+        return self._events
 
-        ``sender`` (who sent the segment) is recorded when the segment opens and carried on its playback events.
+    def push_audio(self, chunk: AudioChunk, *, sender: str = "") -> int:
+        """Queue audio of the current segment (creating its :class:`Segment` if none is receiving); returns its id.
+
+        ``sender`` (who sent the segment) is recorded when the segment is created and carried on its playback events.
 
         Raises :class:`ResourceExhausted` when more than :data:`MAX_BACKLOG_S` of audio already waits.
         """
@@ -376,47 +404,50 @@ class Playout:
                 f"more than {MAX_BACKLOG_S:g} s of audio is waiting to be played: send audio at most a little "
                 "faster than real time"
             )
-        if self._receiving is None:
-            self._receiving = self._next_segment
+        segment = self._receiving
+        if segment is None:
+            segment = self._receiving = Segment(self._next_segment, sender)
             self._next_segment += 1
-            self._open.append(self._receiving)
-            self._senders[self._receiving] = sender
+            self._open[segment.id] = segment
         self.last_activity = self._clock.now()
         self.telemetry.audio_received()
         if chunk.samples.size:
             for piece in split_chunk(chunk, self._fps):
-                self._ops.append(_Audio(self._receiving, piece))
+                self._ops.append(_Audio(segment, piece))
                 self._backlog_s += piece.duration_s
             self._wake_worker()
-        return self._receiving
+        return segment.id
 
     def end_segment(self) -> int | None:
-        """End the segment receiving audio (its tail is rendered, then ``finished``); ``None`` when none is open."""
+        """End the segment receiving audio (its tail is rendered, then ``finished``); its id, ``None`` when none is
+        open."""
         segment, self._receiving = self._receiving, None
         self.telemetry.segment_end_received()
-        if segment is not None:
-            self._ops.append(_End(segment))
-            self.last_activity = self._clock.now()
-            self._wake_worker()
-        return segment
+        if segment is None:
+            return None
+        self._ops.append(_End(segment))
+        self.last_activity = self._clock.now()
+        self._wake_worker()
+        return segment.id
 
-    def clear(self, *, emit: bool = True) -> list[PlaybackEvent]:
+    def clear(self) -> list[PlaybackEvent]:
         """Interrupt now: drop queued audio and rendered frames; the next frame published is idle.
 
-        Returns (and, with ``emit``, emits) ``finished(interrupted=True)`` for every segment not yet finished (the one
-        playing carries its played position, the others 0), or one for the last segment when nothing was open: every
-        clear is answered.
+        Returns ``finished(interrupted=True)`` for every segment not yet finished (the one playing carries its played
+        position, the others 0), or one for the last segment when nothing was open (no sender: the caller answers
+        whoever asked): every clear is answered. The same events are recorded in :meth:`events` as one
+        :class:`~avaluma.core.live.events.Cleared`; nothing is called back.
         """
-        position = self._played_frames / self._fps if self._playing is not None else 0.0
+        playing = self._playing
+        position = self._played_frames / self._fps if playing is not None else 0.0
         if self._open:
             events = [
-                PlaybackEvent("finished", s, position if s == self._playing else 0.0, True, self._senders.get(s, ""))
-                for s in self._open
+                PlaybackEvent("finished", s.id, position if s is playing else 0.0, True, s.sender)
+                for s in self._open.values()
             ]
-        else:  # nothing open: still answered, for the last segment, to whoever asked (no sender)
+        else:  # nothing open: still answered, for the last segment
             events = [PlaybackEvent("finished", max(0, self._next_segment - 1), 0.0, interrupted=True)]
         self._open.clear()
-        self._senders.clear()
         self._receiving = None
         self._playing = None
         self._played_frames = 0
@@ -429,7 +460,6 @@ class Playout:
         self._ready.clear()
         # Idle frames rendered after the dropped speech show the mouth still closing: a fresh one follows the clear.
         self._idle.clear()
-        self._rendering.clear()
         self._generation += 1
         self._clear_engine = True
         self._clear_sink = True
@@ -437,15 +467,14 @@ class Playout:
         self.telemetry.cleared()
         self._wake_worker()
         self._room.set()
-        if emit:
-            for event in events:
-                self._on_event(event)
+        self._events.put(Cleared(tuple(events)))
         return events
 
     @property
     def playing(self) -> int | None:
-        """The segment whose frames are being published (its ``started`` was emitted, its ``finished`` not yet)."""
-        return self._playing
+        """The id of the segment whose frames are being published (its ``started`` was emitted, its ``finished`` not
+        yet)."""
+        return None if self._playing is None else self._playing.id
 
     @property
     def backlog_s(self) -> float:
@@ -511,13 +540,20 @@ class Playout:
     # --- the ticker -----------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Publish frames at ``fps`` until :meth:`close`. Rendering errors propagate (the session ends)."""
+        """Publish frames at ``fps`` until :meth:`close`. Rendering errors propagate (the session ends), after a
+        :class:`~avaluma.core.live.events.PlayoutFailed` event; the event stream ends after the last event."""
         worker = asyncio.create_task(self._render_loop(), name="avaluma-playout-render")
         try:
-            await (self._tick_loop() if self._paced else self._unpaced_loop())
+            try:
+                await (self._tick_loop() if self._paced else self._unpaced_loop())
+            finally:
+                await cancel_and_wait(worker, keep_errors=True)
+                self.telemetry.close()
+        except Exception as exc:
+            self._events.put(PlayoutFailed(exc))
+            raise
         finally:
-            await cancel_and_wait(worker, keep_errors=True)
-            self.telemetry.close()
+            self._events.close()
 
     async def _tick_loop(self) -> None:
         clock = self._clock
@@ -534,8 +570,7 @@ class Playout:
                 continue
             if now - due > MAX_LAG_S:
                 log.warning("playout fell behind its clock; restarting the clock", extra={"lag_s": now - due})
-                if self._on_lag is not None:
-                    self._on_lag(now - due)
+                self._events.put(FellBehind(now - due))
                 start = now - published * self._frame_s
                 due = now
             if not self._realtime:
@@ -617,16 +652,14 @@ class Playout:
 
     def _emit(self, event: PlaybackEvent) -> None:
         if event.kind == "started":
-            self._playing = event.segment
+            self._playing = self._open.get(event.segment)
             self._played_frames = 0
             self.telemetry.playback_started_sent()
         else:
-            if event.segment in self._open:
-                self._open.remove(event.segment)
-            self._senders.pop(event.segment, None)
-            if self._playing == event.segment:
+            self._open.pop(event.segment, None)
+            if self._playing is not None and self._playing.id == event.segment:
                 self._playing = None
-        self._on_event(event)
+        self._events.put(event)
 
     def _raise_failure(self) -> None:
         if self._failure is not None:
@@ -692,18 +725,17 @@ class Playout:
         if self._ops and self._speech_ready() < self._ahead:
             op = self._ops.popleft()
             assert not isinstance(op, _Emotion)
+            segment = op.segment
             if isinstance(op, _Audio):
                 self._backlog_s = max(0.0, self._backlog_s - op.chunk.duration_s)
                 self._room.set()
-                if not self._rendering or self._rendering[-1] != op.segment:
-                    self._rendering.append(op.segment)
                 chunk = op.chunk
                 self._speech_job = "audio"
-                return lambda: self._rendered(self._render.push_audio, chunk)
+                return lambda: self._rendered(segment, self._render.push_audio, chunk)
             self._speech_job = "end"
-            return lambda: self._rendered(self._render.end_segment)
+            return lambda: self._rendered(segment, self._render.end_segment)
         if self._paced and len(self._idle) < IDLE_AHEAD:
-            return lambda: self._rendered(self._render.idle_frames, 1)
+            return lambda: self._rendered(None, self._render.idle_frames, 1)
         return None
 
     def _controls(self, clear_engine: bool, state: str | None, emotion: str | None = None) -> Sequence[_Ready]:
@@ -717,14 +749,21 @@ class Playout:
                 self._render.set_emotion(emotion)
         return ()
 
-    def _rendered(self, step: Callable[..., Sequence[_Ready]], *args: Any) -> Sequence[_Ready]:
-        """Run one render step (worker thread), then let the sink prepare the new frames outside the lock."""
+    def _rendered(self, segment: Segment | None, step: Callable[..., Sequence[_Ready]], *args: Any) -> list[_Ready]:
+        """Run one render step (worker thread), then let the sink prepare the new frames outside the lock.
+
+        A step renders audio (or the end) of one ``segment`` only, so the engine's playback events belong to it: they
+        leave carrying that segment's id and sender (the engine's own count of segments is not used)."""
         with self._render_lock:
             outputs = step(*args)
+        stamped: list[_Ready] = []
         for item in outputs:
             if isinstance(item, RenderedFrame):
                 self._sink.prepare(item)
-        return outputs
+                stamped.append(item)
+            elif segment is not None:
+                stamped.append(PlaybackEvent(item.kind, segment.id, item.position_s, item.interrupted, segment.sender))
+        return stamped
 
     def _store(self, outputs: Sequence[_Ready]) -> None:
         for item in outputs:
@@ -735,10 +774,6 @@ class Playout:
                 else:
                     self._idle.append(item)
                 continue
-            segment = self._rendering[0] if self._rendering else item.segment
-            if item.kind == "finished" and self._rendering:
-                self._rendering.popleft()
-            sender = self._senders.get(segment, "")
-            self._ready.append(PlaybackEvent(item.kind, segment, item.position_s, item.interrupted, sender))
+            self._ready.append(item)
         if outputs:
             self._produced.set()

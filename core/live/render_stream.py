@@ -1,9 +1,11 @@
 """A player whose output its owner pulls: the gRPC ``Render`` stream's engine, without the wire.
 
 :func:`open_render_stream` builds a :class:`Playout` over the server's shared lip-sync backend (instrumented, its faults
-relayed to the stream) into an :class:`Outbox`, a :class:`FrameSink` that collects what the client is to get in order.
-:meth:`RenderStream.run` runs the player while an input coroutine feeds it and yields what the outbox collected. What
-the stream adds to the player:
+reported to the player's event stream) into an :class:`Outbox`, a :class:`FrameSink` that collects what the client is
+to get in order. :meth:`RenderStream.run` runs the player while an input coroutine feeds it and yields what the outbox
+collected. The stream reads the player's one event stream (:meth:`Playout.events`): playback events, faults and lag go
+into the outbox in the order they happened, the pending ones always before the next frame. What the stream adds to the
+player:
 
 - input end: when the input coroutine returns (the client half-closed) the open segment ends and the stream ends once
   everything queued has played; an :class:`AvalumaError` from the input (a message that does not decode) ends it at
@@ -26,12 +28,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
 
 from avaluma.core.errors import AvalumaError, DeadlineExceeded, ResourceExhausted, Unavailable
+from avaluma.core.live.events import FellBehind, LipSyncFaulted, PlayoutEvent
 from avaluma.core.live.playout import (
-    FaultRelay,
     FrameSink,
     FrameWatch,
     MonotonicClock,
     Playout,
+    PlayoutEvents,
     SharedBackend,
     Unpaced,
 )
@@ -39,7 +42,7 @@ from avaluma.core.live.telemetry_render import KIND_RENDER, lipsync_instrumentat
 from avaluma.core.media import RenderOptions
 from avaluma.core.tasks import cancel_and_wait
 from avaluma.core.telemetry import ATTR_AVATAR_ID, ATTR_FPS, ATTR_REALTIME, Attributes
-from avaluma.renderer.engine import PlaybackEvent, RenderSession
+from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderSession
 
 if TYPE_CHECKING:
     from avaluma.renderer.avatar import Avatar
@@ -69,9 +72,17 @@ class RenderStream(Generic[T]):
     """One player run for a client that pulls its output (see the module docstring). Built by
     :func:`open_render_stream`."""
 
-    def __init__(self, sink: Outbox[T], *, idle_timeout_s: float, report: Callable[[AvalumaError], None]) -> None:
+    def __init__(
+        self,
+        sink: Outbox[T],
+        *,
+        idle_timeout_s: float,
+        on_event: Callable[[PlaybackEvent], None],
+        report: Callable[[AvalumaError], None],
+    ) -> None:
         self.sink = sink
-        self.playout: Playout  # set by open_render_stream (the player needs the stream's callbacks first)
+        self.playout: Playout  # set by open_render_stream (the player's sink is this stream's)
+        self._on_event = on_event
         self._report = report
         self._idle_timeout_s = idle_timeout_s
         self._loop = asyncio.get_running_loop()
@@ -85,10 +96,32 @@ class RenderStream(Generic[T]):
 
     def clear(self) -> PlaybackEvent:
         """Clear the player; the one event that answers it: the playing segment's ``finished{interrupted}``, else
-        that of the first dropped segment or of the last one, at position 0."""
+        that of the first dropped segment or of the last one, at position 0. What happened before the clear goes
+        into the outbox first."""
+        self.pump()
         playing = self.playout.playing
-        events = self.playout.clear(emit=False)
+        events = self.playout.clear()
         return next((e for e in events if e.segment == playing), events[0])
+
+    def pump(self) -> None:
+        """Hand the player's pending events to the outbox, in order (before each frame, and whenever the stream looks
+        around)."""
+        for event in self.playout.events().take_ready():
+            self._handle(event)
+
+    def _handle(self, event: PlayoutEvent) -> None:
+        if isinstance(event, PlaybackEvent):
+            self._on_event(event)
+        elif isinstance(event, LipSyncFaulted):
+            self.on_fault(event.fault)
+        elif isinstance(event, FellBehind):
+            self.on_lag(event.lag_s)
+        # Cleared: answered by clear() with its one event. PlayoutFailed: run() raises the error itself.
+
+    async def _read_events(self) -> None:
+        """Events that come while no frame is pushed (a segment's last ``finished``, a fault): to the outbox now."""
+        async for event in self.playout.events():
+            self._handle(event)
 
     def end(self, error: AvalumaError) -> None:
         """End the stream with ``error`` once what is ready has been sent (the first call wins)."""
@@ -126,14 +159,17 @@ class RenderStream(Generic[T]):
         timeout, :meth:`end`)."""
         reader = asyncio.create_task(self._input(feed), name="avaluma-render-reader")
         player = asyncio.create_task(self.playout.run(), name="avaluma-render-playout")
+        events = asyncio.create_task(self._read_events(), name="avaluma-render-events")
         for task in (reader, player):
             task.add_done_callback(lambda _task: self.sink.wake.set())
         try:
             while True:
                 self.sink.wake.clear()
+                self.pump()
                 for item in self.sink.take():
                     yield item
                 if player.done():
+                    self.pump()
                     for item in self.sink.take():  # what came while the last items were being sent
                         yield item
                     player.result()  # a render failure (lip-sync policy `end`) ends the stream with its error
@@ -148,7 +184,7 @@ class RenderStream(Generic[T]):
                         await self.sink.wake.wait()
         finally:
             self.playout.close()
-            await cancel_and_wait(reader, player)
+            await cancel_and_wait(reader, player, events)
 
     def _check_idle(self, *, input_open: bool) -> None:
         """The idle clock runs only while the stream has nothing left to play and its client could still send."""
@@ -182,8 +218,8 @@ async def open_render_stream(
     speech frames leave as fast as they render (:class:`Unpaced`). ``on_event`` gets the playback events, ``report``
     the in-band errors; both must not block. ``watch`` is told of every paced frame, late or not (the stream's
     admission slot)."""
-    stream = RenderStream(sink, idle_timeout_s=idle_timeout_s, report=report)
-    faults = FaultRelay()
+    stream = RenderStream(sink, idle_timeout_s=idle_timeout_s, on_event=on_event, report=report)
+    events = PlayoutEvents()
     lipsync = await backend.get()
     render = RenderSession(
         avatar,
@@ -191,13 +227,30 @@ async def open_render_stream(
         fps=options.fps,
         audio_sample_rate=options.audio_sample_rate,
         seed=options.seed,
-        instrumentation=lipsync_instrumentation(lipsync, on_fault=faults.from_worker),
+        instrumentation=lipsync_instrumentation(lipsync, on_fault=events.fault_from_worker),
         emotion=emotion,
         expressions=options.expressions,
     )
     clock = MonotonicClock() if realtime else Unpaced()
-    stream.playout = playout = Playout(render, sink, on_event=on_event, clock=clock, on_lag=stream.on_lag, watch=watch)
+    stream.playout = playout = Playout(render, _EventsFirst(stream), clock=clock, events=events, watch=watch)
     tags: Attributes = {ATTR_AVATAR_ID: avatar.id, ATTR_FPS: options.fps, **(attributes or {}), ATTR_REALTIME: realtime}
     playout.telemetry = stream_telemetry(KIND_RENDER, tags, lambda: playout.memory_bytes() + sink.memory_bytes())
-    faults.listen(stream.on_fault)
     return stream
+
+
+class _EventsFirst(Generic[T]):
+    """The stream's outbox as its player sees it: the player's pending events go in before each frame, so the client
+    gets them in the order they happened (a segment's ``started`` just before its first frame)."""
+
+    def __init__(self, stream: RenderStream[T]) -> None:
+        self._stream = stream
+
+    def prepare(self, frame: RenderedFrame) -> None:
+        self._stream.sink.prepare(frame)
+
+    async def push(self, frame: RenderedFrame) -> None:
+        self._stream.pump()
+        await self._stream.sink.push(frame)
+
+    async def clear(self) -> None:
+        await self._stream.sink.clear()

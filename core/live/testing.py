@@ -18,7 +18,8 @@ class AgentAudioBridge:
     :class:`Playout`, answering it the way an avatar worker does: ``notify_playback_started`` on the first published
     frame of a segment, ``notify_playback_finished`` after its last one or on ``clear_buffer``.
 
-    Create it, pass :meth:`on_playback` as the playout's ``on_event``, then :meth:`start`.
+    Create it, hand :meth:`on_playback` the playback events of the playout's event stream (whoever reads it), then
+    :meth:`start`. A clear is answered here, from what :meth:`Playout.clear` returns.
     """
 
     def __init__(self, receiver: Any) -> None:
@@ -62,7 +63,8 @@ class AgentAudioBridge:
 
     def _on_clear_buffer(self) -> None:
         if self._playout is not None:
-            self._playout.clear()
+            for event in self._playout.clear():
+                self.on_playback(event)
 
     async def aclose(self) -> None:
         self._receiver.off("clear_buffer", self._on_clear_buffer)

@@ -21,6 +21,7 @@ from livekit.agents import Agent, AgentSession
 from livekit.agents.voice.avatar import QueueAudioOutput
 
 from avaluma.agent.testing import LLMReply, ScriptedLLM, ScriptedSTT, ScriptedVAD, SilentAudioInput, ToneTTS, UserTurn
+from avaluma.core.live.events import Cleared, PlayoutEvent
 from avaluma.core.live.playout import Playout
 from avaluma.core.live.testing import AgentAudioBridge
 from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderSession
@@ -36,11 +37,14 @@ class Recorder:
     def __init__(self) -> None:
         self.frames: list[RenderedFrame] = []
         self.clears = 0
+        #: Called before each frame is recorded (the rig reads the playout's pending events there).
+        self.before_push: Callable[[], None] = lambda: None
 
     def prepare(self, frame: RenderedFrame) -> None:
         pass  # nothing to convert ahead of push
 
     async def push(self, frame: RenderedFrame) -> None:
+        self.before_push()
         self.frames.append(frame)
 
     async def clear(self) -> None:
@@ -51,6 +55,7 @@ class Rig:
     def __init__(self, session: AgentSession, tts: ToneTTS, sink: Recorder, playout: Playout) -> None:
         self.session, self.tts, self.sink, self.playout = session, tts, sink, playout
         self.events: list[tuple[int, PlaybackEvent]] = []
+        self.tasks: list[asyncio.Task[None]] = []
         self.items: list[Any] = []
         self.changed = asyncio.Event()
 
@@ -95,15 +100,27 @@ async def rig_factory() -> AsyncIterator[Any]:
         bridge = AgentAudioBridge(queue)
         sink = Recorder()
 
-        def on_event(event: PlaybackEvent) -> None:
-            rig.events.append((len(sink.frames), event))
-            bridge.on_playback(event)
+        playout = Playout(RenderSession(avatar, EnergyBackend(), fps=FPS, audio_sample_rate=RATE), sink)
+        rig = Rig(session, tts, sink, playout)
+
+        def on_event(event: PlayoutEvent) -> None:
+            """Playback events to the bridge (it answers clears itself); all recorded with the frames published."""
+            if isinstance(event, PlaybackEvent):
+                bridge.on_playback(event)
+                rig.events.append((len(sink.frames), event))
+            elif isinstance(event, Cleared):
+                rig.events.extend((len(sink.frames), e) for e in event.finished)
             rig.changed.set()
 
-        playout = Playout(
-            RenderSession(avatar, EnergyBackend(), fps=FPS, audio_sample_rate=RATE), sink, on_event=on_event
-        )
-        rig = Rig(session, tts, sink, playout)
+        async def read_events() -> None:
+            async for event in playout.events():
+                on_event(event)
+
+        def read_pending() -> None:  # what is pending when a frame is pushed was emitted before that frame
+            for event in playout.events().take_ready():
+                on_event(event)
+
+        sink.before_push = read_pending
 
         def on_item(ev: Any) -> None:
             rig.items.append(ev.item)
@@ -112,6 +129,7 @@ async def rig_factory() -> AsyncIterator[Any]:
         session.on("conversation_item_added", on_item)
         bridge.start(playout)
         task = asyncio.create_task(playout.run())
+        rig.tasks.append(asyncio.create_task(read_events()))
         opened.append((rig, bridge, task))
         await session.start(Agent(instructions="You are an avatar."))
         return rig
@@ -122,6 +140,7 @@ async def rig_factory() -> AsyncIterator[Any]:
         await bridge.aclose()
         rig.playout.close()
         await asyncio.wait_for(task, HANG_GUARD_S)
+        await asyncio.wait_for(asyncio.gather(*rig.tasks), HANG_GUARD_S)  # the event stream ends after the playout
 
 
 def tts_audio(tts: ToneTTS, texts: list[str]) -> np.ndarray:

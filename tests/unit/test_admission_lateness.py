@@ -63,7 +63,7 @@ async def test_a_server_behind_on_its_sessions_admits_nothing_until_they_catch_u
     slot = slots.take("session")
     sink = StarvableSink(clock)
     render = RenderSession(load_hvia(ROOT / "assets" / "avatars" / "astronaut.hvia"), EnergyBackend(), fps=FPS)
-    playout = Playout(render, sink, on_event=lambda _e: None, clock=clock, watch=slot)
+    playout = Playout(render, sink, clock=clock, watch=slot)
     task = asyncio.create_task(playout.run())
     try:
         await sink.published(2 * FPS)  # on time: admission goes by the limit

@@ -72,7 +72,7 @@ def avatar() -> Any:
 async def player(avatar: Any) -> AsyncIterator[tuple[Playout, EmotionRecorder]]:
     sink = EmotionRecorder()
     render = RenderSession(avatar, EnergyBackend(), fps=25, audio_sample_rate=RATE, emotion="serious")
-    playout = Playout(render, sink, on_event=lambda e: None, clock=VirtualClock())
+    playout = Playout(render, sink, clock=VirtualClock())
     sink.playout = playout
     task = asyncio.create_task(playout.run())
     yield playout, sink

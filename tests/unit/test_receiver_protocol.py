@@ -28,7 +28,7 @@ from avaluma.core.live.audio_receiver import (
     SenderPolicy,
 )
 from avaluma.core.live.playout import Playout, VirtualClock
-from avaluma.renderer.engine import RenderedFrame, RenderSession
+from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderSession
 from avaluma.renderer.hvia import load_hvia
 from avaluma.renderer.lipsync.energy import EnergyBackend
 
@@ -101,10 +101,19 @@ class Rig:
         self.errors: list[AvalumaError] = []
         self.changed = asyncio.Event()
         render = RenderSession(avatar, EnergyBackend(), fps=25, audio_sample_rate=24_000)
-        self.playout = Playout(render, self.sink, on_event=lambda e: self.receiver.on_playback(e), clock=VirtualClock())
+        self.playout = Playout(render, self.sink, clock=VirtualClock())
         self.receiver = AudioStreamReceiver(
             self.playout, policy, send_rpc=self.send, on_error=self.error, is_agent=lambda i: i in agents
         )
+
+    async def run(self) -> None:
+        await asyncio.gather(self.playout.run(), self.forward_playback())
+
+    async def forward_playback(self) -> None:
+        """The playout's playback events to the receiver, as a live session's event reader does."""
+        async for event in self.playout.events():
+            if isinstance(event, PlaybackEvent):
+                self.receiver.on_playback(event)
 
     async def send(self, destination: str, method: str, payload: str) -> str:
         self.sent.append((destination, method, payload))
@@ -134,7 +143,7 @@ async def rig_factory() -> AsyncIterator[Any]:
     def make(policy: SenderPolicy, **kwargs: Any) -> Rig:
         rig = Rig(policy, **kwargs)
         rig.receiver.start()
-        rigs.append((rig, asyncio.create_task(rig.playout.run())))
+        rigs.append((rig, asyncio.create_task(rig.run())))
         return rig
 
     yield make

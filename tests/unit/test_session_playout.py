@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from avaluma.core.errors import ResourceExhausted
+from avaluma.core.live.events import Cleared
 from avaluma.core.live.playout import MAX_BACKLOG_S, Playout, Unpaced, VirtualClock
 from avaluma.core.media import AudioChunk
 from avaluma.renderer.avatar import Avatar
@@ -47,11 +48,14 @@ class Recorder:
         self.clock: VirtualClock | None = None
         self.done = asyncio.Event()
         self.stop_at = 0
+        #: Called before each frame is recorded (the rig reads the playout's events there).
+        self.before_push: Callable[[], None] = lambda: None
 
     def prepare(self, frame: RenderedFrame) -> None:
         pass  # nothing to convert ahead of push
 
     async def push(self, frame: RenderedFrame) -> None:
+        self.before_push()
         action = self.actions.pop(len(self.frames), None)
         self.frames.append(frame)
         assert self.clock is not None
@@ -72,9 +76,17 @@ class Rig:
         self.sink.clock = self.clock
         self.events: list[tuple[int, PlaybackEvent]] = []  # (frames published when emitted, event)
         self.render = RenderSession(avatar, EnergyBackend(), fps=FPS, audio_sample_rate=RATE)
-        self.playout = Playout(
-            self.render, self.sink, on_event=lambda e: self.events.append((len(self.sink.frames), e)), clock=self.clock
-        )
+        self.playout = Playout(self.render, self.sink, clock=self.clock)
+        self.sink.before_push = self.read_events
+
+    def read_events(self) -> None:
+        """The playout's event stream so far, each with the frames published when it was emitted (the stream is in
+        order with the frames: what is pending before a frame's push came before that frame)."""
+        for event in self.playout.events().take_ready():
+            if isinstance(event, PlaybackEvent):
+                self.events.append((len(self.sink.frames), event))
+            elif isinstance(event, Cleared):
+                self.events.extend((len(self.sink.frames), e) for e in event.finished)
 
     def at(self, frame: int, action: Callable[[], None]) -> None:
         self.sink.actions[frame] = action
@@ -92,6 +104,7 @@ class Rig:
         finally:
             self.playout.close()
             await asyncio.wait_for(task, HANG_GUARD_S)
+            self.read_events()
         return self.sink.frames[:frames]
 
 
@@ -217,29 +230,26 @@ async def test_unpaced_playout_publishes_only_speech_and_finishes_after_the_last
     """The offline mode of a Render stream: no idle frames, no pacing, run() returns once everything is out."""
     sink = Recorder()
     sink.clock = VirtualClock()  # only stamps the recorded frames
-    events: list[PlaybackEvent] = []
-    playout = Playout(
-        RenderSession(avatar, EnergyBackend(), fps=FPS, audio_sample_rate=RATE), sink, on_event=events.append,
-        clock=Unpaced(),
-    )  # fmt: skip
+    playout = Playout(RenderSession(avatar, EnergyBackend(), fps=FPS, audio_sample_rate=RATE), sink, clock=Unpaced())
     for seconds in (0.5, 0.3):
         playout.push_audio(AudioChunk(speech(seconds), RATE))
         playout.end_segment()
     playout.finish()
     await asyncio.wait_for(playout.run(), HANG_GUARD_S)
+    events = [e async for e in playout.events()]  # the stream ends after run() returned
 
     assert len(sink.frames) == math.ceil(0.5 * FPS) + math.ceil(0.3 * FPS) and all(f.speaking for f in sink.frames)
     assert [(e.kind, e.segment) for e in events] == [("started", 0), ("finished", 0), ("started", 1), ("finished", 1)]
     assert not playout.busy() and playout.stats().late_frames == 0
 
 
-async def test_clear_without_emitting_returns_the_answer_and_a_sender_can_wait_for_room(avatar: Avatar) -> None:
+async def test_clear_returns_the_answer_and_a_sender_can_wait_for_room(avatar: Avatar) -> None:
     rig = Rig(avatar)
     rig.push(speech(MAX_BACKLOG_S - 0.5), chunk_s=5.0)
     waiter = asyncio.create_task(rig.playout.wait_for_room(1.0))
     await asyncio.sleep(0)
     assert not waiter.done()  # 1 s more would pass the bound: the sender waits instead of being refused
-    events = rig.playout.clear(emit=False)
+    events = rig.playout.clear()
     await asyncio.wait_for(waiter, HANG_GUARD_S)  # the clear dropped the backlog
     assert [(e.kind, e.segment, e.interrupted) for e in events] == [("finished", 0, True)]
-    assert rig.events == []  # returned, not emitted
+    assert rig.playout.events().take_ready() == [Cleared(tuple(events))]  # returned, and recorded once as the clear

@@ -42,6 +42,7 @@ from aiohttp import web
 from avaluma.core.cli import context_config
 from avaluma.core.config import Config
 from avaluma.core.errors import AvalumaError, InvalidArgument, NotFound
+from avaluma.core.live.events import Cleared
 from avaluma.core.media import AudioChunk, decode_pcm16, pcm16_to_mono
 from avaluma.core.tasks import cancel_and_wait
 from avaluma.renderer.engine import PlaybackEvent, RenderedFrame, RenderSession
@@ -147,6 +148,15 @@ class Session:
         channel = self.channel
         if channel is not None and channel.readyState == "open":
             channel.send(json.dumps({**message, "t": time.time()}))
+
+    async def forward_events(self) -> None:
+        """The playout's playback events (also those a Stop answered) to the page."""
+        async for event in self.playout.events():
+            if isinstance(event, PlaybackEvent):
+                self.on_event(event)
+            elif isinstance(event, Cleared):
+                for finished in event.finished:
+                    self.on_event(finished)
 
     def on_event(self, event: PlaybackEvent) -> None:
         self.send(
@@ -281,7 +291,7 @@ class Playground:
         video, audio = video_cls(fps), audio_cls()
         pc = RTCPeerConnection()
         session = Session(secrets.token_hex(8), pc, None, avatar_id)
-        session.playout = Playout(render, TrackSink(video, audio), on_event=session.on_event)
+        session.playout = Playout(render, TrackSink(video, audio))
         self.sessions[session.id] = session
 
         @pc.on("datachannel")
@@ -305,6 +315,7 @@ class Playground:
         pc.addTrack(audio)
         await pc.setLocalDescription(await pc.createAnswer())  # aiortc gathers its candidates before returning
         session.tasks.append(asyncio.create_task(session.playout.run()))
+        session.tasks.append(asyncio.create_task(session.forward_events()))
         log.info("playground session started", extra={"session_id": session.id, "avatar_id": avatar_id})
         answer = pc.localDescription
         return web.json_response({"sdp": answer.sdp, "type": answer.type, "session_id": session.id})
@@ -374,7 +385,7 @@ class Playground:
         session.mic_on = False
         # Text still being synthesized would start speaking again after the clear: it is dropped too.
         await cancel_and_wait(*session.speaking)
-        session.playout.clear()  # lk.clear_buffer: playback_finished{interrupted} is emitted at once
+        session.playout.clear()  # lk.clear_buffer: playback_finished{interrupted} goes to the page at once
         return web.json_response({"status": "ok"})
 
     async def _state(self, request: web.Request) -> web.Response:
