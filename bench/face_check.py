@@ -13,7 +13,8 @@ Inputs:
   (red x0.7, blue x1.4) and a tungsten (blue x0.55) white-balance cast;
 - generated non-humans (tests/face_samples.py): drawn faces in flat colour, softened, JPEG-compressed, airbrushed,
   with grain; real faces painted (hue turned, saturation x2.5) out of the human skin range; crops of the cat's face
-  where the face detector fires;
+  where the face detector fires; stand-ins for a primate's face (people's photos with eyes without whites, lips
+  without a red border, furred skin: no real monkey or ape photo is available);
 - generated occlusions: a skin-coloured thing with the face's own cheek colour and grain held over the mouth of every
   human picture above, plain and with the dark gaps of four fingers across it; a dark grey microphone.
 
@@ -150,6 +151,21 @@ def main() -> None:
             others[f"cat, face crop {side} px"] = np.asarray(picture.crop(box).resize((320, 320)))
     refused = [not row(mesh, name, image) for name, image in others.items()]
     print(f"  -> {sum(refused)} of {len(refused)} refused")
+
+    print(
+        "\nstand-ins for a monkey's or an ape's face (generated from people: no real primate photo is available here):"
+    )
+    primates = []
+    for name in ["demo grace-hopper", "demo astronaut", *(n for n in humans if n.startswith(("01_", "02_", "08_")))]:
+        fit = framed(mesh, humans[name])
+        if fit is not None:
+            for how, image in (
+                ("no eye whites", face_samples.dark_sclera(*fit)),
+                ("no whites, bare lips", face_samples.primate_like(*fit, fur=False)),
+                ("no whites, bare lips, fur", face_samples.primate_like(*fit)),
+            ):
+                primates.append(not row(mesh, f"{name[:14]} {how}", image))
+    print(f"  -> {sum(primates)} of {len(primates)} refused")
 
     print("\nsomething held over the mouth:")
     covered = []

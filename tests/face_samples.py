@@ -1,6 +1,7 @@
 """Generated hard inputs for the builder's "is this a real, uncovered human face?" checks (tests and
-bench/face_check.py): drawn faces in several styles, a real face recoloured out of the human skin range, and a
-skin-coloured occluder (a hand) or a dark one (a microphone) held over a real face's mouth. Everything is made here
+bench/face_check.py): drawn faces in several styles, a real face recoloured out of the human skin range, a
+skin-coloured occluder (a hand) or a dark one (a microphone) held over a real face's mouth, and stand-ins for a
+primate's face (eyes without whites, lips without a red border, fur). Everything is made here
 from PIL shapes, noise and the picture it is given: no third-party images.
 """
 
@@ -135,3 +136,95 @@ def microphone(rgb: np.ndarray, landmarks: np.ndarray, *, seed: int = 0) -> np.n
     body = (40.0 + 25.0 * highlight + grain)[..., None]
     alpha = np.clip((1.0 - np.hypot((xx - cx) / (0.3 * fw), (yy - cy) / (0.2 * fw))) / 0.1, 0.0, 1.0)[..., None]
     return np.clip(alpha * body + (1.0 - alpha) * rgb.astype(np.float32), 0, 255).astype(np.uint8)
+
+
+# Eye openings (MediaPipe indices, lid contours) and the features a furred face keeps bare.
+EYE_R = (33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7)
+EYE_L = (263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249)
+_FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176,
+              149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)  # fmt: skip
+_BARE = (168, 417, 465, 357, 327, 326, 2, 97, 98, 128, 245, 193)  # the nose bridge and nose
+_LIPS = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146)
+
+
+def _mask(shape: tuple[int, ...], lm: np.ndarray, indices: tuple[int, ...], grow: float = 0.0) -> np.ndarray:
+    points = lm[list(indices), :2].astype(np.float64)
+    if grow:
+        centre = points.mean(axis=0)
+        points = centre + (points - centre) * (1.0 + grow)
+    m = Image.new("L", (shape[1], shape[0]), 0)
+    ImageDraw.Draw(m).polygon([(float(x), float(y)) for x, y in points], fill=255)
+    return np.asarray(m) > 0
+
+
+def dark_sclera(rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """The eyes without whites, as most primates' are: every pixel between the lids mapped to a dark brown of its own
+    brightness (the iris and pupil stay darkest, a catchlight stays a highlight)."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    out = rgb.astype(np.float32)
+    eyes = _mask(rgb.shape, lm, EYE_R) | _mask(rgb.shape, lm, EYE_L)
+    luma = out[eyes] @ np.array([0.299, 0.587, 0.114], np.float32)
+    brown = np.array([0.55, 0.36, 0.22], np.float32)
+    shade = np.where(luma > 235, luma, 25.0 + 0.3 * luma)  # whites fall to the iris' level; catchlights stay
+    out[eyes] = shade[:, None] * brown[None, :] / brown.max()
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def furred(rgb: np.ndarray, landmarks: np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """The face's skin replaced by fur: thousands of short, slightly curved strands in shades of the skin's own colour
+    made darker and browner, running down and outwards from the midline, over the face oval (grown a little) except
+    the eyes, the nose and the lips, which stay bare as on an ape's face."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    fw = float(np.linalg.norm(lm[454, :2] - lm[234, :2]))
+    oval = _mask(rgb.shape, lm, _FACE_OVAL, grow=0.12)
+    bare = _mask(rgb.shape, lm, EYE_R, grow=0.5) | _mask(rgb.shape, lm, EYE_L, grow=0.5)
+    bare |= _mask(rgb.shape, lm, _BARE, grow=0.1) | _mask(rgb.shape, lm, _LIPS, grow=0.25)
+    skin = np.median(rgb[oval & ~bare].astype(np.float32), axis=0)
+    base = skin * np.array([0.55, 0.45, 0.38], np.float32)
+    rng = np.random.default_rng(seed)
+    fur = Image.fromarray(np.clip(np.broadcast_to(base, rgb.shape), 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(fur)
+    cx = float(lm[[234, 454], 0].mean())
+    ys, xs = np.nonzero(oval)
+    length = 0.06 * fw
+    for i in rng.choice(len(xs), size=min(len(xs), 9000), replace=False):
+        x, y = float(xs[i]), float(ys[i])
+        angle = np.pi / 2 + 0.6 * np.sign(x - cx) * min(1.0, abs(x - cx) / (0.3 * fw)) + rng.normal(0, 0.25)
+        tone = base * rng.uniform(0.55, 1.6)
+        bend = rng.normal(0, 0.15)
+        pts = [
+            (x + t * length * np.cos(angle + bend * t), y + t * length * np.sin(angle + bend * t)) for t in (0, 0.5, 1)
+        ]
+        draw.line(pts, fill=tuple(int(v) for v in np.clip(tone, 0, 255)), width=1)
+    fur_a = np.asarray(fur).astype(np.float32)
+    alpha = (oval & ~bare).astype(np.float32)
+    alpha = (
+        np.asarray(Image.fromarray((alpha * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(2)))[..., None]
+        / 255.0
+    )
+    return np.clip(alpha * fur_a + (1 - alpha) * rgb.astype(np.float32), 0, 255).astype(np.uint8)
+
+
+def bare_lips(rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """Lips without a red border (only human lips have one): the lips take the chroma of the skin around them, their
+    brightness and texture kept."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    lips = _mask(rgb.shape, lm, _LIPS, grow=0.08)
+    ring = _mask(rgb.shape, lm, _LIPS, grow=0.6) & ~lips
+    out = rgb.astype(np.float32)
+    weights = np.array([0.299, 0.587, 0.114], np.float32)
+    skin = np.median(out[ring], axis=0)
+    luma = out[lips] @ weights
+    out[lips] = luma[:, None] * (skin / max(float(skin @ weights), 1.0))[None, :]
+    soft = (
+        np.asarray(Image.fromarray((lips * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(1.5)))[..., None]
+        / 255.0
+    )
+    return np.clip(soft * out + (1 - soft) * rgb.astype(np.float32), 0, 255).astype(np.uint8)
+
+
+def primate_like(rgb: np.ndarray, landmarks: np.ndarray, *, seed: int = 0, fur: bool = True) -> np.ndarray:
+    """A stand-in for a monkey's or an ape's face photographed face on (no real one is available here): a person's
+    photo with eyes without whites, lips without a red border and (``fur``) furred skin, the bare nose kept."""
+    out = bare_lips(dark_sclera(rgb, landmarks), landmarks)
+    return furred(out, landmarks, seed=seed) if fur else out
