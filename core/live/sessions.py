@@ -181,8 +181,8 @@ class SessionSlots:
         return Slot(self, weight)
 
     @contextlib.contextmanager
-    def acquire(self, what: str) -> Iterator[Slot]:
-        slot = self.take(what)
+    def acquire(self, what: str, weight: float = 1.0) -> Iterator[Slot]:
+        slot = self.take(what, weight)
         try:
             yield slot
         finally:
@@ -248,10 +248,10 @@ MAX_UPSCALE: Final = 2
 ASPECT_TOLERANCE: Final = 0.02
 
 
-def output_size(render: RenderOptions, avatar: Avatar) -> tuple[int, int]:
+def output_size(render: RenderOptions, avatar: Avatar, *, field: str = "render") -> tuple[int, int]:
     """The frame size a session publishes: ``render.width`` x ``render.height`` (the avatar's frames scaled), or the
     avatar's own size when they are 0. :class:`InvalidArgument` for a size that would stretch the face, is smaller
-    than :data:`MIN_FRAME_SIDE` or more than :data:`MAX_UPSCALE` times the avatar's size."""
+    than :data:`MIN_FRAME_SIDE` or more than :data:`MAX_UPSCALE` times the avatar's size (naming ``field``)."""
     native = (avatar.width, avatar.height)
     if not render.width:
         return native
@@ -259,12 +259,12 @@ def output_size(render: RenderOptions, avatar: Avatar) -> tuple[int, int]:
     example = f"{avatar.width // 2 // 2 * 2}x{avatar.height // 2 // 2 * 2}"
     if abs(render.width * avatar.height / (render.height * avatar.width) - 1) > ASPECT_TOLERANCE:
         raise InvalidArgument(
-            f"render.width/height {size[0]}x{size[1]} would stretch avatar {avatar.id!r}, whose frames are "
+            f"{field}.width/height {size[0]}x{size[1]} would stretch avatar {avatar.id!r}, whose frames are "
             f"{native[0]}x{native[1]}: keep its aspect ratio (e.g. {example}), or leave both 0 for its own size"
         )
     if min(size) < MIN_FRAME_SIDE or size[0] > MAX_UPSCALE * native[0] or size[1] > MAX_UPSCALE * native[1]:
         raise InvalidArgument(
-            f"render.width/height {size[0]}x{size[1]} is out of range for avatar {avatar.id!r} ({native[0]}x"
+            f"{field}.width/height {size[0]}x{size[1]} is out of range for avatar {avatar.id!r} ({native[0]}x"
             f"{native[1]}): use {MIN_FRAME_SIDE} px per side up to {MAX_UPSCALE}x its size (e.g. {example})"
         )
     return size

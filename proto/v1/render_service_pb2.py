@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from avaluma.proto.v1 import common_pb2 as avaluma_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61valuma/v1/render_service.proto\x12\navaluma.v1\x1a\x17\x61valuma/v1/common.proto\"\xf1\x01\n\rRenderRequest\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x18.avaluma.v1.RenderConfigH\x00\x12\'\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x16.avaluma.v1.AudioChunkH\x00\x12-\n\x0bsegment_end\x18\x03 \x01(\x0b\x32\x16.avaluma.v1.SegmentEndH\x00\x12\"\n\x05\x63lear\x18\x04 \x01(\x0b\x32\x11.avaluma.v1.ClearH\x00\x12-\n\x0bset_emotion\x18\x05 \x01(\x0b\x32\x16.avaluma.v1.SetEmotionH\x00\x42\t\n\x07request\"\xbd\x01\n\x0cRenderConfig\x12\x11\n\tavatar_id\x18\x01 \x01(\t\x12\x0b\n\x03\x66ps\x18\x02 \x01(\r\x12\x19\n\x11\x61udio_sample_rate\x18\x03 \x01(\r\x12+\n\x08\x65ncoding\x18\x04 \x01(\x0e\x32\x19.avaluma.v1.VideoEncoding\x12\x14\n\x0cjpeg_quality\x18\x05 \x01(\r\x12\x10\n\x08realtime\x18\x06 \x01(\x08\x12\x0c\n\x04seed\x18\x07 \x01(\x03\x12\x0f\n\x07\x65motion\x18\x08 \x01(\t\"D\n\nAudioChunk\x12\x0b\n\x03pcm\x18\x01 \x01(\x0c\x12\x13\n\x0bsample_rate\x18\x02 \x01(\r\x12\x14\n\x0cnum_channels\x18\x03 \x01(\r\"\x0c\n\nSegmentEnd\"\x07\n\x05\x43lear\"\x1d\n\nSetEmotion\x12\x0f\n\x07\x65motion\x18\x01 \x01(\t\"\xba\x02\n\x0eRenderResponse\x12,\n\x07started\x18\x01 \x01(\x0b\x32\x19.avaluma.v1.RenderStartedH\x00\x12\'\n\x05video\x18\x02 \x01(\x0b\x32\x16.avaluma.v1.VideoFrameH\x00\x12\'\n\x05\x61udio\x18\x03 \x01(\x0b\x32\x16.avaluma.v1.AudioFrameH\x00\x12\x37\n\x10playback_started\x18\x04 \x01(\x0b\x32\x1b.avaluma.v1.PlaybackStartedH\x00\x12\x39\n\x11playback_finished\x18\x05 \x01(\x0b\x32\x1c.avaluma.v1.PlaybackFinishedH\x00\x12(\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x17.avaluma.v1.StreamErrorH\x00\x42\n\n\x08response\"\x96\x01\n\rRenderStarted\x12\r\n\x05width\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\x0b\n\x03\x66ps\x18\x03 \x01(\r\x12\x19\n\x11\x61udio_sample_rate\x18\x04 \x01(\r\x12+\n\x08\x65ncoding\x18\x05 \x01(\x0e\x32\x19.avaluma.v1.VideoEncoding\x12\x11\n\tavatar_id\x18\x06 \x01(\t\"\x97\x01\n\nVideoFrame\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0e\n\x06pts_us\x18\x02 \x01(\x03\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12+\n\x08\x65ncoding\x18\x05 \x01(\x0e\x32\x19.avaluma.v1.VideoEncoding\x12\x0c\n\x04\x64\x61ta\x18\x06 \x01(\x0c\x12\x10\n\x08speaking\x18\x07 \x01(\x08\"M\n\nAudioFrame\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0e\n\x06pts_us\x18\x02 \x01(\x03\x12\x13\n\x0bsample_rate\x18\x03 \x01(\r\x12\x0b\n\x03pcm\x18\x04 \x01(\x0c\x32T\n\rRenderService\x12\x43\n\x06Render\x12\x19.avaluma.v1.RenderRequest\x1a\x1a.avaluma.v1.RenderResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61valuma/v1/render_service.proto\x12\navaluma.v1\x1a\x17\x61valuma/v1/common.proto\"\xf1\x01\n\rRenderRequest\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x18.avaluma.v1.RenderConfigH\x00\x12\'\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x16.avaluma.v1.AudioChunkH\x00\x12-\n\x0bsegment_end\x18\x03 \x01(\x0b\x32\x16.avaluma.v1.SegmentEndH\x00\x12\"\n\x05\x63lear\x18\x04 \x01(\x0b\x32\x11.avaluma.v1.ClearH\x00\x12-\n\x0bset_emotion\x18\x05 \x01(\x0b\x32\x16.avaluma.v1.SetEmotionH\x00\x42\t\n\x07request\"\xdc\x01\n\x0cRenderConfig\x12\x11\n\tavatar_id\x18\x01 \x01(\t\x12\x0b\n\x03\x66ps\x18\x02 \x01(\r\x12\x19\n\x11\x61udio_sample_rate\x18\x03 \x01(\r\x12+\n\x08\x65ncoding\x18\x04 \x01(\x0e\x32\x19.avaluma.v1.VideoEncoding\x12\x14\n\x0cjpeg_quality\x18\x05 \x01(\r\x12\x10\n\x08realtime\x18\x06 \x01(\x08\x12\x0c\n\x04seed\x18\x07 \x01(\x03\x12\x0f\n\x07\x65motion\x18\x08 \x01(\t\x12\r\n\x05width\x18\t \x01(\r\x12\x0e\n\x06height\x18\n \x01(\r\"D\n\nAudioChunk\x12\x0b\n\x03pcm\x18\x01 \x01(\x0c\x12\x13\n\x0bsample_rate\x18\x02 \x01(\r\x12\x14\n\x0cnum_channels\x18\x03 \x01(\r\"\x0c\n\nSegmentEnd\"\x07\n\x05\x43lear\"\x1d\n\nSetEmotion\x12\x0f\n\x07\x65motion\x18\x01 \x01(\t\"\xba\x02\n\x0eRenderResponse\x12,\n\x07started\x18\x01 \x01(\x0b\x32\x19.avaluma.v1.RenderStartedH\x00\x12\'\n\x05video\x18\x02 \x01(\x0b\x32\x16.avaluma.v1.VideoFrameH\x00\x12\'\n\x05\x61udio\x18\x03 \x01(\x0b\x32\x16.avaluma.v1.AudioFrameH\x00\x12\x37\n\x10playback_started\x18\x04 \x01(\x0b\x32\x1b.avaluma.v1.PlaybackStartedH\x00\x12\x39\n\x11playback_finished\x18\x05 \x01(\x0b\x32\x1c.avaluma.v1.PlaybackFinishedH\x00\x12(\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x17.avaluma.v1.StreamErrorH\x00\x42\n\n\x08response\"\x96\x01\n\rRenderStarted\x12\r\n\x05width\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\x0b\n\x03\x66ps\x18\x03 \x01(\r\x12\x19\n\x11\x61udio_sample_rate\x18\x04 \x01(\r\x12+\n\x08\x65ncoding\x18\x05 \x01(\x0e\x32\x19.avaluma.v1.VideoEncoding\x12\x11\n\tavatar_id\x18\x06 \x01(\t\"\x97\x01\n\nVideoFrame\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0e\n\x06pts_us\x18\x02 \x01(\x03\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12+\n\x08\x65ncoding\x18\x05 \x01(\x0e\x32\x19.avaluma.v1.VideoEncoding\x12\x0c\n\x04\x64\x61ta\x18\x06 \x01(\x0c\x12\x10\n\x08speaking\x18\x07 \x01(\x08\"M\n\nAudioFrame\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0e\n\x06pts_us\x18\x02 \x01(\x03\x12\x13\n\x0bsample_rate\x18\x03 \x01(\r\x12\x0b\n\x03pcm\x18\x04 \x01(\x0c\x32T\n\rRenderService\x12\x43\n\x06Render\x12\x19.avaluma.v1.RenderRequest\x1a\x1a.avaluma.v1.RenderResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,23 +35,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RENDERREQUEST']._serialized_start=73
   _globals['_RENDERREQUEST']._serialized_end=314
   _globals['_RENDERCONFIG']._serialized_start=317
-  _globals['_RENDERCONFIG']._serialized_end=506
-  _globals['_AUDIOCHUNK']._serialized_start=508
-  _globals['_AUDIOCHUNK']._serialized_end=576
-  _globals['_SEGMENTEND']._serialized_start=578
-  _globals['_SEGMENTEND']._serialized_end=590
-  _globals['_CLEAR']._serialized_start=592
-  _globals['_CLEAR']._serialized_end=599
-  _globals['_SETEMOTION']._serialized_start=601
-  _globals['_SETEMOTION']._serialized_end=630
-  _globals['_RENDERRESPONSE']._serialized_start=633
-  _globals['_RENDERRESPONSE']._serialized_end=947
-  _globals['_RENDERSTARTED']._serialized_start=950
-  _globals['_RENDERSTARTED']._serialized_end=1100
-  _globals['_VIDEOFRAME']._serialized_start=1103
-  _globals['_VIDEOFRAME']._serialized_end=1254
-  _globals['_AUDIOFRAME']._serialized_start=1256
-  _globals['_AUDIOFRAME']._serialized_end=1333
-  _globals['_RENDERSERVICE']._serialized_start=1335
-  _globals['_RENDERSERVICE']._serialized_end=1419
+  _globals['_RENDERCONFIG']._serialized_end=537
+  _globals['_AUDIOCHUNK']._serialized_start=539
+  _globals['_AUDIOCHUNK']._serialized_end=607
+  _globals['_SEGMENTEND']._serialized_start=609
+  _globals['_SEGMENTEND']._serialized_end=621
+  _globals['_CLEAR']._serialized_start=623
+  _globals['_CLEAR']._serialized_end=630
+  _globals['_SETEMOTION']._serialized_start=632
+  _globals['_SETEMOTION']._serialized_end=661
+  _globals['_RENDERRESPONSE']._serialized_start=664
+  _globals['_RENDERRESPONSE']._serialized_end=978
+  _globals['_RENDERSTARTED']._serialized_start=981
+  _globals['_RENDERSTARTED']._serialized_end=1131
+  _globals['_VIDEOFRAME']._serialized_start=1134
+  _globals['_VIDEOFRAME']._serialized_end=1285
+  _globals['_AUDIOFRAME']._serialized_start=1287
+  _globals['_AUDIOFRAME']._serialized_end=1364
+  _globals['_RENDERSERVICE']._serialized_start=1366
+  _globals['_RENDERSERVICE']._serialized_end=1450
 # @@protoc_insertion_point(module_scope)

@@ -21,7 +21,7 @@ class RenderRequest(_message.Message):
     def __init__(self, config: _Optional[_Union[RenderConfig, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., segment_end: _Optional[_Union[SegmentEnd, _Mapping]] = ..., clear: _Optional[_Union[Clear, _Mapping]] = ..., set_emotion: _Optional[_Union[SetEmotion, _Mapping]] = ...) -> None: ...
 
 class RenderConfig(_message.Message):
-    __slots__ = ("avatar_id", "fps", "audio_sample_rate", "encoding", "jpeg_quality", "realtime", "seed", "emotion")
+    __slots__ = ("avatar_id", "fps", "audio_sample_rate", "encoding", "jpeg_quality", "realtime", "seed", "emotion", "width", "height")
     AVATAR_ID_FIELD_NUMBER: _ClassVar[int]
     FPS_FIELD_NUMBER: _ClassVar[int]
     AUDIO_SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,8 @@ class RenderConfig(_message.Message):
     REALTIME_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     EMOTION_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
     avatar_id: str
     fps: int
     audio_sample_rate: int
@@ -38,7 +40,9 @@ class RenderConfig(_message.Message):
     realtime: bool
     seed: int
     emotion: str
-    def __init__(self, avatar_id: _Optional[str] = ..., fps: _Optional[int] = ..., audio_sample_rate: _Optional[int] = ..., encoding: _Optional[_Union[_common_pb2.VideoEncoding, str]] = ..., jpeg_quality: _Optional[int] = ..., realtime: _Optional[bool] = ..., seed: _Optional[int] = ..., emotion: _Optional[str] = ...) -> None: ...
+    width: int
+    height: int
+    def __init__(self, avatar_id: _Optional[str] = ..., fps: _Optional[int] = ..., audio_sample_rate: _Optional[int] = ..., encoding: _Optional[_Union[_common_pb2.VideoEncoding, str]] = ..., jpeg_quality: _Optional[int] = ..., realtime: _Optional[bool] = ..., seed: _Optional[int] = ..., emotion: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
 
 class AudioChunk(_message.Message):
     __slots__ = ("pcm", "sample_rate", "num_channels")

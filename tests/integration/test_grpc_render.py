@@ -12,6 +12,7 @@ import grpc.aio
 import numpy as np
 import pytest
 
+from avaluma.core.live.admission import SessionBudget
 from avaluma.core.media import MAX_CHUNK_BYTES
 from avaluma.proto.v1 import common_pb2, render_service_pb2, render_service_pb2_grpc
 from avaluma.renderer.frame_formats import FrameEncoding, decode_frame
@@ -277,6 +278,34 @@ async def test_encoded_frames_decode_to_the_avatar(channel, rest_frame, encoding
     assert decoded.shape == rest_frame.shape
     assert np.abs(decoded.astype(int) - rest_frame.astype(int)).mean() < 6  # lossy, but the same picture
     stream.call.cancel()
+
+
+async def test_config_width_and_height_scale_the_frames_and_set_the_admission_weight(make_server, rest_frame) -> None:
+    running = await make_server()
+    running.slots.set_budget(SessionBudget(cpu_per_session=0.1, cores=2, target_utilization=0.8, fps=FPS))
+    height, width = rest_frame.shape[0] // 2, rest_frame.shape[1] // 2
+    async with grpc.aio.insecure_channel(running.address) as channel:
+        stream = await open_stream(channel, config(width=width, height=height))
+        started = stream.received[0].started
+        assert (started.width, started.height) == (width, height)
+        # Counted as a LiveKit session publishing that frame size: less than a full-size one.
+        pixels_weight = running.slots.weight(fps=FPS, pixels=width * height)
+        assert running.slots.load == pytest.approx(pixels_weight) and pixels_weight < 0.95
+        await stream.write(
+            *audio_requests(np.zeros(IN_RATE // 5, np.float32)), Req(segment_end=render_service_pb2.SegmentEnd())
+        )
+        frames = videos(await stream.read_until("playback_finished"))
+        assert len(frames) == 5 and all((f.width, f.height) == (width, height) for f in frames)
+        smaller = frame_rgb(frames[0])
+        assert smaller.shape == (height, width, 3)
+        # The same picture, scaled: compare with the full-size rest frame averaged over 2x2 blocks.
+        expected = rest_frame[: 2 * height, : 2 * width].reshape(height, 2, width, 2, 3).mean(axis=(1, 3))
+        assert np.abs(smaller.astype(float) - expected).mean() < 8
+        stream.call.cancel()
+
+        stretched = await _first_status(channel, config(width=width, height=2 * height))
+        assert stretched.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "config.width/height" in stretched.details() and "stretch" in stretched.details()
 
 
 # --- bad input --------------------------------------------------------------------------------------------------

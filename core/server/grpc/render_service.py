@@ -33,7 +33,7 @@ from avaluma.core.errors import AvalumaError, DeadlineExceeded, InvalidArgument,
 from avaluma.core.live.avatar_store import AvatarStore
 from avaluma.core.live.playout import SharedBackend
 from avaluma.core.live.render_stream import RenderStream, open_render_stream
-from avaluma.core.live.sessions import SessionSlots
+from avaluma.core.live.sessions import SessionSlots, output_size
 from avaluma.core.media import RenderOptions, pcm16_to_mono
 from avaluma.core.server.grpc.render_sink import (
     RenderResponse,
@@ -172,8 +172,11 @@ class RenderServicer(render_service_pb2_grpc.RenderServiceServicer):
             return
         avatar = self._store.get(settings.avatar_id)
         options = settings.options
-        with self._slots.acquire("render stream") as slot:
-            sink = RenderResponseSink(settings, avatar.width, avatar.height)
+        width, height = output_size(options, avatar, field="config")
+        # Counted like a LiveKit session of the same frame size and fps.
+        weight = self._slots.weight(fps=options.fps, pixels=width * height)
+        with self._slots.acquire("render stream", weight) as slot:
+            sink = RenderResponseSink(settings, width, height)
             stream = await open_render_stream(
                 sink,
                 avatar,
@@ -189,7 +192,7 @@ class RenderServicer(render_service_pb2_grpc.RenderServiceServicer):
             )
             extra = {"avatar_id": avatar.id, "fps": options.fps, "encoding": settings.encoding.value}
             log.info("render stream started", extra={**extra, "realtime": settings.realtime})
-            yield started_response(settings, avatar.id, avatar.width, avatar.height)
+            yield started_response(settings, avatar.id, width, height)
             self._streams.add(stream)
             if self._closing is not None:
                 stream.end(self._closing)

@@ -14,6 +14,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Final
 
+import numpy as np
+import numpy.typing as npt
+
 from avaluma.core.errors import AvalumaError, InvalidArgument
 from avaluma.core.media import RenderOptions, check_emotion, float_to_pcm16
 from avaluma.core.server.grpc.convert import playback_finished, playback_started, stream_error
@@ -60,7 +63,12 @@ def stream_settings(
 ) -> StreamSettings:
     """Validate a ``RenderConfig`` message; raise :class:`InvalidArgument` naming the field and its valid range."""
     options = defaults.resolve(
-        fps=config.fps, audio_sample_rate=config.audio_sample_rate, seed=config.seed, field="config"
+        fps=config.fps,
+        audio_sample_rate=config.audio_sample_rate,
+        seed=config.seed,
+        width=config.width,
+        height=config.height,
+        field="config",
     )
     encoding = _ENCODINGS.get(config.encoding)
     if encoding is None:
@@ -103,8 +111,18 @@ def playback_response(event: PlaybackEvent) -> RenderResponse:
     return RenderResponse(playback_finished=playback_finished(event))
 
 
+def scale_rgb(rgb: npt.NDArray[np.uint8], width: int, height: int) -> npt.NDArray[np.uint8]:
+    """``rgb`` scaled to ``width`` x ``height`` (FFmpeg's swscale, fast bilinear, as LiveKit sessions scale)."""
+    import av
+
+    source = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    scaled = source.reformat(width, height, format="rgb24", interpolation="FAST_BILINEAR")
+    return np.asarray(scaled.to_ndarray(), dtype=np.uint8)
+
+
 class RenderResponseSink:
-    """Frames, events and in-band errors of one Render stream, in the order the client gets them."""
+    """Frames, events and in-band errors of one Render stream, in the order the client gets them. Frames are sent at
+    ``width`` x ``height``: the rendered ones scaled (in the render thread) when that is not their own size."""
 
     def __init__(self, settings: StreamSettings, width: int, height: int) -> None:
         self._settings = settings
@@ -124,7 +142,10 @@ class RenderResponseSink:
         self._prepared[frame.index] = self._encode(frame)
 
     def _encode(self, frame: RenderedFrame) -> tuple[bytes, bytes]:
-        data = encode_frame(frame.rgb, self._settings.encoding, jpeg_quality=self._settings.jpeg_quality)
+        rgb = frame.rgb
+        if rgb.shape[:2] != (self._height, self._width):
+            rgb = scale_rgb(rgb, self._width, self._height)
+        data = encode_frame(rgb, self._settings.encoding, jpeg_quality=self._settings.jpeg_quality)
         return data, float_to_pcm16(frame.audio)
 
     async def push(self, frame: RenderedFrame) -> None:
