@@ -379,8 +379,8 @@ def extract_v1(dest: Path, commit: str = V1_COMMIT) -> str | None:
     return None
 
 
-class AsShippedV2(OnnxBackend):
-    """The ONNX backend as model v2 shipped: the heads' pooled outputs as they are (:attr:`Decoding.RAW`)."""
+class AsShipped(OnnxBackend):
+    """The ONNX backend as models v1 and v2 shipped: the heads' pooled outputs as they are (:attr:`Decoding.RAW`)."""
 
     def open_stream(self, *, fps: float) -> OnnxStream:
         return OnnxStream(self.model, fps, decoding=Decoding.RAW)
@@ -406,7 +406,7 @@ def build_methods(
     v2_path = tmp / "lipsync-v2.onnx"
     why = extract_v1(v2_path, V2_COMMIT)
     if why is None:
-        shipped = AsShippedV2(OnnxOptions(model_path=str(v2_path), threads=1))
+        shipped = AsShipped(OnnxOptions(model_path=str(v2_path), threads=1))
         methods.append(Method("v2 shipped", lambda a, fps: shipped.analyze(a, fps=fps), shipped))
         notes.append(f"v2 shipped: {V2_COMMIT}:{MODEL_IN_REPO} as it shipped (Decoding.RAW)")
     else:
@@ -415,10 +415,10 @@ def build_methods(
     why = extract_v1(v1_path)
     if why is None:
         try:
-            v1 = OnnxBackend(OnnxOptions(model_path=str(v1_path), threads=1))
+            v1 = AsShipped(OnnxOptions(model_path=str(v1_path), threads=1))
             v1.analyze(np.zeros(LIPSYNC_SAMPLE_RATE // 2, np.float32), fps=25)
             methods.append(Method("v1", lambda a, fps: v1.analyze(a, fps=fps), v1))
-            notes.append(f"v1: {V1_COMMIT}:{MODEL_IN_REPO} (version {v1.model.version})")
+            notes.append(f"v1: {V1_COMMIT}:{MODEL_IN_REPO} (version {v1.model.version}) as it shipped (Decoding.RAW)")
         except Exception as e:  # the backend may have moved on from what v1's graph gives
             notes.append(f"v1: skipped, the current backend cannot run it ({type(e).__name__}: {e})")
     else:
