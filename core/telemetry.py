@@ -523,7 +523,7 @@ def elapsed_since(start: float) -> float:
 
 # --- set-up -------------------------------------------------------------------------------------------------------
 
-_INSTALL_HINT: Final = "install the extra: pip install 'avaluma[otel]'"
+_INSTALL_HINT: Final = "install the otel extra: pip install -e '.[otel]' in the Avaluma checkout"
 
 
 def _resource(service_name: str, environ: Mapping[str, str]) -> Any:

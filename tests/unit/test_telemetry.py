@@ -239,7 +239,7 @@ def test_a_missing_sdk_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_sdk)
-    with pytest.raises(ConfigError, match=r"pip install 'avaluma\[otel\]'"):
+    with pytest.raises(ConfigError, match=r"pip install -e '\.\[otel\]' in the Avaluma checkout"):
         telemetry.configure({"OTEL_TRACES_EXPORTER": "console"})
     assert not telemetry.tracing_enabled()
 
