@@ -193,6 +193,13 @@ def model_alone(n: int, seconds: float) -> tuple[float, float, float]:
     return rates[0], rates[1], share
 
 
+def ratio(rate: dict[tuple[int, int], float], a: int, b: int, n: int) -> str:
+    """Frames/s of backend ``a`` over backend ``b`` at ``n`` sessions ("-" when a round of either failed)."""
+    if (a, n) not in rate or (b, n) not in rate:
+        return "-"
+    return f"{rate[(a, n)] / max(rate[(b, n)], 1e-9):.2f}x"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="Triton gRPC address (default: start one from the nvidia-pytriton wheel)")
@@ -253,7 +260,11 @@ def main() -> None:
                 before = server_counters(url, model) if model else None
                 coalescer = getattr(backend, "coalescer", None)
                 sent = (coalescer.requests, coalescer.entries) if coalescer is not None else (0, 0)
-                r = run_sessions(backend, n, args.seconds)
+                try:
+                    r = run_sessions(backend, n, args.seconds)
+                except Exception as exc:  # reported, not counted; the other rounds and backends go on
+                    print(f"{name} at {n} sessions: a round failed and is not counted ({exc})", flush=True)
+                    continue
                 counters = f" {'-':>8} {'-':>7}"
                 if model is not None and before is not None:
                     after = server_counters(url, model)
@@ -275,17 +286,17 @@ def main() -> None:
         names = [name for name, _, _ in backends]
         if "triton unbatched" in names:
             ub, b = names.index("triton unbatched"), names.index("triton batched")
-            ratios = ", ".join(f"{n}: {rate[(b, n)] / max(rate[(ub, n)], 1e-9):.2f}x" for n in levels)
+            ratios = ", ".join(f"{n}: {ratio(rate, b, ub, n)}" for n in levels)
             print(f"triton batched / unbatched frames/s by sessions: {ratios}")
             if "triton coalesced" in names:
                 c = names.index("triton coalesced")
-                ratios = ", ".join(f"{n}: {rate[(c, n)] / max(rate[(ub, n)], 1e-9):.2f}x" for n in levels)
+                ratios = ", ".join(f"{n}: {ratio(rate, c, ub, n)}" for n in levels)
                 print(f"triton coalesced / unbatched frames/s by sessions: {ratios}")
                 if args.repeat > 1:
                     each = "; ".join(
                         f"{n}: " + " ".join(
                             f"{a[0] / max(b[0], 1e-9):.2f}x"
-                            for a, b in zip(rounds[(c, n)], rounds[(ub, n)], strict=True)
+                            for a, b in zip(rounds.get((c, n), []), rounds.get((ub, n), []), strict=False)
                         )
                         for n in levels
                     )  # fmt: skip

@@ -114,3 +114,25 @@ def test_cpu_and_gpu_configs_share_the_wire_contract() -> None:
     assert cpu.input == gpu.input and cpu.output == gpu.output
     assert cpu.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
     assert gpu.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+
+
+def test_multi_configs_carry_the_multi_contract() -> None:
+    """``lipsync_multi`` (one request for many sessions), CPU and GPU: the per-entry tensors the client sends, no
+    sequence batcher, one instance (the sessions' states live in it)."""
+    from avaluma.renderer.lipsync import triton_model as tm
+
+    mc = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient is not installed")
+    root = Path(__file__).resolve().parents[2] / "deploy" / "triton"
+    cpu = _model_config(root / "model_repository" / "lipsync_multi" / "config.pbtxt")
+    gpu = _model_config(root / "gpu" / "lipsync_multi" / "config.pbtxt")
+    for config in (cpu, gpu):
+        assert config.name == "lipsync_multi" and config.backend == "python" and config.max_batch_size == 0
+        assert [i.name for i in config.input] == [
+            tm.INPUT_CORRID, tm.INPUT_START, tm.INPUT_END, tm.INPUT_FLUSH, tm.INPUT_FPS, tm.INPUT_LENGTH, tm.INPUT_AUDIO
+        ]  # fmt: skip
+        outputs = [tm.OUTPUT_COUNT, tm.OUTPUT_PARAMS, tm.OUTPUT_VISEMES, tm.OUTPUT_ERROR]
+        assert [o.name for o in config.output] == outputs
+        assert not config.HasField("sequence_batching") and config.instance_group[0].count == 1
+        assert config.parameters["protocol"].string_value == "multi"
+    assert cpu.input == gpu.input and cpu.output == gpu.output
+    assert gpu.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
