@@ -6,7 +6,7 @@ time. :class:`LatenessWatch` is the runtime check behind it: every paced playout
 it publishes, on time or late (:class:`~avaluma.core.live.playout.Playout`), and while more than
 :data:`LATE_RATIO_LIMIT` of the frames of the last :data:`WINDOW_S` seconds came late, the server admits nothing new
 (``free`` is 0, a start is refused with ``RESOURCE_EXHAUSTED``). It admits again once lateness stops: the late frames
-age out of the window.
+age out of the window. Frames are kept per session (``key``): the frames of a session that ended no longer count.
 """
 
 from __future__ import annotations
@@ -42,24 +42,37 @@ class LatenessWatch:
         self.limit = limit
         self.min_late = min_late
         self._clock = clock
-        #: ``[bucket index, frames, late frames]``, oldest first.
-        self._buckets: deque[list[int]] = deque()
+        #: Per session: ``[bucket index, frames, late frames]``, oldest first.
+        self._buckets: dict[object, deque[list[int]]] = {}
 
-    def frame(self, late: bool) -> None:
-        """One frame was published, ``late`` or on time."""
+    def frame(self, late: bool, key: object = None) -> None:
+        """Session ``key`` published a frame, ``late`` or on time."""
         index = int(self._clock() // BUCKET_S)
-        if not self._buckets or self._buckets[-1][0] != index:
-            self._buckets.append([index, 0, 0])
-        bucket = self._buckets[-1]
+        buckets = self._buckets.setdefault(key, deque())
+        if not buckets or buckets[-1][0] != index:
+            buckets.append([index, 0, 0])
+            self._trim(buckets)
+        bucket = buckets[-1]
         bucket[1] += 1
         bucket[2] += int(late)
 
+    def forget(self, key: object) -> None:
+        """Session ``key`` ended: its frames no longer count."""
+        self._buckets.pop(key, None)
+
     def counts(self) -> tuple[int, int]:
-        """Frames published and frames late within the window (older buckets are forgotten)."""
+        """Frames published and frames late within the window, all sessions together."""
+        frames = late = 0
+        for buckets in self._buckets.values():
+            self._trim(buckets)
+            frames += sum(b[1] for b in buckets)
+            late += sum(b[2] for b in buckets)
+        return frames, late
+
+    def _trim(self, buckets: deque[list[int]]) -> None:
         oldest = int((self._clock() - self.window_s) // BUCKET_S) + 1
-        while self._buckets and self._buckets[0][0] < oldest:
-            self._buckets.popleft()
-        return sum(b[1] for b in self._buckets), sum(b[2] for b in self._buckets)
+        while buckets and buckets[0][0] < oldest:
+            buckets.popleft()
 
     def behind(self) -> bool:
         """Whether the sessions are missing their frame deadlines now (admission then stops)."""

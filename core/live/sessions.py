@@ -71,11 +71,12 @@ class Slot:
         """The slot's session published a frame, ``late`` or on time (counted by :attr:`SessionSlots.lateness`
         while the slot is held)."""
         if self._owner is not None:
-            self._owner.lateness.frame(late)
+            self._owner.lateness.frame(late, key=self)
 
     def release(self) -> None:
         owner, self._owner = self._owner, None
         if owner is not None:
+            owner.lateness.forget(self)  # an ended session's late frames say nothing about the ones still running
             owner._used -= 1
             owner._load = owner._load - self.weight if owner._used else 0.0  # no float residue once empty
 

@@ -95,6 +95,19 @@ async def test_a_server_behind_on_its_sessions_admits_nothing_until_they_catch_u
     assert slots.free == 8
 
 
+def test_the_late_frames_of_a_session_that_ended_no_longer_count() -> None:
+    now = [0.0]
+    slots = SessionSlots(8, LatenessWatch(clock=lambda: now[0]))
+    starved, fine = slots.take("session"), slots.take("session")
+    for _ in range(25):
+        starved.frame(True)
+        fine.frame(False)
+        now[0] += 0.04
+    assert slots.behind and slots.free == 0
+    starved.release()  # the session that was late ended: the one left runs on time
+    assert not slots.behind and slots.free == 7
+
+
 def test_the_watch_needs_several_late_frames_and_forgets_old_ones() -> None:
     now = [0.0]
     watch = LatenessWatch(clock=lambda: now[0])
