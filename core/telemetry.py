@@ -757,7 +757,7 @@ def configure(
             SESSIONS_FREE_NAME,
             callbacks=[_observe_capacity(lambda source: source.free)],
             unit="{session}",
-            description="Sessions and render streams this server would still admit now (0 while it drains)",
+            description="Sessions and render streams this server would still admit now (0 while draining or behind)",
         )
     _state = _State(tracer_provider, meter_provider, prometheus)
     _tracing = tracer_provider is not None
