@@ -91,7 +91,7 @@ def engine_fps(avatar_path: Path, seconds: float, variant: str) -> float:
     session = RenderSession(avatar, backend, fps=FPS, audio_sample_rate=SR, instrumentation=instrumentation)
     hooks: StreamTelemetry = stream_telemetry("render", {}, lambda: 0) if variant != "bare" else NOOP_STREAM
     pieces = split_chunk(AudioChunk(speech(2.0), 16_000), FPS)
-    frames = 0
+    frames = segment = 0
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
         hooks.audio_received()
@@ -99,7 +99,7 @@ def engine_fps(avatar_path: Path, seconds: float, variant: str) -> float:
             if variant == "bare":
                 out = session.push_audio(piece)
             else:
-                with hooks.rendering(audio=True, queued_frames=PIECE_FRAMES):
+                with hooks.rendering(audio=True, queued_frames=PIECE_FRAMES, segment=segment):
                     out = session.push_audio(piece)
                 hooks.frames_rendered(out)
             frames += sum(1 for o in out if hasattr(o, "rgb"))
@@ -107,9 +107,10 @@ def engine_fps(avatar_path: Path, seconds: float, variant: str) -> float:
         if variant == "bare":
             out = session.end_segment()
         else:
-            with hooks.rendering(audio=False, queued_frames=0):
+            with hooks.rendering(audio=False, queued_frames=0, segment=segment):
                 out = session.end_segment()
             hooks.frames_rendered(out)
+        segment += 1
         frames += sum(1 for o in out if hasattr(o, "rgb"))
     elapsed = time.perf_counter() - start
     hooks.close()
@@ -166,7 +167,7 @@ def hook_cost_off_us(iterations: int = 200_000) -> float:
     out: list[object] = []
     start = time.perf_counter()
     for _ in range(iterations):
-        with hooks.rendering(audio=True, queued_frames=PIECE_FRAMES):
+        with hooks.rendering(audio=True, queued_frames=PIECE_FRAMES, segment=0):
             pass
         hooks.frames_rendered(out)
         telemetry.INFERENCE_LATENCY.record(0.001)

@@ -362,8 +362,10 @@ class Playout:
         self._produced = asyncio.Event()  # the worker added output (or failed)
         self._quiet = asyncio.Event()  # the worker has nothing left to do
         self._failure: BaseException | None = None
-        #: What the job :meth:`_next_job` returned last renders: "audio", "end" (of a segment), or None (other work).
+        #: What the job :meth:`_next_job` returned last renders: "audio", "end" (of a segment), or None (other work);
+        #: for speech, the id of its segment.
         self._speech_job: str | None = None
+        self._speech_segment = 0
         #: A speech job is being rendered (its frames are not in ``_ready`` yet).
         self._speech_in_flight = False
         self._room = asyncio.Event()  # the backlog shrank (or the playout closed)
@@ -684,7 +686,7 @@ class Playout:
                     await self._work.wait()
                     continue
                 generation = self._generation
-                speech = self._speech_job
+                speech, segment = self._speech_job, self._speech_segment
                 if speech is None:
                     outputs = await run_in_render_pool(job)
                 else:
@@ -692,7 +694,7 @@ class Playout:
                     queued = len(self._ops) * PIECE_FRAMES + self._speech_ready()
                     self._speech_in_flight = True
                     try:
-                        with self.telemetry.rendering(audio=speech == "audio", queued_frames=queued):
+                        with self.telemetry.rendering(audio=speech == "audio", queued_frames=queued, segment=segment):
                             outputs = await run_in_render_pool(job)
                     finally:
                         self._speech_in_flight = False
@@ -711,7 +713,7 @@ class Playout:
     def _next_job(self) -> Callable[[], Sequence[_Ready]] | None:
         """What the worker does next, in order of urgency: a clear or state cue, speech (and the emotion changes
         queued between its pieces), idle frames."""
-        self._speech_job = None
+        self._speech_job, self._speech_segment = None, 0
         if self._clear_engine or self._state is not None or self._emotion is not None:
             clear_engine, self._clear_engine = self._clear_engine, False
             state, self._state = self._state, None
@@ -726,6 +728,7 @@ class Playout:
             op = self._ops.popleft()
             assert not isinstance(op, _Emotion)
             segment = op.segment
+            self._speech_segment = segment.id
             if isinstance(op, _Audio):
                 self._backlog_s = max(0.0, self._backlog_s - op.chunk.duration_s)
                 self._room.set()

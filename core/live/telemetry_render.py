@@ -88,7 +88,6 @@ class StreamTelemetry:
         self._kind = {telemetry.ATTR_SESSION_KIND: kind}
         self._attrs = dict(attributes)
         self._segment: telemetry.Span | None = None
-        self._segment_index = 0
         self._pieces = 0
         #: Arrival times of segments received but not started yet (their first frame not yet sent).
         self._arrivals: deque[float] = deque()
@@ -115,24 +114,25 @@ class StreamTelemetry:
     # --- rendering -----------------------------------------------------------------------------------------------
 
     @contextmanager
-    def rendering(self, *, audio: bool, queued_frames: float) -> Iterator[None]:
-        """Around one render step: ``audio`` (else a segment end). Spans started inside (inference) are children of
-        the segment's span; the segment span ends with the step that ends the segment."""
+    def rendering(self, *, audio: bool, queued_frames: float, segment: int) -> Iterator[None]:
+        """Around one render step of player segment ``segment`` (its id): ``audio`` (else the segment's end). Spans
+        started inside (inference) are children of the segment's span; the segment span ends with the step that ends
+        the segment."""
         telemetry.QUEUE_DEPTH.record(queued_frames, self._kind)
         if audio and self._segment is None:
             self._segment = telemetry.start_span(
                 telemetry.SPAN_SEGMENT,
-                {**self._attrs, telemetry.ATTR_SEGMENT: self._segment_index},
+                {**self._attrs, telemetry.ATTR_SEGMENT: segment},
                 context=self._context,
             )
             self._pieces = 0
-        segment = self._segment
-        if segment is None:  # a segment end with no audio before it
+        span = self._segment
+        if span is None:  # a segment end with no audio before it
             yield
             return
         sampled = self._pieces % telemetry.FRAME_SPAN_EVERY == 0
         self._pieces += 1
-        with telemetry.activate(segment):
+        with telemetry.activate(span):
             if sampled:
                 with telemetry.span(telemetry.SPAN_RENDER_FRAMES, self._attrs):
                     yield
@@ -147,7 +147,6 @@ class StreamTelemetry:
             return
         segment.set_attribute(telemetry.ATTR_INTERRUPTED, interrupted)
         segment.end()
-        self._segment_index += 1
 
     def frames_rendered(self, outputs: Iterable[object]) -> None:
         """Count the frames among ``outputs`` (objects with a ``speaking`` flag; playback events are skipped)."""
@@ -190,7 +189,7 @@ class _NoopStreamTelemetry(StreamTelemetry):
         return None
 
     @contextmanager
-    def rendering(self, *, audio: bool, queued_frames: float) -> Iterator[None]:
+    def rendering(self, *, audio: bool, queued_frames: float, segment: int) -> Iterator[None]:
         yield
 
     def frames_rendered(self, outputs: Iterable[object]) -> None:

@@ -198,14 +198,14 @@ def test_stream_telemetry_counts_sessions_segments_and_first_frames(recorded: Re
     assert stream is not NOOP_STREAM
     stream.audio_received()
     stream.audio_received()  # same segment: one arrival
-    with stream.rendering(audio=True, queued_frames=4):
+    with stream.rendering(audio=True, queued_frames=4, segment=0):
         pass
     stream.playback_started_sent()
     stream.segment_end_received()
-    with stream.rendering(audio=False, queued_frames=0):
+    with stream.rendering(audio=False, queued_frames=0, segment=0):
         pass
     stream.audio_received()  # a second segment, interrupted before its first frame
-    with stream.rendering(audio=True, queued_frames=2):
+    with stream.rendering(audio=True, queued_frames=2, segment=1):
         pass
     stream.cleared()
     stream.playback_started_sent()  # nothing waiting: not a first frame
@@ -297,9 +297,9 @@ def test_session_segments_hang_below_a_captured_context(recorded: Recorded) -> N
         context = telemetry.current_context()
     stream = stream_telemetry(KIND_LIVEKIT, {}, lambda: 0, context=context)  # later, outside that span
     stream.audio_received()
-    with stream.rendering(audio=True, queued_frames=0):
+    with stream.rendering(audio=True, queued_frames=0, segment=0):
         pass
-    with stream.rendering(audio=False, queued_frames=0):
+    with stream.rendering(audio=False, queued_frames=0, segment=0):
         pass
     stream.close()
     (segment,) = [s for s in recorded.spans.get_finished_spans() if s.name == telemetry.SPAN_SEGMENT]
