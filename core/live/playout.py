@@ -594,6 +594,7 @@ class Playout:
             if frame is None:
                 if self._finishing and not self.busy():
                     return
+                self._raise_failure()  # a worker that failed before this wait would never wake it
                 self._produced.clear()
                 await self._produced.wait()
                 self._raise_failure()
@@ -610,7 +611,9 @@ class Playout:
         frame = self._take_frame()
         while frame is None:
             # Nothing rendered at all: the CPU is starved, or this is the first frame after a clear. Wait for the
-            # worker (this frame will be late) rather than publish something stale, such as an open mouth.
+            # worker (this frame will be late) rather than publish something stale, such as an open mouth. A worker
+            # that failed before this wait would never wake it.
+            self._raise_failure()
             self._produced.clear()
             await self._produced.wait()
             self._raise_failure()

@@ -1,6 +1,7 @@
 """A live session's one reader of its player's events: playback RPC replies, watchers and the end policy, all from
 one stream. The session runtime is real (``build_live_session``: receiver, playout, RenderSession with energy
-lip-sync, virtual clock); a recording sink and a scripted ``send_rpc`` stand in for the room."""
+lip-sync, real-time clock: the session's stats task sleeps on the playout's clock, and a virtual one would run ahead);
+a recording sink and a scripted ``send_rpc`` stand in for the room."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from livekit import rtc
 from avaluma.core.avatar_protocol import RPC_CLEAR_BUFFER, RPC_PLAYBACK_FINISHED, RPC_PLAYBACK_STARTED
 from avaluma.core.live.events import EndReason, SessionError
 from avaluma.core.live.livekit_session import LiveSession, build_live_session
-from avaluma.core.live.playout import VirtualClock
 from avaluma.core.live.sessions import Session
 from avaluma.core.media import AudioChunk, RenderOptions
 from avaluma.renderer.engine import PlaybackEvent, RenderedFrame
@@ -71,7 +71,6 @@ class Rig:
             audio_sample_rate=RATE,
             send_rpc=self.send,
             end=self.end,
-            clock=VirtualClock(),
         )
         self.watched: list[Any] = []
 
