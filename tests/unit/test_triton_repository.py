@@ -63,3 +63,12 @@ def test_cli_push_without_load(repo: Path) -> None:
     result = CliRunner().invoke(cli, ["models", "push", str(DEFAULT_MODEL), "--repository", str(repo), "--no-load"])
     assert result.exit_code == 0, result.output
     assert "(version 2)" in result.output
+
+
+def test_every_model_in_the_repository_carries_the_same_adapter() -> None:
+    """Triton loads a python-backend ``model.py`` from each model's own version directory, so lipsync and
+    lipsync_multi each hold a copy; the copies must not drift (the protocol differs only by config.pbtxt)."""
+    repo = Path(__file__).resolve().parents[2] / "deploy" / "triton" / "model_repository"
+    adapters = {p.relative_to(repo).as_posix(): p.read_text() for p in sorted(repo.glob("*/1/model.py"))}
+    assert {"lipsync/1/model.py", "lipsync_multi/1/model.py"} <= set(adapters)
+    assert len(set(adapters.values())) == 1, f"model.py differs between {sorted(adapters)}: copy one over the others"
