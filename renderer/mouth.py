@@ -13,13 +13,13 @@ sharp as the photo instead of being smoothed by interpolation.
 
 The gap that opens between the lips is filled with a mouth interior made for this photo (:class:`MouthLook`): upper
 teeth hanging from under the upper lip (individual teeth: central incisors longest, each tooth shaded as a rounded
-surface, soft gaps between them, fading into the shadow of the cheeks towards the corners, a translucent biting
-edge; on a wide or stretched mouth the upper gum line shows above them), lower teeth rising from behind the lower lip
-and showing more as the jaw drops, a tongue low on the floor and a cavity that darkens with depth. Its colours come from the photo itself (teeth from the eye whites, or from the
-photo's own teeth when the builder saw them; cavity and tongue from the lips), so they follow its white balance and
-light; it is blurred to the photo's measured sharpness, lit from the side the face is lit from and given the
-photo's grain. The interior is drawn once per avatar into textures tied to the skull (teeth do not stretch with the
-lips); per frame it is looked up, never redrawn.
+surface, soft gaps between them, fading into the shadow of the cheeks towards the corners, a translucent biting edge; on
+a wide or stretched mouth the upper gum line shows above them), lower teeth rising from behind the lower lip and showing
+more as the jaw drops, a tongue low on the floor and a cavity that darkens with depth. Its colours come from the photo
+itself (teeth from the eye whites, or from the photo's own teeth when the builder saw them; cavity and tongue from the
+lips), so they follow its white balance and light; it is blurred to the photo's measured sharpness, lit from the side
+the face is lit from and given the photo's grain. The interior is drawn once per avatar into textures tied to the skull
+(teeth do not stretch with the lips); per frame it is looked up, never redrawn.
 
 Everything that does not depend on the parameters (pixel grids, windows, textures) is computed once in the
 constructor; :meth:`MouthWarp.render_into` is a few dozen vectorised numpy operations per tile of ROI rows (small
@@ -385,8 +385,10 @@ class MouthWarp:
         detail = roi.astype(np.int16) - smooth
         flat = smooth.reshape(-1, 3)
         rw = self._rw
-        self._quad = np.concatenate([flat[: -rw - 1], flat[1:-rw], flat[rw:-1], flat[rw + 1 :]], axis=1)
-        self._detail = detail.reshape(-1, 3)
+        quad = np.concatenate([flat[: -rw - 1], flat[1:-rw], flat[rw:-1], flat[rw + 1 :]], axis=1)
+        self._quad = np.ascontiguousarray(quad.T)  # planar: 12 x pixels
+        #: Planar (3 x pixels): a gather returns colour planes directly.
+        self._detail = np.ascontiguousarray(detail.reshape(-1, 3).T)
         self._build_interior(xs[0], ys[:, 0])
 
     # --- the interior, drawn once ------------------------------------------------------------------------------
@@ -564,7 +566,11 @@ class MouthWarp:
                 warped[:, lr] *= 1.0 - line[lr]
         warped += 0.5
         np.clip(warped, 0, 255, out=warped)
-        np.copyto(out[r0:r1], np.moveaxis(warped, 0, -1), casting="unsafe")
+        # Cast planar, then copied a plane at a time into the interleaved frame (4x faster than one strided cast).
+        planes = warped.astype(np.uint8)
+        dst = out[r0:r1]
+        for c in range(3):
+            dst[..., c] = planes[c]
 
     def _close_and_drop(self, shape: MouthShape) -> tuple[float, float]:
         """How much of the photo's resting gap is closed, and how far (px) the lower lip drops, for ``shape``."""
@@ -639,22 +645,38 @@ class MouthWarp:
         """Smooth part bilinearly plus detail from the nearest pixel, at absolute coordinates clamped to the ROI;
         planar (3 x rows x cols)."""
         y0, _, x0, _ = self.roi
-        fx = np.clip(sx - x0, 0.0, self._rw - 1.0)
-        fy = np.clip(sy - y0, 0.0, self._rh - 1.0)
+        fx = sx - np.float32(x0)
+        np.clip(fx, 0.0, self._rw - 1.0, out=fx)
+        fy = sy - np.float32(y0)
+        np.clip(fy, 0.0, self._rh - 1.0, out=fy)
         # Integer parts kept as float32: subtracting them is exact, and float32 arithmetic stays float32.
-        ix = np.minimum(np.floor(fx), self._rw - 2.0)
-        iy = np.minimum(np.floor(fy), self._rh - 2.0)
-        ax = fx - ix
-        ay = fy - iy
-        index = (iy * self._rw + ix).astype(np.intp)
+        ix = np.floor(fx)
+        np.minimum(ix, self._rw - 2.0, out=ix)
+        iy = np.floor(fy)
+        np.minimum(iy, self._rh - 2.0, out=iy)
+        ax = fx
+        ax -= ix
+        ay = fy
+        ay -= iy
+        iy *= self._rw
+        iy += ix
+        index = iy.astype(np.intp)
         # Colour planes (12 x rows x cols): numpy broadcasts a per-pixel weight over separate planes ~6x faster than
-        # over an interleaved RGB last axis.
-        q = np.moveaxis(np.take(self._quad, index, axis=0), -1, 0).astype(np.float32, order="C")
-        top = q[0:3] * (1.0 - ax) + q[3:6] * ax
-        bot = q[6:9] * (1.0 - ax) + q[9:12] * ax
-        sampled: F32 = top * (1.0 - ay) + bot * ay
-        nearest = index + (ay >= 0.5) * self._rw + (ax >= 0.5)
-        sampled += np.moveaxis(np.take(self._detail, nearest, axis=0), -1, 0)
+        # over an interleaved RGB last axis. The gather from the planar table returns them directly, as bytes that
+        # the arithmetic widens to float32 on the fly.
+        q = np.take(self._quad, index, axis=1)
+        bx = 1.0 - ax
+        top = q[0:3] * bx
+        top += q[3:6] * ax
+        sampled: F32 = q[6:9] * bx
+        sampled += q[9:12] * ax
+        sampled *= ay
+        top *= 1.0 - ay
+        sampled += top
+        nearest = index
+        nearest += (ay >= 0.5) * self._rw
+        nearest += ax >= 0.5
+        sampled += np.take(self._detail, nearest, axis=1)
         return sampled
 
 
