@@ -80,7 +80,11 @@ _INCISOR = 0.16
 
 def smoothstep(t: F32) -> F32:
     t = np.clip(t, 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
+    rise = 2.0 * t
+    np.subtract(3.0, rise, out=rise)
+    t *= t
+    t *= rise
+    return t
 
 
 def smoothstep_f(t: float) -> float:
@@ -472,12 +476,12 @@ class MouthWarp:
         t = np.minimum(x - self._jx0, self._jx1 - x) / (0.35 * span)
         return smoothstep(t)
 
-    def _upper_line(self, x: F32) -> F32:
+    def _upper_line(self, x: npt.NDArray[np.floating]) -> F32:
         if self._upper_contour is not None:
             return np.interp(x, *self._upper_contour).astype(np.float32)
         return (self._corner_y(x) + self._ui_depth * self.lip_profile(x)).astype(np.float32)
 
-    def _lower_line(self, x: F32) -> F32:
+    def _lower_line(self, x: npt.NDArray[np.floating]) -> F32:
         if self._lower_contour is not None:
             return np.interp(x, *self._lower_contour).astype(np.float32)
         return (self._corner_y(x) + self._li_depth * self.lip_profile(x)).astype(np.float32)
@@ -501,8 +505,10 @@ class MouthWarp:
         window = self._window[r0:r1]
         # Backward map: which base column does each output pixel show?
         sx = X - self._hbasis[r0:r1] * (1.0 - 1.0 / shape.scale)
-        up = self._upper_line(sx)
-        low = np.maximum(self._lower_line(sx), up)
+        # np.interp works in float64: the columns are converted once for both lip lines.
+        sx64 = sx.astype(np.float64) if self._upper_contour is not None and self._lower_contour is not None else sx
+        up = self._upper_line(sx64)
+        low = np.maximum(self._lower_line(sx64), up)
         side = self.lip_profile(sx)
         rest_gap = low - up
         close, drop = self._close_and_drop(shape)
@@ -530,18 +536,18 @@ class MouthWarp:
             # the first pixels of each moved lip edge are read a little further into the lip.
             # (Over twice the crease's width, so the lip is compressed at most 2:1 there, never folded.)
             below = (Y - low_out) / (2.0 * self._crease)
-            sy = np.where((below >= 0) & (below < 1.0), sy + skip * side * (1.0 - below), sy)
+            np.copyto(sy, sy + skip * side * (1.0 - below), where=(below >= 0) & (below < 1.0))
         # Above the upper lip's inner edge: the band from the fixed top down to the moved lip line follows the lip
         # smoothly (no kink in the skin's texture where the stretch starts), never folding.
         if close > 0:
             band = np.maximum(up_out - self._top, 1.0)
             follow = smoothstep((Y - self._top) / band) * np.minimum(close_up, band / 1.6)
-            sy = np.where((self._top <= Y) & (up_out > Y), Y - follow, sy)
+            np.copyto(sy, Y - follow, where=(self._top <= Y) & (up_out > Y))
         # Inside the gap, the photo's own interior (its teeth) stays with the upper jaw...
-        sy = np.where((up_out <= Y) & (low_out > Y), Y - close_up, sy)
+        np.copyto(sy, Y - close_up, where=(up_out <= Y) & (low_out > Y))
         if near_lips:
             above = (up_out - Y) / (2.0 * self._crease)
-            sy = np.where((above > 0) & (above < 1.0), sy - skip * 0.6 * side * (1.0 - above), sy)
+            np.copyto(sy, sy - skip * 0.6 * side * (1.0 - above), where=(above > 0) & (above < 1.0))
         warped = self._sample(sx, sy)
 
         # ...and whatever opens beyond the photo's own gap is synthesised. The lip edges are as soft as the photo.
