@@ -525,7 +525,12 @@ class MouthWarp:
         # Below the lower lip: the lip (and, further down, the whole chin) moves by the jaw's displacement; the chin,
         # further from the hinge, moves a little more than the lip.
         t = smoothstep((Y - low) / self._lip_to_chin)
-        profile = opens * (1.0 - t) + CHIN_GAIN * self._jaw_profile(sx) * t
+        chin = self._jaw_profile(sx)
+        chin *= CHIN_GAIN
+        chin *= t
+        profile = 1.0 - t
+        profile *= opens
+        profile += chin
         chin_shift = (drop * profile - 0.6 * close * rest_gap * (1.0 - t)) * self._vfall[r0:r1]
         sy = np.where(low_out <= Y, Y - chin_shift, Y)
         skip = self._crease * min(1.0, 4.0 * shape.opening)
@@ -555,7 +560,7 @@ class MouthWarp:
         soft = self._soft
         synth = np.clip(
             (np.minimum(Y + 0.5 * soft, low_out) - np.maximum(Y - 0.5 * soft, new_top)) / soft, 0.0, 1.0
-        ).astype(np.float32)
+        ).astype(np.float32, copy=False)
         box = _nonzero_box(synth) if drop > 0 else None
         if box is not None:
             # The interior is computed only in the box where the gap shows (a small band of the ROI); outside it the
