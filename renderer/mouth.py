@@ -478,12 +478,14 @@ class MouthWarp:
 
     def _upper_line(self, x: npt.NDArray[np.floating]) -> F32:
         if self._upper_contour is not None:
-            return np.interp(x, *self._upper_contour).astype(np.float32)
+            line: F32 = np.interp(x, *self._upper_contour).astype(np.float32)
+            return line
         return (self._corner_y(x) + self._ui_depth * self.lip_profile(x)).astype(np.float32)
 
     def _lower_line(self, x: npt.NDArray[np.floating]) -> F32:
         if self._lower_contour is not None:
-            return np.interp(x, *self._lower_contour).astype(np.float32)
+            line: F32 = np.interp(x, *self._lower_contour).astype(np.float32)
+            return line
         return (self._corner_y(x) + self._li_depth * self.lip_profile(x)).astype(np.float32)
 
     # --- rendering --------------------------------------------------------------------------------------------
