@@ -22,7 +22,7 @@ from avaluma.core.live.events import (
 )
 from avaluma.core.live.sessions import Session, StartRequest, VideoPublishing
 from avaluma.core.media import RenderOptions
-from avaluma.proto.v1 import avatar_service_pb2, common_pb2
+from avaluma.proto.v1 import avatar_service_pb2, common_pb2, render_service_pb2
 from avaluma.renderer.engine import PlaybackEvent
 
 SESSION_STATES: Final[dict[SessionState, avatar_service_pb2.SessionState]] = {
@@ -49,15 +49,21 @@ VIDEO_CODECS: Final[dict[str, avatar_service_pb2.VideoCodec]] = {
 # --- requests ---------------------------------------------------------------------------------------------------
 
 
-def render_options(message: common_pb2.RenderOptions, defaults: RenderOptions) -> RenderOptions:
-    """``RenderOptions`` from the wire (0 = the server's default), validated with the request's field names."""
+def render_options(
+    message: common_pb2.RenderOptions | render_service_pb2.RenderConfig,
+    defaults: RenderOptions,
+    *,
+    field: str = "render",
+) -> RenderOptions:
+    """``RenderOptions`` from the wire (0 = the server's default), validated with the request's field names
+    (``field``: where the message sits in the request, ``render`` of StartSession or a Render stream's ``config``)."""
     return defaults.resolve(
         fps=message.fps,
         audio_sample_rate=message.audio_sample_rate,
         seed=message.seed,
         width=message.width,
         height=message.height,
-        field="render",
+        field=field,
     )
 
 

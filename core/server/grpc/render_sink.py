@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from avaluma.core.errors import AvalumaError, InvalidArgument
 from avaluma.core.media import RenderOptions, check_emotion, float_to_pcm16
-from avaluma.core.server.grpc.convert import playback_finished, playback_started, stream_error
+from avaluma.core.server.grpc.convert import playback_finished, playback_started, render_options, stream_error
 from avaluma.proto.v1 import common_pb2, render_service_pb2
 from avaluma.renderer.engine import PlaybackEvent, RenderedFrame
 from avaluma.renderer.frame_formats import DEFAULT_JPEG_QUALITY, FrameEncoding, encode_frame
@@ -62,14 +62,7 @@ def stream_settings(
     default_emotion: str = "neutral",
 ) -> StreamSettings:
     """Validate a ``RenderConfig`` message; raise :class:`InvalidArgument` naming the field and its valid range."""
-    options = defaults.resolve(
-        fps=config.fps,
-        audio_sample_rate=config.audio_sample_rate,
-        seed=config.seed,
-        width=config.width,
-        height=config.height,
-        field="config",
-    )
+    options = render_options(config, defaults, field="config")
     encoding = _ENCODINGS.get(config.encoding)
     if encoding is None:
         raise InvalidArgument(
