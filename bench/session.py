@@ -402,6 +402,18 @@ async def clear_latency(runs: int, *, speaking: bool) -> list[float]:
     return out
 
 
+async def talk(p: Playout, offset: float = 0.0) -> None:
+    """Half the time speaking: 2 s of speech in 100 ms chunks, then 2 s of silence, forever (from ``offset`` s)."""
+    await asyncio.sleep(offset)
+    while True:
+        audio = speech(2.0)
+        for j in range(0, audio.size, RATE // 10):
+            p.push_audio(AudioChunk(audio[j : j + RATE // 10], RATE))
+            await asyncio.sleep(0.1)
+        p.end_segment()
+        await asyncio.sleep(2.0)
+
+
 async def capacity(n: int, seconds: float, codec: str | None = None) -> tuple[int, int, int, float]:
     """Run ``n`` sessions for ``seconds``, each speaking half the time, each publishing through its own real
     ``AVSyncSink`` (rtc sources and synchronizer, no room) and, with ``codec``, its own :class:`Encoder`; returns
@@ -414,16 +426,6 @@ async def capacity(n: int, seconds: float, codec: str | None = None) -> tuple[in
         sinks = [EncodingSink(s, Encoder(codec, *size, FPS)) for s in sinks]
     playouts = [Playout(r, s) for r, s in zip(renders, sinks, strict=True)]
     tasks = [asyncio.create_task(p.run()) for p in playouts]
-
-    async def talk(p: Playout, offset: float) -> None:
-        await asyncio.sleep(offset)
-        while True:
-            audio = speech(2.0)
-            for j in range(0, audio.size, RATE // 10):
-                p.push_audio(AudioChunk(audio[j : j + RATE // 10], RATE))
-                await asyncio.sleep(0.1)
-            p.end_segment()
-            await asyncio.sleep(2.0)
 
     def dropped() -> int:
         return sum(getattr(s, "dropped", 0) for s in sinks)
@@ -462,15 +464,6 @@ async def guarded_admission(
     playouts: list[Playout] = []
     sinks: list[Any] = []
     tasks: list[asyncio.Task[Any]] = []
-
-    async def talk(p: Playout) -> None:
-        while True:
-            audio = speech(2.0)
-            for j in range(0, audio.size, RATE // 10):
-                p.push_audio(AudioChunk(audio[j : j + RATE // 10], RATE))
-                await asyncio.sleep(0.1)
-            p.end_segment()
-            await asyncio.sleep(2.0)
 
     refused = ""
     while not refused:
