@@ -83,6 +83,15 @@ def batching_counts(url: str, model: str) -> tuple[int, int]:
     )
 
 
+def assert_same_frames(sessions: list[MouthFrames], unbatched: list[MouthFrames]) -> None:
+    """Every session's mouth parameters and visemes equal the unbatched model's, bit for bit."""
+    for got, expected in zip(sessions, unbatched, strict=True):
+        assert len(got) == len(expected) > 20
+        assert np.array_equal(got.params, expected.params)
+        assert got.visemes is not None and expected.visemes is not None
+        assert np.array_equal(got.visemes, expected.visemes)
+
+
 @pytest.mark.parametrize("chunk", [640, 333])
 def test_batched_sessions_equal_unbatched_bit_for_bit(triton: TritonServer, chunk: int) -> None:
     audios = [speech_like(1.0 + 0.1 * i, seed=40 + i) for i in range(SESSIONS)]
@@ -90,11 +99,7 @@ def test_batched_sessions_equal_unbatched_bit_for_bit(triton: TritonServer, chun
     batched = concurrent_sessions(triton.grpc_url, "lipsync", audios, chunk)
     after = batching_counts(triton.grpc_url, "lipsync")
     unbatched = concurrent_sessions(triton.grpc_url, "lipsync_unbatched", audios, chunk)
-    for got, expected in zip(batched, unbatched, strict=True):
-        assert len(got) == len(expected) > 20
-        assert np.array_equal(got.params, expected.params)
-        assert got.visemes is not None and expected.visemes is not None
-        assert np.array_equal(got.visemes, expected.visemes)
+    assert_same_frames(batched, unbatched)
     requests, executions = after[0] - before[0], after[1] - before[1]
     # Triton did hand several sessions' requests to one execute(): the equality above covered real batches.
     assert requests > executions, f"{requests} requests in {executions} execute() calls: nothing was batched"
@@ -106,11 +111,7 @@ def test_sessions_sharing_requests_equal_unbatched_bit_for_bit(triton: TritonSer
     shared: list[int] = []
     coalesced = concurrent_sessions(triton.grpc_url, "lipsync_multi", audios, chunk, shared)
     unbatched = concurrent_sessions(triton.grpc_url, "lipsync_unbatched", audios, chunk)
-    for got, expected in zip(coalesced, unbatched, strict=True):
-        assert len(got) == len(expected) > 20
-        assert np.array_equal(got.params, expected.params)
-        assert got.visemes is not None and expected.visemes is not None
-        assert np.array_equal(got.visemes, expected.visemes)
+    assert_same_frames(coalesced, unbatched)
     requests, chunks = shared
     # Requests did carry the chunks of several sessions: the equality above covered shared requests.
     assert chunks > requests, f"{chunks} chunks in {requests} requests: no request was shared"
