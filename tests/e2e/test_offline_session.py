@@ -19,6 +19,7 @@ pytest.importorskip("livekit.agents", reason="the agent extra (livekit-agents) i
 
 from livekit.agents import Agent, AgentSession
 from livekit.agents.voice.avatar import QueueAudioOutput
+from waiting import wait_until
 
 from avaluma.agent.testing import LLMReply, ScriptedLLM, ScriptedSTT, ScriptedVAD, SilentAudioInput, ToneTTS, UserTurn
 from avaluma.core.live.events import Cleared, PlayoutEvent
@@ -66,12 +67,7 @@ class Rig:
         return [e for _, e in self.events if e.kind == "finished"]
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
-        async def loop() -> None:
-            while not predicate():
-                self.changed.clear()
-                await self.changed.wait()
-
-        await asyncio.wait_for(loop(), HANG_GUARD_S)
+        await wait_until(self.changed, predicate, HANG_GUARD_S)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import pytest
 from conftest import API_KEY, server_config
 from test_grpc_sessions import ScriptedConnector, token
 from triton_support import copy_repository, require_triton, speech_like
+from waiting import wait_until
 
 from avaluma.core.live.avatar_store import AvatarStore
 from avaluma.core.live.livekit_session import LiveSession, build_live_session
@@ -54,12 +55,7 @@ class Recorder:
         return None
 
     async def speaking_frames(self, n: int) -> None:
-        async def wait() -> None:
-            while sum(f.speaking for f in self.frames) < n:
-                self.changed.clear()
-                await self.changed.wait()
-
-        await asyncio.wait_for(wait(), WAIT_S)
+        await wait_until(self.changed, lambda: sum(f.speaking for f in self.frames) >= n, WAIT_S)
 
 
 class Runtimes:

@@ -10,6 +10,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from waiting import wait_until
 
 from avaluma.core.errors import ResourceExhausted
 from avaluma.core.live.lateness import WINDOW_S, LatenessWatch
@@ -49,12 +50,7 @@ class StarvableSink:
         """Wait until ``n`` more frames went out."""
         target = self.frames + n
 
-        async def wait() -> None:
-            while self.frames < target:
-                self.changed.clear()
-                await self.changed.wait()
-
-        await asyncio.wait_for(wait(), HANG_GUARD_S)
+        await wait_until(self.changed, lambda: self.frames >= target, HANG_GUARD_S)
 
 
 async def test_a_server_behind_on_its_sessions_admits_nothing_until_they_catch_up() -> None:

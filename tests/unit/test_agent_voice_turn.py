@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from livekit.agents import Agent, AgentSession, function_tool
 from livekit.agents.voice.avatar import QueueAudioOutput
+from waiting import wait_until
 
 from avaluma.agent.testing import (
     LLMReply,
@@ -45,12 +46,7 @@ class Rig:
         return [i for i in self.items if i.type == "message" and i.role == "assistant"]
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
-        async def loop() -> None:
-            while not predicate():
-                self.changed.clear()
-                await self.changed.wait()
-
-        await asyncio.wait_for(loop(), HANG_GUARD_S)
+        await wait_until(self.changed, predicate, HANG_GUARD_S)
 
 
 @pytest.fixture

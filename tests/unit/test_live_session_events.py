@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from livekit import rtc
+from waiting import wait_until
 
 from avaluma.core.avatar_protocol import RPC_CLEAR_BUFFER, RPC_PLAYBACK_FINISHED, RPC_PLAYBACK_STARTED
 from avaluma.core.live.events import EndReason, SessionError
@@ -93,12 +94,7 @@ class Rig:
         return [(e.kind, e.segment, e.interrupted) for e in self.watched if isinstance(e, PlaybackEvent)]
 
     async def until(self, predicate: Callable[[], bool]) -> None:
-        async def loop() -> None:
-            while not predicate():
-                self.changed.clear()
-                await self.changed.wait()
-
-        await asyncio.wait_for(loop(), HANG_GUARD_S)
+        await wait_until(self.changed, predicate, HANG_GUARD_S)
 
 
 @pytest.fixture
