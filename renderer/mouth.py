@@ -502,6 +502,14 @@ class MouthWarp:
         for r0 in range(0, self._rh, step):
             self._render_rows(out, shape, r0, min(self._rh, r0 + step))
 
+    def _rows(self, r0: int, r1: int, lo: float, hi: float) -> slice:
+        """The rows of the tile ``r0:r1`` (relative to it) whose y lies in [``lo``, ``hi``], widened by a pixel each
+        way (so float rounding never leaves out a row); empty when there are none."""
+        base = self.roi[0] + r0
+        a = min(max(0, math.floor(lo) - 1 - base), r1 - r0)
+        b = max(a, min(r1 - r0, math.ceil(min(hi, float(self._rh + self.roi[0]))) + 2 - base))
+        return slice(a, b)
+
     def _render_rows(self, out: npt.NDArray[np.uint8], shape: MouthShape, r0: int, r1: int) -> None:
         X, Y = self._X[r0:r1], self._Y[r0:r1]
         window = self._window[r0:r1]
@@ -523,60 +531,83 @@ class MouthWarp:
         lower_shift = drop * opens - 0.6 * close * rest_gap
         up_out = up + close_up
         low_out = low + lower_shift * window
+        # Each step below changes only pixels in a band of rows around the moved lip lines: it is computed on the
+        # rows of that band (the same values, on a fraction of the tile).
+        u_min, u_max = float(up_out.min()), float(up_out.max())
+        l_min, l_max = float(low_out.min()), float(low_out.max())
 
         # Below the lower lip: the lip (and, further down, the whole chin) moves by the jaw's displacement; the chin,
-        # further from the hinge, moves a little more than the lip.
-        t = smoothstep((Y - low) / self._lip_to_chin)
-        chin = self._jaw_profile(sx)
-        chin *= CHIN_GAIN
-        chin *= t
-        profile = 1.0 - t
-        profile *= opens
-        profile += chin
-        chin_shift = (drop * profile - 0.6 * close * rest_gap * (1.0 - t)) * self._vfall[r0:r1]
-        sy = np.where(low_out <= Y, Y - chin_shift, Y)
+        # further from the hinge, moves a little more than the lip. Above the moved lower lip every pixel reads its
+        # own row.
+        sy = Y.copy()
+        rs = self._rows(r0, r1, l_min, math.inf)
+        if rs.start < rs.stop:
+            Yr = Y[rs]
+            t = smoothstep((Yr - low[rs]) / self._lip_to_chin)
+            chin = self._jaw_profile(sx[rs])
+            chin *= CHIN_GAIN
+            chin *= t
+            profile = 1.0 - t
+            profile *= opens[rs]
+            profile += chin
+            chin_shift = (drop * profile - 0.6 * close * rest_gap[rs] * (1.0 - t)) * self._vfall[r0:r1][rs]
+            np.copyto(sy[rs], Yr - chin_shift, where=low_out[rs] <= Yr)
         skip = self._crease * min(1.0, 4.0 * shape.opening)
         reach = 2.0 * self._crease
-        near_lips = skip > 0 and Y[0, 0] <= float(low_out.max()) + reach and Y[-1, 0] >= float(up_out.min()) - reach
+        near_lips = skip > 0 and Y[0, 0] <= l_max + reach and Y[-1, 0] >= u_min - reach
         if near_lips:
             # Where the lips part, their inner edges show lip, not the dark crease the closed lips made in the photo:
             # the first pixels of each moved lip edge are read a little further into the lip.
             # (Over twice the crease's width, so the lip is compressed at most 2:1 there, never folded.)
-            below = (Y - low_out) / (2.0 * self._crease)
-            np.copyto(sy, sy + skip * side * (1.0 - below), where=(below >= 0) & (below < 1.0))
+            rs = self._rows(r0, r1, l_min, l_max + reach)
+            below = (Y[rs] - low_out[rs]) / (2.0 * self._crease)
+            np.copyto(sy[rs], sy[rs] + skip * side[rs] * (1.0 - below), where=(below >= 0) & (below < 1.0))
         # Above the upper lip's inner edge: the band from the fixed top down to the moved lip line follows the lip
         # smoothly (no kink in the skin's texture where the stretch starts), never folding.
         if close > 0:
-            band = np.maximum(up_out - self._top, 1.0)
-            follow = smoothstep((Y - self._top) / band) * np.minimum(close_up, band / 1.6)
-            np.copyto(sy, Y - follow, where=(self._top <= Y) & (up_out > Y))
+            rs = self._rows(r0, r1, self._top, u_max)
+            Yr = Y[rs]
+            band = np.maximum(up_out[rs] - self._top, 1.0)
+            follow = smoothstep((Yr - self._top) / band) * np.minimum(close_up[rs], band / 1.6)
+            np.copyto(sy[rs], Yr - follow, where=(self._top <= Yr) & (up_out[rs] > Yr))
         # Inside the gap, the photo's own interior (its teeth) stays with the upper jaw...
-        np.copyto(sy, Y - close_up, where=(up_out <= Y) & (low_out > Y))
+        rs = self._rows(r0, r1, u_min, l_max)
+        Yr = Y[rs]
+        np.copyto(sy[rs], Yr - close_up[rs], where=(up_out[rs] <= Yr) & (low_out[rs] > Yr))
         if near_lips:
-            above = (up_out - Y) / (2.0 * self._crease)
-            np.copyto(sy, sy - skip * 0.6 * side * (1.0 - above), where=(above > 0) & (above < 1.0))
+            rs = self._rows(r0, r1, u_min - reach, u_max)
+            above = (up_out[rs] - Y[rs]) / (2.0 * self._crease)
+            np.copyto(sy[rs], sy[rs] - skip * 0.6 * side[rs] * (1.0 - above), where=(above > 0) & (above < 1.0))
         warped = self._sample(sx, sy)
 
         # ...and whatever opens beyond the photo's own gap is synthesised. The lip edges are as soft as the photo.
-        new_top = up_out + rest_gap * (1.0 - close)
+        # The gap's top is never above the moved upper lip, so the coverage is 0 outside these rows.
         soft = self._soft
-        synth = np.clip(
-            (np.minimum(Y + 0.5 * soft, low_out) - np.maximum(Y - 0.5 * soft, new_top)) / soft, 0.0, 1.0
-        ).astype(np.float32, copy=False)
-        box = _nonzero_box(synth) if drop > 0 else None
-        if box is not None:
-            # The interior is computed only in the box where the gap shows (a small band of the ROI); outside it the
-            # coverage is 0 and the warped pixels stand as they are.
-            ys, xs = slice(box[0], box[1]), slice(box[2], box[3])
-            cut = (a[ys, xs] for a in (Y, sx, side, up_out, low_out, synth, new_top))
-            self._paint_interior(warped[:, ys, xs], shape, r0 + box[0], box[2], *cut)
+        rs = self._rows(r0, r1, u_min - 0.5 * soft, l_max + 0.5 * soft)
+        if drop > 0 and rs.start < rs.stop:
+            Yr = Y[rs]
+            new_top = up_out[rs] + rest_gap[rs] * (1.0 - close)
+            synth = np.clip(
+                (np.minimum(Yr + 0.5 * soft, low_out[rs]) - np.maximum(Yr - 0.5 * soft, new_top)) / soft, 0.0, 1.0
+            ).astype(np.float32, copy=False)
+            box = _nonzero_box(synth)
+            if box is not None:
+                # The interior is computed only in the box where the gap shows (a small band of the ROI); outside it
+                # the coverage is 0 and the warped pixels stand as they are.
+                band_rows, xs = slice(box[0], box[1]), slice(box[2], box[3])
+                ys = slice(rs.start + box[0], rs.start + box[1])
+                cut = [a[ys, xs] for a in (Y, sx, side, up_out, low_out)]
+                cut += [synth[band_rows, xs], new_top[band_rows, xs]]
+                self._paint_interior(warped[:, ys, xs], shape, r0 + ys.start, box[2], *cut)
         if close > 0 and self._teeth:
-            # Pressed lips: a soft shadow along the line where they meet (exactly 0 a dozen pixels away from it).
-            line = np.exp(-(((Y - up_out) / 1.2) ** 2)) * side * close * 0.35
+            # Pressed lips: a soft shadow along the line where they meet (exactly 0 a dozen pixels away from it: in
+            # float32, exp(-(16 / 1.2) ** 2) is 0).
+            rs = self._rows(r0, r1, u_min - 16.0, u_max + 16.0)
+            line = np.exp(-(((Y[rs] - up_out[rs]) / 1.2) ** 2)) * side[rs] * close * 0.35
             rows = np.flatnonzero(line.any(axis=1))
             if rows.size:
                 lr = slice(int(rows[0]), int(rows[-1]) + 1)
-                warped[:, lr] *= 1.0 - line[lr]
+                warped[:, rs.start + lr.start : rs.start + lr.stop] *= 1.0 - line[lr]
         warped += 0.5
         np.clip(warped, 0, 255, out=warped)
         # Cast planar, then copied a plane at a time into the interleaved frame (4x faster than one strided cast).
