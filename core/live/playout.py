@@ -73,8 +73,14 @@ IDLE_AHEAD: Final = 2
 MAX_BACKLOG_S: Final = 120.0
 #: A frame published more than this fraction of a frame period after its slot counts as late.
 LATE_FRACTION: Final = 0.5
-#: More than this far behind the clock (a starved CPU) the clock restarts instead of bursting frames to catch up.
-MAX_LAG_S: Final = 0.5
+#: More than this far behind the clock (a stall, a starved CPU) the clock restarts instead of bursting frames to catch
+#: up. No further than a LiveKit session's media queues hold (``MEDIA_QUEUE_MS``): its audio source plays out in real
+#: time and takes at most that much ahead, so a larger lag could never be caught up through it and every later frame
+#: would count as late, for as long as the session lasts, after one stall (and admission's lateness guard would call
+#: the server behind all that time).
+MAX_LAG_S: Final = 0.1
+#: The "fell behind" warning is logged at most this often per player (each restart is still an event).
+LAG_LOG_INTERVAL_S: Final = 10.0
 #: Events a player keeps for its consumer; beyond this (nobody reads them) the oldest are dropped.
 MAX_PENDING_EVENTS: Final = 4096
 
@@ -373,6 +379,8 @@ class Playout:
         self._closed = False
         self._frames = 0
         self._late = 0
+        self._restarts = 0  # times the clock restarted after falling behind
+        self._lag_logged: float | None = None
         self.last_activity = self._clock.now()
 
     # --- inputs (event loop, never block) -------------------------------------------------------------------
@@ -571,10 +579,8 @@ class Playout:
                 await clock.sleep(due - now)
                 continue
             if now - due > MAX_LAG_S:
-                log.warning("playout fell behind its clock; restarting the clock", extra={"lag_s": now - due})
-                self._events.put(FellBehind(now - due))
-                start = now - published * self._frame_s
-                due = now
+                self._fell_behind(now - due)
+                start = now - published * self._frame_s  # this frame still counts as late: ``due`` was missed
             if not self._realtime:
                 await self._quiet.wait()  # virtual time: everything renderable by now is rendered
                 self._raise_failure()
@@ -582,6 +588,15 @@ class Playout:
                     break
             await self._tick(due)
             published += 1
+
+    def _fell_behind(self, lag_s: float) -> None:
+        self._restarts += 1
+        now = self._clock.now()
+        if self._lag_logged is None or now - self._lag_logged >= LAG_LOG_INTERVAL_S:
+            self._lag_logged = now
+            extra = {"lag_s": round(lag_s, 3), "restarts": self._restarts}
+            log.warning("playout fell behind its clock; restarting the clock", extra=extra)
+        self._events.put(FellBehind(lag_s))
 
     async def _unpaced_loop(self) -> None:
         """Publish speech frames as soon as they are rendered; never an idle frame."""

@@ -7,6 +7,7 @@ per frame stands for a CPU starved by other work. Nothing here depends on wall-c
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,32 @@ def test_the_watch_needs_several_late_frames_and_forgets_old_ones() -> None:
     assert watch.behind()
     now[0] += WINDOW_S + 0.5
     assert watch.counts() == (0, 0) and not watch.behind()
+
+
+async def test_one_stall_of_the_event_loop_leaves_a_livekit_session_on_time_afterwards() -> None:
+    """Real time and the real LiveKit sink (``rtc.AVSynchronizer`` and sources, no room): its audio source plays out
+    in real time and takes at most 100 ms ahead, so a playout stalled for longer can never catch up through it. The
+    stalled frame counts as late once; the frames after it must not (before the clock restarted at 100 ms of lag,
+    every later frame of the session counted as late, and the server's lateness guard refused all new sessions)."""
+    from avaluma.core.live.livekit_session import AVSyncSink
+
+    avatar = load_hvia(ROOT / "assets" / "avatars" / "astronaut.hvia")
+    render = RenderSession(avatar, EnergyBackend(), fps=FPS, audio_sample_rate=16_000)
+    sink = AVSyncSink(width=avatar.width, height=avatar.height, fps=FPS, sample_rate=16_000)
+    playout = Playout(render, sink)
+    task = asyncio.create_task(playout.run())
+    try:
+        await asyncio.sleep(1.0)  # idle frames on time
+        before = playout.stats()
+        time.sleep(0.3)  # noqa: ASYNC251 - the event loop stalls once (a garbage collection, a blocking call)
+        await asyncio.sleep(0.2)
+        at_stall = playout.stats()
+        await asyncio.sleep(2.0)
+        after = playout.stats()
+    finally:
+        playout.close()
+        await asyncio.wait_for(task, HANG_GUARD_S)
+        await sink.aclose()
+    assert at_stall.late_frames > before.late_frames  # the stall itself is seen
+    assert after.frames - at_stall.frames >= FPS  # frames kept going out in real time
+    assert after.late_frames - at_stall.late_frames <= 2, after
