@@ -390,7 +390,11 @@ class MouthWarp:
         flat = smooth.reshape(-1, 3)
         rw = self._rw
         quad = np.concatenate([flat[: -rw - 1], flat[1:-rw], flat[rw:-1], flat[rw + 1 :]], axis=1)
-        self._quad = np.ascontiguousarray(quad.T)  # planar: 12 x pixels
+        # One 16-byte row per pixel (12 bytes used), gathered as complex128 items: numpy's take copies 16-byte items
+        # about 5x faster than 12 separate byte planes, which leaves time to transpose the gather into planes.
+        quad16 = np.zeros((quad.shape[0], 16), np.uint8)
+        quad16[:, :12] = quad
+        self._quad = quad16.view(np.complex128)[:, 0]
         #: Planar (3 x pixels): a gather returns colour planes directly.
         self._detail = np.ascontiguousarray(detail.reshape(-1, 3).T)
         self._build_interior(xs[0], ys[:, 0])
@@ -602,12 +606,11 @@ class MouthWarp:
         if close > 0 and self._teeth:
             # Pressed lips: a soft shadow along the line where they meet (exactly 0 a dozen pixels away from it: in
             # float32, exp(-(16 / 1.2) ** 2) is 0).
+            # Rows where it is 0 everywhere are multiplied by 1, which leaves them exactly as they are.
             rs = self._rows(r0, r1, u_min - 16.0, u_max + 16.0)
-            line = np.exp(-(((Y[rs] - up_out[rs]) / 1.2) ** 2)) * side[rs] * close * 0.35
-            rows = np.flatnonzero(line.any(axis=1))
-            if rows.size:
-                lr = slice(int(rows[0]), int(rows[-1]) + 1)
-                warped[:, rs.start + lr.start : rs.start + lr.stop] *= 1.0 - line[lr]
+            if rs.start < rs.stop:
+                line = np.exp(-(((Y[rs] - up_out[rs]) / 1.2) ** 2)) * side[rs] * close * 0.35
+                warped[:, rs] *= 1.0 - line
         warped += 0.5
         np.clip(warped, 0, 255, out=warped)
         # Cast planar, then copied a plane at a time into the interleaved frame (4x faster than one strided cast).
@@ -706,9 +709,12 @@ class MouthWarp:
         iy += ix
         index = iy.astype(np.intp)
         # Colour planes (12 x rows x cols): numpy broadcasts a per-pixel weight over separate planes ~6x faster than
-        # over an interleaved RGB last axis. The gather from the planar table returns them directly, as bytes that
-        # the arithmetic widens to float32 on the fly.
-        q = np.take(self._quad, index, axis=1)
+        # over an interleaved RGB last axis. The gathered rows are transposed into planes of bytes, which the
+        # arithmetic widens to float32 on the fly.
+        rows = np.take(self._quad, index).view(np.uint8).reshape(-1, 16)
+        q = np.empty((12, rows.shape[0]), np.uint8)
+        q[...] = rows[:, :12].T
+        q = q.reshape((12, *index.shape))
         bx = 1.0 - ax
         top = q[0:3] * bx
         top += q[3:6] * ax
@@ -718,7 +724,7 @@ class MouthWarp:
         top *= 1.0 - ay
         sampled += top
         nearest = index
-        nearest += (ay >= 0.5) * self._rw
+        np.add(nearest, self._rw, out=nearest, where=ay >= 0.5)
         nearest += ax >= 0.5
         sampled += np.take(self._detail, nearest, axis=1)
         return sampled
