@@ -377,6 +377,15 @@ class MouthWarp:
         my = (rig.upper_lip_top[1] + rig.lower_lip_bottom[1]) / 2.0
         gauss = np.exp(-(((xs - self._cx) / (0.8 * mw)) ** 2) - ((ys - my) / (0.45 * mw)) ** 2)
         self._hbasis = ((xs - self._cx) * gauss * window).astype(np.float32)
+        #: The farthest any pixel's source column moves (px) per unit of ``1 - 1 / scale``.
+        self._hbasis_max = float(np.abs(self._hbasis).max())
+        #: The columns the inner lip contours span (x from, to), where both are strictly increasing in x: beyond
+        #: them np.interp holds the end values, so only the columns that can reach them need interpolating.
+        self._lip_span: tuple[float, float] | None = None
+        if self._upper_contour is not None and self._lower_contour is not None:
+            xu, xl_ = self._upper_contour[0], self._lower_contour[0]
+            if bool(np.all(np.diff(xu) > 0)) and bool(np.all(np.diff(xl_) > 0)):
+                self._lip_span = (float(min(xu[0], xl_[0])), float(max(xu[-1], xl_[-1])))
         below = (ys - self._chin_y) / max(y1 - 2.0 - self._chin_y, 1.0)
         self._vfall = ((1.0 - smoothstep(below)) * window).astype(np.float32)
         # The base split into a smooth part (sampled bilinearly) and its fine detail (taken from the nearest pixel):
@@ -492,6 +501,30 @@ class MouthWarp:
             return line
         return (self._corner_y(x) + self._li_depth * self.lip_profile(x)).astype(np.float32)
 
+    def _columns(self, lo: float, hi: float, shift: float) -> tuple[int, int]:
+        """Columns (c0, c1) of the ROI such that every pixel left of c0 reads from left of ``lo`` and every pixel
+        from c1 on from right of ``hi``, when source columns move at most ``shift`` px (a margin of 2 px more)."""
+        x0 = self.roi[2]
+        c0 = min(max(0, math.floor(lo - shift) - 2 - x0), self._rw)
+        c1 = max(c0, min(self._rw, math.ceil(hi + shift) + 3 - x0))
+        return c0, c1
+
+    def _lip_lines(self, sx: F32, shift: float) -> tuple[F32, F32]:
+        """The upper and lower inner lip lines at source columns ``sx`` (as :meth:`_upper_line` and
+        :meth:`_lower_line`), interpolated (in float64, as np.interp works) only on the columns that can reach the
+        contours; beyond them the lines hold their end values, as np.interp does."""
+        assert self._upper_contour is not None and self._lower_contour is not None and self._lip_span is not None
+        c0, c1 = self._columns(*self._lip_span, shift)
+        x = sx[:, c0:c1].astype(np.float64)
+        lines = []
+        for xp, fp in (self._upper_contour, self._lower_contour):
+            line = np.empty(sx.shape, np.float32)
+            line[:, :c0] = fp[0]
+            line[:, c1:] = fp[-1]
+            line[:, c0:c1] = np.interp(x, xp, fp)
+            lines.append(line)
+        return lines[0], lines[1]
+
     # --- rendering --------------------------------------------------------------------------------------------
 
     def render_roi(self, shape: MouthShape) -> npt.NDArray[np.uint8]:
@@ -518,12 +551,21 @@ class MouthWarp:
         X, Y = self._X[r0:r1], self._Y[r0:r1]
         window = self._window[r0:r1]
         # Backward map: which base column does each output pixel show?
-        sx = X - self._hbasis[r0:r1] * (1.0 - 1.0 / shape.scale)
-        # np.interp works in float64: the columns are converted once for both lip lines.
-        sx64 = sx.astype(np.float64) if self._upper_contour is not None and self._lower_contour is not None else sx
-        up = self._upper_line(sx64)
-        low = np.maximum(self._lower_line(sx64), up)
-        side = self.lip_profile(sx)
+        k = 1.0 - 1.0 / shape.scale
+        sx = X - self._hbasis[r0:r1] * k
+        shift = self._hbasis_max * abs(k)
+        if self._lip_span is not None:
+            up, lower = self._lip_lines(sx, shift)
+        else:
+            up, lower = self._upper_line(sx), self._lower_line(sx)
+        low = np.maximum(lower, up)
+        # The lip profile is 0 beyond the mouth corners: computed (with its square root) only on the columns that
+        # can read from between them.
+        c0, c1 = self._columns(self._cx - self._hw, self._cx + self._hw, shift)
+        side = np.zeros(sx.shape, np.float32)
+        side[:, c0:c1] = self.lip_profile(sx[:, c0:c1])
+        opens = np.zeros(sx.shape, np.float32)
+        np.sqrt(side[:, c0:c1], out=opens[:, c0:c1])
         rest_gap = low - up
         close, drop = self._close_and_drop(shape)
         # Closing the resting gap: the lower lip travels 60 % of the way up, the upper lip 40 % down.
@@ -531,7 +573,6 @@ class MouthWarp:
         # The lower lip drops along a half-ellipse, sqrt(1 - u^2) across the mouth: an oval opening as a real jaw
         # makes (a parabola opened a crescent that face landmarkers, and viewers, read as a smaller opening on small
         # and smiling mouths).
-        opens = np.sqrt(side)
         lower_shift = drop * opens - 0.6 * close * rest_gap
         up_out = up + close_up
         low_out = low + lower_shift * window
