@@ -567,6 +567,13 @@ class Playout:
 
     async def _tick_loop(self) -> None:
         clock = self._clock
+        # The clock starts with the first frame: a session's first render (cold caches, a model's first run) is not
+        # lateness, and counted as such it would call a server behind while sessions are starting.
+        while not (self._closed or self._ready or self._idle or (self._finishing and not self.busy())):
+            self._raise_failure()
+            self._produced.clear()
+            await self._produced.wait()
+        self._raise_failure()
         start = clock.now()
         published = 0
         while not self._closed:
