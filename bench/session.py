@@ -36,19 +36,18 @@ import statistics
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from avaluma.core.errors import ResourceExhausted
-from avaluma.core.live.admission import SessionBudget, available_cores, measure_budget
+from avaluma.core.live.admission import PUBLISH_COST, SessionBudget, available_cores, measure_budget
 from avaluma.core.live.audio_receiver import AudioStreamReceiver, SenderPolicy
 from avaluma.core.live.livekit_session import AVSyncSink
 from avaluma.core.live.playout import Playout, VirtualClock
-from avaluma.core.live.sessions import SessionSlots
+from avaluma.core.live.sessions import SessionSlots, VideoPublishing
+from avaluma.core.live.video_encoding import Encoder, rgb_to_i420
 from avaluma.core.media import AudioChunk
 from avaluma.renderer.engine import RenderedFrame, RenderSession
 from avaluma.renderer.hvia import load_hvia
@@ -88,128 +87,6 @@ class TimedSink:
 
     async def clear(self) -> None:
         pass
-
-
-# --- the room's encoder, stood in for -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Layer:
-    width: int
-    height: int
-    bitrate: int  #: bits per second
-    fps: float
-
-
-def livekit_layers(width: int, height: int, fps: int, *, simulcast: bool = True) -> list[Layer]:
-    """The video layers LiveKit encodes a camera track of ``width`` x ``height`` with when ``TrackPublishOptions``
-    set no encoding (the server sets none; the FFI's defaults apply: VP8, simulcast on). The presets and the choice
-    are livekit-ffi's (rust-sdks ``livekit/src/room/options.rs``, ``compute_appropriate_encoding`` and
-    ``compute_video_encodings``): 512x640 is nearer 4:3 than 16:9 and its long side is 640, so the full layer gets
-    the 720x540 preset, 450 kbps at 25 fps, and simulcast adds the 480x360 preset scaled to 360x450, 225 kbps at
-    20 fps (a frame's long side of 480 or more gets that one extra layer, 960 or more two)."""
-    long, short = max(width, height), min(width, height)
-    if abs(long / short - 16 / 9) < abs(long / short - 4 / 3):  # (width, height, bitrate, fps) of each preset
-        presets = [
-            (160, 90, 90_000, 15),
-            (320, 180, 160_000, 15),
-            (384, 216, 180_000, 15),
-            (640, 360, 450_000, 20),
-            (960, 540, 800_000, 25),
-            (1280, 720, 1_700_000, 30),
-            (1920, 1080, 3_000_000, 30),
-        ]
-        low, mid = (320, 180, 160_000, 15), (640, 360, 450_000, 20)
-    else:
-        presets = [
-            (160, 120, 80_000, 15),
-            (240, 180, 100_000, 15),
-            (320, 240, 150_000, 15),
-            (480, 360, 225_000, 20),
-            (640, 480, 300_000, 20),
-            (720, 540, 450_000, 25),
-            (960, 720, 1_500_000, 30),
-            (1440, 1080, 2_500_000, 30),
-        ]
-        low, mid = (240, 180, 100_000, 15), (480, 360, 225_000, 20)
-    bitrate, max_fps = presets[0][2], presets[0][3]
-    for preset in presets:
-        bitrate, max_fps = preset[2], preset[3]
-        if preset[0] > long:
-            break
-    layers = [Layer(width, height, bitrate, min(fps, max_fps))]
-    extra = ([mid, low] if long >= 960 else [mid] if long >= 480 else []) if simulcast else []
-    for w, h, rate, layer_fps in extra:
-        scale = max(1.0, short / min(w, h))
-        layers.append(Layer(round(width / scale) // 2 * 2, round(height / scale) // 2 * 2, rate, min(fps, layer_fps)))
-    return layers
-
-
-def rgb_to_i420(rgb: np.ndarray) -> np.ndarray:
-    """RGB24 -> I420 with libyuv through LiveKit's own converter, as ``rtc.VideoSource.capture_frame`` does."""
-    from livekit import rtc
-
-    height, width = rgb.shape[:2]
-    frame = rtc.VideoFrame(width, height, rtc.VideoBufferType.RGB24, np.ascontiguousarray(rgb).tobytes())
-    i420 = frame.convert(rtc.VideoBufferType.I420)
-    return np.frombuffer(i420.data, np.uint8).reshape(height * 3 // 2, width)
-
-
-class Encoder:
-    """What one published video track costs the room's WebRTC encoder per frame, stood in for by PyAV.
-
-    ``codec`` "vp8": libvpx with WebRTC's realtime settings (realtime deadline, cpu-used -6 as WebRTC's x86
-    default, no lag, error resilient, CBR at the layer's bitrate); "h264": libx264 ultrafast/zerolatency (WebRTC's
-    own software H.264 is OpenH264; x264 ultrafast is the cheap end). One encoder per :func:`livekit_layers` layer,
-    each fed the I420 frame scaled to its size and thinned to its fps, one thread each (WebRTC uses one up to
-    640x480 and at most two at this size). :meth:`encode` converts RGB to I420 first: capture already does that in
-    the FFI (so the no-encoder runs count it too), so the encode-inclusive runs count it twice, erring low.
-    """
-
-    def __init__(self, codec: str, width: int, height: int, fps: int, *, simulcast: bool = True) -> None:
-        import av
-
-        self.codec, self.fps = codec, fps
-        self.layers = livekit_layers(width, height, fps, simulcast=simulcast)
-        self._contexts: list[Any] = []
-        for layer in self.layers:
-            ctx = av.CodecContext.create({"vp8": "libvpx", "h264": "libx264"}[codec], "w")
-            ctx.width, ctx.height, ctx.pix_fmt = layer.width, layer.height, "yuv420p"
-            ctx.time_base, ctx.framerate = Fraction(1, fps), Fraction(fps)
-            ctx.bit_rate, ctx.thread_count, ctx.gop_size = layer.bitrate, 1, 3000
-            if codec == "vp8":
-                ctx.options = {
-                    "deadline": "realtime", "cpu-used": "-6", "lag-in-frames": "0", "error-resilient": "1",
-                    "static-thresh": "1", "minrate": str(layer.bitrate), "maxrate": str(layer.bitrate),
-                    "bufsize": str(layer.bitrate),
-                }  # fmt: skip
-            else:
-                ctx.options = {"preset": "ultrafast", "tune": "zerolatency"}
-            ctx.open()
-            self._contexts.append(ctx)
-        self.frames = 0
-        self.bytes = 0
-
-    def encode(self, rgb: np.ndarray) -> None:
-        self.encode_i420(rgb_to_i420(rgb))
-
-    def encode_i420(self, i420: np.ndarray) -> None:
-        import av
-
-        frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
-        for layer, ctx in zip(self.layers, self._contexts, strict=True):
-            # A layer at a lower fps encodes only the frames that fall on its own clock.
-            if int((self.frames + 1) * layer.fps / self.fps) == int(self.frames * layer.fps / self.fps):
-                continue
-            scaled = frame if layer.width == frame.width else frame.reformat(layer.width, layer.height)
-            scaled.pts = self.frames
-            for packet in ctx.encode(scaled):
-                self.bytes += packet.size
-        self.frames += 1
-
-    def describe(self) -> str:
-        layers = " + ".join(f"{x.width}x{x.height}@{x.fps:g} {x.bitrate // 1000} kbps" for x in self.layers)
-        return f"{self.codec.upper()} {layers}"
 
 
 class EncodingSink:
@@ -544,15 +421,16 @@ async def latency_and_sync(quick: bool) -> None:
 
 
 async def capacity_search(quick: bool, codecs: list[str]) -> None:
-    budget = await asyncio.to_thread(measure_budget, new_render)
     cores = available_cores()
+    size = OUT or (AVATAR.width, AVATAR.height)
     print("4. concurrent 25 fps sessions without late frames (half the time speaking), without and with an encoder")
-    print(f"   admission budget (calibrated estimate): {budget.describe()}")
+    budgets = {codec: await measure_budget(new_render, publishing=publishing(codec)) for codec in codecs}
+    for codec, budget in budgets.items():
+        print(f"   admission budget, encoder {codec}: {budget.describe()}")
     seconds = 4.0 if quick else 10.0
     sustained: dict[str, int] = {}
     cost: dict[str, float] = {}  # cores per session at the largest clean count
     for codec in codecs:
-        size = OUT or (AVATAR.width, AVATAR.height)
         encoder = None if codec == "none" else Encoder(codec, *size, FPS)
         print(f"   encoder: {encoder.describe() if encoder else 'none (no room: publishing without encoding)'}")
         # Double until frames come late or are dropped, then bisect between the last clean and the first failed count.
@@ -569,21 +447,27 @@ async def capacity_search(quick: bool, codecs: list[str]) -> None:
                 best, cost[codec] = n, cpu
             n = best * 2 if not failed else (best + failed) // 2
         sustained[codec] = best
-    print(f"   sustained without late or dropped frames ({cores} cores, {seconds:g} s each step):")
+    print(f"   sustained without late or dropped frames ({cores} cores, {seconds:g} s each step) vs what admission")
+    print("   admits: measured at start-up as the server does now, and the baseline (rendering measured + a constant")
+    print(f"   {PUBLISH_COST:.2f} cores of publishing, all {cores} cores counted):")
     for codec, best in sustained.items():
         name = "render + publish, no encoder" if codec == "none" else f"render + publish + {codec.upper()} encode"
         used = cost.get(codec, 0.0)
         fit = f"{1 / used:5.1f} per core at full use" if used else "-"
-        print(f"     {name:34s} {best:3d} sessions, {best / cores:5.1f} per core; CPU {used:6.1%} per session, {fit}")
-    size = OUT or (AVATAR.width, AVATAR.height)
-    weight = budget.weight_of(fps=FPS, pixels=size[0] * size[1])  # sessions of another frame size count as this
-    admits = max(1, int(budget.capacity / weight + 1e-9))
-    print(f"   admission admits {admits} ({weight:.2f} of a measured session each); sustained counts are lower bounds")
+        budget = budgets[codec]
+        weight = budget.weight_of(fps=FPS, pixels=size[0] * size[1])  # sessions of another frame size count as this
+        admits = max(1, int(budget.capacity / weight + 1e-9))
+        baseline = SessionBudget(budget.cpu_per_session, cores, budget.target_utilization, FPS, pixels=budget.pixels)
+        before = max(1, int(baseline.capacity / baseline.weight_of(fps=FPS, pixels=size[0] * size[1]) + 1e-9))
+        print(
+            f"     {name:34s} {best:3d} sessions, {best / cores:5.1f} per core; CPU {used:6.1%} per session, {fit}; "
+            f"admits {admits} (baseline {before})"
+        )
     print("   admission as the server runs it, with the runtime lateness guard (one more session every 3 s until one")
     print("   is refused, then 10 s more), against what the same run sustained:")
     for codec in codecs:
         admitted, refused, late, frames = await guarded_admission(
-            budget, None if codec == "none" else codec, 3.0, 4.0 if quick else 10.0
+            budgets[codec], None if codec == "none" else codec, 3.0, 4.0 if quick else 10.0
         )
         print(
             f"     encoder {codec:4s}: admitted {admitted:3d} (the next one refused by the {refused}), sustained "
@@ -592,6 +476,11 @@ async def capacity_search(quick: bool, codecs: list[str]) -> None:
     print("   on a shared machine (load average below); CPU per session (the process's CPU time, all threads)")
     print("   depends less on other load")
     print(f"machine after: {describe()}")
+
+
+def publishing(codec: str) -> VideoPublishing | None:
+    """How the bench's encoder stand-in publishes with ``codec`` ("none": no encoder)."""
+    return None if codec == "none" else VideoPublishing(codec)
 
 
 async def encode_cost(frames: int) -> None:
