@@ -48,8 +48,8 @@ class ServerConfig(Closed):
 class PublishConfig(Closed):
     """How LiveKit sessions publish ``avatar_video``; docs/livekit.md "Capacity" gives what each choice costs."""
 
-    #: ``vp8`` (LiveKit's default, the codec admission counts) or ``h264`` (x264 ultrafast measured about 40 % cheaper
-    #: per frame; admission still counts VP8, so it then admits fewer sessions than fit).
+    #: ``vp8`` (LiveKit's default) or ``h264`` (x264 ultrafast measured about 40 % cheaper per frame); admission
+    #: measures the encoder of the codec and layers chosen here at start-up.
     video_codec: Literal["vp8", "h264"] = "vp8"
     #: Bits per second of the full video layer; 0 keeps LiveKit's choice for the frame size (450 kbps at 512x640).
     video_max_bitrate: int = Field(0, ge=0)

@@ -1,62 +1,60 @@
 """Admission control: how many live sessions this machine can render in real time, measured, not guessed.
 
 A session costs the CPU time of rendering ``fps`` frames per second (lip-sync inference + compositing) plus what
-publishing them costs: conversions to ``rtc`` frames (RGB -> I420 at capture), LiveKit's native media threads, the
-event loop, the GIL that all sessions of the process share, and the room's WebRTC video encoder, which costs more
-than rendering. The server measures the render part once, on its own avatar and backend, adds :data:`PUBLISH_COST`
-(calibrated with ``bench/session.py``: whole sessions through real ``rtc.AVSynchronizer`` s until frames come late,
-plus the encoder's measured CPU per frame, checked against runs with a real encoder per published frame) and
-admits at most ``cores * target_utilization / cost`` sessions (never more than ``server.max_sessions``), so one
-session too many is answered with ``RESOURCE_EXHAUSTED`` instead of making every session drop frames.
+publishing them costs: conversions to ``rtc`` frames, the synchronizer and LiveKit's native media threads, the
+event loop, and the room's WebRTC video encoder, which costs more than rendering. At start-up the server measures
+all of it on its own avatar, backend and publishing settings (:func:`measure_budget`):
 
-The encoder counted is :data:`PUBLISH_CODEC`, VP8 with simulcast: LiveKit's default and the server's unless
-``sessions.publish`` says otherwise (450 kbps at 25 fps plus a 360x450 layer at 225 kbps and 20 fps for a 512x640
-frame). It is the most expensive of the offered choices: H.264 (x264 ultrafast; WebRTC's own software H.264 is
-OpenH264) measured about 40 % cheaper per frame and one layer without simulcast about as much, so the budget errs
-low for them.
+- rendering: a fresh session's frames, this thread's CPU time;
+- publishing: one real session through the real ``rtc.AVSynchronizer`` sink (no room), the process's CPU time
+  beyond rendering;
+- the encoder: the configured codec's layers encoded by a real encoder (:mod:`.video_encoding`: PyAV's libvpx or
+  libx264 at the layers and bitrates LiveKit publishes the frame size with), as no room is there to run LiveKit's;
+- parallelism: how much faster than one thread the machine renders with one thread per core. Rendering is Python
+  and numpy, much of it under the GIL that all sessions of the process share, and a VM's or a container's "cores"
+  may deliver less than their count (on the 2-core dev VM, two threads rendered 1.13x one thread; even
+  GIL-free hashing only 1.15x).
+
+It admits at most ``min(cores, parallelism) * target_utilization / session cost`` sessions (never more than
+``server.max_sessions``), so one session too many is answered with ``RESOURCE_EXHAUSTED`` instead of making every
+session drop frames. ``bench/session.py`` compares that limit with how many sessions really run without a late frame,
+with a real encoder per session.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
+import numpy.typing as npt
 
+from avaluma.core.live.video_encoding import encoder_cores
 from avaluma.core.media import AudioChunk
 from avaluma.renderer.engine import RenderSession
 
+if TYPE_CHECKING:
+    from avaluma.core.live.sessions import VideoPublishing
+
 #: Seconds of speech and idle rendered by :func:`measure_budget` (each half).
 MEASURE_SECONDS: Final = 1.0
-#: Cores one session's publishing keeps busy beyond rendering (a 25 fps, 512x640 session published with
-#: :data:`PUBLISH_CODEC`), added to the measured render cost. Publishing does not shrink when rendering gets faster,
-#: so it is added, not a multiple. Calibrated from the encode-inclusive figure of ``bench/session.py --capacity``
-#: (whole sessions through real AVSynchronizers, each with a real VP8 encoder at LiveKit's default layers, on the
-#: 2-core dev machine under load average 4-5 from other work): one such session kept 33-34 % of a core busy
-#: (the process's CPU time, every thread), of which rendering measured 10 %, so 0.24. Two cross-checks:
-#:
-#: - the earlier calibration without an encoder (0.13: 14 sessions sustained on 2 idle cores, 512x512 frames)
-#:   plus what ``bench/session.py --encode-cost`` measured for the encoder alone (3.47 ms of CPU per 512x640 frame
-#:   for VP8's two simulcast layers, 8.7 % of a core at 25 fps) gives 0.22;
-#: - the same capacity run without an encoder measured 19-21 % per session, so VP8 added 12-13 % there (its
-#:   stand-in converts RGB to I420 a second time, about 2 %).
-#:
-#: Re-calibrated on 30 Nov (22:10-22:22 UTC, load average 1.7-4.6 from other work) after the pipeline grew (render
-#: 3.7 -> 4.2 ms a frame with expression motion): one VP8 session kept 38.4 % of a core busy with rendering measured
-#: at 11 % (``--capacity``), 39 % with 10.5 % (``--sessions 2 --encode vp8``), 50.4 % with 16 % (``--capacity``,
-#: heavier load): 0.27-0.34 publishing, so 0.28 (0.24 before).
-#:
-#: Re-calibrate when the pipeline or the codec changes: the encode-inclusive row's CPU per session minus the
-#: measured ``cpu_per_session``, or ``cores * target_utilization / sustained sessions - cpu_per_session`` on an
-#: otherwise idle machine.
+#: Seconds of the real session :func:`measure_budget` publishes (half of them speaking).
+PUBLISH_MEASURE_SECONDS: Final = 2.0
+#: At most this many threads render at once to measure the machine's parallelism (each renders
+#: :data:`PARALLEL_FRAMES` frames).
+MAX_PARALLEL_PROBE: Final = 8
+PARALLEL_FRAMES: Final = 40
+#: Cores one session's publishing keeps busy beyond rendering in a budget built without measuring it (the server
+#: measures its own): a 25 fps 512x640 session published with VP8 simulcast on an Intel Xeon dev machine, from
+#: ``bench/session.py``'s encode-inclusive runs (one session kept 38-50 % of a core busy, rendering 11-16 %).
 PUBLISH_COST: Final = 0.28
-#: The video codec :data:`PUBLISH_COST` counts the encoder of (LiveKit's default; the server publishes with it).
-PUBLISH_CODEC: Final = "vp8"
-#: How :data:`PUBLISH_COST` splits, for sessions with another fps or frame size than the measured one (shares of
+#: How the publishing cost splits, for sessions with another fps or frame size than the measured one (shares of
 #: it): per second of session whatever its fps (audio, the session's upkeep), and per frame bound to the frame's
 #: pixels (RGB -> I420 or the sink's scaling, the encoder's layers); the rest is per frame whatever its size (the
 #: synchronizer, the event loop, LiveKit's per-frame work). From ``bench/session.py`` on the 2-core dev machine:
@@ -77,9 +75,14 @@ class SessionBudget:
     cores: int
     target_utilization: float
     fps: int
-    publish_cost: float = PUBLISH_COST  #: cores publishing adds per session (:data:`PUBLISH_COST`, calibrated)
+    publish_cost: float = PUBLISH_COST  #: cores publishing adds per session, encoder included
     #: Pixels of the frames the measured session rendered and published (the default avatar's native size).
     pixels: int = 512 * 640
+    #: How many times one thread's rendering the process gets done with one thread per core (measured); None:
+    #: as many as ``cores``.
+    parallelism: float | None = None
+    #: How publishing was counted, for :meth:`describe` (e.g. "measured, VP8 simulcast encoding included").
+    publishing: str = "calibrated, VP8 simulcast encoding included"
 
     @property
     def session_cost(self) -> float:
@@ -91,9 +94,14 @@ class SessionBudget:
         return max(1, math.floor(self.capacity + 1e-9))
 
     @property
+    def usable_cores(self) -> float:
+        """Cores' worth of work the process gets done: ``cores``, or fewer where rendering did not scale to them."""
+        return self.cores if self.parallelism is None else max(1.0, min(float(self.cores), self.parallelism))
+
+    @property
     def capacity(self) -> float:
-        """How many sessions like the measured one fit (``cores * target_utilization / session_cost``)."""
-        return self.cores * self.target_utilization / max(self.session_cost, 1e-6)
+        """How many sessions like the measured one fit (``usable_cores * target_utilization / session_cost``)."""
+        return self.usable_cores * self.target_utilization / max(self.session_cost, 1e-6)
 
     def cost_of(self, *, fps: int, pixels: int) -> float:
         """Cores a session publishing ``pixels``-pixel frames at ``fps`` keeps busy. It renders the avatar at its
@@ -117,8 +125,9 @@ class SessionBudget:
         return (
             f"one {self.fps} fps session needs about {self.cpu_per_session * 100:.0f} % of a CPU core to render "
             f"(measured) and about {self.session_cost * 100:.0f} % with publishing "
-            f"(+{self.publish_cost * 100:.0f} %, calibrated, {PUBLISH_CODEC.upper()} encoding included), "
-            f"so {self.cores} cores at {self.target_utilization:.0%} hold {self.max_sessions}"
+            f"(+{self.publish_cost * 100:.0f} %, {self.publishing}), so {self.cores} cores"
+            + ("" if self.parallelism is None else f" (rendering {self.parallelism:.2f}x one thread with {self.cores})")
+            + f" at {self.target_utilization:.0%} hold {self.max_sessions}"
         )
 
 
@@ -130,29 +139,110 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def measure_budget(
-    make_session: Callable[[], RenderSession], *, target_utilization: float = 0.8, cores: int | None = None
+async def measure_budget(
+    make_session: Callable[[], RenderSession],
+    *,
+    publishing: VideoPublishing | None = None,
+    target_utilization: float = 0.8,
+    cores: int | None = None,
 ) -> SessionBudget:
-    """Render :data:`MEASURE_SECONDS` of speech and of idle frames with a fresh session and time it (CPU time of
-    this thread, so other load on the machine does not inflate the figure). Blocking: run it in a thread."""
+    """What one session costs on this machine and how many fit: rendering, publishing through the real LiveKit sink
+    with ``publishing``'s encoder (None: none), and the machine's parallelism (see the module's docstring). Takes
+    about :data:`PUBLISH_MEASURE_SECONDS` + 2 s; the blocking parts run in threads."""
+    cores = cores or available_cores()
     session = make_session()
-    fps, rate = session.fps, 16_000
-    t = np.arange(round(MEASURE_SECONDS * rate)) / rate
-    speech = (0.3 * np.sin(2 * np.pi * 150 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t))).astype(np.float32)
-    idle_frames = round(MEASURE_SECONDS * fps)
+    render = await asyncio.to_thread(render_cores, session)
+    parallelism = await asyncio.to_thread(measure_parallelism, make_session, cores) if cores > 1 else 1.0
+    published = await publishing_cores(make_session)
+    encoder = 0.0
+    counted = "measured, no encoder"
+    if publishing is not None:
+        frame = session.idle_frames(1)[0].rgb
+        encoder = await asyncio.to_thread(
+            encoder_cores, frame, codec=publishing.codec, fps=session.fps, simulcast=publishing.simulcast
+        )
+        layers = "simulcast" if publishing.simulcast else "one layer"
+        counted = f"measured, {publishing.codec.upper()} {layers} encoding included"
+    return SessionBudget(
+        cpu_per_session=render,
+        cores=cores,
+        target_utilization=target_utilization,
+        fps=session.fps,
+        publish_cost=max(0.0, published - render) + encoder,
+        pixels=session.width * session.height,
+        parallelism=parallelism,
+        publishing=counted,
+    )
+
+
+def _speech(seconds: float, rate: int) -> npt.NDArray[np.float32]:
+    t = np.arange(round(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * 150 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t))).astype(np.float32)
+
+
+def _render_half_speech(session: RenderSession, frames: int) -> int:
+    """Render about ``frames`` frames, half of them speech (100 ms chunks), half idle; returns how many."""
+    rate = 16_000
+    speech, step = _speech(frames / 2 / session.fps, rate), rate // 10
+    done = 0
+    for i in range(0, speech.size, step):
+        done += len(session.push_audio(AudioChunk(speech[i : i + step], rate)))
+    done += len(session.end_segment())
+    return done + len(session.idle_frames(max(1, frames - done)))
+
+
+def render_cores(session: RenderSession) -> float:
+    """Cores ``session`` keeps busy rendering :data:`MEASURE_SECONDS` of speech and of idle frames (CPU time of
+    this thread, so other load on the machine does not inflate the figure). Blocking."""
     session.idle_frames(2)  # warm-up: caches, first-use allocations
     start = time.thread_time()
-    step = rate // 10
-    for i in range(0, speech.size, step):
-        session.push_audio(AudioChunk(speech[i : i + step], rate))
-    session.end_segment()
-    session.idle_frames(idle_frames)
-    cpu_s = time.thread_time() - start
-    frames = round(MEASURE_SECONDS * fps) + idle_frames
-    return SessionBudget(
-        cpu_per_session=cpu_s / frames * fps,
-        cores=cores or available_cores(),
-        target_utilization=target_utilization,
-        fps=fps,
-        pixels=session.width * session.height,
-    )
+    frames = _render_half_speech(session, round(2 * MEASURE_SECONDS * session.fps))
+    return (time.thread_time() - start) / frames * session.fps
+
+
+def measure_parallelism(make_session: Callable[[], RenderSession], cores: int) -> float:
+    """How many times one thread's rendering ``min(cores, MAX_PARALLEL_PROBE)`` threads get done (wall time), each
+    rendering its own session. Less than the thread count where the GIL or the machine (a VM's shared cores, a
+    container's CPU quota, other load) does not let them run side by side. Blocking."""
+    threads = max(1, min(cores, MAX_PARALLEL_PROBE))
+    sessions = [make_session() for _ in range(threads)]
+    for session in sessions:
+        session.idle_frames(2)  # warm-up
+
+    def rate(n: int) -> float:
+        start = time.perf_counter()
+        with ThreadPoolExecutor(n) as pool:
+            frames = sum(pool.map(lambda s: _render_half_speech(s, PARALLEL_FRAMES), sessions[:n]))
+        return frames / (time.perf_counter() - start)
+
+    one = rate(1)
+    return min(float(threads), rate(threads) / one)
+
+
+async def publishing_cores(make_session: Callable[[], RenderSession]) -> float:
+    """Cores one real session keeps busy, rendering and publishing: a :class:`~.playout.Playout` into the LiveKit
+    sink (``rtc`` sources and ``AVSynchronizer``, no room) for :data:`PUBLISH_MEASURE_SECONDS`, speaking half the
+    time; the process's CPU time, every thread's (what else runs in the process then counts too: measure at
+    start-up)."""
+    from avaluma.core.live.livekit_session import AVSyncSink
+    from avaluma.core.live.playout import Playout
+
+    session = make_session()
+    rate = session.options.audio_sample_rate
+    sink = AVSyncSink(width=session.width, height=session.height, fps=session.fps, sample_rate=rate)
+    playout = Playout(session, sink)
+    task = asyncio.create_task(playout.run())
+    try:
+        await asyncio.sleep(0.3)  # warm-up
+        cpu, wall = time.process_time(), time.perf_counter()
+        speech, step = _speech(PUBLISH_MEASURE_SECONDS / 2, rate), rate // 10
+        for i in range(0, speech.size, step):
+            playout.push_audio(AudioChunk(speech[i : i + step], rate))
+            await asyncio.sleep(0.1)
+        playout.end_segment()
+        await asyncio.sleep(PUBLISH_MEASURE_SECONDS / 2)
+        return (time.process_time() - cpu) / (time.perf_counter() - wall)
+    finally:
+        playout.close()
+        await task
+        await sink.aclose()

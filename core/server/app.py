@@ -174,8 +174,7 @@ async def _measure_budget(slots: SessionSlots, store: AvatarStore, backend: Shar
     try:
         avatar = store.get(config.default_avatar if config.default_avatar in store.ids() else store.ids()[0])
         lipsync = await backend.get()
-        budget = await asyncio.to_thread(
-            measure_budget,
+        budget = await measure_budget(
             lambda: RenderSession(
                 avatar,
                 lipsync,
@@ -183,16 +182,20 @@ async def _measure_budget(slots: SessionSlots, store: AvatarStore, backend: Shar
                 audio_sample_rate=config.render.audio_sample_rate,
                 expressions=config.render.expressions,
             ),
+            publishing=_publishing(config.sessions.publish),
             target_utilization=config.sessions.target_utilization,
         )
     except Exception as exc:  # admission falls back to server.max_sessions
         log.warning("could not measure the session budget", extra={"error_type": type(exc).__name__})
         return
     slots.set_budget(budget)
-    log.info(
-        "session budget measured",
-        extra={"cpu_per_session": round(budget.cpu_per_session, 4), "max_sessions": budget.max_sessions},
-    )
+    extra = {
+        "cpu_per_session": round(budget.cpu_per_session, 4),
+        "publish_cost": round(budget.publish_cost, 4),
+        "parallelism": round(budget.parallelism or budget.cores, 2),
+        "max_sessions": budget.max_sessions,
+    }
+    log.info("session budget measured", extra=extra)
 
 
 async def start_server(

@@ -1,4 +1,5 @@
-"""Admission budget: the measured render cost plus the calibrated publishing cost decides the limit."""
+"""Admission budget: the measured cost of rendering and publishing a session, and the cores that really run in
+parallel, decide the limit."""
 
 from __future__ import annotations
 
@@ -8,13 +9,12 @@ import pytest
 
 from avaluma.core.errors import ResourceExhausted
 from avaluma.core.live.admission import (
-    PUBLISH_COST,
     PUBLISH_PER_SECOND_SHARE,
     PUBLISH_PIXEL_SHARE,
     SessionBudget,
     measure_budget,
 )
-from avaluma.core.live.sessions import SessionSlots
+from avaluma.core.live.sessions import SessionSlots, VideoPublishing
 from avaluma.renderer.engine import RenderSession
 from avaluma.renderer.hvia import load_hvia
 from avaluma.renderer.lipsync.energy import EnergyBackend
@@ -35,12 +35,27 @@ def test_a_machine_too_slow_for_one_session_still_admits_one() -> None:
     assert budget.max_sessions == 1
 
 
-def test_measured_budget_adds_the_calibrated_publishing_cost() -> None:
+async def test_measured_budget_counts_publishing_the_encoder_and_the_machines_parallelism() -> None:
     avatar = load_hvia(ROOT / "assets" / "avatars" / "astronaut.hvia")
-    budget = measure_budget(lambda: RenderSession(avatar, EnergyBackend(), fps=25), cores=2)
-    assert budget.cpu_per_session > 0 and budget.publish_cost == PUBLISH_COST and budget.fps == 25
-    expected = max(1, int(2 * 0.8 / (budget.cpu_per_session + PUBLISH_COST)))
-    assert budget.max_sessions == expected
+    budget = await measure_budget(
+        lambda: RenderSession(avatar, EnergyBackend(), fps=25), publishing=VideoPublishing("vp8"), cores=2
+    )
+    assert budget.cpu_per_session > 0 and budget.publish_cost > 0 and budget.fps == 25
+    assert budget.parallelism is not None and 0 < budget.parallelism <= 2
+    assert "measured, VP8 simulcast encoding included" in budget.describe()
+    usable = max(1.0, min(2.0, budget.parallelism))
+    assert budget.max_sessions == max(1, int(usable * 0.8 / (budget.cpu_per_session + budget.publish_cost)))
+
+
+def test_cores_that_do_not_render_side_by_side_are_not_counted() -> None:
+    # 8 cores, but rendering with 8 threads got only 2x one thread done (the GIL, a VM's shared cores, a quota).
+    budget = SessionBudget(
+        cpu_per_session=0.1, cores=8, target_utilization=0.8, fps=25, publish_cost=0.3, parallelism=2.0
+    )
+    assert budget.usable_cores == 2.0 and budget.max_sessions == 4  # 2 * 0.8 / 0.4, not 8 * 0.8 / 0.4 = 16
+    assert "rendering 2.00x one thread with 8" in budget.describe()
+    slower = SessionBudget(cpu_per_session=0.1, cores=2, target_utilization=0.8, fps=25, parallelism=0.9)
+    assert slower.usable_cores == 1.0  # one core is always there
 
 
 def test_a_session_costs_by_its_fps_and_published_pixels() -> None:
