@@ -207,7 +207,7 @@ def measure_parallelism(make_session: Callable[[], RenderSession], cores: int) -
     threads = max(1, min(cores, MAX_PARALLEL_PROBE))
     sessions = [make_session() for _ in range(threads)]
     for session in sessions:
-        session.idle_frames(2)  # warm-up
+        _render_half_speech(session, 4)  # warm-up: the first speech and idle frames of a session cost more
 
     def rate(n: int) -> float:
         start = time.perf_counter()
