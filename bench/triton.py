@@ -229,16 +229,21 @@ def main() -> None:
         if args.repeat > 1:
             print(f"{args.repeat} rounds per level, backends in turn; each row is the round with the median frames/s")
         gpu_idle = gpu_memory_mib()
-        # (label, backend, Triton model name or None for in-process)
-        backends: list[tuple[str, LipSyncBackend, str | None]] = [("in-process", OnnxBackend(), None)]
-        if has_model(url, "lipsync_unbatched"):
-            unbatched = TritonOptions(url=url, model="lipsync_unbatched", timeout_s=30, on_failure="end")
-            backends.append(("triton unbatched", TritonBackend(unbatched), "lipsync_unbatched"))
-        batched = TritonOptions(url=url, timeout_s=30, on_failure="end")
-        backends.append(("triton batched", TritonBackend(batched), "lipsync"))
-        if has_model(url, "lipsync_multi"):
-            multi = TritonOptions(url=url, model="lipsync_multi", timeout_s=30, on_failure="end", protocol="multi")
-            backends.append(("triton coalesced", TritonBackend(multi), "lipsync_multi"))
+
+        def make_backends(url: str) -> list[tuple[str, LipSyncBackend, str | None]]:
+            """(label, backend, Triton model name or None for in-process)"""
+            backends: list[tuple[str, LipSyncBackend, str | None]] = [("in-process", OnnxBackend(), None)]
+            if has_model(url, "lipsync_unbatched"):
+                unbatched = TritonOptions(url=url, model="lipsync_unbatched", timeout_s=30, on_failure="end")
+                backends.append(("triton unbatched", TritonBackend(unbatched), "lipsync_unbatched"))
+            batched = TritonOptions(url=url, timeout_s=30, on_failure="end")
+            backends.append(("triton batched", TritonBackend(batched), "lipsync"))
+            if has_model(url, "lipsync_multi"):
+                multi = TritonOptions(url=url, model="lipsync_multi", timeout_s=30, on_failure="end", protocol="multi")
+                backends.append(("triton coalesced", TritonBackend(multi), "lipsync_multi"))
+            return backends
+
+        backends = make_backends(url)
         print(
             "req/exec: requests per execute() call (coalesced: session chunks per request); srv us: Triton's "
             "compute time per session chunk (the model alone, without the client and gRPC)"
@@ -256,7 +261,18 @@ def main() -> None:
         rate: dict[tuple[int, int], float] = {}
         rounds: dict[tuple[int, int], list[tuple[float, str]]] = {}
         for n, _ in ((n, r) for n in levels for r in range(max(args.repeat, 1))):
-            for index, (name, backend, model) in enumerate(backends):
+            for index in range(len(backends)):
+                if server is not None and server.process.poll() is not None:
+                    # Triton 2.51 has crashed (SIGSEGV) serving the sequence-batched model to 32 sessions: say so,
+                    # start it again, and go on with the other rounds and backends.
+                    print(f"tritonserver exited ({server.process.returncode}); restarting it", flush=True)
+                    server.stop()
+                    server = start_triton(repo, models=["lipsync", "lipsync_unbatched", "lipsync_multi"])
+                    url = server.grpc_url
+                    for _, old, _ in backends:
+                        old.close()
+                    backends = make_backends(url)
+                name, backend, model = backends[index]
                 before = server_counters(url, model) if model else None
                 coalescer = getattr(backend, "coalescer", None)
                 sent = (coalescer.requests, coalescer.entries) if coalescer is not None else (0, 0)
