@@ -587,16 +587,30 @@ class MouthWarp:
         sy = Y.copy()
         rs = self._rows(r0, r1, l_min, math.inf)
         if rs.start < rs.stop:
-            Yr = Y[rs]
-            t = smoothstep((Yr - low[rs]) / self._lip_to_chin)
-            chin = self._jaw_profile(sx[rs])
-            chin *= CHIN_GAIN
-            chin *= t
-            profile = 1.0 - t
-            profile *= opens[rs]
-            profile += chin
-            chin_shift = (drop * profile - 0.6 * close * rest_gap[rs] * (1.0 - t)) * self._vfall[r0:r1][rs]
-            np.copyto(sy[rs], Yr - chin_shift, where=low_out[rs] <= Yr)
+            # More than the lip-to-chin distance below the lower lip, t (below) is exactly 1 and the shift is the
+            # chin's alone: those rows skip the blend from lip to chin.
+            split = math.ceil(float(low[rs].max()) + self._lip_to_chin) + 1 - (self.roi[0] + r0)
+            split = min(max(rs.start, split), rs.stop)
+            vfall = self._vfall[r0:r1]
+            near, far = slice(rs.start, split), slice(split, rs.stop)
+            if near.start < near.stop:
+                Yr = Y[near]
+                t = smoothstep((Yr - low[near]) / self._lip_to_chin)
+                chin = self._jaw_profile(sx[near])
+                chin *= CHIN_GAIN
+                chin *= t
+                profile = 1.0 - t
+                profile *= opens[near]
+                profile += chin
+                chin_shift = (drop * profile - 0.6 * close * rest_gap[near] * (1.0 - t)) * vfall[near]
+                np.copyto(sy[near], Yr - chin_shift, where=low_out[near] <= Yr)
+            if far.start < far.stop:
+                Yr = Y[far]
+                chin = self._jaw_profile(sx[far])
+                chin *= CHIN_GAIN
+                chin_shift = drop * chin
+                chin_shift *= vfall[far]
+                np.copyto(sy[far], Yr - chin_shift, where=low_out[far] <= Yr)
         skip = self._crease * min(1.0, 4.0 * shape.opening)
         reach = 2.0 * self._crease
         near_lips = skip > 0 and Y[0, 0] <= l_max + reach and Y[-1, 0] >= u_min - reach
