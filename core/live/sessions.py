@@ -89,7 +89,9 @@ class SessionSlots:
     as its :meth:`weight` (measured on the 2-core dev machine, a session publishing 256x320 frames of a 512x640
     avatar costs about 0.85 of one publishing them at 512x640, one at 15 fps about 0.67 of one at 25): the weights
     taken may not exceed the budget's capacity. ``server.max_sessions``
-    always counts sessions. Once :meth:`drain` is called (shutdown) no slot is handed out any more.
+    always counts sessions. Once :meth:`drain` is called (shutdown) no slot is handed out any more. While
+    :attr:`measuring` (the server is measuring its budget, a few seconds after start-up) one slot at most is handed out:
+    until the budget is known, a burst of starts at boot would be admitted up to ``server.max_sessions``.
 
     The budget is an estimate that assumes every core is the server's. :attr:`lateness` checks it at run time: while
     the running sessions miss their frame deadlines (other processes taking the CPU), nothing new is admitted.
@@ -105,6 +107,8 @@ class SessionSlots:
         self.budget: SessionBudget | None = None
         #: Set by :meth:`drain`: the server is shutting down and admits nothing new.
         self.draining = False
+        #: The server is measuring its budget: one slot at most until it is known.
+        self.measuring = False
         telemetry.track_capacity(self)
 
     @property
@@ -135,6 +139,8 @@ class SessionSlots:
         if self.budget is not None:
             fits = math.floor(self.budget.capacity - self._load + 1e-9) if self._used else self.budget.max_sessions
             free = min(free, fits)
+        if self.measuring:
+            free = min(free, 1 - self._used)
         return max(free, 0)
 
     def weight(self, *, fps: int, pixels: int) -> float:
@@ -167,6 +173,12 @@ class SessionSlots:
                 f"cannot start a {what}: the server is behind on its {self._used} sessions and render streams "
                 f"({self.lateness.describe()}; other work on this machine may be taking the CPU): start the {what} "
                 "on another server instance, or retry once it has caught up"
+            )
+        if self.measuring and self._used:
+            raise ResourceExhausted(
+                f"cannot start a {what}: the server is still measuring what a session costs on this machine (a few "
+                "seconds after start-up) and runs one session until then: retry in a few seconds, or start it on "
+                "another server instance"
             )
         budget = self.budget
         if budget is not None and self._used and self._load + weight > budget.capacity + 1e-9:

@@ -188,6 +188,8 @@ async def _measure_budget(slots: SessionSlots, store: AvatarStore, backend: Shar
     except Exception as exc:  # admission falls back to server.max_sessions
         log.warning("could not measure the session budget", extra={"error_type": type(exc).__name__})
         return
+    finally:
+        slots.measuring = False
     slots.set_budget(budget)
     extra = {
         "cpu_per_session": round(budget.cpu_per_session, 4),
@@ -285,11 +287,11 @@ async def start_server(
         raise Unavailable(f"the gRPC server failed to start: {exc}") from exc
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    budget_task = (
-        asyncio.create_task(_measure_budget(slots, avatars, backend, config), name="avaluma-measure-budget")
-        if config.sessions.measure_budget and avatars.ids()
-        else None
-    )
+    budget_task = None
+    if config.sessions.measure_budget and avatars.ids():
+        slots.measuring = True  # one session at most until the budget is known
+        measuring = _measure_budget(slots, avatars, backend, config)
+        budget_task = asyncio.create_task(measuring, name="avaluma-measure-budget")
     log.info(
         "gRPC server listening",
         extra={"host": host, "port": port, "avatar_ids": avatars.ids(), "max_sessions": config.server.max_sessions},

@@ -109,3 +109,17 @@ def test_slots_admit_by_weight_under_a_budget_and_by_count_without() -> None:
     assert len([slots.take("session", 1.0) for _ in range(10)]) == 10
     with pytest.raises(ResourceExhausted, match="max_sessions"):
         slots.take("session")
+
+
+def test_while_the_budget_is_being_measured_one_session_runs() -> None:
+    slots = SessionSlots(8)
+    slots.measuring = True
+    assert slots.free == 1
+    first = slots.take("session")
+    assert slots.free == 0
+    with pytest.raises(ResourceExhausted, match="still measuring"):
+        slots.take("render stream")
+    slots.measuring = False  # measured (or the measurement failed): the limits apply again
+    assert slots.free == 7
+    slots.take("session").release()
+    first.release()
