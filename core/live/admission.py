@@ -159,7 +159,12 @@ async def measure_budget(
     if publishing is not None:
         frame = session.idle_frames(1)[0].rgb
         encoder = await asyncio.to_thread(
-            encoder_cores, frame, codec=publishing.codec, fps=session.fps, simulcast=publishing.simulcast
+            encoder_cores,
+            frame,
+            codec=publishing.codec,
+            fps=session.fps,
+            simulcast=publishing.simulcast,
+            max_bitrate=publishing.max_bitrate,
         )
         layers = "simulcast" if publishing.simulcast else "one layer"
         counted = f"measured, {publishing.codec.upper()} {layers} encoding included"

@@ -7,6 +7,7 @@ bitrates LiveKit publishes the frame size with (:func:`livekit_layers`), and :fu
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -88,11 +89,15 @@ class Encoder:
     the FFI (so the no-encoder runs count it too), so the encode-inclusive runs count it twice, erring low.
     """
 
-    def __init__(self, codec: str, width: int, height: int, fps: int, *, simulcast: bool = True) -> None:
+    def __init__(
+        self, codec: str, width: int, height: int, fps: int, *, simulcast: bool = True, max_bitrate: int = 0
+    ) -> None:
         import av
 
         self.codec, self.fps = codec, fps
         self.layers = livekit_layers(width, height, fps, simulcast=simulcast)
+        if max_bitrate > 0:  # the session's own bitrate for the full layer (VideoPublishing.max_bitrate)
+            self.layers[0] = dataclasses.replace(self.layers[0], bitrate=max_bitrate)
         self._contexts: list[Any] = []
         for layer in self.layers:
             ctx: Any = av.CodecContext.create({"vp8": "libvpx", "h264": "libx264"}[codec], "w")  # a video context
@@ -134,12 +139,14 @@ class Encoder:
         return f"{self.codec.upper()} {layers}"
 
 
-def encoder_cores(rgb: np.ndarray, *, codec: str, fps: int, simulcast: bool = True, frames: int = 25) -> float:
+def encoder_cores(
+    rgb: np.ndarray, *, codec: str, fps: int, simulcast: bool = True, max_bitrate: int = 0, frames: int = 25
+) -> float:
     """Cores encoding a session's video keeps busy at ``fps``: ``frames`` frames (``rgb`` with a moving patch, so
     the encoder has changes to code, as in speech) through a fresh :class:`Encoder`, this thread's CPU time, the
     first (key) frame not counted."""
     height, width = rgb.shape[:2]
-    encoder = Encoder(codec, width, height, fps, simulcast=simulcast)
+    encoder = Encoder(codec, width, height, fps, simulcast=simulcast, max_bitrate=max_bitrate)
     i420 = rgb_to_i420(rgb)
     encoder.encode_i420(i420)  # the key frame
     patch = (slice(height * 5 // 8, height * 3 // 4), slice(width * 3 // 8, width * 5 // 8))

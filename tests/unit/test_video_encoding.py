@@ -40,6 +40,11 @@ def test_encoder_turns_rendered_frames_into_a_stream(codec: str) -> None:
     assert "512x640@25 450 kbps + 360x450@20 225 kbps" in encoder.describe()
 
 
+def test_a_sessions_own_bitrate_replaces_the_full_layers() -> None:
+    encoder = Encoder("vp8", AVATAR.width, AVATAR.height, 25, max_bitrate=1_200_000)
+    assert encoder.describe() == "VP8 512x640@25 1200 kbps + 360x450@20 225 kbps"
+
+
 @pytest.mark.parametrize("codec", ["vp8", "h264"])
 def test_the_encoders_cost_is_measured_on_moving_frames(codec: str) -> None:
     cores = encoder_cores(np.ascontiguousarray(AVATAR.base), codec=codec, fps=25, frames=5)
