@@ -265,7 +265,9 @@ def main() -> None:
                 if server is not None and server.process.poll() is not None:
                     # Triton 2.51 has crashed (SIGSEGV) serving the sequence-batched model to 32 sessions: say so,
                     # start it again, and go on with the other rounds and backends.
-                    print(f"tritonserver exited ({server.process.returncode}); restarting it", flush=True)
+                    tail = server.log_tail(1500).strip().replace("\n", "\n    ")
+                    print(f"tritonserver exited ({server.process.returncode}), its log ends:\n    {tail}", flush=True)
+                    print("restarting it", flush=True)
                     server.stop()
                     server = start_triton(repo, models=["lipsync", "lipsync_unbatched", "lipsync_multi"])
                     url = server.grpc_url
