@@ -487,7 +487,10 @@ def _tilt_head(out: U8, head: HeadRegion, dx: float, dy: float, roll: float, piv
         w11 = fx * fy
         w11 += np.uint32(128)
         w11 >>= _EIGHT
-        weights = (_FULL - fx - (fy - w11), fx - w11, fy - w11, w11)
+        w10 = fy - w11
+        w00 = _FULL - fx
+        w00 -= w10
+        weights = (w00, fx - w11, w10, w11)
         taps = (np.take(flat, index), np.take(flat[1:], index), np.take(flat[w:], index), np.take(flat[w + 1 :], index))
         current = packed[r0:r1, c0:c1]
         m = head.mask8[r0:r1, c0:c1]
