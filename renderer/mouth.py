@@ -386,6 +386,10 @@ class MouthWarp:
             xu, xl_ = self._upper_contour[0], self._lower_contour[0]
             if bool(np.all(np.diff(xu) > 0)) and bool(np.all(np.diff(xl_) > 0)):
                 self._lip_span = (float(min(xu[0], xl_[0])), float(max(xu[-1], xl_[-1])))
+        #: Below the lowest point of the inner lip contours (plus a pixel: no interpolated line goes lower).
+        self._low_bound: float | None = None
+        if self._lip_span is not None and self._upper_contour is not None and self._lower_contour is not None:
+            self._low_bound = float(max(self._upper_contour[1].max(), self._lower_contour[1].max())) + 1.0
         below = (ys - self._chin_y) / max(y1 - 2.0 - self._chin_y, 1.0)
         self._vfall = ((1.0 - smoothstep(below)) * window).astype(np.float32)
         # The base split into a smooth part (sampled bilinearly) and its fine detail (taken from the nearest pixel):
@@ -536,8 +540,34 @@ class MouthWarp:
     def render_into(self, out: npt.NDArray[np.uint8], shape: MouthShape) -> None:
         """Render the ROI for ``shape`` into ``out`` (an ROI-sized uint8 view, e.g. of the frame being composed)."""
         step = max(1, TILE_PIXELS // self._rw)
-        for r0 in range(0, self._rh, step):
-            self._render_rows(out, shape, r0, min(self._rh, r0 + step))
+        split = self._chin_only_from(shape)
+        for r0 in range(0, split, step):
+            self._render_rows(out, shape, r0, min(split, r0 + step))
+        for r0 in range(split, self._rh, step):
+            self._render_chin_rows(out, shape, r0, min(self._rh, r0 + step))
+
+    def _chin_only_from(self, shape: MouthShape) -> int:
+        """The first ROI row from which only the chin's drop moves pixels for ``shape``: more than the lip-to-chin
+        distance below the lowest the lower lip line can be (the lip-to-chin blend is exactly 1 there), and further
+        below the lowest the moved lower lip can reach than any lip edge, the interior or the pressed-lip shadow."""
+        if self._low_bound is None:
+            return self._rh
+        _, drop = self._close_and_drop(shape)
+        margin = max(2.0 * self._crease, 0.5 * self._soft, 16.0) + 2.0
+        y = max(self._low_bound + self._lip_to_chin + 1.0, self._low_bound + drop + margin)
+        return min(self._rh, max(0, math.ceil(y) - self.roi[0]))
+
+    def _render_chin_rows(self, out: npt.NDArray[np.uint8], shape: MouthShape, r0: int, r1: int) -> None:
+        """Rows from :meth:`_chin_only_from` on: the pixels :meth:`_render_rows` gives them (the same operations),
+        without the lip steps that leave them as they are."""
+        X, Y = self._X[r0:r1], self._Y[r0:r1]
+        sx = X - self._hbasis[r0:r1] * (1.0 - 1.0 / shape.scale)
+        _, drop = self._close_and_drop(shape)
+        chin = self._jaw_profile(sx)
+        chin *= CHIN_GAIN
+        chin_shift = drop * chin
+        chin_shift *= self._vfall[r0:r1]
+        self._store(out, self._sample(sx, Y - chin_shift), r0, r1)
 
     def _rows(self, r0: int, r1: int, lo: float, hi: float) -> slice:
         """The rows of the tile ``r0:r1`` (relative to it) whose y lies in [``lo``, ``hi``], widened by a pixel each
@@ -666,6 +696,11 @@ class MouthWarp:
             if rs.start < rs.stop:
                 line = np.exp(-(((Y[rs] - up_out[rs]) / 1.2) ** 2)) * side[rs] * close * 0.35
                 warped[:, rs] *= 1.0 - line
+        self._store(out, warped, r0, r1)
+
+    @staticmethod
+    def _store(out: npt.NDArray[np.uint8], warped: F32, r0: int, r1: int) -> None:
+        """Rows ``r0:r1`` of ``out`` from the planar float pixels ``warped`` (rounded, clipped to bytes)."""
         warped += 0.5
         np.clip(warped, 0, 255, out=warped)
         # Cast planar, then copied a plane at a time into the interleaved frame (4x faster than one strided cast).
