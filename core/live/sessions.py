@@ -21,7 +21,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final, Protocol
 from urllib.parse import urlsplit
 
@@ -576,7 +576,7 @@ class SessionRegistry:
             agent_identity=request.agent_identity or token.publish_on_behalf,
             accepted_senders=tuple(dict.fromkeys((*request.accepted_senders, *self._accepted_senders))),
             idle_timeout_s=request.idle_timeout_s or self._idle_timeout_s,
-            render=render,
+            render=replace(render, width=width, height=height),  # the size it publishes, also when 0 asked for native
             emotion=emotion,
             video=publish,
             slot=slot,

@@ -113,6 +113,9 @@ async def test_grpc_start_publishes_the_asked_frame_size_and_fps(
         assert set(await published_frames(server, plain.session_id)) == {(width, height)}
         info = await stub.GetSession(avatar_service_pb2.GetSessionRequest(session_id=small.session_id), metadata=auth)
         assert (info.render.width, info.render.height, info.render.fps) == (width // 2, height // 2, 15)
+        # Asked for the avatar's own size (0 x 0): GetSession says which size that is.
+        info = await stub.GetSession(avatar_service_pb2.GetSessionRequest(session_id=plain.session_id), metadata=auth)
+        assert (info.render.width, info.render.height) == (width, height)
         # Each published frame carries the audio that plays with it: 1/15 s of it at 15 fps.
         assert set(await audio_per_frame(server, small.session_id)) == {info.render.audio_sample_rate // 15}
 
