@@ -7,9 +7,8 @@ bitrates LiveKit publishes the frame size with (:func:`livekit_layers`), and :fu
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
 
@@ -97,7 +96,7 @@ class Encoder:
         self.codec, self.fps = codec, fps
         self.layers = livekit_layers(width, height, fps, simulcast=simulcast)
         if max_bitrate > 0:  # the session's own bitrate for the full layer (VideoPublishing.max_bitrate)
-            self.layers[0] = dataclasses.replace(self.layers[0], bitrate=max_bitrate)
+            self.layers[0] = replace(self.layers[0], bitrate=max_bitrate)
         self._contexts: list[Any] = []
         for layer in self.layers:
             ctx: Any = av.CodecContext.create({"vp8": "libvpx", "h264": "libx264"}[codec], "w")  # a video context
