@@ -540,11 +540,12 @@ class MouthWarp:
     def render_into(self, out: npt.NDArray[np.uint8], shape: MouthShape) -> None:
         """Render the ROI for ``shape`` into ``out`` (an ROI-sized uint8 view, e.g. of the frame being composed)."""
         step = max(1, TILE_PIXELS // self._rw)
-        split = self._chin_only_from(shape)
-        for r0 in range(0, split, step):
-            self._render_rows(out, shape, r0, min(split, r0 + step))
-        for r0 in range(split, self._rh, step):
-            self._render_chin_rows(out, shape, r0, min(self._rh, r0 + step))
+        # Tiles that start below the lips take the chin's path (whole tiles: an extra, smaller tile would cost more
+        # than it saves on a small mouth).
+        chin = self._chin_only_from(shape)
+        for r0 in range(0, self._rh, step):
+            render = self._render_chin_rows if r0 >= chin else self._render_rows
+            render(out, shape, r0, min(self._rh, r0 + step))
 
     def _chin_only_from(self, shape: MouthShape) -> int:
         """The first ROI row from which only the chin's drop moves pixels for ``shape``: more than the lip-to-chin
