@@ -186,7 +186,8 @@ async def _measure_budget(slots: SessionSlots, store: AvatarStore, backend: Shar
             target_utilization=config.sessions.target_utilization,
         )
     except Exception as exc:  # admission falls back to server.max_sessions
-        log.warning("could not measure the session budget", extra={"error_type": type(exc).__name__})
+        details = {"error_type": type(exc).__name__, "error": str(exc)[:300]}
+        log.warning("could not measure the session budget; admitting up to server.max_sessions", extra=details)
         return
     finally:
         slots.measuring = False
