@@ -62,13 +62,18 @@ class SessionStats:
 
 
 @dataclass(frozen=True, slots=True)
+class EmotionChanged:
+    emotion: str  #: the emotion shown from now on
+
+
+@dataclass(frozen=True, slots=True)
 class SessionEnded:
     reason: EndReason
     detail: str
 
 
 #: What happened; ``PlaybackEvent`` (the renderer's) carries ``playback_started`` / ``playback_finished``.
-SessionEventBody = SessionStarted | PlaybackEvent | SessionError | SessionStats | SessionEnded
+SessionEventBody = SessionStarted | PlaybackEvent | SessionError | SessionStats | EmotionChanged | SessionEnded
 
 
 @dataclass(frozen=True, slots=True)

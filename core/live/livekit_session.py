@@ -140,7 +140,7 @@ class LiveSession:
         """Show ``emotion`` from this point of the audio on (the ``set_emotion`` RPC, ``SetEmotion``, the HTTP API);
         :class:`InvalidArgument` listing the valid names changes nothing."""
         self.playout.set_emotion(emotion)
-        self.session.emotion = self.playout.emotion
+        self.session.show_emotion(self.playout.emotion)
 
     def _on_lipsync_fault(self, fault: LipSyncFault) -> None:
         """Tell the watchers; under the ``end`` policy end the session (its renders now fail), else it goes on."""

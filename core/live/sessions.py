@@ -30,6 +30,7 @@ from avaluma.core.avatar_protocol import PUBLISH_ON_BEHALF_ATTRIBUTE
 from avaluma.core.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from avaluma.core.live.avatar_store import AvatarStore
 from avaluma.core.live.events import (
+    EmotionChanged,
     EndReason,
     SessionEnded,
     SessionEvent,
@@ -462,6 +463,12 @@ class Session:
         for queue in self._watchers:
             _put_dropping_oldest(queue, event)
 
+    def show_emotion(self, emotion: str) -> None:
+        """Record the emotion shown from now on; watchers hear of a change (:class:`EmotionChanged`)."""
+        if emotion != self.emotion:
+            self.emotion = emotion
+            self.publish(EmotionChanged(emotion))
+
     async def watch(self) -> AsyncIterator[SessionEvent]:
         """The history, then live events, until the session ends (its ``ended`` event is the last one)."""
         queue: asyncio.Queue[SessionEvent | None] = asyncio.Queue(WATCHER_BUFFER)
@@ -624,7 +631,7 @@ class SessionRegistry:
         session = self.get(session_id)
         if session.runtime is not None:
             session.runtime.set_emotion(name)
-        session.emotion = name
+        session.show_emotion(name)
         log.info("session emotion set", extra={"session_id": session.id, "emotion": name})
         return session
 

@@ -165,7 +165,7 @@ class SessionInfo(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., avatar_id: _Optional[str] = ..., state: _Optional[_Union[SessionState, str]] = ..., livekit_url: _Optional[str] = ..., room_name: _Optional[str] = ..., avatar_participant_identity: _Optional[str] = ..., agent_identity: _Optional[str] = ..., render: _Optional[_Union[_common_pb2.RenderOptions, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., emotion: _Optional[str] = ..., publish: _Optional[_Union[PublishOptions, _Mapping]] = ...) -> None: ...
 
 class SessionEvent(_message.Message):
-    __slots__ = ("session_id", "time", "started", "playback_started", "playback_finished", "error", "stats", "ended")
+    __slots__ = ("session_id", "time", "started", "playback_started", "playback_finished", "error", "stats", "ended", "emotion_changed")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
@@ -174,6 +174,7 @@ class SessionEvent(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
     ENDED_FIELD_NUMBER: _ClassVar[int]
+    EMOTION_CHANGED_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     time: _timestamp_pb2.Timestamp
     started: SessionStarted
@@ -182,7 +183,14 @@ class SessionEvent(_message.Message):
     error: _common_pb2.StreamError
     stats: SessionStats
     ended: SessionEnded
-    def __init__(self, session_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started: _Optional[_Union[SessionStarted, _Mapping]] = ..., playback_started: _Optional[_Union[_common_pb2.PlaybackStarted, _Mapping]] = ..., playback_finished: _Optional[_Union[_common_pb2.PlaybackFinished, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.StreamError, _Mapping]] = ..., stats: _Optional[_Union[SessionStats, _Mapping]] = ..., ended: _Optional[_Union[SessionEnded, _Mapping]] = ...) -> None: ...
+    emotion_changed: EmotionChanged
+    def __init__(self, session_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started: _Optional[_Union[SessionStarted, _Mapping]] = ..., playback_started: _Optional[_Union[_common_pb2.PlaybackStarted, _Mapping]] = ..., playback_finished: _Optional[_Union[_common_pb2.PlaybackFinished, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.StreamError, _Mapping]] = ..., stats: _Optional[_Union[SessionStats, _Mapping]] = ..., ended: _Optional[_Union[SessionEnded, _Mapping]] = ..., emotion_changed: _Optional[_Union[EmotionChanged, _Mapping]] = ...) -> None: ...
+
+class EmotionChanged(_message.Message):
+    __slots__ = ("emotion",)
+    EMOTION_FIELD_NUMBER: _ClassVar[int]
+    emotion: str
+    def __init__(self, emotion: _Optional[str] = ...) -> None: ...
 
 class SessionStarted(_message.Message):
     __slots__ = ("room_name", "avatar_participant_identity")

@@ -152,11 +152,21 @@ async def test_grpc_start_with_an_emotion_change_it_and_refuse_unknown_names(liv
         assert (await stub.GetSession(get(session_id=plain.session_id), metadata=auth)).emotion == "neutral"
 
         runtime, sink = live.runtime(happy.session_id)
+        watch = stub.WatchSession(avatar_service_pb2.WatchSessionRequest(session_id=happy.session_id), metadata=auth)
         runtime.playout.push_audio(pcm16_to_mono(speech(0.4), 16_000, 1))
         changed = await stub.SetEmotion(
             avatar_service_pb2.SetEmotionRequest(session_id=happy.session_id, emotion="serious"), metadata=auth
         )
         assert changed.emotion == "serious"
+
+        async def emotion_event() -> str:
+            while True:
+                event = await watch.read()
+                if event.WhichOneof("event") == "emotion_changed":
+                    return str(event.emotion_changed.emotion)
+
+        assert await asyncio.wait_for(emotion_event(), WAIT_S) == "serious"  # watchers hear of the change
+        watch.cancel()
         runtime.playout.push_audio(pcm16_to_mono(speech(0.4), 16_000, 1))
         runtime.playout.end_segment()
         await until(lambda: len(speaking(sink)) >= 20)

@@ -13,6 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from avaluma.core.errors import AvalumaError, InvalidArgument
 from avaluma.core.live.events import (
+    EmotionChanged,
     EndReason,
     SessionError,
     SessionEvent,
@@ -171,6 +172,8 @@ def session_event(event: SessionEvent) -> avatar_service_pb2.SessionEvent:
         message.stats.CopyFrom(
             avatar_service_pb2.SessionStats(fps=body.fps, late_frames=body.late_frames, queue_depth=body.queue_depth)
         )
+    elif isinstance(body, EmotionChanged):
+        message.emotion_changed.CopyFrom(avatar_service_pb2.EmotionChanged(emotion=body.emotion))
     else:
         message.ended.CopyFrom(avatar_service_pb2.SessionEnded(reason=END_REASONS[body.reason], detail=body.detail))
     return message
