@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
@@ -42,6 +43,8 @@ from avaluma.renderer.engine import RenderSession
 if TYPE_CHECKING:
     from avaluma.core.live.sessions import VideoPublishing
 
+#: Where the process's cgroup files are (for a container's CPU limit, :func:`available_cores`).
+CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
 #: Seconds of speech and idle rendered by :func:`measure_budget` (each half).
 MEASURE_SECONDS: Final = 1.0
 #: Seconds of the real session :func:`measure_budget` publishes (half of them speaking).
@@ -131,12 +134,32 @@ class SessionBudget:
         )
 
 
-def available_cores() -> int:
-    """CPU cores this process may use (the affinity mask, not the machine's count)."""
+def available_cores(cgroup_root: Path = CGROUP_ROOT) -> int:
+    """CPU cores this process may use: the affinity mask (not the machine's count), and no more than a CPU quota of
+    its cgroup allows (a container's CPU limit: on Kubernetes a pod limited to 2 CPUs sees all the node's cores)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(cgroup_root)
+    return cores if quota is None else max(1, min(cores, math.ceil(quota - 1e-9)))
+
+
+def cgroup_cpu_quota(root: Path = CGROUP_ROOT) -> float | None:
+    """CPUs the cgroup quota allows (``cpu.max`` of cgroup v2, or ``cpu.cfs_quota_us / cpu.cfs_period_us`` of v1),
+    or None when there is no quota (or no cgroup file to read)."""
+    try:
+        fields = (root / "cpu.max").read_text().split()  # v2: "<quota> <period>" or "max <period>"
+    except OSError:
+        try:  # v1
+            fields = [(root / "cpu" / name).read_text().strip() for name in ("cpu.cfs_quota_us", "cpu.cfs_period_us")]
+        except OSError:
+            return None
+    try:
+        quota, period = float(fields[0]), float(fields[1])
+    except (ValueError, IndexError):  # "max", or something unexpected: no quota to respect
+        return None
+    return quota / period if quota > 0 and period > 0 else None
 
 
 async def measure_budget(

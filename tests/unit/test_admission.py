@@ -3,6 +3,7 @@ parallel, decide the limit."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from avaluma.core.live.admission import (
     PUBLISH_PER_SECOND_SHARE,
     PUBLISH_PIXEL_SHARE,
     SessionBudget,
+    available_cores,
+    cgroup_cpu_quota,
     measure_budget,
 )
 from avaluma.core.live.sessions import SessionSlots, VideoPublishing
@@ -123,3 +126,21 @@ def test_while_the_budget_is_being_measured_one_session_runs() -> None:
     assert slots.free == 7
     slots.take("session").release()
     first.release()
+
+
+def test_a_containers_cpu_limit_caps_the_cores(tmp_path: Path) -> None:
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("150000 100000\n")  # a Kubernetes limit of 1.5 CPUs
+    assert cgroup_cpu_quota(v2) == pytest.approx(1.5)
+    assert available_cores(v2) == min(2, len(os.sched_getaffinity(0)))  # part of a core counts as one
+    (v2 / "cpu.max").write_text("max 100000\n")  # no limit
+    assert cgroup_cpu_quota(v2) is None and available_cores(v2) == len(os.sched_getaffinity(0))
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_quota(v1) == 1.0 and available_cores(v1) == 1
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")  # v1's "no limit"
+    assert cgroup_cpu_quota(v1) is None
+    assert cgroup_cpu_quota(tmp_path / "none") is None  # no cgroup files: the affinity mask alone
