@@ -146,3 +146,29 @@ async def test_one_stall_of_the_event_loop_leaves_a_livekit_session_on_time_afte
     assert at_stall.late_frames > before.late_frames  # the stall itself is seen
     assert after.frames - at_stall.frames >= FPS  # frames kept going out in real time
     assert after.late_frames - at_stall.late_frames <= 2, after
+
+
+class ColdStart(RenderSession):
+    """A render session whose first frame takes 300 ms (a model's first run, cold caches)."""
+
+    cold = True
+
+    def idle_frames(self, n: int) -> list[RenderedFrame]:
+        if self.cold:
+            self.cold = False
+            time.sleep(0.3)
+        return super().idle_frames(n)
+
+
+async def test_a_sessions_slow_first_frame_is_not_counted_late() -> None:
+    """Real time: the clock starts with the first frame, so starting sessions do not look like a server behind."""
+    avatar = load_hvia(ROOT / "assets" / "avatars" / "astronaut.hvia")
+    sink = StarvableSink(VirtualClock())  # records frames; never starved here
+    playout = Playout(ColdStart(avatar, EnergyBackend(), fps=FPS), sink)
+    task = asyncio.create_task(playout.run())
+    try:
+        await sink.published(FPS // 2)
+    finally:
+        playout.close()
+        await asyncio.wait_for(task, HANG_GUARD_S)
+    assert playout.stats().late_frames == 0, playout.stats()
