@@ -2,7 +2,9 @@
 
 Lateness is injected through the real path: a real :class:`Playout` (real RenderSession, energy lip-sync) on a
 virtual clock reports every frame through its admission slot; a sink that "takes" two frame periods of virtual time
-per frame stands for a CPU starved by other work. Nothing here depends on wall-clock time."""
+per frame stands for a CPU starved by other work. The last two tests run in real time (what they check is how the
+clock starts and restarts): a stalled event loop and a slow first frame, each a few hundred milliseconds, far beyond
+the lateness threshold of 20 ms, so scheduling noise cannot decide them."""
 
 from __future__ import annotations
 
