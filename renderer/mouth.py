@@ -564,11 +564,16 @@ class MouthWarp:
         X, Y = self._X[r0:r1], self._Y[r0:r1]
         sx = X - self._hbasis[r0:r1] * (1.0 - 1.0 / shape.scale)
         _, drop = self._close_and_drop(shape)
+        self._store(out, self._sample(sx, Y - self._chin_drop(sx, drop, self._vfall[r0:r1])), r0, r1)
+
+    def _chin_drop(self, sx: F32, drop: float, vfall: F32) -> F32:
+        """How far the jaw's ``drop`` moves the pixels reading source columns ``sx`` on rows where the lip-to-chin
+        blend is exactly 1 (the chin's shift alone), faded by ``vfall`` towards the ROI's bottom."""
         chin = self._jaw_profile(sx)
         chin *= CHIN_GAIN
         chin_shift = drop * chin
-        chin_shift *= self._vfall[r0:r1]
-        self._store(out, self._sample(sx, Y - chin_shift), r0, r1)
+        chin_shift *= vfall
+        return chin_shift
 
     def _rows(self, r0: int, r1: int, lo: float, hi: float) -> slice:
         """The rows of the tile ``r0:r1`` (relative to it) whose y lies in [``lo``, ``hi``], widened by a pixel each
@@ -637,10 +642,7 @@ class MouthWarp:
                 np.copyto(sy[near], Yr - chin_shift, where=low_out[near] <= Yr)
             if far.start < far.stop:
                 Yr = Y[far]
-                chin = self._jaw_profile(sx[far])
-                chin *= CHIN_GAIN
-                chin_shift = drop * chin
-                chin_shift *= vfall[far]
+                chin_shift = self._chin_drop(sx[far], drop, vfall[far])
                 np.copyto(sy[far], Yr - chin_shift, where=low_out[far] <= Yr)
         skip = self._crease * min(1.0, 4.0 * shape.opening)
         reach = 2.0 * self._crease
