@@ -455,13 +455,10 @@ async def capacity_search(quick: bool, codecs: list[str]) -> None:
         used = cost.get(codec, 0.0)
         fit = f"{1 / used:5.1f} per core at full use" if used else "-"
         budget = budgets[codec]
-        weight = budget.weight_of(fps=FPS, pixels=size[0] * size[1])  # sessions of another frame size count as this
-        admits = max(1, int(budget.capacity / weight + 1e-9))
         baseline = SessionBudget(budget.cpu_per_session, cores, budget.target_utilization, FPS, pixels=budget.pixels)
-        before = max(1, int(baseline.capacity / baseline.weight_of(fps=FPS, pixels=size[0] * size[1]) + 1e-9))
         print(
             f"     {name:34s} {best:3d} sessions, {best / cores:5.1f} per core; CPU {used:6.1%} per session, {fit}; "
-            f"admits {admits} (baseline {before})"
+            f"admits {admits(budget, size)} (baseline {admits(baseline, size)})"
         )
     print("   admission as the server runs it, with the runtime lateness guard (one more session every 3 s until one")
     print("   is refused, then 10 s more), against what the same run sustained:")
@@ -476,6 +473,13 @@ async def capacity_search(quick: bool, codecs: list[str]) -> None:
     print("   on a shared machine (load average below); CPU per session (the process's CPU time, all threads)")
     print("   depends less on other load")
     print(f"machine after: {describe()}")
+
+
+def admits(budget: SessionBudget, size: tuple[int, int]) -> int:
+    """Sessions of ``size`` frames at :data:`FPS` that ``budget`` admits (sessions of another frame size than the
+    measured one count as their weight)."""
+    weight = budget.weight_of(fps=FPS, pixels=size[0] * size[1])
+    return max(1, int(budget.capacity / weight + 1e-9))
 
 
 def publishing(codec: str) -> VideoPublishing | None:
