@@ -51,6 +51,10 @@ STRETCH_GAIN = 0.18
 ROUNDING_GAIN = 0.25
 #: Photos whose lips are closer than this (px) at the centre get synthesised upper teeth.
 TEETH_GAP_PX = 2.0
+#: Teeth coloured from the eye whites are at least this bright relative to the skin beside the mouth (luma), and at
+#: most :data:`TEETH_MAX_LUMA` from that rule.
+TEETH_OVER_SKIN = 1.1
+TEETH_MAX_LUMA = 230.0
 #: Visible length of the upper central incisors below the upper lip, and the most the lower teeth show above the
 #: lower lip, as fractions of the mouth width.
 UPPER_TEETH = 0.115
@@ -223,6 +227,11 @@ def analyse_photo(
     upper_lip = np.median(_patch(base, cx, lip_y, max(1.0, 0.06 * mw)), axis=0)
     low_lip = np.median(_patch(base, cx, (rig.lower_lip_inner[1] + rig.lower_lip_bottom[1]) / 2, 0.06 * mw), axis=0)
     lips: F32 = ((upper_lip + low_lip) / 2).astype(np.float32)
+    beside = [
+        np.median(_patch(base, x, rig.mouth_center[1], 0.1 * mw), 0)
+        for x in (rig.mouth_left[0] - 0.35 * mw, rig.mouth_right[0] + 0.35 * mw)
+    ]
+    skin = np.maximum(beside[0], beside[1])  # the lit side's
     enamel: F32
     if teeth is not None and len(teeth) == 3:
         enamel = np.array(teeth, dtype=np.float32)
@@ -238,6 +247,10 @@ def analyse_photo(
             face = _patch(base, cx, rig.mouth_center[1] - 0.8 * mw, 0.4 * mw)
             bright = min(235.0, 1.15 * float(np.percentile(_luma(face), 95)))
             enamel = (bright * np.array([1.0, 0.96, 0.88], dtype=np.float32)).astype(np.float32)
+        # Narrowed or shadowed eyes show little white (mostly iris and lashes): lit teeth are at least about as
+        # bright as the skin beside the mouth (photos whose own teeth the builder measured: 1.08-1.38 times it).
+        floor = min(TEETH_MAX_LUMA, TEETH_OVER_SKIN * float(_luma(skin)))
+        enamel = enamel * np.float32(max(1.0, floor / max(float(_luma(enamel)), 1.0)))
     # Teeth are never darker than the lips around them, nor blown out, nor more coloured than a stained tooth.
     enamel = enamel * np.float32(max(1.0, float(_luma(lips)) * 1.25 / max(float(_luma(enamel)), 1.0)))
     enamel = enamel * np.float32(min(1.0, 245.0 / max(float(enamel.max()), 1.0)))
@@ -249,12 +262,7 @@ def analyse_photo(
     y0, y1 = int(max(0, rig.upper_lip_top[1] - 0.6 * mw)), int(min(base.shape[0], rig.chin[1]))
     x0, x1 = int(max(0, rig.mouth_left[0] - 0.4 * mw)), int(min(base.shape[1], rig.mouth_right[0] + 0.4 * mw))
     grey = _luma(base[y0:y1, x0:x1].astype(np.float32))
-    beside = [
-        np.median(_patch(base, x, rig.mouth_center[1], 0.1 * mw), 0)
-        for x in (rig.mouth_left[0] - 0.35 * mw, rig.mouth_right[0] + 0.35 * mw)
-    ]
     left, right = (float(_luma(b)) for b in beside)
-    skin = np.maximum(beside[0], beside[1])  # the lit side's
     grain = min(
         estimate_grain(_grey_patch(base, x, rig.mouth_center[1] - 0.3 * mw, 0.12 * mw))
         for x in (rig.mouth_left[0] - 0.35 * mw, rig.mouth_right[0] + 0.35 * mw)
