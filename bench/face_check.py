@@ -14,7 +14,8 @@ Inputs:
 - generated non-humans (tests/face_samples.py): drawn faces in flat colour, softened, JPEG-compressed, airbrushed,
   with grain; real faces painted (hue turned, saturation x2.5) out of the human skin range; crops of the cat's face
   where the face detector fires; stand-ins for a primate's face (people's photos with eyes without whites, lips
-  without a red border, furred skin: no real monkey or ape photo is available);
+  without a red border, furred skin: no real monkey or ape photo is available), and with ``--non-human DIR`` any
+  real pictures of non-humans you have;
 - generated occlusions: a skin-coloured thing with the face's own cheek colour and grain held over the mouth of every
   human picture above, plain and with the dark gaps of four fingers across it; a dark grey microphone.
 
@@ -95,6 +96,13 @@ def main() -> None:
     parser.add_argument("--portraits", type=Path, default=ROOT.parent / "shared" / "data" / "portraits")
     parser.add_argument("--clips", type=Path, default=ROOT.parent / "shared" / "data" / "talking-faces")
     parser.add_argument("--frames", type=int, default=6, help="frames sampled per clip")
+    parser.add_argument(
+        "--non-human",
+        type=Path,
+        default=None,
+        help="a folder of real pictures that must be refused (animals, statues, masks), e.g. the mandrill "
+        "(baboon.jpg) and Blender's Suzanne from OpenCV's samples/data",
+    )
     args = parser.parse_args()
     print(describe())
     fc = face_check
@@ -166,6 +174,12 @@ def main() -> None:
             ):
                 primates.append(not row(mesh, f"{name[:14]} {how}", image))
     print(f"  -> {sum(primates)} of {len(primates)} refused")
+
+    if args.non_human is not None:
+        print(f"\nreal pictures that are not of a person ({args.non_human}):")
+        pictures = sorted(args.non_human.glob("*.[jp][pn]g"))
+        refused = [not row(mesh, p.stem, np.asarray(Image.open(p).convert("RGB"))) for p in pictures]
+        print(f"  -> {sum(refused)} of {len(refused)} refused")
 
     print("\nsomething held over the mouth:")
     covered = []
