@@ -238,7 +238,7 @@ def analyse_photo(
     else:
         whites = np.concatenate([_inside_eye(base, e) for e in eyes]) if eyes else np.zeros((0, 3), np.float32)
         if len(whites) >= 8:
-            white = np.median(whites[_luma(whites) >= np.percentile(_luma(whites), 75)], axis=0).astype(np.float32)
+            white = np.median(whites[_luma(whites) >= np.percentile(_luma(whites), 90)], axis=0).astype(np.float32)
             # Eye whites carry the photo's white balance but also their own redness: half of their tint is kept.
             neutral = float(_luma(white)) * np.ones(3, dtype=np.float32)
             enamel = ((0.5 * white + 0.5 * neutral) * np.array([1.0, 0.97, 0.9], dtype=np.float32)).astype(np.float32)
