@@ -11,11 +11,13 @@ own audio).
 
 Video avatars (built from each clip, by the baseline builder and by the current one):
 
-- open-close rate: cycles per second of the on-screen mouth (inner lip gap landmarked on the rendered frames) against
-  the lip-sync track's ``jaw_open``, both through a Schmitt trigger set on each signal's own range: the
-  rendered signal is the ``jaw_open`` of the mouth on screen (the atlas tile's, measured on its source frame at build
-  time; the baseline's two blended tiles' weighted mean), and, for reference, the inner lip gap landmarked on the
-  rendered frames; goal within 10 %;
+- open-close rate: cycles per second of the on-screen mouth against the lip-sync track's visible opening
+  (``jaw_open`` gated by ``lips_closed``, as a photo avatar's mouth shows it; the raw ``jaw_open``'s rate is printed
+  too), both through a Schmitt trigger set on each signal's own range: the rendered signal is the ``jaw_open`` of the
+  mouth on screen (the atlas tile's, measured on its source frame at build time; the baseline's two blended tiles'
+  weighted mean), and, for reference, the inner lip gap landmarked on the rendered frames; goal within 10 %;
+- closures: the share of the track's shut frames (visible opening <= 0.02: p/b/m and pauses) whose mouth on screen is
+  shut too (tile jaw <= 0.04);
 - mouth sharpness: variance of the Laplacian in the mouth region of rendered speech frames over the same measure on
   the clip's own speech frames; goal >= 0.9;
 - the idle loop's seam: the mean pixel step from its last frame to its first, against its ordinary frame-to-frame
@@ -59,6 +61,7 @@ from avaluma.renderer.compositor import Compositor, PhotoMouth, Prepared, prepar
 from avaluma.renderer.facemesh import FaceMesh  # noqa: E402
 from avaluma.renderer.hvia import load_hvia, load_hvia_bytes  # noqa: E402
 from avaluma.renderer.lipsync.base import LIPSYNC_SAMPLE_RATE  # noqa: E402
+from avaluma.renderer.mouth import mouth_shape  # noqa: E402
 from avaluma.renderer.rig_builder import LOWER_LIP_INNER, UPPER_LIP_INNER, lip_gap, mouth_measure  # noqa: E402
 from avaluma.renderer.smoothing import MouthSmoother  # noqa: E402
 
@@ -238,8 +241,14 @@ def bench_video(clip: Path, seconds: float, rev: str, mesh: FaceMesh) -> None:
     n = min(len(track), int(len(frames) / rate * FPS))
     track = track[:n]
     source = source_speech_sharpness(frames, rate, mesh, (512, 512))
-    target = cycles_per_s(track[:, 0])
-    print(f"  lip-sync track: {target:.2f} open-close cycles/s; source mouth sharpness {source:.0f} (Laplacian var)")
+    opening = np.array([mouth_shape(p).opening for p in track])
+    target = cycles_per_s(opening)
+    shut = opening <= 0.02
+    print(
+        f"  lip-sync track: {target:.2f} open-close cycles/s of the visible opening ({cycles_per_s(track[:, 0]):.2f} "
+        f"of jaw_open alone), shut in {shut.mean():.0%} of its frames; source mouth sharpness {source:.0f} "
+        "(Laplacian var)"
+    )
     old_builder = old_module(rev, "renderer/builder.py", "old_builder")
     old_atlas = old_module(rev, "renderer/atlas.py", "old_atlas")
     for label, build, atlas_module in (
@@ -265,7 +274,7 @@ def bench_video(clip: Path, seconds: float, rev: str, mesh: FaceMesh) -> None:
         )
         print(
             f"  {label:>6}: open-close {rate_r:.2f} cycles/s ({100 * (rate_r / target - 1):+.0f} % vs track; "
-            f"landmarked on screen {rate_l:.2f}), "
+            f"landmarked on screen {rate_l:.2f}), closures shown shut {(shown[shut] <= 0.04).mean():.0%}, "
             f"mouth sharpness {ratio:.2f} of the source, {len(avatar.video.atlas.params)} atlas tiles, "  # type: ignore[union-attr]
             f"built in {built:.0f} s" + (f"; {report[0]}" if report else "")
         )

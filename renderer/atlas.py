@@ -7,7 +7,8 @@ coherence: the patch shown last frame stays while it is within :data:`HYSTERESIS
 the parameters does not flick the mouth between two neighbouring shapes (measured by bench/mouth_quality.py: the
 rendered open-close rate against the lip-sync track's). The patch is placed on the loop frame's mouth (its centre,
 width and angle were tracked at build time) through a feathered elliptical mask, so only the mouth and chin area
-changes. The rest pose picks the closed-mouth tile: silence shows a closed mouth.
+changes. The rest pose picks the closed-mouth tile: silence shows a closed mouth, and so do closures within speech
+(the tiles are matched on the visible opening, ``jaw_open`` gated by ``lips_closed``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from avaluma.renderer.avatar import VideoAssets
-from avaluma.renderer.mouth import smoothstep
+from avaluma.renderer.mouth import mouth_shape, smoothstep
 
 F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]
@@ -27,7 +28,7 @@ U8 = npt.NDArray[np.uint8]
 PARAM_WEIGHTS = np.array([1.5, 1.0, 0.7, 0.7], dtype=np.float32)
 #: How much worse (weighted parameter distance, jaw penalty included) the last tile may match than the best before
 #: the mouth switches: about 0.04 of jaw_open. On the two real clips of the development set the rendered open-close
-#: rate is then within 6 % of the lip-sync track's (bench/mouth_quality.py).
+#: rate is then within 6 % of the lip-sync track's visible opening (bench/mouth_quality.py).
 HYSTERESIS = 0.25
 #: A tile whose jaw_open is further than this from the wanted one pays JAW_PENALTY per unit beyond it.
 JAW_TOLERANCE = 0.04
@@ -99,9 +100,15 @@ class AtlasMouth:
 
     def select(self, params: npt.NDArray[np.floating], previous: int | None = None) -> int:
         """The tile to show for ``params``: the nearest (weighted distance; a tile whose jaw is more than
-        :data:`JAW_TOLERANCE` off is penalised, so the mouth opens and shuts when the parameters do), unless the tile
-        shown last (``previous``) is within :data:`HYSTERESIS` of it."""
+        :data:`JAW_TOLERANCE` off the wanted opening is penalised, so the mouth opens and shuts when the parameters
+        do), unless the tile shown last (``previous``) is within :data:`HYSTERESIS` of it.
+
+        The wanted opening is ``jaw_open`` gated by ``lips_closed`` as on a photo avatar (:func:`mouth_shape`): a
+        tile's jaw was measured as its visible opening, so a p/b/m or a pause shows a closed mouth even while the
+        jaw parameter is still easing down (matched on the raw ``jaw_open``, the last open tile stayed within the
+        hysteresis: the two development clips showed 79 and 86 % of their shut frames with the mouth still open)."""
         p = np.clip(np.asarray(params, dtype=np.float32), 0.0, 1.0)
+        p[0] = mouth_shape(p).opening
         d = np.sqrt((((self._raw - p) * PARAM_WEIGHTS) ** 2).sum(axis=1))
         d += JAW_PENALTY * np.maximum(np.abs(self._raw[:, 0] - p[0]) - JAW_TOLERANCE, 0.0)
         best = int(np.argmin(d))

@@ -45,3 +45,19 @@ def test_parameter_noise_does_not_flick_the_mouth_between_neighbouring_tiles() -
     # A real change of shape does switch, at once.
     assert JAWS[mouth.select(np.array([0.6, 0.0, 0.0, 0.0], dtype=np.float32), previous)] == 0.6
     assert JAWS[mouth.select(np.array([0.0, 1.0, 0.0, 0.0], dtype=np.float32), previous)] == 0.0
+
+
+def test_a_closure_in_speech_shows_the_closed_tile_while_the_jaw_eases_down() -> None:
+    """Real atlases hold slightly open tiles whose lips measured nearly closed (jaw 0.09, lips_closed 0.93 in a
+    development clip): matched on the raw jaw, such a tile stayed within the hysteresis through a p/b/m."""
+    assets = video()
+    params = np.array([[0.0, 1.0, 0.0, 0.0], [0.09, 0.93, 0.0, 0.0], [0.4, 0.0, 0.0, 0.0]], dtype=np.float32)
+    assets = VideoAssets(
+        frames=assets.frames,
+        mouth=assets.mouth,
+        atlas=MouthAtlas(tiles=assets.atlas.tiles[:3], params=params, anchor=(22.0, 16.0), ref_width=40.0),
+    )
+    mouth = AtlasMouth(assets)
+    closing = np.array([0.03, 1.0, 0.0, 0.0], dtype=np.float32)  # lips shut, the smoothed jaw not quite at 0
+    assert mouth.select(closing, previous=1) == 0
+    assert mouth.select(closing, previous=2) == 0
