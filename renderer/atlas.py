@@ -28,7 +28,7 @@ U8 = npt.NDArray[np.uint8]
 PARAM_WEIGHTS = np.array([1.5, 1.0, 0.7, 0.7], dtype=np.float32)
 #: How much worse (weighted parameter distance, jaw penalty included) the last tile may match than the best before
 #: the mouth switches: about 0.04 of jaw_open. On the two real clips of the development set the rendered open-close
-#: rate is then within 6 % of the lip-sync track's visible opening (bench/mouth_quality.py).
+#: rate is then within 5 % of the lip-sync track's visible opening (bench/mouth_quality.py).
 HYSTERESIS = 0.25
 #: A tile whose jaw_open is further than this from the wanted one pays JAW_PENALTY per unit beyond it.
 JAW_TOLERANCE = 0.04
