@@ -33,6 +33,7 @@ from avaluma.renderer.lipsync.base import (
     LipSyncBackend,
     LipSyncInstrumentation,
     MouthFrames,
+    clean_mono,
 )
 from avaluma.renderer.lipsync.visemes import SIL
 from avaluma.renderer.prosody import ProsodyAnalyzer, ProsodyFrame
@@ -205,7 +206,9 @@ class RenderSession:
         audio. Empty chunks are accepted and return nothing.
         """
         validate_format(chunk.sample_rate, 1)
-        samples = np.asarray(chunk.samples, dtype=np.float32).reshape(-1)
+        # Lip-sync, prosody and the published audio all read these: NaN/inf and samples beyond full scale (a float
+        # caller's bug) would otherwise reach the room as they are.
+        samples = clean_mono(chunk.samples)
         if samples.size == 0:
             return []
         if chunk.sample_rate != self._in_rate:

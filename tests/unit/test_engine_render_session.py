@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -315,3 +316,16 @@ def test_emotion_switches_are_eased_and_unknown_ones_refused(avatar: Avatar) -> 
     assert -0.2 < inner[0] < 0.0  # on its way, not there
     assert inner[-1] == pytest.approx(-0.6, abs=0.02)  # there within 0.8 s, held while idle
     assert max(np.abs(np.diff(inner))) <= 0.15
+
+
+def test_non_finite_and_out_of_range_samples_are_sanitised_before_anything_reads_them(avatar: Avatar) -> None:
+    """A float caller's bug (NaN, inf, samples beyond full scale) must not reach the published audio, nor warn from
+    the prosody tracker: NaN becomes silence, the rest full scale."""
+    s = RenderSession(avatar, EnergyBackend(), audio_sample_rate=24_000)
+    audio = np.full(2400, np.inf, np.float32)
+    audio[::3], audio[1::3] = np.nan, 3.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frames = frames_of(s.push_audio(AudioChunk(audio, 24_000)) + s.end_segment())
+    played = np.concatenate([f.audio for f in frames])
+    assert len(frames) == 3 and np.isfinite(played).all() and np.abs(played).max() <= 1.0
