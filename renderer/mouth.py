@@ -249,10 +249,9 @@ def analyse_photo(
             enamel = (bright * np.array([1.0, 0.96, 0.88], dtype=np.float32)).astype(np.float32)
         # Narrowed or shadowed eyes show little white (mostly iris and lashes): lit teeth are at least about as
         # bright as the skin beside the mouth (photos whose own teeth the builder measured: 1.08-1.38 times it).
-        floor = min(TEETH_MAX_LUMA, TEETH_OVER_SKIN * float(_luma(skin)))
-        enamel = enamel * np.float32(max(1.0, floor / max(float(_luma(enamel)), 1.0)))
+        enamel = _at_least(enamel, min(TEETH_MAX_LUMA, TEETH_OVER_SKIN * float(_luma(skin))))
     # Teeth are never darker than the lips around them, nor blown out, nor more coloured than a stained tooth.
-    enamel = enamel * np.float32(max(1.0, float(_luma(lips)) * 1.25 / max(float(_luma(enamel)), 1.0)))
+    enamel = _at_least(enamel, float(_luma(lips)) * 1.25)
     enamel = enamel * np.float32(min(1.0, 245.0 / max(float(enamel.max()), 1.0)))
     top = float(enamel.max())
     saturation = (top - float(enamel.min())) / max(top, 1.0)
@@ -275,6 +274,11 @@ def analyse_photo(
         light=float(np.clip((right - left) / max(right + left, 1.0) * 3.0, -1.0, 1.0)),
         skin=(float(skin[0]), float(skin[1]), float(skin[2])),
     )
+
+
+def _at_least(colour: F32, luma: float) -> F32:
+    """``colour`` scaled up (hue kept) to ``luma`` where it is darker."""
+    return colour * np.float32(max(1.0, luma / max(float(_luma(colour)), 1.0)))
 
 
 def _gaussian(img: F32, sigma: float) -> F32:
