@@ -21,7 +21,7 @@ def test_quick_training_produces_a_streaming_model(tmp_path, capsys) -> None:
     from avaluma.renderer.lipsync.training.__main__ import main
 
     out = tmp_path / "tiny.onnx"
-    assert main(["--quick", "--cache", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    assert main(["--quick", "--no-background", "--cache", str(tmp_path / "cache"), "--out", str(out)]) == 0
     log = capsys.readouterr().out
     assert "data: cached in" in log and "epoch 1/1" in log and "wrote" in log
 
@@ -33,7 +33,38 @@ def test_quick_training_produces_a_streaming_model(tmp_path, capsys) -> None:
 
     # Same seed, same cached data: the same weights (reproducibility).
     again = tmp_path / "again.onnx"
-    assert main(["--quick", "--cache", str(tmp_path / "cache"), "--out", str(again)]) == 0
+    assert main(["--quick", "--no-background", "--cache", str(tmp_path / "cache"), "--out", str(again)]) == 0
     np.testing.assert_allclose(
         OnnxBackend(OnnxOptions(model_path=str(again))).analyze(audio, fps=30).params, frames.params, atol=1e-6
     )
+
+
+@pytest.mark.timeout(600)
+def test_quick_training_with_recorded_background_audio(tmp_path, capsys) -> None:
+    """``--background DIR``: its recordings become silence clips and are mixed under speech; a wrong folder is one
+    clear error before any data is built."""
+    import wave
+
+    from avaluma.renderer.lipsync.onnx_backend import OnnxBackend, OnnxOptions
+    from avaluma.renderer.lipsync.training.__main__ import main
+
+    folder = tmp_path / "music"
+    folder.mkdir()
+    t = np.arange(3 * 16000) / 16000
+    for name, tone in (("a.wav", 0.3 * np.sin(2 * np.pi * 196 * t)), ("b.wav", 0.2 * np.sin(2 * np.pi * 523 * t))):
+        with wave.open(str(folder / name), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(16000)
+            w.writeframes((tone * 32767).astype("<i2").tobytes())
+
+    assert main(["--quick", "--background", str(tmp_path / "missing"), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "x.onnx").exists()
+
+    out = tmp_path / "tiny.onnx"
+    assert main(["--quick", "--cache", str(tmp_path / "cache"), "--background", str(folder), "--out", str(out)]) == 0
+    log = capsys.readouterr().out
+    assert "background audio: 2 recordings" in log and "wrote" in log
+    frames = OnnxBackend(OnnxOptions(model_path=str(out))).analyze(t[:8000].astype(np.float32), fps=25)
+    assert np.isfinite(frames.params).all()

@@ -3,17 +3,22 @@
 Needs the ``train`` extra (torch CPU build). Synthesizes and caches the data on first run (a few minutes on 2 cores),
 adds the real speech of ``shared/data/human-speech`` when that corpus is on the machine (train speakers only, each
 utterance clean and degraded like deployment audio; ``$AVALUMA_HUMAN_SPEECH`` points elsewhere, ``--no-human``
-leaves it out), trains, keeps the epoch that scores best on the human dev speakers, and writes the ONNX model.
+leaves it out) and recorded music and sound effects when there is a folder of them (``--background``, by default
+``build/background`` from ``scripts/fetch-background-audio``), trains, keeps the epoch that scores best on the human
+dev speakers, and writes the ONNX model.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "models" / "lipsync.onnx"
+#: Where ``scripts/fetch-background-audio`` puts the recorded music and effects (relative to the working directory).
+DEFAULT_BACKGROUND = Path("build/background")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,9 +49,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-human", action="store_true", help="synthetic speech only, even when the corpus is here")
     parser.add_argument(
+        "--background",
+        type=Path,
+        default=None,
+        help="folder of recorded music and sound effects with nobody speaking, used as silence and mixed under speech "
+        f"(default $AVALUMA_BACKGROUND_AUDIO, else {DEFAULT_BACKGROUND} when scripts/fetch-background-audio made it)",
+    )
+    parser.add_argument(
         "--threads", type=int, default=None, help="torch threads and data-building processes (default 2)"
     )
+    parser.add_argument("--no-background", action="store_true", help="no recorded background audio, even when found")
     args = parser.parse_args(argv)
+    folder = args.background or (Path(v) if (v := os.environ.get("AVALUMA_BACKGROUND_AUDIO")) else None)
+    if folder is None and DEFAULT_BACKGROUND.is_dir():
+        folder = DEFAULT_BACKGROUND
+    if args.no_background:
+        folder = None
+    if folder is not None and not folder.is_dir():
+        print(
+            f"background audio: {folder} is not a folder (--background or $AVALUMA_BACKGROUND_AUDIO)", file=sys.stderr
+        )
+        return 2
 
     try:
         import torch  # noqa: F401
@@ -56,11 +79,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from dataclasses import replace
 
-    from avaluma.renderer.lipsync.training import human
+    from avaluma.renderer.lipsync.training import background, human
     from avaluma.renderer.lipsync.training.data import (
         DataConfig,
         HumanConfig,
         MultilingualConfig,
+        background_split,
         human_eval_split,
         load_or_build,
         load_or_build_human,
@@ -125,12 +149,20 @@ def main(argv: list[str] | None = None) -> int:
         extra.append(load_or_build_human(config.human, cache_dir=args.cache, progress=progress))
         extra.append(nonspeech_split(8 if args.quick else 300, seed=args.seed))
         dev = human_eval_split("dev", limit=8 if args.quick else 0)
+    bank = None
+    if folder is None:
+        progress("data: no recorded background audio (scripts/fetch-background-audio, or --background DIR): left out")
+    elif recordings := background.load_recordings(folder, progress):
+        extra.append(background_split(recordings, 16 if args.quick else config.background_clips, seed=args.seed))
+        bank = background.power_bank(recordings)
     init = weights_from_onnx(args.init_from, config.model, grow=args.grow) if args.init_from else None
 
     def keep_best(candidate: Any, accuracy: float) -> None:
         export_onnx(candidate, args.out, config, {"selection_frame_accuracy_100hz": round(accuracy, 4)})
 
-    model = train(config, data, progress=progress, extra_train=extra, dev=dev, init=init, on_best=keep_best)
+    model = train(
+        config, data, progress=progress, extra_train=extra, dev=dev, init=init, on_best=keep_best, background=bank
+    )
     metrics = {"heldout_frame_accuracy_100hz": round(heldout_accuracy(model, data[1]), 4)} if len(data[1]) else {}
     if dev is not None:
         metrics["human_dev_frame_accuracy_100hz"] = round(heldout_accuracy(model, dev), 4)

@@ -329,6 +329,13 @@ def nonspeech_split(n: int, seed: int = 0) -> Split:
     return _pack([("nonspeech", augment.nonspeech(rng, float(rng.uniform(0.5, 3.0))), []) for _ in range(n)], False)
 
 
+def background_split(recordings: list[npt.NDArray[np.float32]], n: int, seed: int = 0) -> Split:
+    """``n`` excerpts of recorded music and effects (``training/background.py``), degraded, all labelled silence."""
+    from avaluma.renderer.lipsync.training import background
+
+    return _pack([("background", x, []) for x in background.silence_clips(recordings, n, seed)], False)
+
+
 def human_eval_split(split: str, limit: int = 0) -> Split:
     """A clean evaluation split of the human corpus (``dev`` or ``test`` speakers), audio kept for the bench."""
     from avaluma.renderer.lipsync.training import augment, human

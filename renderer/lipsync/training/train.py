@@ -17,11 +17,12 @@ import torch.nn.functional as F
 
 from avaluma.renderer.lipsync.base import MOUTH_PARAMS
 from avaluma.renderer.lipsync.features import N_MELS, SILENCE_VALUE
+from avaluma.renderer.lipsync.training.background import mix_under
 from avaluma.renderer.lipsync.training.data import DataConfig, HumanConfig, MultilingualConfig, Split, load_or_build
 from avaluma.renderer.lipsync.training.model import LipSyncNet, ModelConfig
 from avaluma.renderer.lipsync.visemes import PP, VISEMES
 
-MODEL_VERSION = "2"
+MODEL_VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,14 @@ class TrainConfig:
     #: Closures are brief but the most visible mistake, so the lips-closed channel counts double.
     lips_closed_weight: float = 2.0
     #: p/b/m frames are few and the most visible miss (a mouth that never closes): their loss counts this much more.
-    closure_weight: float = 3.0
+    closure_weight: float = 4.0
     #: Share of training windows whose mel axis is stretched by 0.88-1.12 (vocal tract length perturbation).
     vtlp: float = 0.5
+    #: With recorded background sound (music, effects; ``training/background.py``): how many excerpts of it alone
+    #: are added as silence, and the share of training windows with it mixed under them at an SNR in this range.
+    background_clips: int = 1000
+    background_mix: float = 0.15
+    background_snr_db: tuple[float, float] = (5.0, 25.0)
     #: Optimizer steps per epoch; 0 = one pass over the training frames.
     steps_per_epoch: int = 0
     seed: int = 0
@@ -109,6 +115,7 @@ def train(
     dev: Split | None = None,
     init: dict[str, torch.Tensor] | None = None,
     on_best: Callable[[LipSyncNet, float], None] | None = None,
+    background: npt.NDArray[np.float32] | None = None,
 ) -> LipSyncNet:
     """Train on the synthetic split plus ``extra_train`` (real speech, other languages); keep the epoch that scores
     best on ``dev`` (real speakers never trained on) when given, else on the synthetic held-out split.
@@ -116,7 +123,8 @@ def train(
     ``init`` (see :func:`weights_from_onnx`) warm-starts from an exported model of the same shape, feature
     normalisation included: fine-tuning the shipped model reaches a given accuracy in a fraction of the steps.
     ``on_best`` is called with the model whenever an epoch beats the best so far (a long run can be stopped early
-    and still leave its best model behind)."""
+    and still leave its best model behind). ``background`` (mel power frames of recorded music and effects,
+    :func:`background.power_bank`) is mixed under a share of the windows (``config.background_mix``)."""
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     rng = np.random.default_rng(config.seed)
@@ -159,6 +167,8 @@ def train(
             idx = torch.from_numpy(starts[:, None] + np.arange(window)[None, :])
             tidx = idx[:, mcfg.past : mcfg.past + config.crop]
             xb = xt[idx]
+            if background is not None and config.background_mix > 0:
+                xb = mix_under(xb, background, rng, config.background_mix, config.background_snr_db)
             if config.vtlp > 0:
                 warp = rng.random(config.batch_size) < config.vtlp
                 factors = np.where(warp, rng.uniform(0.88, 1.12, config.batch_size), 1.0)
