@@ -1,7 +1,8 @@
 """Lip-sync evaluation: the trained model, the previous model (v1) and the baselines, side by side, on real human
 speech, synthetic held-out voices, degraded audio, other languages and real talking faces.
 
-Run: ``.venv/bin/python bench/lipsync_eval.py [--quick] [--faces | --no-faces] [--model PATH] [--fps 25 30]``.
+Run: ``.venv/bin/python bench/lipsync_eval.py [--quick] [--faces | --no-faces] [--model PATH] [--fps 25 30]
+[--background DIR]``.
 
 Sets (none of them is ever trained on):
 
@@ -11,7 +12,9 @@ Sets (none of them is ever trained on):
   corpus is not on this machine. Also on the test split: pink noise at 20 dB SNR, babble (six training-split speakers
   talking at once) at 10 dB SNR, a quiet level (speech at -30 dBFS RMS) and the 8 kHz telephone band
   (16 kHz -> 8 kHz -> 16 kHz), per speaker group (female/male, child/adult as the manifest says) and the most
-  confused viseme pairs.
+  confused viseme pairs. With ``--background DIR`` (recorded music and sound effects the model was not trained on)
+  also music under the test speech at 10 dB SNR, and the recordings alone (nobody speaking: the mouth should stay
+  closed).
 * **synthetic held-out**: voices and sentences the training data cache (``build/lipsync_data``, built by the training
   command; built here first if absent: minutes) keeps aside; clean at each ``--fps`` and with pink noise.
 * **languages**: English (the synthetic held-out) and the held-out sentences and voices of
@@ -21,9 +24,10 @@ Sets (none of them is ever trained on):
   corners) against the gap of the bundled demo avatar rendered from the clip's audio through the embedded render path
   (``avaluma render --audio``) and landmarked the same way: Pearson r at lag 0 and at the best lag within +-5 frames.
 
-Methods: the trained model (the bundled ``renderer/lipsync/models/lipsync.onnx`` or ``--model``), v1 (the model at
-commit 3a5f3df, extracted with git; skipped with a note where git or the commit is missing), ``energy`` and MFCC
-template matching (uLipSync-style, fitted on the synthetic training data).
+Methods: the trained model (the bundled ``renderer/lipsync/models/lipsync.onnx`` or ``--model``), v2 (the model at
+commit 11108cf, with the same frame decoding) and v1 (commit 3a5f3df, as it shipped), both extracted with git and
+skipped with a note where git or the commit is missing, ``energy`` and MFCC template matching (uLipSync-style, fitted
+on the synthetic training data).
 
 Metrics, per video frame (frame ``i`` covers ``[i/fps, (i+1)/fps)``):
 
@@ -58,6 +62,7 @@ from machine import describe
 from avaluma.renderer.lipsync.base import JAW_OPEN, LIPS_CLOSED, LIPSYNC_SAMPLE_RATE, MouthFrames
 from avaluma.renderer.lipsync.framing import feature_range, n_video_frames
 from avaluma.renderer.lipsync.onnx_backend import Decoding, OnnxBackend, OnnxOptions, OnnxStream
+from avaluma.renderer.lipsync.training import background
 from avaluma.renderer.lipsync.training.augment import pink
 from avaluma.renderer.lipsync.training.data import DataConfig, Split, load_or_build
 from avaluma.renderer.lipsync.training.mfcc_template import MfccTemplates
@@ -71,7 +76,7 @@ SILENCE_LEVEL_BINS = ((-1000.0, -60.0), (-60.0, -45.0), (-45.0, 1000.0))
 CLOSED = 0.5
 REPO = Path(__file__).resolve().parent.parent
 V1_COMMIT = "3a5f3df"
-#: The commit that shipped model v2, run as it shipped (its heads' pooled outputs, no decoding from the visemes).
+#: The commit that shipped model v2 (its file was the default until version 3), run with today's frame decoding.
 V2_COMMIT = "11108cf"
 MODEL_IN_REPO = "renderer/lipsync/models/lipsync.onnx"
 METRICS = (
@@ -322,6 +327,34 @@ def add_babble(data: EvalSet, bank: list[npt.NDArray[np.float32]], snr_db: float
     return data.with_audio(f"{data.name}, babble {snr_db:g} dB SNR", fn)
 
 
+def add_music(data: EvalSet, recordings: list[npt.NDArray[np.float32]], snr_db: float) -> EvalSet:
+    """Recorded music or effects (``--background``) under each utterance at ``snr_db`` against its speech."""
+    rng = np.random.default_rng(2)
+
+    def fn(i: int, a: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        m = np.resize(background.excerpt(recordings, rng, len(a) / LIPSYNC_SAMPLE_RATE), len(a)).astype(np.float64)
+        m /= np.sqrt(np.mean(m**2)) + 1e-9
+        return np.clip(a + m * _speech_rms(a, data.spans[i]) * 10 ** (-snr_db / 20), -1, 1).astype(np.float32)
+
+    return data.with_audio(f"{data.name}, music {snr_db:g} dB SNR", fn)
+
+
+def background_alone(
+    recordings: list[npt.NDArray[np.float32]], per_recording: int = 3, seconds: float = 6.0
+) -> EvalSet:
+    """Excerpts of each recording with nobody speaking, at -40 to -6 dBFS RMS: every frame is silence."""
+    rng = np.random.default_rng(3)
+    out = EvalSet("recorded music and effects, nobody speaking")
+    for k, x in enumerate(recordings):
+        for _ in range(per_recording):
+            start = int(rng.integers(0, max(1, len(x) - int(seconds * LIPSYNC_SAMPLE_RATE))))
+            clip = x[start : start + int(seconds * LIPSYNC_SAMPLE_RATE)].astype(np.float64)
+            clip *= 10 ** (rng.uniform(-40.0, -6.0) / 20) / (np.sqrt(np.mean(clip**2)) + 1e-9)
+            spans = np.array([[0.0, len(clip) / LIPSYNC_SAMPLE_RATE, SIL]])
+            out.add(np.clip(clip, -1, 1).astype(np.float32), spans, recording=str(k))
+    return out
+
+
 def at_level(data: EvalSet, dbfs: float) -> EvalSet:
     def fn(i: int, a: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         return (a * (10 ** (dbfs / 20) / _speech_rms(a, data.spans[i]))).astype(np.float32)
@@ -380,7 +413,7 @@ def extract_v1(dest: Path, commit: str = V1_COMMIT) -> str | None:
 
 
 class AsShipped(OnnxBackend):
-    """The ONNX backend as models v1 and v2 shipped: the heads' pooled outputs as they are (:attr:`Decoding.RAW`)."""
+    """The ONNX backend as model v1 shipped: the heads' pooled outputs as they are (:attr:`Decoding.RAW`)."""
 
     def open_stream(self, *, fps: float) -> OnnxStream:
         return OnnxStream(self.model, fps, decoding=Decoding.RAW)
@@ -406,11 +439,11 @@ def build_methods(
     v2_path = tmp / "lipsync-v2.onnx"
     why = extract_v1(v2_path, V2_COMMIT)
     if why is None:
-        shipped = AsShipped(OnnxOptions(model_path=str(v2_path), threads=1))
-        methods.append(Method("v2 shipped", lambda a, fps: shipped.analyze(a, fps=fps), shipped))
-        notes.append(f"v2 shipped: {V2_COMMIT}:{MODEL_IN_REPO} as it shipped (Decoding.RAW)")
+        v2 = OnnxBackend(OnnxOptions(model_path=str(v2_path), threads=1))
+        methods.append(Method("v2", lambda a, fps: v2.analyze(a, fps=fps), v2))
+        notes.append(f"v2: {V2_COMMIT}:{MODEL_IN_REPO} (version {v2.model.version}) with the frame decoding")
     else:
-        notes.append(f"v2 shipped: skipped, {why}")
+        notes.append(f"v2: skipped, {why}")
     v1_path = tmp / "lipsync-v1.onnx"
     why = extract_v1(v1_path)
     if why is None:
@@ -732,6 +765,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--snr-db", type=float, default=20.0, help="SNR of the synthetic noisy condition")
     parser.add_argument("--limit", type=int, default=0, help="evaluate only the first N synthetic held-out utterances")
     parser.add_argument("--quick", action="store_true", help="a fast subset of every set (minutes, not tens)")
+    parser.add_argument(
+        "--background",
+        type=Path,
+        default=None,
+        help="folder of recorded music and effects NOT trained on: adds music under the human test speech and the "
+        "recordings alone (nobody speaking)",
+    )
     only = parser.add_mutually_exclusive_group()
     only.add_argument("--faces", action="store_true", help="run only the real-face measure")
     only.add_argument("--no-faces", action="store_true", help="skip the real-face measure")
@@ -775,15 +815,26 @@ def main(argv: list[str] | None = None) -> int:
             print_speaker_range(res_test, test)
             print_confusions("human test", res_test, methods)
             print_silence_by_level("human test", res_test)
+            recordings = background.load_recordings(args.background, progress=print) if args.background else []
             for cond in (
                 add_pink(test, 20.0),
                 add_babble(test, bank, 10.0),
+                *([add_music(test, recordings, 10.0)] if recordings else []),
                 at_level(test, -30.0),
                 telephone(test, 8000),
             ):
                 res = run_set(methods, cond, fps)
                 print_table(cond.name, res)
                 summary.append((cond.name.replace("human test, ", "human test: "), res))
+            if recordings:
+                alone = background_alone(recordings)
+                res = run_set(methods, alone, fps)
+                print_table(
+                    f"{alone.name} (-40 to -6 dBFS RMS; silence = share of frames with closed lips)", res, alone
+                )
+                summary.append(("music and effects alone", res))
+            else:
+                print("\n(no --background folder: the music conditions are skipped)")
             res_dev = run_set(methods, dev, fps)
             dev_speakers = len({t["speaker"] for t in dev.tags})
             print_table(
