@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -38,7 +38,7 @@ def decode(path: Path) -> Audio:
     """A recording as 16 kHz mono float32 (PyAV: anything FFmpeg reads)."""
     import av
 
-    chunks: list[Audio] = []
+    chunks: list[npt.NDArray[Any]] = []
     with av.open(str(path)) as container:
         resampler = av.AudioResampler(format="flt", layout="mono", rate=LIPSYNC_SAMPLE_RATE)
         for frame in container.decode(audio=0):
@@ -103,7 +103,8 @@ def silence_clips(recordings: list[Audio], n: int, seed: int) -> list[Audio]:
 def power_bank(recordings: list[Audio]) -> npt.NDArray[np.float32]:
     """Mel power frames ``[n, N_MELS]`` of all recordings, one after another (for :func:`mix_under`)."""
     feats = np.concatenate([logmel(x) for x in recordings])
-    return np.maximum(np.exp(feats) - LOG_FLOOR, 0.0).astype(np.float32)
+    power: npt.NDArray[np.float32] = np.maximum(np.exp(feats) - LOG_FLOOR, 0.0).astype(np.float32)
+    return power
 
 
 def mix_under(
