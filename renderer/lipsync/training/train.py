@@ -15,8 +15,8 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
-from avaluma.renderer.lipsync.base import MOUTH_PARAMS
-from avaluma.renderer.lipsync.features import N_MELS, SILENCE_VALUE
+from avaluma.renderer.lipsync.base import LIPSYNC_SAMPLE_RATE, MOUTH_PARAMS
+from avaluma.renderer.lipsync.features import LOG_FLOOR, N_FFT, N_MELS, SILENCE_VALUE, mel_filterbank
 from avaluma.renderer.lipsync.training.background import mix_under
 from avaluma.renderer.lipsync.training.data import DataConfig, HumanConfig, MultilingualConfig, Split, load_or_build
 from avaluma.renderer.lipsync.training.model import LipSyncNet, ModelConfig
@@ -40,6 +40,8 @@ class TrainConfig:
     closure_weight: float = 4.0
     #: Share of training windows whose mel axis is stretched by 0.88-1.12 (vocal tract length perturbation).
     vtlp: float = 0.5
+    #: Share of training windows cut off above 3.3-4 kHz in the feature domain (the telephone band).
+    band_limit: float = 0.4
     #: With recorded background sound (music, effects; ``training/background.py``): how many excerpts of it alone
     #: are added as silence, and the share of training windows with it mixed under them at an SNR in this range.
     background_clips: int = 1000
@@ -105,6 +107,16 @@ def _warp_mels(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     lo_v = torch.gather(x, 2, lo[:, None, :].expand(-1, x.shape[1], -1))
     hi_v = torch.gather(x, 2, hi[:, None, :].expand(-1, x.shape[1], -1))
     return lo_v * (1 - w) + hi_v * w
+
+
+def _band_limit(x: torch.Tensor, cutoffs_hz: npt.NDArray[np.float64]) -> torch.Tensor:
+    """Remove the power above each window's cutoff from its log mel features (``x``: ``[batch, time, N_MELS]``): each
+    mel band keeps the share of its filter below the cutoff."""
+    filters = mel_filterbank()  # [fft bins, N_MELS], each column sums to 1
+    freqs = np.fft.rfftfreq(N_FFT, 1.0 / LIPSYNC_SAMPLE_RATE)
+    keep = np.stack([filters[freqs <= c].sum(0) for c in cutoffs_hz]).astype(np.float32)  # [batch, N_MELS]
+    power = (x.exp() - LOG_FLOOR).clamp(min=0.0)
+    return torch.log(power * torch.from_numpy(keep)[:, None, :] + LOG_FLOOR)
 
 
 def train(
@@ -173,6 +185,9 @@ def train(
                 warp = rng.random(config.batch_size) < config.vtlp
                 factors = np.where(warp, rng.uniform(0.88, 1.12, config.batch_size), 1.0)
                 xb = _warp_mels(xb, torch.from_numpy(factors.astype(np.float32)))
+            if config.band_limit > 0:
+                cut = rng.random(config.batch_size) < config.band_limit
+                xb = _band_limit(xb, np.where(cut, rng.uniform(3300.0, 4000.0, config.batch_size), 8000.0))
             vis_logits, par_logits = model.logits(xb)
             labels, params = yt[tidx], pt[tidx]
             mask = labels >= 0
