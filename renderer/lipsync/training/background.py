@@ -2,12 +2,13 @@
 and speech over music still moves it.
 
 The generated non-speech of :func:`augment.nonspeech` (sine-note music, breaths, hum) does not cover real music:
-version 2 opened the mouth on 4-53 % of the frames of real instrumental tracks. Real recordings come from a folder the
-trainer names (``--background DIR``, or ``$AVALUMA_BACKGROUND_AUDIO``); they are never committed. The shipped model's
-folder and where it came from are in the model card. Two uses, both labelled as what they are:
+version 2 kept the lips shut on only 74 % of the frames of real instrumental music it never heard (4-53 % of each
+track's frames open). The recordings come from a folder (``--background DIR``, ``$AVALUMA_BACKGROUND_AUDIO``, or
+``build/background`` filled by ``scripts/fetch-background-audio``); they are never committed, and the model card names
+the shipped model's. Two uses, both labelled as what they are:
 
-* :func:`silence_split`: excerpts of the recordings alone, degraded like deployment audio, labelled silence;
-* :func:`mix_under`: during training, a recording mixed under a share of the speech windows at 0-20 dB SNR, in the
+* :func:`silence_clips`: excerpts of the recordings alone, degraded like deployment audio, labelled silence;
+* :func:`mix_under`: during training, a recording mixed under a share of the speech windows (``TrainConfig``), in the
   mel-power domain (the features are log mel power, so a sum of sounds is a sum of powers up to the cross terms,
   which average out), labels unchanged.
 """
