@@ -15,6 +15,8 @@ Sets (none of them is ever trained on):
   confused viseme pairs. With ``--background DIR`` (recorded music and sound effects the model was not trained on)
   also music under the test speech at 10 dB SNR, and the recordings alone (nobody speaking: the mouth should stay
   closed).
+* **native English**: Asterisk's English prompts (one US speaker, studio, labelled by forced alignment here:
+  :mod:`avaluma.renderer.lipsync.training.prompts`) when ``scripts/fetch-native-speech`` has fetched them.
 * **synthetic held-out**: voices and sentences the training data cache (``build/lipsync_data``, built by the training
   command; built here first if absent: minutes) keeps aside; clean at each ``--fps`` and with pink noise.
 * **languages**: English (the synthetic held-out) and the held-out sentences and voices of
@@ -325,6 +327,22 @@ def add_babble(data: EvalSet, bank: list[npt.NDArray[np.float32]], snr_db: float
         return np.clip(noisy, -1, 1).astype(np.float32)
 
     return data.with_audio(f"{data.name}, babble {snr_db:g} dB SNR", fn)
+
+
+def native_set(root: Path) -> EvalSet | None:
+    """Asterisk's English prompts (``training/prompts.py``), each with 0.3 s of silence before and after; ``None``
+    with a message when pocketsphinx (the aligner) is missing."""
+    try:
+        from avaluma.renderer.lipsync.training import prompts
+    except ImportError as e:
+        print(f"\n(native speech skipped: {e}; pip install pocketsphinx)")
+        return None
+    out = EvalSet("native English studio speech (Asterisk prompts, one US speaker never trained on)")
+    pad = np.zeros(int(0.3 * LIPSYNC_SAMPLE_RATE), np.float32)
+    for name, audio, spans in prompts.load(root, progress=print):
+        moved = [Span(s.phoneme, s.start + 0.3, s.end + 0.3, s.viseme) for s in spans]
+        out.add(np.concatenate([pad, audio, pad]), _span_array(moved), prompt=name)
+    return out
 
 
 def add_music(data: EvalSet, recordings: list[npt.NDArray[np.float32]], snr_db: float) -> EvalSet:
@@ -772,6 +790,12 @@ def main(argv: list[str] | None = None) -> int:
         help="folder of recorded music and effects NOT trained on: adds music under the human test speech and the "
         "recordings alone (nobody speaking)",
     )
+    parser.add_argument(
+        "--native",
+        type=Path,
+        default=REPO / "build" / "native-speech" / "files",
+        help="Asterisk's English prompts, from scripts/fetch-native-speech (default: where it puts them)",
+    )
     only = parser.add_mutually_exclusive_group()
     only.add_argument("--faces", action="store_true", help="run only the real-face measure")
     only.add_argument("--no-faces", action="store_true", help="skip the real-face measure")
@@ -835,6 +859,13 @@ def main(argv: list[str] | None = None) -> int:
                 summary.append(("music and effects alone", res))
             else:
                 print("\n(no --background folder: the music conditions are skipped)")
+            native = native_set(args.native) if args.native.is_dir() else None
+            if native is not None:
+                res = run_set(methods, native, fps)
+                print_table(native.name, res, native)
+                summary.append(("native English studio speech", res))
+            elif not args.native.is_dir():
+                print(f"\n(no native speech at {args.native}: scripts/fetch-native-speech fetches it)")
             res_dev = run_set(methods, dev, fps)
             dev_speakers = len({t["speaker"] for t in dev.tags})
             print_table(

@@ -118,6 +118,11 @@ def read_label_spans(path: Path) -> list[PhonemeSpan]:
             if len(row) < 3:
                 continue
             rows.append((float(row[0]), float(row[1]), row[2].strip().upper(), row[3].strip() if len(row) > 3 else ""))
+    return label_spans(rows)
+
+
+def label_spans(rows: list[tuple[float, float, str, str]]) -> list[PhonemeSpan]:
+    """Label rows ``(start_s, end_s, ARPAbet phone, word)`` as viseme spans; SIL/SPN become silence."""
     items: list[tuple[str, float, float]] = []
     k = 0
     while k < len(rows):

@@ -1,0 +1,137 @@
+"""Native English studio speech for evaluation: the prompts of Asterisk's core sounds, aligned here.
+
+Debian's ``asterisk-core-sounds-en-g722`` holds about 570 prompts spoken by one US speaker ("Allison", CC-BY-SA 3.0,
+16 kHz G.722) and ``asterisk-core-sounds-en`` their transcripts; ``scripts/fetch-native-speech`` puts both into
+``build/native-speech``. No model trains on them. The shared human-speech corpus is mostly Mandarin-L1 English and its
+only native adult speaker is in the test split, so these prompts are the bench's check on clean native speech.
+
+Labels come from forced alignment with pocketsphinx's bundled US English model and CMUdict, as the corpus's
+pocketsphinx labels were made (two passes, boundaries moved 10 ms later); prompts with a word outside the dictionary
+are left out and counted.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from avaluma.renderer.lipsync.base import LIPSYNC_SAMPLE_RATE
+from avaluma.renderer.lipsync.training.human import label_spans
+from avaluma.renderer.lipsync.visemes import PhonemeSpan
+
+TRANSCRIPTS = "usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"
+SOUNDS = "usr/share/asterisk/sounds/en_US_f_Allison"
+FRAME_S = 0.01
+#: Both reference aligners of the corpus put phone onsets 10 ms later than pocketsphinx does (its README).
+SHIFT_S = 0.01
+_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+Prompt = tuple[str, npt.NDArray[np.float32], list[PhonemeSpan]]
+
+
+def words(text: str) -> list[str]:
+    """A transcript as dictionary words: lower case, bracketed notes and punctuation dropped, digits spelled out."""
+    t = re.sub(r"\[[^]]*\]|\([^)]*\)", " ", text.lower().replace("’", "'"))
+    t = re.sub(r"[^a-z0-9' ]+", " ", re.sub(r"[-/]", " ", t))
+    out: list[str] = []
+    for w in (w.strip("'") for w in t.split()):
+        if w:
+            out += [_DIGITS[int(c)] for c in w] if w.isdigit() else [w]
+    return out
+
+
+def transcripts(root: Path) -> dict[str, str]:
+    """Prompt name (its path under the sounds folder, no suffix) -> transcript."""
+    out: dict[str, str] = {}
+    with gzip.open(root / TRANSCRIPTS, "rt", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith(";") or ":" not in line:
+                continue
+            name, text = line.split(":", 1)
+            out[name.strip()] = text.strip()
+    return out
+
+
+def decode_g722(path: Path) -> npt.NDArray[np.float32]:
+    import av
+
+    chunks: list[npt.NDArray[Any]] = []
+    with av.open(str(path), format="g722") as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=LIPSYNC_SAMPLE_RATE)
+        for frame in container.decode(audio=0):
+            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+
+
+class Aligner:
+    """Phone-level forced alignment with pocketsphinx (its bundled en-us model and dictionary)."""
+
+    def __init__(self) -> None:
+        from pocketsphinx import Decoder
+
+        self._decoder = Decoder(samprate=LIPSYNC_SAMPLE_RATE, bestpath=False, loglevel="FATAL")
+
+    def known(self, word: str) -> bool:
+        return self._decoder.lookup_word(word) is not None
+
+    def align(self, audio: npt.NDArray[np.float32], text: list[str]) -> list[tuple[float, float, str, str]] | None:
+        """``(start_s, end_s, ARPAbet phone or SIL, word)`` rows covering ``audio``, or ``None`` when it fails."""
+        d = self._decoder
+        pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+        d.set_align_text(" ".join(text))
+        d.start_utt()
+        d.process_raw(pcm, full_utt=True)
+        d.end_utt()
+        if d.hyp() is None:
+            return None
+        d.set_alignment()
+        d.start_utt()
+        d.process_raw(pcm, full_utt=True)
+        d.end_utt()
+        end = len(audio) / LIPSYNC_SAMPLE_RATE
+        rows = []
+        for word in d.get_alignment():
+            name = re.sub(r"\(\d+\)$", "", word.name)
+            for phone in word:
+                start = phone.start * FRAME_S
+                silent = phone.name.startswith("+") or phone.name == "SIL"
+                rows.append(
+                    (
+                        round(start + SHIFT_S, 3) if start > 0 else 0.0,
+                        round(min(end, (phone.start + phone.duration) * FRAME_S + SHIFT_S), 3),
+                        "SIL" if silent else phone.name,
+                        "" if silent or name.startswith("<") else name,
+                    )
+                )
+        return rows
+
+
+def load(root: Path, progress: Callable[[str], None] = print) -> list[Prompt]:
+    """Every prompt that aligns: (name, 16 kHz audio, viseme spans)."""
+    aligner = Aligner()
+    out: list[Prompt] = []
+    unknown = failed = 0
+    for name, text in sorted(transcripts(root).items()):
+        path = root / SOUNDS / f"{name}.g722"
+        said = words(text)
+        if not path.is_file():
+            continue
+        if not said or not all(aligner.known(w) for w in said):
+            unknown += 1
+            continue
+        audio = decode_g722(path)
+        rows = aligner.align(audio, said)
+        if rows is None:
+            failed += 1
+            continue
+        out.append((name, audio, label_spans(rows)))
+    minutes = sum(len(a) for _, a, _ in out) / LIPSYNC_SAMPLE_RATE / 60
+    progress(f"native speech: {len(out)} prompts aligned ({minutes:.1f} min), {unknown} with words outside the "
+             f"dictionary and {failed} that did not align left out")  # fmt: skip
+    return out
