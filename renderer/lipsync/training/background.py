@@ -35,12 +35,13 @@ AUDIO_SUFFIXES = (".ogg", ".oga", ".mp3", ".wav", ".flac", ".opus", ".m4a")
 REFERENCE_RMS = 0.1
 
 
-def decode(path: Path) -> Audio:
-    """A recording as 16 kHz mono float32 (PyAV: anything FFmpeg reads)."""
+def decode(path: Path, container_format: str | None = None) -> Audio:
+    """A recording as 16 kHz mono float32 (PyAV: anything FFmpeg reads; ``container_format`` for raw streams such
+    as ``g722`` that carry no header)."""
     import av
 
     chunks: list[npt.NDArray[Any]] = []
-    with av.open(str(path)) as container:
+    with av.open(str(path), format=container_format) as container:
         resampler = av.AudioResampler(format="flt", layout="mono", rate=LIPSYNC_SAMPLE_RATE)
         for frame in container.decode(audio=0):
             chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]

@@ -16,12 +16,12 @@ import gzip
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from avaluma.renderer.lipsync.base import LIPSYNC_SAMPLE_RATE
+from avaluma.renderer.lipsync.training.background import decode
 from avaluma.renderer.lipsync.training.human import label_spans
 from avaluma.renderer.lipsync.visemes import PhonemeSpan
 
@@ -56,17 +56,6 @@ def transcripts(root: Path) -> dict[str, str]:
             name, text = line.split(":", 1)
             out[name.strip()] = text.strip()
     return out
-
-
-def decode_g722(path: Path) -> npt.NDArray[np.float32]:
-    import av
-
-    chunks: list[npt.NDArray[Any]] = []
-    with av.open(str(path), format="g722") as container:
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=LIPSYNC_SAMPLE_RATE)
-        for frame in container.decode(audio=0):
-            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
 
 
 class Aligner:
@@ -125,7 +114,7 @@ def load(root: Path, progress: Callable[[str], None] = print) -> list[Prompt]:
         if not said or not all(aligner.known(w) for w in said):
             unknown += 1
             continue
-        audio = decode_g722(path)
+        audio = decode(path, container_format="g722")
         rows = aligner.align(audio, said)
         if rows is None:
             failed += 1
