@@ -65,7 +65,7 @@ from avaluma.renderer.lipsync.base import JAW_OPEN, LIPS_CLOSED, LIPSYNC_SAMPLE_
 from avaluma.renderer.lipsync.framing import feature_range, n_video_frames
 from avaluma.renderer.lipsync.onnx_backend import Decoding, OnnxBackend, OnnxOptions, OnnxStream
 from avaluma.renderer.lipsync.training import background
-from avaluma.renderer.lipsync.training.augment import pink
+from avaluma.renderer.lipsync.training.augment import pad_silence, pink
 from avaluma.renderer.lipsync.training.data import DataConfig, Split, load_or_build
 from avaluma.renderer.lipsync.training.mfcc_template import MfccTemplates
 from avaluma.renderer.lipsync.visemes import PP, SIL, VISEME_SHAPES, VISEMES, coarticulated_params, frame_labels
@@ -338,10 +338,9 @@ def native_set(root: Path) -> EvalSet | None:
         print(f"\n(native speech skipped: {e}; pip install pocketsphinx)")
         return None
     out = EvalSet("native English studio speech (Asterisk prompts, one US speaker never trained on)")
-    pad = np.zeros(int(0.3 * LIPSYNC_SAMPLE_RATE), np.float32)
     for name, audio, spans in prompts.load(root, progress=print):
-        moved = [Span(s.phoneme, s.start + 0.3, s.end + 0.3, s.viseme) for s in spans]
-        out.add(np.concatenate([pad, audio, pad]), _span_array(moved), prompt=name)
+        padded, moved = pad_silence(audio, spans, 0.3, 0.3)
+        out.add(padded, _span_array(moved), prompt=name)
     return out
 
 

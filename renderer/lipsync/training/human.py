@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from avaluma.renderer.lipsync.base import LIPSYNC_SAMPLE_RATE
 from avaluma.renderer.lipsync.visemes import PhonemeSpan, _resolve
 
 #: CMUdict's 39 phones (no stress) in IPA, as shared/data/human-speech/phoneset.tsv gives them. ``AH`` is ʌ when
@@ -83,16 +82,10 @@ class HumanUtterance:
         return speaker_split(self.speaker, self.source)
 
     def audio(self) -> npt.NDArray[np.float32]:
-        """Mono float32 at 16 kHz (the corpus is 16 kHz mono FLAC; decoded with PyAV, a project dependency)."""
-        import av
+        """Mono float32 at 16 kHz (the corpus is 16 kHz mono FLAC)."""
+        from avaluma.renderer.lipsync.training.background import decode
 
-        chunks: list[npt.NDArray[np.float32]] = []
-        with av.open(str(self.audio_path)) as container:
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=LIPSYNC_SAMPLE_RATE)
-            for frame in container.decode(audio=0):
-                chunks.extend(np.asarray(f.to_ndarray(), np.float32).reshape(-1) for f in resampler.resample(frame))
-            chunks.extend(np.asarray(f.to_ndarray(), np.float32).reshape(-1) for f in resampler.resample(None))
-        return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+        return decode(self.audio_path)
 
     def spans(self) -> list[PhonemeSpan]:
         return read_label_spans(self.label_path)

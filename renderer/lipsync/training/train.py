@@ -109,12 +109,16 @@ def _warp_mels(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     return lo_v * (1 - w) + hi_v * w
 
 
+#: The feature front end's mel filters (``[fft bins, N_MELS]``, each column sums to 1) and their bins' frequencies,
+#: built once for :func:`_band_limit`, which runs on every training step.
+_MEL_FILTERS = mel_filterbank()
+_FFT_HZ = np.fft.rfftfreq(N_FFT, 1.0 / LIPSYNC_SAMPLE_RATE)
+
+
 def _band_limit(x: torch.Tensor, cutoffs_hz: npt.NDArray[np.float64]) -> torch.Tensor:
     """Remove the power above each window's cutoff from its log mel features (``x``: ``[batch, time, N_MELS]``): each
     mel band keeps the share of its filter below the cutoff."""
-    filters = mel_filterbank()  # [fft bins, N_MELS], each column sums to 1
-    freqs = np.fft.rfftfreq(N_FFT, 1.0 / LIPSYNC_SAMPLE_RATE)
-    keep = np.stack([filters[freqs <= c].sum(0) for c in cutoffs_hz]).astype(np.float32)  # [batch, N_MELS]
+    keep = np.stack([_MEL_FILTERS[c >= _FFT_HZ].sum(0) for c in cutoffs_hz]).astype(np.float32)  # [batch, N_MELS]
     power = (x.exp() - LOG_FLOOR).clamp(min=0.0)
     return torch.log(power * torch.from_numpy(keep)[:, None, :] + LOG_FLOOR)
 
