@@ -15,8 +15,10 @@ Sets (none of them is ever trained on):
   confused viseme pairs. With ``--background DIR`` (recorded music and sound effects the model was not trained on)
   also music under the test speech at 10 dB SNR, and the recordings alone (nobody speaking: the mouth should stay
   closed).
-* **native English**: Asterisk's English prompts (one US speaker, studio, labelled by forced alignment here:
-  :mod:`avaluma.renderer.lipsync.training.prompts`) when ``scripts/fetch-native-speech`` has fetched them.
+* **native English**: the held-out half of Asterisk's English prompts (one US speaker, studio, labelled by forced
+  alignment here: :mod:`avaluma.renderer.lipsync.training.prompts`) when ``scripts/fetch-native-speech`` has fetched
+  them. Version 4 trained on the other half: these are new sentences of a voice it has heard (LJSpeech, in the human
+  test split's groups, is the native voice no model has heard).
 * **synthetic held-out**: voices and sentences the training data cache (``build/lipsync_data``, built by the training
   command; built here first if absent: minutes) keeps aside; clean at each ``--fps`` and with pink noise.
 * **languages**: English (the synthetic held-out) and the held-out sentences and voices of
@@ -26,10 +28,10 @@ Sets (none of them is ever trained on):
   corners) against the gap of the bundled demo avatar rendered from the clip's audio through the embedded render path
   (``avaluma render --audio``) and landmarked the same way: Pearson r at lag 0 and at the best lag within +-5 frames.
 
-Methods: the trained model (the bundled ``renderer/lipsync/models/lipsync.onnx`` or ``--model``), v2 (the model at
-commit 11108cf, with the same frame decoding) and v1 (commit 3a5f3df, as it shipped), both extracted with git and
-skipped with a note where git or the commit is missing, ``energy`` and MFCC template matching (uLipSync-style, fitted
-on the synthetic training data).
+Methods: the trained model (the bundled ``renderer/lipsync/models/lipsync.onnx`` or ``--model``), v3 (the model at
+commit 4455189, the default before version 4, with the same frame decoding) and v1 (commit 3a5f3df, as it shipped),
+both extracted with git and skipped with a note where git or the commit is missing, ``energy`` and MFCC template
+matching (uLipSync-style, fitted on the synthetic training data).
 
 Metrics, per video frame (frame ``i`` covers ``[i/fps, (i+1)/fps)``):
 
@@ -39,6 +41,8 @@ Metrics, per video frame (frame ``i`` covers ``[i/fps, (i+1)/fps)``):
 * mouth-open correlation: Pearson r between predicted ``jaw_open`` and the coarticulated target (pooled like the model).
 * bilabial closure: share of p/b/m phonemes with at least one overlapping frame showing ``lips_closed >= 0.5``.
 * silence closure: share of frames at least 100 ms away from any speech sound with ``lips_closed >= 0.5``.
+* shut in speech: share of speech frames neither at nor next to a p/b/m frame with ``lips_closed >= 0.5`` (the price
+  of bilabial closure: a mouth that shuts more often closes more p/b/m and more of everything else; lower is better).
 * cost: CPU milliseconds per second of audio on one thread, streaming in 40 ms chunks (one video frame each).
 """
 
@@ -78,9 +82,14 @@ SILENCE_LEVEL_BINS = ((-1000.0, -60.0), (-60.0, -45.0), (-45.0, 1000.0))
 CLOSED = 0.5
 REPO = Path(__file__).resolve().parent.parent
 V1_COMMIT = "3a5f3df"
-#: The commit that shipped model v2 (its file was the default until version 3), run with today's frame decoding.
-V2_COMMIT = "11108cf"
+#: The last commit with model v3 (its file was the default until version 4), run with today's frame decoding.
+V3_COMMIT = "4455189"
 MODEL_IN_REPO = "renderer/lipsync/models/lipsync.onnx"
+#: The :class:`Counts` fields summed over utterances.
+COUNTED = (
+    *("exact", "near", "total", "speech_hit", "speech_n"),
+    *("bil_hit", "bil_n", "sil_hit", "sil_n", "shut_hit", "shut_n"),
+)
 METRICS = (
     ("acc", "viseme acc", 10),
     ("acc1", "acc +-1", 8),
@@ -88,6 +97,7 @@ METRICS = (
     ("corr", "open r", 7),
     ("bilabial", "bilabial", 9),
     ("silence", "silence", 8),
+    ("shut_speech", "shut in speech", 15),
 )
 
 
@@ -133,6 +143,8 @@ class Counts:
     bil_n: int
     sil_hit: int
     sil_n: int
+    shut_hit: int
+    shut_n: int
     confusion: npt.NDArray[np.int64]  # [true, predicted] frame counts
     #: Silence closure by the audio level of the frame: [bin, (closed, frames)] over :data:`SILENCE_LEVEL_BINS`.
     sil_by_level: npt.NDArray[np.int64] = field(
@@ -164,6 +176,7 @@ def score(
             # frame i = [i/fps, (i+1)/fps) overlaps (a, b) when i/fps < b and (i+1)/fps > a
             near_speech[lo:hi] = True
     quiet = ~near_speech
+    other_speech = talking & (labels != PP) & (prev != PP) & (nxt != PP)
     confusion = np.zeros((len(VISEMES), len(VISEMES)), dtype=np.int64)
     np.add.at(confusion, (labels, pred), 1)
     by_level = np.zeros((len(SILENCE_LEVEL_BINS), 2), np.int64)
@@ -185,6 +198,8 @@ def score(
         bil_n=bil_n,
         sil_hit=int(closed[quiet].sum()),
         sil_n=int(quiet.sum()),
+        shut_hit=int(closed[other_speech].sum()),
+        shut_n=int(other_speech.sum()),
         confusion=confusion,
         sil_by_level=by_level,
     )
@@ -192,10 +207,7 @@ def score(
 
 def metrics(counts: Iterable[Counts]) -> dict[str, float]:
     cs = list(counts)
-    s: dict[str, int] = {
-        k: sum(getattr(c, k) for c in cs)
-        for k in ("exact", "near", "total", "speech_hit", "speech_n", "bil_hit", "bil_n", "sil_hit", "sil_n")
-    }
+    s: dict[str, int] = {k: sum(getattr(c, k) for c in cs) for k in COUNTED}
     jp = np.concatenate([c.jaw_pred for c in cs]) if cs else np.zeros(0, np.float32)
     jt = np.concatenate([c.jaw_true for c in cs]) if cs else np.zeros(0, np.float32)
     corr = float(np.corrcoef(jp, jt)[0, 1]) if len(jp) > 1 and jp.std() > 0 and jt.std() > 0 else 0.0
@@ -206,6 +218,7 @@ def metrics(counts: Iterable[Counts]) -> dict[str, float]:
         "corr": corr,
         "bilabial": s["bil_hit"] / max(s["bil_n"], 1),
         "silence": s["sil_hit"] / max(s["sil_n"], 1),
+        "shut_speech": s["shut_hit"] / max(s["shut_n"], 1),
         "frames": float(s["total"]),
     }
 
@@ -330,15 +343,15 @@ def add_babble(data: EvalSet, bank: list[npt.NDArray[np.float32]], snr_db: float
 
 
 def native_set(root: Path) -> EvalSet | None:
-    """Asterisk's English prompts (``training/prompts.py``), each with 0.3 s of silence before and after; ``None``
-    with a message when pocketsphinx (the aligner) is missing."""
+    """The held-out half of Asterisk's English prompts (``training/prompts.py``), each with 0.3 s of silence before
+    and after; ``None`` with a message when pocketsphinx (the aligner) is missing."""
     try:
         from avaluma.renderer.lipsync.training import prompts
     except ImportError as e:
         print(f"\n(native speech skipped: {e}; pip install pocketsphinx)")
         return None
-    out = EvalSet("native English studio speech (Asterisk prompts, one US speaker never trained on)")
-    for name, audio, spans in prompts.load(root, progress=print):
+    out = EvalSet("native English studio speech (held-out half of the Asterisk prompts; v4 trained on the other half)")
+    for name, audio, spans in prompts.load(root, progress=print, only="heldout"):
         padded, moved = pad_silence(audio, spans, 0.3, 0.3)
         out.add(padded, _span_array(moved), prompt=name)
     return out
@@ -453,14 +466,14 @@ def build_methods(
     trained = OnnxBackend(OnnxOptions(model_path=str(args.model) if args.model else None, threads=1))
     methods.append(Method("trained", lambda a, fps: trained.analyze(a, fps=fps), trained))
     notes.append(f"trained: {trained.model.path} (version {trained.model.version})")
-    v2_path = tmp / "lipsync-v2.onnx"
-    why = extract_v1(v2_path, V2_COMMIT)
+    v3_path = tmp / "lipsync-v3.onnx"
+    why = extract_v1(v3_path, V3_COMMIT)
     if why is None:
-        v2 = OnnxBackend(OnnxOptions(model_path=str(v2_path), threads=1))
-        methods.append(Method("v2", lambda a, fps: v2.analyze(a, fps=fps), v2))
-        notes.append(f"v2: {V2_COMMIT}:{MODEL_IN_REPO} (version {v2.model.version}) with the frame decoding")
+        v3 = OnnxBackend(OnnxOptions(model_path=str(v3_path), threads=1))
+        methods.append(Method("v3", lambda a, fps: v3.analyze(a, fps=fps), v3))
+        notes.append(f"v3: {V3_COMMIT}:{MODEL_IN_REPO} (version {v3.model.version}) with the frame decoding")
     else:
-        notes.append(f"v2: skipped, {why}")
+        notes.append(f"v3: skipped, {why}")
     v1_path = tmp / "lipsync-v1.onnx"
     why = extract_v1(v1_path)
     if why is None:

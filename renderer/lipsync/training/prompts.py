@@ -1,9 +1,12 @@
-"""Native English studio speech for evaluation: the prompts of Asterisk's core sounds, aligned here.
+"""Native English studio speech: the prompts of Asterisk's core sounds, aligned here, half to train, half to check.
 
 Debian's ``asterisk-core-sounds-en-g722`` holds about 570 prompts spoken by one US speaker ("Allison", CC-BY-SA 3.0,
 16 kHz G.722) and ``asterisk-core-sounds-en`` their transcripts; ``scripts/fetch-native-speech`` puts both into
-``build/native-speech``. No model trains on them. The shared human-speech corpus is mostly Mandarin-L1 English and its
-only native adult speaker is in the test split, so these prompts are the bench's check on clean native speech.
+``build/native-speech``. The shared human-speech corpus is mostly Mandarin-L1 English and its only native adult
+speaker is in the test split, so these prompts are the one native adult voice the model can learn from. They are split
+in two by a hash of the prompt name (:func:`part`): the ``train`` half is training data (``data.load_or_build_native``),
+the ``heldout`` half the bench's native set (new sentences, not a new speaker: LJSpeech in the corpus's test split is
+the check on a voice never heard).
 
 Labels come from forced alignment with pocketsphinx's bundled US English model and CMUdict, as the corpus's
 pocketsphinx labels were made (two passes, boundaries moved 10 ms later); prompts with a word outside the dictionary
@@ -13,6 +16,7 @@ are left out and counted.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +36,14 @@ FRAME_S = 0.01
 SHIFT_S = 0.01
 _DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
+PARTS = ("train", "heldout")
+
 Prompt = tuple[str, npt.NDArray[np.float32], list[PhonemeSpan]]
+
+
+def part(name: str) -> str:
+    """``train`` or ``heldout`` for a prompt: stable, by a hash of its name (about half each)."""
+    return PARTS[int(hashlib.sha1(name.encode()).hexdigest()[:8], 16) % 2]
 
 
 def words(text: str) -> list[str]:
@@ -101,15 +112,17 @@ class Aligner:
         return rows
 
 
-def load(root: Path, progress: Callable[[str], None] = print) -> list[Prompt]:
-    """Every prompt that aligns: (name, 16 kHz audio, viseme spans)."""
+def load(root: Path, progress: Callable[[str], None] = print, *, only: str | None = None) -> list[Prompt]:
+    """Every prompt that aligns (of one :func:`part` when ``only`` names it): (name, 16 kHz audio, viseme spans)."""
+    if only is not None and only not in PARTS:
+        raise ValueError(f"only must be one of {PARTS}, not {only!r}")
     aligner = Aligner()
     out: list[Prompt] = []
     unknown = failed = 0
     for name, text in sorted(transcripts(root).items()):
         path = root / SOUNDS / f"{name}.g722"
         said = words(text)
-        if not path.is_file():
+        if not path.is_file() or (only is not None and part(name) != only):
             continue
         if not said or not all(aligner.known(w) for w in said):
             unknown += 1
@@ -121,6 +134,7 @@ def load(root: Path, progress: Callable[[str], None] = print) -> list[Prompt]:
             continue
         out.append((name, audio, label_spans(rows)))
     minutes = sum(len(a) for _, a, _ in out) / LIPSYNC_SAMPLE_RATE / 60
-    progress(f"native speech: {len(out)} prompts aligned ({minutes:.1f} min), {unknown} with words outside the "
+    which = f"{only} half: " if only else ""
+    progress(f"native speech: {which}{len(out)} prompts aligned ({minutes:.1f} min), {unknown} with words outside the "
              f"dictionary and {failed} that did not align left out")  # fmt: skip
     return out

@@ -18,7 +18,14 @@ import torch.nn.functional as F
 from avaluma.renderer.lipsync.base import LIPSYNC_SAMPLE_RATE, MOUTH_PARAMS
 from avaluma.renderer.lipsync.features import LOG_FLOOR, N_FFT, N_MELS, SILENCE_VALUE, mel_filterbank
 from avaluma.renderer.lipsync.training.background import mix_under
-from avaluma.renderer.lipsync.training.data import DataConfig, HumanConfig, MultilingualConfig, Split, load_or_build
+from avaluma.renderer.lipsync.training.data import (
+    DataConfig,
+    HumanConfig,
+    MultilingualConfig,
+    NativeConfig,
+    Split,
+    load_or_build,
+)
 from avaluma.renderer.lipsync.training.model import LipSyncNet, ModelConfig
 from avaluma.renderer.lipsync.visemes import PP, VISEMES
 
@@ -55,6 +62,8 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     #: Real speech (shared/data/human-speech), used when the corpus is on this machine; None = synthetic only.
     human: HumanConfig | None = field(default_factory=HumanConfig)
+    #: The train half of Asterisk's native English prompts (training/prompts.py), used when fetched; None = without.
+    native: NativeConfig | None = field(default_factory=NativeConfig)
     #: Other languages spoken by espeak-ng (training/languages.py); None = English only.
     multilingual: MultilingualConfig | None = field(default_factory=MultilingualConfig)
 
