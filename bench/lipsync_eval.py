@@ -350,6 +350,9 @@ def native_set(root: Path) -> EvalSet | None:
     except ImportError as e:
         print(f"\n(native speech skipped: {e}; pip install pocketsphinx)")
         return None
+    if not prompts.found(root):
+        print(f"\n(no native speech in {root}: scripts/fetch-native-speech fetches it)")
+        return None
     out = EvalSet("native English studio speech (held-out half of the Asterisk prompts; v4 trained on the other half)")
     for name, audio, spans in prompts.load(root, progress=print, only="heldout"):
         padded, moved = pad_silence(audio, spans, 0.3, 0.3)
@@ -881,13 +884,11 @@ def main(argv: list[str] | None = None) -> int:
             summary.append(("human dev (tuning set)", res_dev))
 
         # Native English studio speech (needs no corpus, only scripts/fetch-native-speech).
-        native = native_set(args.native) if args.native.is_dir() else None
+        native = native_set(args.native)
         if native is not None:
             res = run_set(methods, native, fps)
             print_table(native.name, res, native)
             summary.append(("native English studio speech", res))
-        elif not args.native.is_dir():
-            print(f"\n(no native speech at {args.native}: scripts/fetch-native-speech fetches it)")
 
         # Synthetic held-out (English), as before.
         if args.limit or args.quick:

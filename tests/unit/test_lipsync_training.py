@@ -60,6 +60,8 @@ def test_quick_training_with_recorded_background_audio(tmp_path, capsys) -> None
 
     assert main(["--quick", "--background", str(tmp_path / "missing"), "--out", str(tmp_path / "x.onnx")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+    assert main(["--quick", "--native", str(folder), "--out", str(tmp_path / "x.onnx")]) == 2  # no prompts there
+    assert "no Asterisk prompts in" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
 
     out = tmp_path / "tiny.onnx"

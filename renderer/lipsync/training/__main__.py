@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from avaluma.renderer.lipsync.training import prompts
+
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "models" / "lipsync.onnx"
 #: Where ``scripts/fetch-background-audio`` puts the recorded music and effects (relative to the working directory).
 DEFAULT_BACKGROUND = Path("build/background")
@@ -72,8 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-native", action="store_true", help="no native English prompts, even when found")
     args = parser.parse_args(argv)
     native = None if args.no_native else args.native or (DEFAULT_NATIVE if DEFAULT_NATIVE.is_dir() else None)
-    if native is not None and not native.is_dir():
-        print(f"native speech: {native} is not a folder (--native; scripts/fetch-native-speech)", file=sys.stderr)
+    if native is not None and not prompts.found(native):
+        print(
+            f"native speech: no Asterisk prompts in {native} (scripts/fetch-native-speech fetches them; --native DIR "
+            "names the folder it printed, --no-native leaves them out)",
+            file=sys.stderr,
+        )
         return 2
     folder = args.background or (Path(v) if (v := os.environ.get("AVALUMA_BACKGROUND_AUDIO")) else None)
     if folder is None and DEFAULT_BACKGROUND.is_dir():

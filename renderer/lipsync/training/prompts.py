@@ -57,6 +57,11 @@ def words(text: str) -> list[str]:
     return out
 
 
+def found(root: Path) -> bool:
+    """Whether ``root`` holds the prompts and their transcripts as ``scripts/fetch-native-speech`` leaves them."""
+    return (root / TRANSCRIPTS).is_file() and (root / SOUNDS).is_dir()
+
+
 def transcripts(root: Path) -> dict[str, str]:
     """Prompt name (its path under the sounds folder, no suffix) -> transcript."""
     out: dict[str, str] = {}
