@@ -19,6 +19,9 @@ Sets (none of them is ever trained on):
   alignment here: :mod:`avaluma.renderer.lipsync.training.prompts`) when ``scripts/fetch-native-speech`` has fetched
   them. Version 4 trained on the other half: these are new sentences of a voice it has heard (LJSpeech, in the human
   test split's groups, is the native voice no model has heard).
+* **real speech per language, no labels**: with ``scripts/fetch-native-speech --languages``, 150 prompts of each
+  Asterisk voice (es-MX, fr-CA, it-IT, ru-RU and the English one): the share of pause frames with the lips shut and
+  of loud frames with the mouth visibly open (``energy`` opens on nearly all: more open is not better by itself).
 * **synthetic held-out**: voices and sentences the training data cache (``build/lipsync_data``, built by the training
   command; built here first if absent: minutes) keeps aside; clean at each ``--fps`` and with pink noise.
 * **languages**: English (the synthetic held-out) and the held-out sentences and voices of
@@ -358,6 +361,43 @@ def native_set(root: Path) -> EvalSet | None:
         padded, moved = pad_silence(audio, spans, 0.3, 0.3)
         out.add(padded, _span_array(moved), prompt=name)
     return out
+
+
+def label_free(methods: list[Method], root: Path, per_voice: int = 150) -> None:
+    """Real speech in every fetched Asterisk voice, no labels: the share of pause frames (more than 120 ms from any
+    frame within 25 dB of the prompt's loudest) with the lips shut, and of those loud frames with the mouth visibly
+    open (``mouth_shape().opening > 0.1``). English (heard in training, v4) is the reference row."""
+    from avaluma.renderer.lipsync.training import prompts
+    from avaluma.renderer.mouth import mouth_shape
+
+    found = prompts.voices(root)
+    print(f"\n== real speech per language, no labels: pauses shut / loud frames open ({per_voice} prompts each) ==")
+    if len(found) < 2:
+        print("(only English fetched: scripts/fetch-native-speech --languages adds es-MX, fr-CA, it-IT and ru-RU)")
+        return
+    print(f"{'voice':20} {'min':>5} {'pauses':>6} {'loud':>6} " + " ".join(f"{m.name:>15}" for m in methods))
+    for voice, files in found.items():
+        clips = [background.decode(f, container_format="g722") for f in files[:per_voice]]
+        cells = []
+        for m in methods:
+            shut = pauses = opened = loud_n = 0
+            for audio in clips:
+                out = m.analyze(audio, 25.0)
+                n = min(len(out), len(audio) // 640)  # whole 40 ms frames
+                if n == 0:
+                    continue
+                frames = audio[: n * 640].reshape(n, 640).astype(np.float64)
+                level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+                loud = level > level.max() - 25.0
+                pause = np.convolve(loud.astype(float), np.ones(7))[3 : 3 + n] == 0  # 3 frames either side
+                params = out.params[: len(level)]
+                shut += int((params[pause, LIPS_CLOSED] >= CLOSED).sum())
+                pauses += int(pause.sum())
+                opened += sum(mouth_shape(p).opening > 0.1 for p in params[loud])
+                loud_n += int(loud.sum())
+            cells.append(f"{shut / max(pauses, 1):.3f} / {opened / max(loud_n, 1):.3f}")
+        minutes = sum(len(a) for a in clips) / LIPSYNC_SAMPLE_RATE / 60
+        print(f"{voice:20} {minutes:5.1f} {pauses:6d} {loud_n:6d} " + " ".join(f"{c:>15}" for c in cells))
 
 
 def add_music(data: EvalSet, recordings: list[npt.NDArray[np.float32]], snr_db: float) -> EvalSet:
@@ -889,6 +929,8 @@ def main(argv: list[str] | None = None) -> int:
             res = run_set(methods, native, fps)
             print_table(native.name, res, native)
             summary.append(("native English studio speech", res))
+        if args.native.is_dir():
+            label_free(methods, args.native)
 
         # Synthetic held-out (English), as before.
         if args.limit or args.quick:

@@ -110,3 +110,19 @@ def test_train_half_becomes_training_data_and_the_other_half_stays_out(tmp_path:
     assert set(split.voices) == {"native:allison"}
     assert PP in split.labels and (split.labels != SIL).mean() > 0.5
     assert len(split.features) == len(split.labels) == split.offsets[-1]
+
+
+def test_fetched_voices_are_listed_with_their_prompts(tmp_path: Path) -> None:
+    assert prompts.voices(tmp_path) == {}  # nothing fetched
+    for voice, names in (("fr_CA_f_June", ["b", "a"]), ("en_US_f_Allison", ["digits/1", "x"])):
+        for name in names:
+            path = tmp_path / prompts.VOICES / voice / f"{name}.g722"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")
+    found = prompts.voices(tmp_path)
+    assert list(found) == ["en_US_f_Allison", "fr_CA_f_June"]
+    assert [p.name for p in found["fr_CA_f_June"]] == ["a.g722", "b.g722"]
+    assert [p.relative_to(tmp_path / prompts.SOUNDS).as_posix() for p in found["en_US_f_Allison"]] == [
+        "digits/1.g722",
+        "x.g722",
+    ]

@@ -30,7 +30,8 @@ from avaluma.renderer.lipsync.training.human import label_spans
 from avaluma.renderer.lipsync.visemes import PhonemeSpan
 
 TRANSCRIPTS = "usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"
-SOUNDS = "usr/share/asterisk/sounds/en_US_f_Allison"
+VOICES = "usr/share/asterisk/sounds"
+SOUNDS = f"{VOICES}/en_US_f_Allison"
 FRAME_S = 0.01
 #: Both reference aligners of the corpus put phone onsets 10 ms later than pocketsphinx does (its README).
 SHIFT_S = 0.01
@@ -60,6 +61,15 @@ def words(text: str) -> list[str]:
 def found(root: Path) -> bool:
     """Whether ``root`` holds the prompts and their transcripts as ``scripts/fetch-native-speech`` leaves them."""
     return (root / TRANSCRIPTS).is_file() and (root / SOUNDS).is_dir()
+
+
+def voices(root: Path) -> dict[str, list[Path]]:
+    """Every fetched voice (``scripts/fetch-native-speech --languages`` adds es-MX, fr-CA, it-IT and ru-RU) -> its
+    prompt files, sorted: folder names like ``es_MX_f_Allison`` (language, country, sex, speaker)."""
+    folder = root / VOICES
+    if not folder.is_dir():
+        return {}
+    return {d.name: sorted(d.rglob("*.g722")) for d in sorted(folder.iterdir()) if d.is_dir()}
 
 
 def transcripts(root: Path) -> dict[str, str]:
