@@ -14,8 +14,10 @@ Inputs:
 - generated non-humans (tests/face_samples.py): drawn faces in flat colour, softened, JPEG-compressed, airbrushed,
   with grain; real faces painted (hue turned, saturation x2.5) out of the human skin range; crops of the cat's face
   where the face detector fires; stand-ins for a primate's face (people's photos with eyes without whites, lips
-  without a red border, furred skin: no real monkey or ape photo is available), and with ``--non-human DIR`` any
-  real pictures of non-humans you have;
+  without a red border, furred skin), and with ``--non-human DIR`` any real pictures of non-humans you have: the
+  mandrill and Blender's Suzanne from the OpenCV source distribution's ``samples/data``, and the chimpanzee, gorilla
+  and emperor tamarin of Debian's ``tuxpaint-stamps-default`` (``stamps/animals/mammals/apes``, small cut-outs:
+  flatten them on grey and upscale them 4x, or the builder refuses them as too small before any face check);
 - generated occlusions: a skin-coloured thing with the face's own cheek colour and grain held over the mouth of every
   human picture above, plain and with the dark gaps of four fingers across it; a dark grey microphone.
 
