@@ -376,6 +376,7 @@ def label_free(methods: list[Method], root: Path, per_voice: int = 150) -> None:
         print("(only English fetched: scripts/fetch-native-speech --languages adds es-MX, fr-CA, it-IT and ru-RU)")
         return
     print(f"{'voice':20} {'min':>5} {'pauses':>6} {'loud':>6} " + " ".join(f"{m.name:>15}" for m in methods))
+    hop = LIPSYNC_SAMPLE_RATE // 25  # samples per 25 fps video frame
     for voice, files in found.items():
         clips = [background.decode(f, container_format="g722") for f in files[:per_voice]]
         cells = []
@@ -383,10 +384,10 @@ def label_free(methods: list[Method], root: Path, per_voice: int = 150) -> None:
             shut = pauses = opened = loud_n = 0
             for audio in clips:
                 out = m.analyze(audio, 25.0)
-                n = min(len(out), len(audio) // 640)  # whole 40 ms frames
+                n = min(len(out), len(audio) // hop)  # whole video frames
                 if n == 0:
                     continue
-                frames = audio[: n * 640].reshape(n, 640).astype(np.float64)
+                frames = audio[: n * hop].reshape(n, hop).astype(np.float64)
                 level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
                 loud = level > level.max() - 25.0
                 pause = np.convolve(loud.astype(float), np.ones(7))[3 : 3 + n] == 0  # 3 frames either side

