@@ -1,30 +1,32 @@
 """The photo mouth: mouth parameters in, the pixels of a region around the mouth and jaw out.
 
-Only a region of interest (ROI) is recomputed. Inside it a backward warp, column by column, moves the lower lip and
-chin down (jaw open), the lips towards each other (lips closed: a photo that shows teeth closes its lips when speech
-says so; while the person speaks, a smile's resting gap opens and shuts with the jaw), and scales the mouth
-horizontally (stretch widens, rounding narrows). Every displacement field is multiplied by a feather window that is
-exactly zero on the ROI border, so there are no seams, and a zero parameter vector at rest reproduces the base image
-exactly.
+Only a region of interest (ROI) is recomputed. Inside it a backward warp, column by column, moves the lower lip and chin
+down (jaw open; the upper lip lifts a little at its centre), the lips towards each other (lips closed: a photo that
+shows teeth closes its lips when speech says so; while the person speaks, a smile's resting gap opens and shuts with the
+jaw), and scales the mouth horizontally (stretch widens, rounding narrows). Every displacement field is multiplied by a
+feather window that is exactly zero on the ROI border, so there are no seams, and a zero parameter vector at rest
+reproduces the base image exactly.
 
-The warp keeps the photo's texture: the base is split into a smooth part, sampled bilinearly, and its fine detail
-(skin pores, lip lines, grain), taken from the nearest source pixel, so stretched lips and a dropped chin stay as
-sharp as the photo instead of being smoothed by interpolation.
+The warp keeps the photo's texture: the base is split into a smooth part, sampled bilinearly, and its fine detail (skin
+pores, lip lines, grain), taken from the nearest source pixel, so stretched lips and a dropped chin stay as sharp as the
+photo instead of being smoothed by interpolation.
 
 The gap that opens between the lips is filled with a mouth interior made for this photo (:class:`MouthLook`): upper
 teeth hanging from under the upper lip (individual teeth: central incisors longest, each tooth shaded as a rounded
 surface, soft gaps between them, fading into the shadow of the cheeks towards the corners, a translucent biting edge; on
 a wide or stretched mouth the upper gum line shows above them), lower teeth rising from behind the lower lip and showing
-more as the jaw drops, a tongue low on the floor and a cavity that darkens with depth. Its colours come from the photo
-itself (teeth from the eye whites, or from the photo's own teeth when the builder saw them; cavity and tongue from the
-lips), so they follow its white balance and light; it is blurred to the photo's measured sharpness, lit from the side
-the face is lit from and given the photo's grain. The interior is drawn once per avatar into textures tied to the skull
-(teeth do not stretch with the lips); per frame it is looked up, never redrawn.
+more as the jaw drops (the central few), a tongue low on the floor, a cavity that darkens with depth and, in front of it
+all, the lower lip's wet inner edge fading into the dark. A photo's own teeth stay as photographed, without the sliver
+of lower lip the landmarks leave under them. Its colours come from the photo itself (teeth from the eye whites, or from
+the photo's own teeth when the builder saw them; cavity and tongue from the lips), so they follow its white balance and
+light; it is blurred to the photo's measured sharpness, lit from the side the face is lit from and given the photo's
+grain. The interior is drawn once per avatar into textures tied to the skull (teeth do not stretch with the lips); per
+frame it is looked up, never redrawn.
 
-Everything that does not depend on the parameters (pixel grids, windows, textures) is computed once in the
-constructor; :meth:`MouthWarp.render_into` is a few dozen vectorised numpy operations per tile of ROI rows (small
-float32 temporaries, colour planes rather than interleaved RGB), and the mouth interior is computed only where the
-gap shows (see bench/render.py and bench/mouth_quality.py).
+Everything that does not depend on the parameters (pixel grids, windows, textures) is computed once in the constructor;
+:meth:`MouthWarp.render_into` is a few dozen vectorised numpy operations per tile of ROI rows (small float32
+temporaries, colour planes rather than interleaved RGB), and the mouth interior is computed only where the gap shows
+(see bench/render.py and bench/mouth_quality.py).
 """
 
 from __future__ import annotations
@@ -64,6 +66,13 @@ LOWER_TEETH = 0.075
 TONGUE_HEIGHT = 0.4
 TONGUE_LIT = (0.72, 0.46, 0.46)
 TONGUE_DARK = (0.42, 0.24, 0.25)
+#: The lower lip's wet inner edge: its width (fraction of the mouth width) over which it fades into the interior,
+#: its opacity at the lip and its colour as fractions of the lips' (the lip turning inwards, out of the light).
+MUCOSA = 0.03
+MUCOSA_ALPHA = 0.85
+MUCOSA_COLOUR = (0.62, 0.38, 0.38)
+#: How far the upper lip's inner edge rises at its centre as the jaw drops (a fraction of the lower lip's drop).
+LIP_LIFT = 0.12
 #: The upper gum line on a wide opening or a stretched ("ee", smiling) mouth: the band of gum between the upper lip and
 #: the synthesised upper teeth, as a fraction of the mouth width (it dips a little further between the teeth), and
 #: its colour as fractions of the mean of the lips' and the skin's.
@@ -449,7 +458,7 @@ class MouthWarp:
             # Coverage with a rounded biting edge; the edge itself is translucent (greyer, darker).
             alpha = np.clip(lengths[None, :] - d + 0.5, 0.0, 1.0) * (d >= -0.5)
             if not upper:  # the lower teeth hide behind the lower lip and the cheeks sooner
-                alpha = alpha * (1.0 - smoothstep((np.abs(u) - 0.25) / 0.4))[None, :]
+                alpha = alpha * (1.0 - smoothstep((np.abs(u) - 0.12) / 0.33))[None, :]
             edge = np.exp(-(((lengths[None, :] - d) / max(1.2, 0.12 * length)) ** 2))
             # Enamel is brightest in the middle of its height, a little darker up under the lip.
             vertical = 0.9 + 0.1 * smoothstep(d / max(2.0, 0.35 * length))
@@ -470,6 +479,7 @@ class MouthWarp:
         self._deep = (lips * np.array([0.16, 0.08, 0.09], np.float32))[:, None, None]
         self._edge = (lips * np.array([0.42, 0.24, 0.25], np.float32))[:, None, None]
         self._tongue = (lips * np.array(TONGUE_LIT, np.float32))[:, None, None]
+        self._mucosa = (lips * np.array(MUCOSA_COLOUR, np.float32))[:, None, None] * self._col_light[None, None, :]
         self._tongue_dark = (lips * np.array(TONGUE_DARK, np.float32))[:, None, None]
         # Gums: lit like the teeth (side light, the corners in shadow); between the teeth they reach lower.
         incisor = _INCISOR * mw
@@ -616,8 +626,10 @@ class MouthWarp:
         np.sqrt(side[:, c0:c1], out=opens[:, c0:c1])
         rest_gap = low - up
         close, drop = self._close_and_drop(shape)
-        # Closing the resting gap: the lower lip travels 60 % of the way up, the upper lip 40 % down.
-        close_up = 0.4 * close * rest_gap * window
+        # Closing the resting gap: the lower lip travels 60 % of the way up, the upper lip 40 % down. Opening, the
+        # upper lip lifts a little at its centre (the opening is a lens, not a bowl under a flat lip).
+        lift = (LIP_LIFT * drop) * side * window
+        close_up = 0.4 * close * rest_gap * window - lift
         # The lower lip drops along a half-ellipse, sqrt(1 - u^2) across the mouth: an oval opening as a real jaw
         # makes (a parabola opened a crescent that face landmarkers, and viewers, read as a smaller opening on small
         # and smiling mouths).
@@ -668,11 +680,11 @@ class MouthWarp:
             np.copyto(sy[rs], sy[rs] + skip * side[rs] * (1.0 - below), where=(below >= 0) & (below < 1.0))
         # Above the upper lip's inner edge: the band from the fixed top down to the moved lip line follows the lip
         # smoothly (no kink in the skin's texture where the stretch starts), never folding.
-        if close > 0:
+        if close > 0 or drop > 0:
             rs = self._rows(r0, r1, self._top, u_max)
             Yr = Y[rs]
             band = np.maximum(up_out[rs] - self._top, 1.0)
-            follow = smoothstep((Yr - self._top) / band) * np.minimum(close_up[rs], band / 1.6)
+            follow = smoothstep((Yr - self._top) / band) * np.clip(close_up[rs], -band / 1.6, band / 1.6)
             np.copyto(sy[rs], Yr - follow, where=(self._top <= Yr) & (up_out[rs] > Yr))
         # Inside the gap, the photo's own interior (its teeth) stays with the upper jaw...
         rs = self._rows(r0, r1, u_min, l_max)
@@ -690,7 +702,11 @@ class MouthWarp:
         rs = self._rows(r0, r1, u_min - 0.5 * soft, l_max + 0.5 * soft)
         if drop > 0 and rs.start < rs.stop:
             Yr = Y[rs]
-            new_top = up_out[rs] + rest_gap[rs] * (1.0 - close)
+            # A photo's own open mouth ends a crease's width above its lower lip line: the landmarked line lies a
+            # few pixels into the lip, and those pixels (the lip's edge and the crease) would hang under the teeth
+            # as a ghost of the lower lip when it drops away.
+            inset = 0.0 if self._teeth else min(self._crease, 0.5 * drop)
+            new_top = up_out[rs] + np.maximum(rest_gap[rs] * (1.0 - close) - inset, 0.0)
             synth = np.clip(
                 (np.minimum(Yr + 0.5 * soft, low_out[rs]) - np.maximum(Yr - 0.5 * soft, new_top)) / soft, 0.0, 1.0
             ).astype(np.float32, copy=False)
@@ -790,6 +806,11 @@ class MouthWarp:
                 interior = interior + (self._gum[:, :, col0 : col0 + cols] - interior) * cover
         # The upper lip shades what is right under it.
         interior = interior * (0.72 + 0.28 * smoothstep((Y - up_out) / max(1.0, 0.04 * self.mouth_width)))
+        # The lower lip's wet inner edge, in front of everything inside: the lip turns into the dark gradually.
+        # (At most a fifth of the opening's height: a small opening stays dark.)
+        width = np.clip(0.2 * (low_out - top), 0.3, MUCOSA * self.mouth_width)
+        wet = np.exp(-np.maximum(low_out - Y, 0.0) / width) * MUCOSA_ALPHA
+        interior = interior + (self._mucosa[:, :, col0 : col0 + cols] - interior) * wet
         interior = interior + self._grain[row0 : row0 + rows, col0 : col0 + cols]
         warped[...] = warped * (1.0 - synth) + interior * synth
 

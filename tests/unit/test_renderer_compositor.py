@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -340,3 +341,31 @@ def test_a_mouth_at_the_picture_edge_measures_and_renders(recwarn: pytest.Warnin
     frame = Compositor(avatar).render(pose(1.0))
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
     assert frame[40:50, 52:64].mean() < base[40:50, 52:64].mean() - 20  # it opened
+
+
+def test_an_opening_photo_mouth_leaves_no_sliver_of_lower_lip_under_its_teeth() -> None:
+    """Landmarks put the lower lip's inner line a little into the lip; as the jaw drops, the rows between the photo's
+    teeth and that line must not hang under the teeth as a red band: below the teeth comes the dark cavity."""
+    avatar = teeth_showing_avatar()
+    # The lip's first two rows (65, 66) lie above the landmarked line.
+    avatar = dataclasses.replace(avatar, rig=dataclasses.replace(avatar.rig, lower_lip_inner=(64.0, 67.0)))
+    frame = Compositor(avatar).render(np.array([1.0, 0.0, 0.0, 0.0], np.float32), press=1.0).astype(int)
+    column = frame[56:80, 62:67].mean(axis=1)  # down the middle of the mouth
+    teeth = np.flatnonzero((column.min(axis=1) > 190) & (column.max(axis=1) - column.min(axis=1) < 25))
+    assert len(teeth) >= 3
+    below = column[teeth[-1] + 1 : teeth[-1] + 4]
+    assert below.mean(axis=1).max() < 110, below  # dark cavity, not the lip's red (170, 80, 80)
+
+
+def test_the_upper_lip_lifts_at_its_centre_as_the_jaw_drops() -> None:
+    avatar = closed_mouth_avatar()
+    compositor = Compositor(avatar)
+
+    def lip_top(frame: np.ndarray, x: int) -> int:
+        """First row from the top in column x that is lip red."""
+        col = frame[40:70, x].astype(int)
+        return 40 + int(np.flatnonzero(col[:, 0] - col[:, 1] > 60)[0])
+
+    opened = compositor.render(pose(1.0))
+    assert lip_top(opened, 64) < lip_top(avatar.base, 64)  # the centre of the upper lip rises
+    assert lip_top(opened, 45) == lip_top(avatar.base, 45)  # its corners stay
