@@ -24,7 +24,10 @@ Video avatars (built from each clip, by the baseline builder and by the current 
   steps (a visible jump is a seam step far above them).
 
 Photo avatars (the demo avatars): the on-screen inner lip gap landmarked on rendered frames against the ``jaw_open``
-the renderer was given (after the session's smoother), Pearson r; goal >= 0.9.
+the renderer was given (after the session's smoother), Pearson r; goal >= 0.9. And, for each clip, a photo avatar
+built from one of its frames speaking the clip's audio beside the person speaking it: inside the inner lip contour, the
+brightest tenth and the mean luma relative to the cheeks and the share of pixels brighter than the cheeks, per size of
+opening (what a viewer comparing the two mouths sees: teeth and cavity as bright as a real speaking mouth's).
 
 Render cost: frames per second on one core of the session path (smoother, idle life, compositor) at 512x640
 (grace-hopper) and for a video avatar, before and after, interleaved so machine load hits both alike.
@@ -41,6 +44,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
+import inspect  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -57,12 +61,19 @@ from avaluma.renderer import builder  # noqa: E402
 from avaluma.renderer import compositor as comp_module  # noqa: E402
 from avaluma.renderer.animator import Animator  # noqa: E402
 from avaluma.renderer.avatar import Avatar  # noqa: E402
-from avaluma.renderer.compositor import Compositor, PhotoMouth, Prepared, prepared  # noqa: E402
+from avaluma.renderer.compositor import Compositor, PhotoMouth, Prepared, measured_teeth, prepared  # noqa: E402
 from avaluma.renderer.facemesh import FaceMesh  # noqa: E402
 from avaluma.renderer.hvia import load_hvia, load_hvia_bytes  # noqa: E402
 from avaluma.renderer.lipsync.base import LIPSYNC_SAMPLE_RATE  # noqa: E402
 from avaluma.renderer.mouth import mouth_shape  # noqa: E402
-from avaluma.renderer.rig_builder import LOWER_LIP_INNER, UPPER_LIP_INNER, lip_gap, mouth_measure  # noqa: E402
+from avaluma.renderer.rig_builder import (  # noqa: E402
+    LOWER_INNER,
+    LOWER_LIP_INNER,
+    UPPER_INNER,
+    UPPER_LIP_INNER,
+    lip_gap,
+    mouth_measure,
+)
 from avaluma.renderer.smoothing import MouthSmoother  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,9 +99,13 @@ def old_module(rev: str, path: str, name: str) -> types.ModuleType:
 
 
 def with_old_mouth(avatar: Avatar, old_mouth: types.ModuleType) -> Avatar:
-    """Make every Compositor of ``avatar`` render its mouth with the baseline's MouthWarp."""
+    """Make every Compositor of ``avatar`` render its mouth with the baseline's MouthWarp (given the eyes and the
+    measured teeth where the baseline's takes them)."""
     prep = prepared(avatar)
-    mouth = PhotoMouth(avatar.base, old_mouth.MouthWarp(avatar.base, avatar.rig))
+    takes = inspect.signature(old_mouth.MouthWarp).parameters
+    extra = {"eyes": avatar.eyes, "teeth": measured_teeth(avatar)}
+    warp = old_mouth.MouthWarp(avatar.base, avatar.rig, **{k: v for k, v in extra.items() if k in takes})
+    mouth = PhotoMouth(avatar.base, warp)
     comp_module._CACHE[avatar] = Prepared(mouth=mouth, eyes=prep.eyes, head=prep.head)
     return avatar
 
@@ -308,6 +323,75 @@ def bench_photo(name: str, track: np.ndarray, rev: str, mesh: FaceMesh) -> None:
         )
 
 
+#: Face-mesh points in the middle of each cheek: the skin the inside of the mouth is compared with.
+CHEEKS = (50, 280)
+#: Inner lip gap bins (relative to the mouth width) in which real and rendered mouths are compared.
+GAP_BINS = ((0.05, 0.12), (0.12, 0.25), (0.25, 1.0))
+
+
+def interior(rgb: np.ndarray, lm: np.ndarray) -> tuple[float, float, float]:
+    """Inside the inner lip contour: the brightest tenth and the mean luma relative to the cheeks', and the share of
+    its pixels brighter than the cheeks (NaN when the contour holds fewer than 20 pixels)."""
+    from PIL import Image, ImageDraw
+
+    polygon = [(float(lm[i, 0]), float(lm[i, 1])) for i in (*UPPER_INNER, *reversed(LOWER_INNER[1:-1]))]
+    mask_img = Image.new("L", (rgb.shape[1], rgb.shape[0]))
+    ImageDraw.Draw(mask_img).polygon(polygon, fill=1)
+    luma = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    inside = luma[np.asarray(mask_img, bool)]
+    r = max(2, int(0.08 * mouth_measure(lm)[2]))
+    cheeks = [float(np.median(luma[int(y) - r : int(y) + r, int(x) - r : int(x) + r])) for x, y in lm[CHEEKS, :2]]
+    skin = max(float(np.mean(cheeks)), 1.0)
+    if inside.size < 20:
+        return float("nan"), float("nan"), float("nan")
+    return float(np.percentile(inside, 90)) / skin, float(inside.mean()) / skin, float((inside > skin).mean())
+
+
+def interior_table(frames: list[np.ndarray], mesh: FaceMesh) -> list[tuple[int, float, float, float]]:
+    """Per gap bin: frames in it and the mean of :func:`interior`'s three figures."""
+    track = Landmarker(mesh)
+    rows = []
+    for f in frames:
+        lm = track(f)
+        rows.append((lip_gap(lm), *interior(f, lm)))
+    a = np.array(rows)
+    out = []
+    for lo, hi in GAP_BINS:
+        m = (a[:, 0] >= lo) & (a[:, 0] < hi)
+        out.append((int(m.sum()), *(float(np.nanmean(a[m, k])) if m.any() else float("nan") for k in (1, 2, 3))))
+    return out
+
+
+def bench_photo_vs_person(clip: Path, seconds: float, rev: str, mesh: FaceMesh) -> None:
+    """A photo avatar built from one frame of ``clip`` (its most closed mouth in the first 3 s) speaks the clip's
+    audio; inside its lips it should look like the person's own mouth speaking the same words."""
+    frames, rate = builder.read_video(clip, max_s=seconds)
+    frames = [frames[i] for i in builder._resample_indices(len(frames), rate, FPS)]
+    track = Landmarker(mesh)
+    gaps = [lip_gap(track(f)) for f in frames[: 3 * FPS]]
+    rest = frames[int(np.argmin(gaps))]
+    old_mouth = old_module(rev, "renderer/mouth.py", "old_mouth")
+    params = lipsync_track(clip_audio(clip, seconds))
+    tables = {"person": interior_table(frames, mesh)}
+    for label in ("before", "after"):
+        # Two avatars from the same frame: the baseline's mouth is attached to one of them.
+        avatar = builder.build_photo_avatar(rest, avatar_id=f"person-{label}", size=(512, 640), mesh=mesh)
+        if label == "before":
+            with_old_mouth(avatar, old_mouth)
+        animator = Animator(avatar, fps=FPS)
+        tables[label] = interior_table([animator.next_frame(p, speaking=True) for p in params], mesh)
+    print(
+        f"\nphoto avatar from a frame of {clip.name}, speaking its audio, beside the person: inside the inner lips, "
+        "p90 and mean luma / the cheeks', share brighter than the cheeks, per inner lip gap (/ mouth width)"
+    )
+    for k, (lo, hi) in enumerate(GAP_BINS):
+        cells = []
+        for label, table in tables.items():
+            n, p90, mean, bright = table[k]
+            cells.append(f"{label} {p90:4.2f} / {mean:4.2f} / {bright:4.2f} ({n:3d})")
+        print(f"  gap {lo:.2f}-{hi:.2f}: " + ";  ".join(cells))
+
+
 # --- render cost ----------------------------------------------------------------------------------------------
 
 
@@ -386,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nphoto avatars speaking {clips[0].name}'s audio ({len(track)} frames, track {rate:.2f} cycles/s)")
     for name in ("grace-hopper", "astronaut"):
         bench_photo(name, track, args.baseline, mesh)
+    for clip in clips:
+        bench_photo_vs_person(clip, args.seconds, args.baseline, mesh)
     video = None
     if not args.skip_video:
         for clip in clips:

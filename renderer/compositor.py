@@ -310,10 +310,15 @@ def _mouth_renderer(avatar: Avatar) -> MouthRenderer:
         from avaluma.renderer.atlas import AtlasMouth
 
         return VideoMouth(avatar.video, AtlasMouth(avatar.video))
+    return PhotoMouth(avatar.base, MouthWarp(avatar.base, avatar.rig, eyes=avatar.eyes, teeth=measured_teeth(avatar)))
+
+
+def measured_teeth(avatar: Avatar) -> list[float] | None:
+    """The teeth colour (RGB) the builder measured on the photo's own open mouth, if it did."""
     mouth = avatar.metadata.get("mouth")
     teeth = mouth.get("teeth_rgb") if isinstance(mouth, dict) else None
     ok = isinstance(teeth, list) and len(teeth) == 3 and all(isinstance(v, int | float) for v in teeth)
-    return PhotoMouth(avatar.base, MouthWarp(avatar.base, avatar.rig, eyes=avatar.eyes, teeth=teeth if ok else None))
+    return [float(v) for v in teeth] if ok else None
 
 
 def _face_warp(avatar: Avatar) -> FaceWarp | None:

@@ -61,6 +61,13 @@ TEETH_MAX_LUMA = 230.0
 #: lower lip, as fractions of the mouth width.
 UPPER_TEETH = 0.115
 LOWER_TEETH = 0.075
+#: Light on the teeth inside a speaking mouth, relative to teeth lit like the face (what :class:`MouthLook` holds).
+#: In two real talking-head clips no pixel inside the lips is brighter than the cheeks while the person speaks.
+TEETH_LIGHT = 0.8
+#: The share of the mouth's width over which the lips part at a small opening (all of it at full opening).
+OPEN_SPAN = 0.75
+#: The share of the upper teeth's visible length that relaxed lips leave showing (speaking without a smile).
+RELAXED_TEETH = 0.45
 #: The tongue's top, as a fraction of the opening's height up from the lower lip at the centre, and its colours as
 #: fractions of the lips' (in the upper jaw's shadow: darker than the lips, so its top never reads as the lower lip).
 TONGUE_HEIGHT = 0.4
@@ -440,7 +447,8 @@ class MouthWarp:
         lip) and a grain field, per ROI column; blurred to the photo's softness."""
         look = self.look
         mw = self.mouth_width
-        enamel = np.array(look.teeth, dtype=np.float32)
+        # Inside the mouth the teeth get less light than the face around it.
+        enamel = np.array(look.teeth, dtype=np.float32) * np.float32(TEETH_LIGHT)
         lips = np.array(look.lips, dtype=np.float32)
         # Light: brighter on the lit side, and the far corners in the cheeks' shadow.
         u = (cols - self._cx) / self._hw
@@ -623,7 +631,10 @@ class MouthWarp:
         side = np.zeros(sx.shape, np.float32)
         side[:, c0:c1] = self.lip_profile(sx[:, c0:c1])
         opens = np.zeros(sx.shape, np.float32)
-        np.sqrt(side[:, c0:c1], out=opens[:, c0:c1])
+        # The lips part in the middle first: the corners stay together until the mouth opens wide.
+        span = self._hw * (OPEN_SPAN + (1.0 - OPEN_SPAN) * min(1.0, shape.opening))
+        u = (sx[:, c0:c1] - self._cx) / span
+        opens[:, c0:c1] = np.clip(1.0 - u * u, 0.0, 1.0)
         rest_gap = low - up
         close, drop = self._close_and_drop(shape)
         # Closing the resting gap: the lower lip travels 60 % of the way up, the upper lip 40 % down. Opening, the
@@ -705,8 +716,9 @@ class MouthWarp:
             # A photo's own open mouth ends a crease's width above its lower lip line: the landmarked line lies a
             # few pixels into the lip, and those pixels (the lip's edge and the crease) would hang under the teeth
             # as a ghost of the lower lip when it drops away.
-            inset = 0.0 if self._teeth else min(self._crease, 0.5 * drop)
-            new_top = up_out[rs] + np.maximum(rest_gap[rs] * (1.0 - close) - inset, 0.0)
+            new_top = up_out[rs] + rest_gap[rs] * (1.0 - close)
+            if not self._teeth:
+                new_top -= np.minimum(np.minimum(self._crease, 0.5 * drop * opens[rs]), new_top - up_out[rs])
             synth = np.clip(
                 (np.minimum(Yr + 0.5 * soft, low_out[rs]) - np.maximum(Yr - 0.5 * soft, new_top)) / soft, 0.0, 1.0
             ).astype(np.float32, copy=False)
@@ -796,7 +808,10 @@ class MouthWarp:
                 1.0, smoothstep_f((shape.opening - 0.45) / 0.45) + 0.5 * stretch * smoothstep_f(shape.opening / 0.4)
             )
             gum = GUM * self.mouth_width * amount
-            d = np.clip(np.rint(Y - up_out - gum) + 2.0, 0, self._up_rows - 1).astype(np.intp)
+            # Relaxed lips cover most of the upper teeth: only their biting edges show under the lip; stretched
+            # (smiling, "ee") or wide open, the whole crown.
+            hidden = (1.0 - RELAXED_TEETH) * (1.0 - max(stretch, amount)) * UPPER_TEETH * self.mouth_width
+            d = np.clip(np.rint(Y - up_out - gum + hidden) + 2.0, 0, self._up_rows - 1).astype(np.intp)
             texel = self._up_tex[d, col_idx]
             a = texel[..., 3]
             interior = interior + (np.moveaxis(texel[..., :3], -1, 0) - interior) * a

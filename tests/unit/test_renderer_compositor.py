@@ -173,7 +173,10 @@ def test_closed_mouth_photo_gets_synthesised_teeth_cavity_tongue_and_lower_teeth
     brightness = column.mean(axis=1)
     lips = brightness[0]
     upper = brightness[4:9].max()
-    assert upper > lips + 40 and upper > 150  # upper teeth just under the upper lip, brighter than lips and skin
+    # Upper teeth just under the upper lip: brighter than the lips and near-neutral (inside the mouth a little darker
+    # than the skin, as in real talking heads).
+    teeth = column[4:9][brightness[4:9].argmax()]
+    assert upper > lips + 20 and upper > 120 and (teeth.max() - teeth.min()) / teeth.max() < 0.25
     assert brightness[9:16].min() < 40  # then the dark cavity
     cavity = brightness[9:16].min()
     red = column[13:19]
@@ -369,3 +372,28 @@ def test_the_upper_lip_lifts_at_its_centre_as_the_jaw_drops() -> None:
     opened = compositor.render(pose(1.0))
     assert lip_top(opened, 64) < lip_top(avatar.base, 64)  # the centre of the upper lip rises
     assert lip_top(opened, 45) == lip_top(avatar.base, 45)  # its corners stay
+
+
+def test_relaxed_lips_show_the_teeth_edges_and_a_smile_the_crowns() -> None:
+    avatar = closed_mouth_avatar()
+    compositor = Compositor(avatar)
+
+    def teeth_pixels(frame: np.ndarray) -> int:
+        box = frame[56:80, 44:84].astype(int)
+        return int(((box.min(axis=2) > 100) & (box.max(axis=2) - box.min(axis=2) < 40)).sum())  # bright and grey
+
+    relaxed = compositor.render(np.array([0.3, 0.0, 0.0, 0.0], np.float32))
+    stretched = compositor.render(np.array([0.3, 0.0, 0.0, 1.0], np.float32))
+    assert 0 < teeth_pixels(relaxed) < 0.7 * teeth_pixels(stretched)
+
+
+def test_the_lips_part_in_the_middle_first() -> None:
+    avatar = closed_mouth_avatar()
+    compositor = Compositor(avatar)
+
+    def dark_rows(frame: np.ndarray, x: int) -> int:
+        return int((frame[56:80, x].astype(int).mean(axis=1) < 90).sum())
+
+    small, wide = compositor.render(pose(0.3)), compositor.render(pose(1.0))
+    assert dark_rows(small, 64) > 0 and dark_rows(small, 48) == 0  # near a corner the lips still touch
+    assert dark_rows(wide, 48) > 0  # wide open, they part there too
