@@ -64,6 +64,8 @@ LOWER_TEETH = 0.075
 #: Light on the teeth inside a speaking mouth, relative to teeth lit like the face (what :class:`MouthLook` holds).
 #: In two real talking-head clips no pixel inside the lips is brighter than the cheeks while the person speaks.
 TEETH_LIGHT = 0.8
+#: Light inside a barely open mouth, relative to one open half way or more.
+NARROW_LIGHT = 0.7
 #: The share of the mouth's width over which the lips part at a small opening (all of it at full opening).
 OPEN_SPAN = 0.75
 #: The share of the upper teeth's visible length that relaxed lips leave showing (speaking without a smile).
@@ -819,8 +821,9 @@ class MouthWarp:
                 edge = gum * (1.0 + 0.6 * self._papilla[col0 : col0 + cols])
                 cover = np.clip((edge + 0.5 * self._soft - (Y - up_out)) / self._soft, 0.0, 1.0)
                 interior = interior + (self._gum[:, :, col0 : col0 + cols] - interior) * cover
-        # The upper lip shades what is right under it.
+        # The upper lip shades what is right under it, and a narrow opening lets little light in.
         interior = interior * (0.72 + 0.28 * smoothstep((Y - up_out) / max(1.0, 0.04 * self.mouth_width)))
+        interior *= np.float32(NARROW_LIGHT + (1.0 - NARROW_LIGHT) * smoothstep_f(shape.opening / 0.5))
         # The lower lip's wet inner edge, in front of everything inside: the lip turns into the dark gradually.
         # (At most a fifth of the opening's height: a small opening stays dark.)
         width = np.clip(0.2 * (low_out - top), 0.3, MUCOSA * self.mouth_width)
