@@ -317,8 +317,9 @@ def measured_teeth(avatar: Avatar) -> list[float] | None:
     """The teeth colour (RGB) the builder measured on the photo's own open mouth, if it did."""
     mouth = avatar.metadata.get("mouth")
     teeth = mouth.get("teeth_rgb") if isinstance(mouth, dict) else None
-    ok = isinstance(teeth, list) and len(teeth) == 3 and all(isinstance(v, int | float) for v in teeth)
-    return [float(v) for v in teeth] if ok else None
+    if isinstance(teeth, list) and len(teeth) == 3 and all(isinstance(v, int | float) for v in teeth):
+        return [float(v) for v in teeth]
+    return None
 
 
 def _face_warp(avatar: Avatar) -> FaceWarp | None:

@@ -641,7 +641,7 @@ class MouthWarp:
         close, drop = self._close_and_drop(shape)
         # Closing the resting gap: the lower lip travels 60 % of the way up, the upper lip 40 % down. Opening, the
         # upper lip lifts a little at its centre (the opening is a lens, not a bowl under a flat lip).
-        lift = (LIP_LIFT * drop) * side * window
+        lift: F32 = (np.float32(LIP_LIFT * drop) * side) * window
         close_up = 0.4 * close * rest_gap * window - lift
         # The lower lip drops along a half-ellipse, sqrt(1 - u^2) across the mouth: an oval opening as a real jaw
         # makes (a parabola opened a crescent that face landmarkers, and viewers, read as a smaller opening on small
@@ -718,9 +718,10 @@ class MouthWarp:
             # A photo's own open mouth ends a crease's width above its lower lip line: the landmarked line lies a
             # few pixels into the lip, and those pixels (the lip's edge and the crease) would hang under the teeth
             # as a ghost of the lower lip when it drops away.
-            new_top = up_out[rs] + rest_gap[rs] * (1.0 - close)
+            new_top: F32 = up_out[rs] + rest_gap[rs] * (1.0 - close)
             if not self._teeth:
-                new_top -= np.minimum(np.minimum(self._crease, 0.5 * drop * opens[rs]), new_top - up_out[rs])
+                inset = np.minimum(np.minimum(self._crease, 0.5 * drop * opens[rs]), new_top - up_out[rs])
+                new_top = (new_top - inset).astype(np.float32, copy=False)
             synth = np.clip(
                 (np.minimum(Yr + 0.5 * soft, low_out[rs]) - np.maximum(Yr - 0.5 * soft, new_top)) / soft, 0.0, 1.0
             ).astype(np.float32, copy=False)
