@@ -61,6 +61,9 @@ TEETH_MAX_LUMA = 230.0
 #: lower lip, as fractions of the mouth width.
 UPPER_TEETH = 0.115
 LOWER_TEETH = 0.075
+#: Saturation ((max - min) / max) of the lips or the skin from which a photo counts as in full colour; below it the
+#: mouth interior's reds fade towards grey (none in a black-and-white photo).
+COLOURFUL = 0.12
 #: Light on the teeth inside a speaking mouth, relative to teeth lit like the face (what :class:`MouthLook` holds).
 #: In two real talking-head clips no pixel inside the lips is brighter than the cheeks while the person speaks.
 TEETH_LIGHT = 0.8
@@ -449,8 +452,6 @@ class MouthWarp:
         lip) and a grain field, per ROI column; blurred to the photo's softness."""
         look = self.look
         mw = self.mouth_width
-        # Inside the mouth the teeth get less light than the face around it.
-        enamel = np.array(look.teeth, dtype=np.float32) * np.float32(TEETH_LIGHT)
         lips = np.array(look.lips, dtype=np.float32)
         # Light: brighter on the lit side, and the far corners in the cheeks' shadow.
         u = (cols - self._cx) / self._hw
@@ -458,8 +459,19 @@ class MouthWarp:
         corner_shade = (1.0 - 0.8 * smoothstep((np.abs(u) - 0.35) / 0.6)).astype(np.float32)
         self._col_light = side_light * corner_shade
 
+        skin = np.array(look.skin, dtype=np.float32) if look.skin is not None else lips
+        # The interior's colours are the lips' made darker and redder; in a black-and-white photo they stay grey.
+        colourful = max(float((c.max() - c.min()) / max(float(c.max()), 1.0)) for c in (lips, skin))
+        chroma = np.float32(min(1.0, colourful / COLOURFUL))
+
+        def tint(colour: F32) -> F32:
+            luma = np.float32(_luma(colour))
+            return (luma + (colour - luma) * chroma).astype(np.float32)
+
         # What the teeth turn into towards the corners: the warm shadow of the cavity, not a darker grey.
-        shadow = lips * np.array([0.3, 0.16, 0.16], np.float32)
+        shadow = tint(lips * np.array([0.3, 0.16, 0.16], np.float32))
+        # Inside the mouth the teeth get less light than the face around it.
+        enamel = tint(np.array(look.teeth, dtype=np.float32) * np.float32(TEETH_LIGHT))
 
         def layer(spec: tuple[tuple[float, float], ...], length: float, colour: F32, upper: bool) -> F32:
             n = math.ceil(length * 1.1) + 6
@@ -486,11 +498,11 @@ class MouthWarp:
         self._up_rows, self._low_rows = self._up_tex.shape[0], self._low_tex.shape[0]
         self._low_len = low_len
         # Cavity and tongue colours from the lips: a dark, reddish throat; a tongue a little darker than the lips.
-        self._deep = (lips * np.array([0.16, 0.08, 0.09], np.float32))[:, None, None]
-        self._edge = (lips * np.array([0.42, 0.24, 0.25], np.float32))[:, None, None]
-        self._tongue = (lips * np.array(TONGUE_LIT, np.float32))[:, None, None]
-        self._mucosa = (lips * np.array(MUCOSA_COLOUR, np.float32))[:, None, None] * self._col_light[None, None, :]
-        self._tongue_dark = (lips * np.array(TONGUE_DARK, np.float32))[:, None, None]
+        self._deep = tint(lips * np.array([0.16, 0.08, 0.09], np.float32))[:, None, None]
+        self._edge = tint(lips * np.array([0.42, 0.24, 0.25], np.float32))[:, None, None]
+        self._tongue = tint(lips * np.array(TONGUE_LIT, np.float32))[:, None, None]
+        self._mucosa = tint(lips * np.array(MUCOSA_COLOUR, np.float32))[:, None, None] * self._col_light[None, None, :]
+        self._tongue_dark = tint(lips * np.array(TONGUE_DARK, np.float32))[:, None, None]
         # Gums: lit like the teeth (side light, the corners in shadow); between the teeth they reach lower.
         incisor = _INCISOR * mw
         edges = np.cumsum([w * incisor for w, _ in _UPPER_TEETH])
@@ -500,8 +512,7 @@ class MouthWarp:
             papilla = np.maximum(papilla, np.exp(-(((across - e) / (0.2 * incisor)) ** 2)))
         self._papilla = papilla.astype(np.float32)
         # Gums are pink whatever the lips wear: half lips, half skin.
-        skin = np.array(look.skin, dtype=np.float32) if look.skin is not None else lips
-        gum = (0.5 * lips + 0.5 * skin) * np.array(GUM_COLOUR, np.float32)
+        gum = tint((0.5 * lips + 0.5 * skin) * np.array(GUM_COLOUR, np.float32))
         fade = corner_shade[None, :]
         self._gum = (
             gum[:, None, None] * (side_light * fade)[None] + shadow[:, None, None] * (1.0 - fade)[None]

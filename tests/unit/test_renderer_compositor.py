@@ -397,3 +397,13 @@ def test_the_lips_part_in_the_middle_first() -> None:
     small, wide = compositor.render(pose(0.3)), compositor.render(pose(1.0))
     assert dark_rows(small, 64) > 0 and dark_rows(small, 48) == 0  # near a corner the lips still touch
     assert dark_rows(wide, 48) > 0  # wide open, they part there too
+
+
+def test_a_black_and_white_photo_opens_a_grey_mouth() -> None:
+    avatar = closed_mouth_avatar()
+    grey = avatar.base.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    bw = dataclasses.replace(avatar, base=np.repeat(np.rint(grey)[..., None], 3, axis=2).astype(np.uint8))
+    frame = Compositor(bw).render(pose(1.0)).astype(int)
+    assert np.abs(frame - bw.base.astype(int)).max() > 50  # the mouth opened
+    spread = frame.max(axis=2) - frame.min(axis=2)
+    assert spread.max() <= 3, spread.max()  # no red cavity, tongue or gums in a grey picture
