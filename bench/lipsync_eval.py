@@ -29,7 +29,9 @@ Sets (none of them is ever trained on):
 * **faces** (``--faces`` runs only this): for each clip in ``shared/data/talking-faces``, the real person's inner-lip
   gap (landmarked frame by frame with the avatar builder's own face mesh, normalised by the distance between the eye
   corners) against the gap of the bundled demo avatar rendered from the clip's audio through the embedded render path
-  (``avaluma render --audio``) and landmarked the same way: Pearson r at lag 0 and at the best lag within +-5 frames.
+  (``avaluma render --audio``) and landmarked the same way: Pearson r at lag 0 and at the best lag within +-5 frames;
+  then the same with a photo avatar built from the clip's own frame (its most closed mouth in the first 3 s), so that
+  the real and the rendered mouth are the same person's.
 
 Methods: the trained model (the bundled ``renderer/lipsync/models/lipsync.onnx`` or ``--model``), v3 (the model at
 commit 4455189, the default before version 4, with the same frame decoding) and v1 (commit 3a5f3df, as it shipped),
@@ -791,20 +793,45 @@ def faces_eval(methods: list[Method], quick: bool) -> None:
     from avaluma.renderer.facemesh import FaceMesh
 
     config = Config()
-    avatar = load_avatar_by_id(config.default_avatar, resolve_avatars_dir(config.avatars_dir))
+    demo = load_avatar_by_id(config.default_avatar, resolve_avatars_dir(config.avatars_dir))
     mesh = FaceMesh(progress=lambda m: print(m, file=sys.stderr))
     chosen = [m for m in methods if m.backend is not None]
     print(
-        f"avatar {avatar.id}; inner-lip gap = mean of 3 inner-lip landmark pairs / outer eye-corner distance; r at "
+        "inner-lip gap = mean of 3 inner-lip landmark pairs / outer eye-corner distance; r at "
         f"lag 0 and best r within +-{MAX_LAG} frames (lag > 0: the avatar is late); closed = gap in the lowest "
         f"{CLOSED_SHARE:.0%} of its own range (p5..p95), agreement of real and rendered closed/open against chance"
     )
+    clips = sorted(folder.glob("*.mp4"))
+    faces_table(f"avatar {demo.id} (the default)", clips, lambda *_: demo, chosen, mesh, quick)
+    faces_table("each clip's person: a photo avatar built from the clip's own frame", clips, own_avatar, chosen,
+                mesh, quick)  # fmt: skip
+
+
+def own_avatar(mesh: Any, frames: list[npt.NDArray[np.uint8]], real: npt.NDArray[np.float64], fps: float) -> Any:
+    """A photo avatar of the clip's person, from the frame with the most closed mouth in its first 3 s."""
+    from avaluma.renderer.builder import build_photo_avatar
+
+    first = real[: max(1, round(3 * fps))]
+    rest = int(np.nanargmin(first)) if np.isfinite(first).any() else 0
+    return build_photo_avatar(frames[rest], avatar_id="person", size=(512, 640), mesh=mesh)
+
+
+def faces_table(
+    title: str,
+    clips: list[Path],
+    avatar_for: Callable[[Any, list[npt.NDArray[np.uint8]], npt.NDArray[np.float64], float], Any],
+    chosen: list[Method],
+    mesh: Any,
+    quick: bool,
+) -> None:
+    print(f"\n{title}")
     print(f"{'clip':16} {'s':>5} {'fps':>6} {'face':>5}  {'method':10} {'r lag 0':>8} {'best r':>7} {'lag':>4} "
           f"{'closed agree':>13} {'chance':>7}")  # fmt: skip
     totals: dict[str, list[tuple[float, float, float, float]]] = {m.name: [] for m in chosen}
-    for clip in sorted(folder.glob("*.mp4")):
+    for clip in clips:
         frames, times, fps, audio, rate = decode_clip(clip, max_s=8.0 if quick else 0.0)
         real = lip_gaps(mesh, frames)
+        avatar = avatar_for(mesh, frames, real, fps)
         del frames
         render_fps = max(1, min(60, round(fps)))
         found = float(np.isfinite(real).mean())
