@@ -109,8 +109,17 @@ METRICS = (
 # --- scoring ---------------------------------------------------------------------------------------------------------
 
 
+#: The viseme value of a span-array row that marks speech without labels (the aligner's ``SPN``): its frames are left
+#: out of every count (they carry the silence label of the spans around them).
+UNLABELLED = -1
+
+
 def _spans(arr: npt.NDArray[np.float64]) -> list[Span]:
-    return [Span("", float(s), float(e), int(v)) for s, e, v in arr]
+    return [Span("", float(s), float(e), int(v)) for s, e, v in arr if int(v) != UNLABELLED]
+
+
+def _unlabelled(arr: npt.NDArray[np.float64]) -> list[tuple[float, float]]:
+    return [(float(s), float(e)) for s, e, v in arr if int(v) == UNLABELLED]
 
 
 def _span_array(spans: Sequence[Span]) -> npt.NDArray[np.float64]:
@@ -158,13 +167,22 @@ class Counts:
 
 
 def score(
-    out: MouthFrames, spans: list[Span], n_samples: int, fps: float, audio: npt.NDArray[np.float32] | None = None
+    out: MouthFrames,
+    spans: list[Span],
+    n_samples: int,
+    fps: float,
+    audio: npt.NDArray[np.float32] | None = None,
+    unlabelled: Sequence[tuple[float, float]] = (),
 ) -> Counts:
     labels, jaw = _truth(spans, n_samples, fps)
     assert len(out) == len(labels), (len(out), len(labels))
     pred = _decode(out)
     prev, nxt = np.r_[labels[:1], labels[:-1]], np.r_[labels[1:], labels[-1:]]
-    talking = labels != SIL
+    # Frames overlapping speech without labels count nowhere.
+    keep = np.ones(len(labels), dtype=bool)
+    for a, b in unlabelled:
+        keep[max(0, int(np.floor(a * fps))) : int(np.ceil(b * fps))] = False
+    talking = (labels != SIL) & keep
     closed = out.params[:, LIPS_CLOSED] >= CLOSED
     bil_hit = bil_n = 0
     for sp in spans:
@@ -180,10 +198,10 @@ def score(
             lo, hi = max(0, int(np.floor(a * fps))), int(np.ceil(b * fps))
             # frame i = [i/fps, (i+1)/fps) overlaps (a, b) when i/fps < b and (i+1)/fps > a
             near_speech[lo:hi] = True
-    quiet = ~near_speech
+    quiet = ~near_speech & keep
     other_speech = talking & (labels != PP) & (prev != PP) & (nxt != PP)
     confusion = np.zeros((len(VISEMES), len(VISEMES)), dtype=np.int64)
-    np.add.at(confusion, (labels, pred), 1)
+    np.add.at(confusion, (labels[keep], pred[keep]), 1)
     by_level = np.zeros((len(SILENCE_LEVEL_BINS), 2), np.int64)
     if audio is not None:
         for i in np.flatnonzero(quiet):
@@ -192,13 +210,13 @@ def score(
             k = next(b for b, (lo, hi) in enumerate(SILENCE_LEVEL_BINS) if lo <= level < hi)
             by_level[k] += (int(closed[i]), 1)
     return Counts(
-        exact=int((pred == labels).sum()),
-        near=int(((pred == labels) | (pred == prev) | (pred == nxt)).sum()),
-        total=len(labels),
+        exact=int((pred == labels)[keep].sum()),
+        near=int(((pred == labels) | (pred == prev) | (pred == nxt))[keep].sum()),
+        total=int(keep.sum()),
         speech_hit=int((pred[talking] == labels[talking]).sum()),
         speech_n=int(talking.sum()),
-        jaw_pred=out.params[:, JAW_OPEN].astype(np.float32),
-        jaw_true=jaw,
+        jaw_pred=out.params[keep, JAW_OPEN].astype(np.float32),
+        jaw_true=jaw[keep],
         bil_hit=bil_hit,
         bil_n=bil_n,
         sil_hit=int(closed[quiet].sum()),
@@ -231,7 +249,7 @@ def metrics(counts: Iterable[Counts]) -> dict[str, float]:
 def evaluate(analyze: Analyzer, split: Split, fps: float) -> dict[str, float]:
     """All metrics of one method over a split's audio and spans (``bench/lipsync_resampler.py`` calls this too)."""
     return metrics(
-        score(analyze(audio, fps), _spans(arr), len(audio), fps)
+        score(analyze(audio, fps), _spans(arr), len(audio), fps, unlabelled=_unlabelled(arr))
         for audio, arr in zip(split.audio, split.spans, strict=True)
     )
 
@@ -297,9 +315,10 @@ def human_set(split: str, per_speaker: int = 0) -> EvalSet | None:
             continue
         seen[u.speaker] = seen.get(u.speaker, 0) + 1
         gender = {"f": "female", "m": "male"}.get(u.gender.strip().lower(), "unknown")
+        unlabelled = np.array([(a, b, UNLABELLED) for a, b in u.unknown()], dtype=np.float64).reshape(-1, 3)
         out.add(
             u.audio(),
-            _span_array(u.spans()),
+            np.vstack([_span_array(u.spans()), unlabelled]),
             speaker=u.speaker,
             gender=gender,
             age=age_group(u.age),
@@ -549,7 +568,8 @@ Results = dict[str, list[Counts]]  # method name -> per-utterance counts
 def run_set(methods: list[Method], data: EvalSet, fps: float) -> Results:
     return {
         m.name: [
-            score(m.analyze(a, fps), _spans(s), len(a), fps, a) for a, s in zip(data.audio, data.spans, strict=True)
+            score(m.analyze(a, fps), _spans(s), len(a), fps, a, _unlabelled(s))
+            for a, s in zip(data.audio, data.spans, strict=True)
         ]
         for m in methods
     }

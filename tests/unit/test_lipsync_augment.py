@@ -106,6 +106,18 @@ def test_label_files_become_viseme_spans(tmp_path: Path) -> None:
     ]
 
 
+def test_speech_the_aligner_could_not_transcribe_is_marked_unknown(tmp_path: Path) -> None:
+    """SPN is labelled silence in the spans (the mouth model has no phones for it), and reported, so the bench leaves
+    its frames out and training leaves the utterance out."""
+    label = tmp_path / "lj.tsv"
+    label.write_text("start_s\tend_s\tphone\tword\n0.000\t0.200\tSIL\t\n0.200\t0.950\tSPN\t<unk>\n"
+                     "0.950\t1.050\tM\tme\n1.050\t1.200\tIY\tme\n")  # fmt: skip
+    utt = human.HumanUtterance("u", "ljspeech", "lj", "f", "", "us", tmp_path / "u.flac", label)
+    assert utt.unknown() == [(0.2, 0.95)]
+    spoken = [sp for sp in utt.spans() if sp.viseme != SIL]
+    assert spoken[0].viseme == VISEME_INDEX["PP"] and spoken[0].start == 0.95  # nothing spoken before the "m"
+
+
 def test_speakers_never_change_split_and_ljspeech_is_test() -> None:
     assert human.speaker_split("lj_LJ", "ljspeech") == "test"
     splits = {human.speaker_split(f"so762_{i:04d}", "speechocean762") for i in range(400)}

@@ -314,7 +314,8 @@ def build_human(config: HumanConfig, progress: Callable[[str], None] = print) ->
 
     from avaluma.renderer.lipsync.training import human
 
-    utts = list(human.utterances(split="train"))
+    # Speech the aligner could not transcribe is labelled silence: such utterances would teach a shut mouth on speech.
+    utts = [u for u in human.utterances(split="train") if not u.unknown()]
     if config.max_utterances:
         utts = utts[: config.max_utterances]
     rng = np.random.default_rng(config.seed)

@@ -95,6 +95,11 @@ class HumanUtterance:
     def spans(self) -> list[PhonemeSpan]:
         return read_label_spans(self.label_path)
 
+    def unknown(self) -> list[tuple[float, float]]:
+        """Stretches of speech the aligner could not transcribe (``SPN``, seconds): :meth:`spans` labels them silence,
+        so evaluation leaves their frames out and training leaves their utterances out."""
+        return [(s, e) for s, e, phone, _ in read_label_rows(self.label_path) if phone == "SPN"]
+
 
 def _ah_ipa(word: str, vowel_index: int, n_vowels: int) -> str:
     """Best guess for an unstressed-or-not ``AH``: reduced (ə) in function words and in non-first syllables of
@@ -106,8 +111,8 @@ def _ah_ipa(word: str, vowel_index: int, n_vowels: int) -> str:
     return "ʌ"
 
 
-def read_label_spans(path: Path) -> list[PhonemeSpan]:
-    """A label file (``start_s end_s phone word``) as viseme spans; SIL/SPN become silence."""
+def read_label_rows(path: Path) -> list[tuple[float, float, str, str]]:
+    """A label file (``start_s end_s phone word``) as rows ``(start_s, end_s, ARPAbet phone, word)``."""
     rows: list[tuple[float, float, str, str]] = []
     with path.open(encoding="utf-8") as f:
         reader = csv.reader(f, delimiter="\t")
@@ -116,7 +121,12 @@ def read_label_spans(path: Path) -> list[PhonemeSpan]:
             if len(row) < 3:
                 continue
             rows.append((float(row[0]), float(row[1]), row[2].strip().upper(), row[3].strip() if len(row) > 3 else ""))
-    return label_spans(rows)
+    return rows
+
+
+def read_label_spans(path: Path) -> list[PhonemeSpan]:
+    """A label file (``start_s end_s phone word``) as viseme spans; SIL/SPN become silence."""
+    return label_spans(read_label_rows(path))
 
 
 def label_spans(rows: list[tuple[float, float, str, str]]) -> list[PhonemeSpan]:
