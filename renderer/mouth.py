@@ -638,13 +638,14 @@ class MouthWarp:
         else:
             up, lower = self._upper_line(sx), self._lower_line(sx)
         low = np.maximum(lower, up)
-        # The lip profile is 0 beyond the mouth corners: computed (with its square root) only on the columns that
-        # can read from between them.
+        # The lip profile is 0 beyond the mouth corners: computed (with the opening's) only on the columns that can
+        # read from between them.
         c0, c1 = self._columns(self._cx - self._hw, self._cx + self._hw, shift)
         side = np.zeros(sx.shape, np.float32)
         side[:, c0:c1] = self.lip_profile(sx[:, c0:c1])
         opens = np.zeros(sx.shape, np.float32)
-        # The lips part in the middle first: the corners stay together until the mouth opens wide.
+        # The lips part in the middle first: the corners stay together until the mouth opens wide. (A lens, as a
+        # speaking mouth opens; the half-ellipse used before opened every mouth from corner to corner.)
         span = self._hw * (OPEN_SPAN + (1.0 - OPEN_SPAN) * min(1.0, shape.opening))
         u = (sx[:, c0:c1] - self._cx) / span
         opens[:, c0:c1] = np.clip(1.0 - u * u, 0.0, 1.0)
@@ -654,9 +655,7 @@ class MouthWarp:
         # upper lip lifts a little at its centre (the opening is a lens, not a bowl under a flat lip).
         lift: F32 = (np.float32(LIP_LIFT * drop) * side) * window
         close_up = 0.4 * close * rest_gap * window - lift
-        # The lower lip drops along a half-ellipse, sqrt(1 - u^2) across the mouth: an oval opening as a real jaw
-        # makes (a parabola opened a crescent that face landmarkers, and viewers, read as a smaller opening on small
-        # and smiling mouths).
+        # The lower lip drops along a parabola over the span that parts (``opens``).
         lower_shift = drop * opens - 0.6 * close * rest_gap
         up_out = up + close_up
         low_out = low + lower_shift * window
