@@ -7,7 +7,7 @@ and read per frame as :class:`Decoding` says (lips closed where p/b/m is heard, 
 Streaming equals offline: the network is a pure function of its window (valid convolutions, no recurrent state), a
 segment starts from ``past`` frames of silence and ends padded with ``lookahead`` frames of silence, both in
 streaming and offline use, so any chunking yields the same frames (to float rounding). Lookahead: 6 feature frames
-plus the analysis window's reach, 67.5 ms with the shipped model (<= 80 ms by design).
+plus half a frame and the analysis window's reach, 72.5 ms with the shipped model (<= 80 ms by design).
 
 One :class:`OnnxBackend` (one onnxruntime session, a few MB) is shared by all sessions; a stream holds only a few
 kilobytes of buffered audio and features.
