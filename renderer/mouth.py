@@ -67,8 +67,9 @@ COLOURFUL = 0.12
 #: Light on the teeth inside a speaking mouth, relative to teeth lit like the face (what :class:`MouthLook` holds).
 #: In two real talking-head clips no pixel inside the lips is brighter than the cheeks while the person speaks.
 TEETH_LIGHT = 0.8
-#: Light inside a barely open mouth, relative to one open half way or more.
-NARROW_LIGHT = 0.7
+#: Light inside a barely open mouth, relative to one open half way or more (inside the lips, both real clips' people
+#: are still darker than their avatars at small openings: bench/mouth_quality.py).
+NARROW_LIGHT = 0.5
 #: The share of the mouth's width over which the lips part at a small opening (all of it at full opening).
 OPEN_SPAN = 0.75
 #: The share of the upper teeth's visible length that relaxed lips leave showing (speaking without a smile).
