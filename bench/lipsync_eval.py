@@ -844,6 +844,8 @@ def faces_table(
     mesh: Any,
     quick: bool,
 ) -> None:
+    """Per clip and method: the real inner-lip gap against the gap of ``avatar_for(mesh, frames, real gaps, fps)``
+    rendered from the clip's audio."""
     print(f"\n{title}")
     print(f"{'clip':16} {'s':>5} {'fps':>6} {'face':>5}  {'method':10} {'r lag 0':>8} {'best r':>7} {'lag':>4} "
           f"{'closed agree':>13} {'chance':>7}")  # fmt: skip
