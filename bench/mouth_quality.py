@@ -370,17 +370,18 @@ def interior_table(frames: list[np.ndarray], mesh: FaceMesh) -> list[tuple[int, 
 def bench_photo_vs_person(clip: Path, seconds: float, rev: str, mesh: FaceMesh) -> None:
     """A photo avatar built from one frame of ``clip`` (its most closed mouth in the first 3 s) speaks the clip's
     audio; inside its lips it should look like the person's own mouth speaking the same words."""
+    from lipsync_eval import own_avatar  # the real-face measure's choice of frame, so both benches build the same
+
     frames, rate = builder.read_video(clip, max_s=seconds)
     frames = [frames[i] for i in builder._resample_indices(len(frames), rate, FPS)]
     track = Landmarker(mesh)
-    gaps = [lip_gap(track(f)) for f in frames[: 3 * FPS]]
-    rest = frames[int(np.argmin(gaps))]
+    gaps = np.array([lip_gap(track(f)) for f in frames[: 3 * FPS]])
     old_mouth = old_module(rev, "renderer/mouth.py", "old_mouth")
     params = lipsync_track(clip_audio(clip, seconds))
     tables = {"person": interior_table(frames, mesh)}
     for label in ("before", "after"):
         # Two avatars from the same frame: the baseline's mouth is attached to one of them.
-        avatar = builder.build_photo_avatar(rest, avatar_id=f"person-{label}", size=(512, 640), mesh=mesh)
+        avatar = own_avatar(mesh, frames, gaps, FPS)
         if label == "before":
             with_old_mouth(avatar, old_mouth)
         animator = Animator(avatar, fps=FPS)
