@@ -14,7 +14,7 @@ photo instead of being smoothed by interpolation.
 The gap that opens between the lips is filled with a mouth interior made for this photo (:class:`MouthLook`): upper
 teeth hanging from under the upper lip (individual teeth: central incisors longest, each tooth shaded as a rounded
 surface, soft gaps between them, fading into the shadow of the cheeks towards the corners, a translucent biting edge; on
-a wide or stretched mouth the upper gum line shows above them), lower teeth rising from behind the lower lip and showing
+a stretched, smiling mouth the upper gum line shows above them), lower teeth rising from behind the lower lip and showing
 more as the jaw drops (the central few), a tongue low on the floor, a cavity that darkens with depth and, in front of it
 all, the lower lip's wet inner edge fading into the dark. A photo's own teeth stay as photographed, without the sliver
 of lower lip the landmarks leave under them. Its colours come from the photo itself (teeth from the eye whites, or from
@@ -86,7 +86,7 @@ MUCOSA_ALPHA = 0.85
 MUCOSA_COLOUR = (0.62, 0.38, 0.38)
 #: How far the upper lip's inner edge rises at its centre as the jaw drops (a fraction of the lower lip's drop).
 LIP_LIFT = 0.12
-#: The upper gum line on a wide opening or a stretched ("ee", smiling) mouth: the band of gum between the upper lip and
+#: The upper gum line on a stretched ("ee", smiling) open mouth: the band of gum between the upper lip and
 #: the synthesised upper teeth, as a fraction of the mouth width (it dips a little further between the teeth), and
 #: its colour as fractions of the mean of the lips' and the skin's.
 GUM = 0.035
@@ -816,15 +816,15 @@ class MouthWarp:
             a = texel[..., 3] * (low_out - Y >= -0.5)
             interior = interior + (np.moveaxis(texel[..., :3], -1, 0) - interior) * a
         if self._teeth:
-            # A wide or stretched mouth shows the upper gum line: the teeth hang that much lower under the lip.
-            stretch = float(np.clip((shape.scale - 1.0) / STRETCH_GAIN, 0.0, 1.0))
-            amount = min(
-                1.0, smoothstep_f((shape.opening - 0.45) / 0.45) + 0.5 * stretch * smoothstep_f(shape.opening / 0.4)
-            )
-            gum = GUM * self.mouth_width * amount
             # Relaxed lips cover most of the upper teeth: only their biting edges show under the lip; stretched
             # (smiling, "ee") or wide open, the whole crown.
-            hidden = (1.0 - RELAXED_TEETH) * (1.0 - max(stretch, amount)) * UPPER_TEETH * self.mouth_width
+            stretch = float(np.clip((shape.scale - 1.0) / STRETCH_GAIN, 0.0, 1.0))
+            smile = 0.5 * stretch * smoothstep_f(shape.opening / 0.4)
+            crown = max(stretch, min(1.0, smoothstep_f((shape.opening - 0.45) / 0.45) + smile))
+            hidden = (1.0 - RELAXED_TEETH) * (1.0 - crown) * UPPER_TEETH * self.mouth_width
+            # A stretched (smiling) open mouth shows the upper gum line: the teeth hang that much lower under the
+            # lip. Opening the jaw alone does not lift the upper lip off the gums (a wide "ah" shows none).
+            gum = GUM * self.mouth_width * smile
             d = np.clip(np.rint(Y - up_out - gum + hidden) + 2.0, 0, self._up_rows - 1).astype(np.intp)
             texel = self._up_tex[d, col_idx]
             a = texel[..., 3]

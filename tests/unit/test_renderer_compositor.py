@@ -137,27 +137,33 @@ def test_wrong_param_shape_is_an_error(compositor: Compositor) -> None:
         compositor.render(np.zeros(3, dtype=np.float32))
 
 
-def closed_mouth_avatar() -> Avatar:
-    """A flat skin-coloured face with a closed red mouth (no teeth showing) on a 128x128 image."""
-    base = np.full((128, 128, 3), (200, 160, 130), dtype=np.uint8)
-    base[58:66, 44:84] = (170, 80, 80)  # lips, closed along y = 62
+def closed_mouth_avatar(scale: int = 1) -> Avatar:
+    """A flat skin-coloured face with a closed red mouth (no teeth showing) on a 128x128 image (``scale`` times
+    larger in each direction)."""
+    size = 128 * scale
+    base = np.full((size, size, 3), (200, 160, 130), dtype=np.uint8)
+    base[58 * scale : 66 * scale, 44 * scale : 84 * scale] = (170, 80, 80)  # lips, closed along y = 62
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return (x * scale, y * scale)
+
     rig = MouthRig(
-        mouth_center=(64.0, 62.0),
-        mouth_left=(44.0, 62.0),
-        mouth_right=(84.0, 62.0),
-        upper_lip_top=(64.0, 58.0),
-        upper_lip_inner=(64.0, 62.0),
-        lower_lip_inner=(64.0, 62.0),
-        lower_lip_bottom=(64.0, 66.0),
-        chin=(64.0, 90.0),
-        jaw=((36.0, 70.0), (64.0, 90.0), (92.0, 70.0)),
+        mouth_center=at(64.0, 62.0),
+        mouth_left=at(44.0, 62.0),
+        mouth_right=at(84.0, 62.0),
+        upper_lip_top=at(64.0, 58.0),
+        upper_lip_inner=at(64.0, 62.0),
+        lower_lip_inner=at(64.0, 62.0),
+        lower_lip_bottom=at(64.0, 66.0),
+        chin=at(64.0, 90.0),
+        jaw=(at(36.0, 70.0), at(64.0, 90.0), at(92.0, 70.0)),
     )
     return Avatar(
         id="closed",
         name="closed",
         kind="photo",
-        width=128,
-        height=128,
+        width=size,
+        height=size,
         fps=25,
         format_version=1,
         license="CC0",
@@ -407,3 +413,18 @@ def test_a_black_and_white_photo_opens_a_grey_mouth() -> None:
     assert np.abs(frame - bw.base.astype(int)).max() > 50  # the mouth opened
     spread = frame.max(axis=2) - frame.min(axis=2)
     assert spread.max() <= 3, spread.max()  # no red cavity, tongue or gums in a grey picture
+
+
+def test_gums_show_in_a_smile_not_in_a_wide_relaxed_opening() -> None:
+    compositor = Compositor(closed_mouth_avatar(scale=4))
+
+    def red_rows_above_the_teeth(frame: np.ndarray) -> int:
+        """At the mouth's centre column: lip- or gum-red rows from the upper lip down to the first tooth row."""
+        col = frame[200:320, 256].astype(int)
+        teeth = np.nonzero((col.min(axis=1) > 70) & (col.max(axis=1) - col.min(axis=1) < 40))[0]
+        red = (col[:, 0] > 120) & (col[:, 0] - col[:, 1] > 50)
+        return int(red[: teeth[0]].sum())
+
+    relaxed = red_rows_above_the_teeth(compositor.render(np.array([1.0, 0.0, 0.0, 0.0], np.float32)))
+    smiling = red_rows_above_the_teeth(compositor.render(np.array([1.0, 0.0, 0.0, 1.0], np.float32)))
+    assert smiling >= relaxed + 2, (relaxed, smiling)
