@@ -10,11 +10,11 @@ Sets (none of them is ever trained on):
   ``python -m avaluma.renderer.lipsync.training.human``); the **dev** split is printed separately and labelled as the
   tuning set (model and recipe choices are made on it, so its figures are optimistic). Skipped with a message when the
   corpus is not on this machine. Also on the test split: pink noise at 20 dB SNR, babble (six training-split speakers
-  talking at once) at 10 dB SNR, a quiet level (speech at -30 dBFS RMS) and the 8 kHz telephone band
-  (16 kHz -> 8 kHz -> 16 kHz), per speaker group (female/male, child/adult as the manifest says) and the most
-  confused viseme pairs. With ``--background DIR`` (recorded music and sound effects the model was not trained on)
-  also music under the test speech at 10 dB SNR, and the recordings alone (nobody speaking: the mouth should stay
-  closed).
+  talking at once) at 10 dB SNR, a quiet level (speech at -30 dBFS RMS), the 8 kHz telephone band (16 kHz -> 8 kHz
+  -> 16 kHz) and five microphone colourations (:data:`MICROPHONES`), per speaker group (female/male, child/adult as
+  the manifest says) and the most confused viseme pairs. With ``--background DIR`` (recorded music and sound effects
+  the model was not trained on) also music under the test speech at 10 dB SNR, and the recordings alone (nobody
+  speaking: the mouth should stay closed).
 * **native English**: the held-out half of Asterisk's English prompts (one US speaker, studio, labelled by forced
   alignment here: :mod:`avaluma.renderer.lipsync.training.prompts`) when ``scripts/fetch-native-speech`` has fetched
   them. Version 4 trained on the other half: these are new sentences of a voice it has heard (LJSpeech, in the human
@@ -464,6 +464,46 @@ def telephone(data: EvalSet, rate: int = 8000) -> EvalSet:
         return np.pad(back, (0, max(0, len(a) - len(back))))[: len(a)]
 
     return data.with_audio(f"{data.name}, {rate / 1000:g} kHz telephone band", fn)
+
+
+#: Fixed colourations of cheap and odd microphones, as (kind, Hz, dB, Q) second-order sections (:func:`biquad`): a
+#: laptop (no bass, a presence peak), a bright headset, a dull lapel microphone under clothing, a boxy loudspeaker, a
+#: boomy close microphone.
+MICROPHONES: tuple[tuple[tuple[str, float, float, float], ...], ...] = (
+    (("low", 300.0, -15.0, 0.7071), ("peak", 3000.0, 8.0, 1.0)),
+    (("high", 3000.0, 9.0, 0.7071), ("peak", 6000.0, 4.0, 1.5)),
+    (("high", 2000.0, -12.0, 0.7071),),
+    (("peak", 1000.0, 10.0, 2.0), ("low", 200.0, -9.0, 0.7071)),
+    (("low", 300.0, 9.0, 0.7071), ("high", 4000.0, -6.0, 0.7071)),
+)
+
+
+def biquad(kind: str, hz: float, gain_db: float, q: float) -> npt.NDArray[np.float64]:
+    """One second-order section at 16 kHz (RBJ audio-EQ cookbook): a ``low`` / ``high`` shelf or a ``peak``."""
+    a = 10 ** (gain_db / 40)
+    w0 = 2 * np.pi * hz / LIPSYNC_SAMPLE_RATE
+    cw, alpha = np.cos(w0), np.sin(w0) / (2 * q)
+    if kind == "peak":
+        num, den = [1 + alpha * a, -2 * cw, 1 - alpha * a], [1 + alpha / a, -2 * cw, 1 - alpha / a]
+    else:
+        s = 1.0 if kind == "low" else -1.0  # the high shelf is the low shelf with the cosine terms' signs flipped
+        k = 2 * np.sqrt(a) * alpha
+        num = [a * ((a + 1) - s * (a - 1) * cw + k), s * 2 * a * ((a - 1) - s * (a + 1) * cw)]
+        num.append(a * ((a + 1) - s * (a - 1) * cw - k))
+        den = [(a + 1) + s * (a - 1) * cw + k, -s * 2 * ((a - 1) + s * (a + 1) * cw), (a + 1) + s * (a - 1) * cw - k]
+    return np.array([*num, *den]) / den[0]
+
+
+def microphones(data: EvalSet) -> EvalSet:
+    """Each utterance through one of :data:`MICROPHONES` in turn, at its own RMS."""
+    from scipy import signal
+
+    def fn(i: int, a: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        y = signal.sosfilt(np.stack([biquad(*section) for section in MICROPHONES[i % len(MICROPHONES)]]), a)
+        gain = np.sqrt(np.mean(a.astype(np.float64) ** 2) / max(float(np.mean(y**2)), 1e-20))
+        return np.clip(y * gain, -1, 1).astype(np.float32)
+
+    return data.with_audio(f"{data.name}, {len(MICROPHONES)} microphone colourations", fn)
 
 
 def subset(split: Split, idx: list[int]) -> Split:
@@ -951,6 +991,7 @@ def main(argv: list[str] | None = None) -> int:
                 *([add_music(test, recordings, 10.0)] if recordings else []),
                 at_level(test, -30.0),
                 telephone(test, 8000),
+                microphones(test),
             ):
                 res = run_set(methods, cond, fps)
                 print_table(cond.name, res)
