@@ -61,3 +61,19 @@ def test_a_closure_in_speech_shows_the_closed_tile_while_the_jaw_eases_down() ->
     closing = np.array([0.03, 1.0, 0.0, 0.0], dtype=np.float32)  # lips shut, the smoothed jaw not quite at 0
     assert mouth.select(closing, previous=1) == 0
     assert mouth.select(closing, previous=2) == 0
+
+
+def test_the_mouth_goes_to_a_tile_at_the_wanted_opening_rather_than_hold_a_clearly_worse_one() -> None:
+    """Holding the last tile must not flatten the track's peaks: on a development clip the mouth stayed on a 0.30
+    tile while the track asked for 0.34-0.35 and the atlas had a 0.35 tile (2 of 19 open-close cycles lost)."""
+    assets = video()
+    jaws = (0.0, 0.30, 0.35, 0.6)
+    params = np.array([[j, 1.0 if j == 0 else 0.0, 0.0, 0.0] for j in jaws], dtype=np.float32)
+    assets = VideoAssets(
+        frames=assets.frames,
+        mouth=assets.mouth,
+        atlas=MouthAtlas(tiles=assets.atlas.tiles, params=params, anchor=(22.0, 16.0), ref_width=40.0),
+    )
+    mouth = AtlasMouth(assets)
+    assert mouth.select(np.array([0.35, 0.0, 0.0, 0.0], dtype=np.float32), previous=1) == 2
+    assert mouth.select(np.array([0.32, 0.0, 0.0, 0.0], dtype=np.float32), previous=1) == 1  # about as near: held
