@@ -232,12 +232,20 @@ def render_video(
             shown.append(float(tiles[comp._tile, 0]))
         return out, np.array(shown)
     atlas = old_atlas.AtlasMouth(avatar.video)
+    previous: int | None = None
     for i, p in enumerate(params):
-        frame = avatar.video.frames[i % len(avatar.video.frames)].copy()
-        atlas.paste(frame, i % len(avatar.video.frames), p)
-        ids, weights = atlas.select(p)
+        index = i % len(avatar.video.frames)
+        frame = avatar.video.frames[index].copy()
+        chosen = atlas.select(p, previous) if "previous" in inspect.signature(atlas.select).parameters else None
+        if chosen is not None:  # a baseline from issue 14 on: one real tile per frame, held while it matches
+            previous = int(chosen)
+            atlas.paste(frame, index, previous)
+            shown.append(float(tiles[previous, 0]))
+        else:  # before issue 14: the two nearest tiles blended
+            atlas.paste(frame, index, p)
+            ids, weights = atlas.select(p)
+            shown.append(float(sum(w * tiles[j, 0] for j, w in zip(ids, weights, strict=True))))
         out.append(frame)
-        shown.append(float(sum(w * tiles[j, 0] for j, w in zip(ids, weights, strict=True))))
     return out, np.array(shown)
 
 
