@@ -14,7 +14,7 @@ photo instead of being smoothed by interpolation.
 The gap that opens between the lips is filled with a mouth interior made for this photo (:class:`MouthLook`): upper
 teeth hanging from under the upper lip (individual teeth: central incisors longest, each tooth shaded as a rounded
 surface, soft gaps between them, fading into the shadow of the cheeks towards the corners, a translucent biting edge; on
-a stretched, smiling mouth the upper gum line shows above them), lower teeth rising from behind the lower lip and showing
+a smiling mouth the upper gum line shows above them), lower teeth rising from behind the lower lip and showing
 more as the jaw drops (the central few), a tongue low on the floor, a cavity that darkens with depth and, in front of it
 all, the lower lip's wet inner edge fading into the dark. A photo's own teeth stay as photographed, without the sliver
 of lower lip the landmarks leave under them. Its colours come from the photo itself (teeth from the eye whites, or from
