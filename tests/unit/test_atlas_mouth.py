@@ -76,4 +76,6 @@ def test_the_mouth_goes_to_a_tile_at_the_wanted_opening_rather_than_hold_a_clear
     )
     mouth = AtlasMouth(assets)
     assert mouth.select(np.array([0.35, 0.0, 0.0, 0.0], dtype=np.float32), previous=1) == 2
-    assert mouth.select(np.array([0.32, 0.0, 0.0, 0.0], dtype=np.float32), previous=1) == 1  # about as near: held
+    # 0.33: the 0.35 tile matches best, but the 0.30 one is about as near (0.03 vs 0.02 off): held, no flicker.
+    assert mouth.select(np.array([0.33, 0.0, 0.0, 0.0], dtype=np.float32), previous=1) == 1
+    assert mouth.select(np.array([0.33, 0.0, 0.0, 0.0], dtype=np.float32)) == 2
