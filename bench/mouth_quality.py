@@ -232,13 +232,13 @@ def render_video(
             shown.append(float(tiles[comp._tile, 0]))
         return out, np.array(shown)
     atlas = old_atlas.AtlasMouth(avatar.video)
+    one_tile = "previous" in inspect.signature(atlas.select).parameters  # a baseline from issue 14 on
     previous: int | None = None
     for i, p in enumerate(params):
         index = i % len(avatar.video.frames)
         frame = avatar.video.frames[index].copy()
-        chosen = atlas.select(p, previous) if "previous" in inspect.signature(atlas.select).parameters else None
-        if chosen is not None:  # a baseline from issue 14 on: one real tile per frame, held while it matches
-            previous = int(chosen)
+        if one_tile:  # one real tile per frame, held while it matches
+            previous = int(atlas.select(p, previous))
             atlas.paste(frame, index, previous)
             shown.append(float(tiles[previous, 0]))
         else:  # before issue 14: the two nearest tiles blended

@@ -38,6 +38,12 @@ def mouth_box(avatar: Avatar) -> tuple[slice, slice]:
     return ys, xs
 
 
+def grey_above(pixels: np.ndarray, floor: int, spread: int) -> np.ndarray:
+    """Which pixels (colour on the last axis) look like teeth or an eye's white: every channel above ``floor`` and the
+    channels within ``spread`` of each other."""
+    return (pixels.min(axis=-1) > floor) & (pixels.max(axis=-1) - pixels.min(axis=-1) < spread)
+
+
 def outside_roi(frame: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndarray:
     y0, y1, x0, x1 = roi
     mask = np.ones(frame.shape[:2], dtype=bool)
@@ -220,7 +226,7 @@ def test_lips_meet_when_lips_closed_is_1_while_speaking() -> None:
 
     def teeth_pixels(frame: np.ndarray) -> int:
         box = frame[58:68, 56:72].astype(int)
-        return int(((box.min(axis=2) > 190) & (box.max(axis=2) - box.min(axis=2) < 25)).sum())  # bright and grey
+        return int(grey_above(box, 190, 25).sum())  # bright and grey
 
     pressed = compositor.render(np.array([0.0, 1.0, 0.0, 0.0], dtype=np.float32), press=1.0)
     assert teeth_pixels(avatar.base) > 40 and teeth_pixels(pressed) < 0.2 * teeth_pixels(avatar.base)
@@ -243,7 +249,7 @@ def test_blink_closes_the_eyes_and_only_the_eyes(avatar: Avatar, compositor: Com
 
         def white(img: np.ndarray, y0: int = y0, y1: int = y1, x0: int = x0, x1: int = x1) -> int:
             box = img[y0:y1, x0:x1].astype(int)
-            return int(((box.min(axis=2) > 150) & (box.max(axis=2) - box.min(axis=2) < 40)).sum())
+            return int(grey_above(box, 150, 40).sum())
 
         assert white(avatar.base) > 5 and white(shut) < 0.3 * white(avatar.base)
 
@@ -360,7 +366,7 @@ def test_an_opening_photo_mouth_leaves_no_sliver_of_lower_lip_under_its_teeth() 
     avatar = dataclasses.replace(avatar, rig=dataclasses.replace(avatar.rig, lower_lip_inner=(64.0, 67.0)))
     frame = Compositor(avatar).render(np.array([1.0, 0.0, 0.0, 0.0], np.float32), press=1.0).astype(int)
     column = frame[56:80, 62:67].mean(axis=1)  # down the middle of the mouth
-    teeth = np.flatnonzero((column.min(axis=1) > 190) & (column.max(axis=1) - column.min(axis=1) < 25))
+    teeth = np.flatnonzero(grey_above(column, 190, 25))
     assert len(teeth) >= 3
     below = column[teeth[-1] + 1 : teeth[-1] + 4]
     assert below.mean(axis=1).max() < 110, below  # dark cavity, not the lip's red (170, 80, 80)
@@ -386,7 +392,7 @@ def test_relaxed_lips_show_the_teeth_edges_and_a_smile_the_crowns() -> None:
 
     def teeth_pixels(frame: np.ndarray) -> int:
         box = frame[56:80, 44:84].astype(int)
-        return int(((box.min(axis=2) > 70) & (box.max(axis=2) - box.min(axis=2) < 40)).sum())  # lit and grey
+        return int(grey_above(box, 70, 40).sum())  # lit and grey
 
     relaxed = compositor.render(np.array([0.3, 0.0, 0.0, 0.0], np.float32))
     stretched = compositor.render(np.array([0.3, 0.0, 0.0, 1.0], np.float32))
@@ -421,7 +427,7 @@ def test_gums_show_in_a_smile_not_in_a_wide_relaxed_opening() -> None:
     def red_rows_above_the_teeth(frame: np.ndarray) -> int:
         """At the mouth's centre column: lip- or gum-red rows from the upper lip down to the first tooth row."""
         col = frame[200:320, 256].astype(int)
-        teeth = np.nonzero((col.min(axis=1) > 70) & (col.max(axis=1) - col.min(axis=1) < 40))[0]
+        teeth = np.nonzero(grey_above(col, 70, 40))[0]
         red = (col[:, 0] > 120) & (col[:, 0] - col[:, 1] > 50)
         return int(red[: teeth[0]].sum())
 
