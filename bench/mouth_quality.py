@@ -29,7 +29,8 @@ renderer is asked for (``jaw_open`` gated by ``lips_closed``: closures shut the 
 clip, a photo avatar built from one of its frames speaking the clip's audio beside the person speaking it: inside the
 inner lip contour, the brightest tenth and the mean luma relative to the cheeks and the share of pixels brighter than
 the cheeks, per size of opening (what a viewer comparing the two mouths sees: teeth and cavity as bright as a real
-speaking mouth's).
+speaking mouth's), and the lower teeth down the middle of the opening: how far they show above the lower lip and how
+bright they are against the upper teeth (also printed for the demo avatars).
 
 Render cost: frames per second on one core of the session path (smoother, idle life, compositor) at 512x640
 (grace-hopper) and for a video avatar, before and after, interleaved so machine load hits both alike.
@@ -317,10 +318,12 @@ def bench_photo(name: str, track: np.ndarray, rev: str, mesh: FaceMesh) -> None:
     ):
         comp = Compositor(avatar)
         landmarks = Landmarker(mesh)
-        gaps = []
+        gaps, teeth = [], []
         for p in track:
-            lm = landmarks(comp.render(p, press=1.0))
+            frame = comp.render(p, press=1.0)
+            lm = landmarks(frame)
             gaps.append(float(np.linalg.norm(lm[LOWER_LIP_INNER, :2] - lm[UPPER_LIP_INNER, :2])))
+            teeth.append((lip_gap(lm), *lower_teeth(frame, lm)))
         g = np.array(gaps)
         mw = avatar.rig.mouth_width
         jaw = track[:, 0]
@@ -334,6 +337,13 @@ def bench_photo(name: str, track: np.ndarray, rev: str, mesh: FaceMesh) -> None:
             f"{np.mean(g[jaw > 0.6]) / mw if (jaw > 0.6).any() else float('nan'):.2f} of the mouth width; "
             f"regression gap/width = {coef[0]:+.3f} jaw_open {coef[1]:+.3f} lips_closed"
         )
+        t = np.array(teeth)
+        cells = []
+        for lo, hi in GAP_BINS[1:]:
+            m = (t[:, 0] >= lo) & (t[:, 0] < hi)
+            height, light = (float(np.nanmedian(t[m, k])) if m.any() else float("nan") for k in (1, 2))
+            cells.append(f"gap {lo:.2f}-{hi:.2f} {height:.3f} {light:.2f} ({int(m.sum())})")
+        print(f"{'':10}lower teeth (height / mouth width, brightest / the upper teeth's): {';  '.join(cells)}")
 
 
 #: Face-mesh points in the middle of each cheek: the skin the inside of the mouth is compared with.
@@ -360,18 +370,40 @@ def interior(rgb: np.ndarray, lm: np.ndarray) -> tuple[float, float, float]:
     return float(np.percentile(inside, 90)) / skin, float(inside.mean()) / skin, float((inside > skin).mean())
 
 
-def interior_table(frames: list[np.ndarray], mesh: FaceMesh) -> list[tuple[int, float, float, float]]:
-    """Per gap bin: frames in it and the mean of :func:`interior`'s three figures."""
+def lower_teeth(rgb: np.ndarray, lm: np.ndarray) -> tuple[float, float]:
+    """Down the middle of an open mouth, from the upper inner lip to just below the lower: how far the bright band
+    above the lower lip (the lower teeth: rows more than 60 % of the way from the gap's darkest row to the brightest
+    row below it) reaches, / the mouth width, and that brightest row over the upper teeth's brightest."""
+    _, _, width, _ = mouth_measure(lm)
+    x = int(np.rint((lm[UPPER_LIP_INNER, 0] + lm[LOWER_LIP_INNER, 0]) / 2))
+    top, bottom = int(lm[UPPER_LIP_INNER, 1]), int(lm[LOWER_LIP_INNER, 1] + 0.03 * width)
+    luma = rgb[:, max(0, x - 1) : x + 2].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    column = luma.mean(axis=1)
+    gap = column[top:bottom]
+    if gap.size < 4:
+        return float("nan"), float("nan")
+    k = int(np.argmin(gap))
+    below = gap[k:]
+    line = gap[k] + 0.6 * (float(below.max()) - gap[k])
+    upper = float(column[max(0, top - int(0.05 * width)) : top + k // 2 + 1].max())
+    return float((below > line).sum()) / width, float(below.max()) / max(upper, 1.0)
+
+
+def interior_table(frames: list[np.ndarray], mesh: FaceMesh) -> list[tuple[int, float, float, float, float, float]]:
+    """Per gap bin: frames in it, the mean of :func:`interior`'s three figures and the median of
+    :func:`lower_teeth`'s two."""
     track = Landmarker(mesh)
     rows = []
     for f in frames:
         lm = track(f)
-        rows.append((lip_gap(lm), *interior(f, lm)))
+        rows.append((lip_gap(lm), *interior(f, lm), *lower_teeth(f, lm)))
     a = np.array(rows)
     out = []
     for lo, hi in GAP_BINS:
         m = (a[:, 0] >= lo) & (a[:, 0] < hi)
-        out.append((int(m.sum()), *(float(np.nanmean(a[m, k])) if m.any() else float("nan") for k in (1, 2, 3))))
+        means = (float(np.nanmean(a[m, k])) if m.any() else float("nan") for k in (1, 2, 3))
+        medians = (float(np.nanmedian(a[m, k])) if m.any() else float("nan") for k in (4, 5))
+        out.append((int(m.sum()), *means, *medians))
     return out
 
 
@@ -396,13 +428,14 @@ def bench_photo_vs_person(clip: Path, seconds: float, rev: str, mesh: FaceMesh) 
         tables[label] = interior_table([animator.next_frame(p, speaking=True) for p in params], mesh)
     print(
         f"\nphoto avatar from a frame of {clip.name}, speaking its audio, beside the person: inside the inner lips, "
-        "p90 and mean luma / the cheeks', share brighter than the cheeks, per inner lip gap (/ mouth width)"
+        "p90 and mean luma / the cheeks', share brighter than the cheeks, per inner lip gap (/ mouth width); "
+        "then the lower teeth: height / mouth width, brightest / the upper teeth's"
     )
     for k, (lo, hi) in enumerate(GAP_BINS):
         cells = []
         for label, table in tables.items():
-            n, p90, mean, bright = table[k]
-            cells.append(f"{label} {p90:4.2f} / {mean:4.2f} / {bright:4.2f} ({n:3d})")
+            n, p90, mean, bright, height, light = table[k]
+            cells.append(f"{label} {p90:4.2f} / {mean:4.2f} / {bright:4.2f} | {height:5.3f} {light:4.2f} ({n:3d})")
         print(f"  gap {lo:.2f}-{hi:.2f}: " + ";  ".join(cells))
 
 

@@ -58,9 +58,13 @@ TEETH_GAP_PX = 2.0
 TEETH_OVER_SKIN = 1.1
 TEETH_MAX_LUMA = 230.0
 #: Visible length of the upper central incisors below the upper lip, and the most the lower teeth show above the
-#: lower lip, as fractions of the mouth width.
+#: lower lip, as fractions of the mouth width. The lower teeth rise into view in proportion to ``jaw_open`` up to
+#: :data:`LOWER_FULL` (a gap of about 0.32 mouth widths), lit like the upper teeth. In the two real talking clips the
+#: lower teeth show 0.04-0.06 mouth widths above the lip at gaps of 0.12-0.25 and 0.08-0.09 beyond, their brightest
+#: 0.7 (one person) to 1.1-1.2 (the other) times the upper teeth's (bench/mouth_quality.py).
 UPPER_TEETH = 0.115
-LOWER_TEETH = 0.075
+LOWER_TEETH = 0.11
+LOWER_FULL = 0.75
 #: Saturation ((max - min) / max) of the lips or the skin from which a photo counts as in full colour; below it the
 #: mouth interior's reds fade towards grey (none in a black-and-white photo).
 COLOURFUL = 0.12
@@ -74,9 +78,10 @@ NARROW_LIGHT = 0.5
 OPEN_SPAN = 0.75
 #: The share of the upper teeth's visible length that relaxed lips leave showing (speaking without a smile).
 RELAXED_TEETH = 0.45
-#: The tongue's top, as a fraction of the opening's height up from the lower lip at the centre, and its colours as
-#: fractions of the lips' (in the upper jaw's shadow: darker than the lips, so its top never reads as the lower lip).
-TONGUE_HEIGHT = 0.4
+#: The tongue's top, as a fraction of the opening's height up from the lower lip at the centre (times 0.8: it shows
+#: above the lower teeth), and its colours as fractions of the lips' (in the upper jaw's shadow: darker than the lips,
+#: so its top never reads as the lower lip).
+TONGUE_HEIGHT = 0.5
 TONGUE_LIT = (0.72, 0.46, 0.46)
 TONGUE_DARK = (0.42, 0.24, 0.25)
 #: The lower lip's wet inner edge: its width (fraction of the mouth width) over which it fades into the interior,
@@ -162,6 +167,8 @@ class MouthLook:
     grain: float  #: standard deviation of the photo's pixel noise (grey levels)
     light: float  #: -1 (lit from the image's left) .. 1 (from its right)
     skin: tuple[float, float, float] | None = None  #: the skin beside the mouth
+    #: ``teeth`` measured on the photo's own teeth, inside its mouth: already in the lips' shade (not dimmed again).
+    teeth_in_mouth: bool = False
 
 
 def _luma(rgb: F32) -> F32:
@@ -295,6 +302,7 @@ def analyse_photo(
         grain=grain,
         light=float(np.clip((right - left) / max(right + left, 1.0) * 3.0, -1.0, 1.0)),
         skin=(float(skin[0]), float(skin[1]), float(skin[2])),
+        teeth_in_mouth=teeth is not None and len(teeth) == 3,
     )
 
 
@@ -471,15 +479,17 @@ class MouthWarp:
 
         # What the teeth turn into towards the corners: the warm shadow of the cavity, not a darker grey.
         shadow = tint(lips * np.array([0.3, 0.16, 0.16], np.float32))
-        # Inside the mouth the teeth get less light than the face around it.
-        enamel = tint(np.array(look.teeth, dtype=np.float32) * np.float32(TEETH_LIGHT))
+        # Inside the mouth the teeth get less light than the face around it (a photo's own teeth already do).
+        light = 1.0 if look.teeth_in_mouth else TEETH_LIGHT
+        enamel = tint(np.array(look.teeth, dtype=np.float32) * np.float32(light))
 
         def layer(spec: tuple[tuple[float, float], ...], length: float, colour: F32, upper: bool) -> F32:
             n = math.ceil(length * 1.1) + 6
             lengths, shade, gaps = _teeth_row(cols, self._cx, _INCISOR * mw * (1.0 if upper else 0.8), spec, length)
             d = np.arange(n, dtype=np.float32)[:, None] - 2.0  # depth from the lip line, px (2 rows above it)
-            # Coverage with a rounded biting edge; the edge itself is translucent (greyer, darker).
-            alpha = np.clip(lengths[None, :] - d + 0.5, 0.0, 1.0) * (d >= -0.5)
+            # Coverage with a rounded biting edge; the edge itself is translucent (greyer, darker). The lower teeth's
+            # roots stay opaque: behind the lower lip, which they meet without a dark seam.
+            alpha = np.clip(lengths[None, :] - d + 0.5, 0.0, 1.0) * ((d >= -0.5) | (not upper))
             if not upper:  # the lower teeth hide behind the lower lip and the cheeks sooner
                 alpha = alpha * (1.0 - smoothstep((np.abs(u) - 0.12) / 0.33))[None, :]
             edge = np.exp(-(((lengths[None, :] - d) / max(1.2, 0.12 * length)) ** 2))
@@ -495,7 +505,7 @@ class MouthWarp:
         up_len = UPPER_TEETH * mw
         low_len = LOWER_TEETH * mw
         self._up_tex = _gaussian(layer(_UPPER_TEETH, up_len, enamel, True), look.blur)
-        self._low_tex = _gaussian(layer(_LOWER_TEETH[:4], low_len, enamel * 0.88, False), look.blur)
+        self._low_tex = _gaussian(layer(_LOWER_TEETH[:4], low_len, enamel, False), look.blur)
         self._up_rows, self._low_rows = self._up_tex.shape[0], self._low_tex.shape[0]
         self._low_len = low_len
         # Cavity and tongue colours from the lips: a dark, reddish throat; a tongue a little darker than the lips.
@@ -808,7 +818,7 @@ class MouthWarp:
         interior = (interior + (tongue_col - interior) * tongue) * light
         col_idx = np.arange(col0, col0 + cols)[None, :]
         # Lower teeth: behind the lower lip, their biting edge rising above it as the jaw drops.
-        showing = self._low_len * float(np.clip(shape.opening / 0.5, 0.0, 1.0))
+        showing = self._low_len * float(np.clip(shape.opening / LOWER_FULL, 0.0, 1.0))
         if showing > 0.5:
             # Texture rows run from the root (row 2, at the lower lip) to the biting edge, which is on top.
             d = np.clip(np.rint(self._low_len - showing + (low_out - Y)) + 2.0, 0, self._low_rows - 1).astype(np.intp)

@@ -372,6 +372,18 @@ def test_an_opening_photo_mouth_leaves_no_sliver_of_lower_lip_under_its_teeth() 
     assert below.mean(axis=1).max() < 110, below  # dark cavity, not the lip's red (170, 80, 80)
 
 
+def test_lower_teeth_under_a_photos_own_teeth_are_lit_like_them() -> None:
+    """The builder measured this photo's own teeth inside its mouth (already in the lips' shade): the lower teeth that
+    rise as the jaw drops take that colour as it is, not dimmed a second time (they were half as bright)."""
+    teeth = (225.0, 222.0, 212.0)
+    avatar = dataclasses.replace(teeth_showing_avatar(), metadata={"mouth": {"teeth_rgb": list(teeth)}})
+    frame = Compositor(avatar).render(np.array([1.0, 0.0, 0.0, 0.0], np.float32), press=1.0).astype(int)
+    column = frame[56:90, 62:67].mean(axis=1).mean(axis=1)  # down the middle of the mouth
+    cavity = int(np.argmin(column))
+    lower_teeth = column[cavity : cavity + 12].max()  # between the cavity and the lower lip (110)
+    assert lower_teeth > 0.7 * (0.299 * teeth[0] + 0.587 * teeth[1] + 0.114 * teeth[2]), column
+
+
 def test_the_upper_lip_lifts_at_its_centre_as_the_jaw_drops() -> None:
     avatar = closed_mouth_avatar()
     compositor = Compositor(avatar)
