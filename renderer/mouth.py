@@ -71,9 +71,11 @@ COLOURFUL = 0.12
 #: Light on the teeth inside a speaking mouth, relative to teeth lit like the face (what :class:`MouthLook` holds).
 #: In two real talking-head clips no pixel inside the lips is brighter than the cheeks while the person speaks.
 TEETH_LIGHT = 0.8
-#: Light inside a barely open mouth, relative to one open half way or more (inside the lips, both real clips' people
-#: are still darker than their avatars at small openings: bench/mouth_quality.py).
-NARROW_LIGHT = 0.5
+#: Light inside a barely open mouth, relative to one open half way or more. At inner lip gaps of 0.05-0.12 mouth
+#: widths the two real clips' people show a dark slit (brightest tenth inside the lips 0.37 / 0.42 of the cheeks);
+#: their avatars, at 0.5 here, showed a grey line of teeth edges (0.53 / 0.53), at 0.15 0.43 / 0.49
+#: (bench/mouth_quality.py).
+NARROW_LIGHT = 0.15
 #: The share of the mouth's width over which the lips part at a small opening (all of it at full opening).
 OPEN_SPAN = 0.75
 #: The share of the upper teeth's visible length that relaxed lips leave showing (speaking without a smile).

@@ -197,6 +197,17 @@ def test_closed_mouth_photo_gets_synthesised_teeth_cavity_tongue_and_lower_teeth
     np.testing.assert_array_equal(Compositor(avatar).render(REST_POSE), avatar.base)
 
 
+def test_a_barely_open_mouth_is_a_dark_slit() -> None:
+    """In real talking clips an opening of a few hundredths of the mouth width shows a dark slit (little light gets
+    in), not a grey line of teeth edges."""
+    avatar = closed_mouth_avatar(scale=4)
+    frame = Compositor(avatar).render(pose(0.15)).astype(float) @ np.array([0.299, 0.587, 0.114])
+    column = frame[236:268, 240:272].mean(axis=1)  # down the middle of the mouth, across the lip line (y = 248)
+    lips = column[0]
+    gap = column[column < 0.9 * lips]
+    assert len(gap) >= 2 and np.median(gap) < 0.35 * lips, column  # it was grey (0.53 of the lips)
+
+
 def teeth_showing_avatar() -> Avatar:
     """A flat face whose lips rest apart over a band of teeth (the builder closes such photos at rest, but files
     from older builders, and hand-made rigs, still have them)."""
