@@ -375,6 +375,10 @@ class MouthWarp:
         self._cx = (xl + xr) / 2.0
         self._hw = (xr - xl) / 2.0
         mw = 2.0 * self._hw
+        #: The face's midline at the mouth (the lips' centre points): off the corners' midpoint on a turned head,
+        #: whose nearer half of the mouth looks wider. Each half is measured on its own (:meth:`_across`).
+        self._mx = min(max((rig.upper_lip_inner[0] + rig.lower_lip_inner[0]) / 2.0, xl + 0.25 * mw), xr - 0.25 * mw)
+        self._per_px = (np.float32(1.0 / (self._mx - xl)), np.float32(1.0 / (xr - self._mx)))
         self.mouth_width = mw
         self._max_open = MAX_OPEN * mw
         corner_y = self._corner_y(self._cx)
@@ -420,7 +424,7 @@ class MouthWarp:
         self._window = window
         my = (rig.upper_lip_top[1] + rig.lower_lip_bottom[1]) / 2.0
         gauss = np.exp(-(((xs - self._cx) / (0.8 * mw)) ** 2) - ((ys - my) / (0.45 * mw)) ** 2)
-        self._hbasis = ((xs - self._cx) * gauss * window).astype(np.float32)
+        self._hbasis = ((xs - self._mx) * gauss * window).astype(np.float32)
         #: The farthest any pixel's source column moves (px) per unit of ``1 - 1 / scale``.
         self._hbasis_max = float(np.abs(self._hbasis).max())
         #: The columns the inner lip contours span (x from, to), where both are strictly increasing in x: beyond
@@ -465,9 +469,12 @@ class MouthWarp:
         mw = self.mouth_width
         lips = np.array(look.lips, dtype=np.float32)
         # Light: brighter on the lit side, and the far corners in the cheeks' shadow.
-        u = (cols - self._cx) / self._hw
+        u = self._across(cols)
+        # Teeth are laid out across a frontal mouth: a turned head's farther half shows them narrower.
+        frontal = (self._mx + u * self._hw).astype(np.float32)
         side_light = (1.0 + 0.18 * look.light * np.clip(u, -1, 1)).astype(np.float32)
-        corner_shade = (1.0 - 0.8 * smoothstep((np.abs(u) - 0.35) / 0.6)).astype(np.float32)
+        far = np.abs(u)
+        corner_shade = (1.0 - 0.8 * smoothstep((far - np.float32(0.35)) / np.float32(0.6))).astype(np.float32)
         self._col_light = side_light * corner_shade
 
         skin = np.array(look.skin, dtype=np.float32) if look.skin is not None else lips
@@ -487,13 +494,13 @@ class MouthWarp:
 
         def layer(spec: tuple[tuple[float, float], ...], length: float, colour: F32, upper: bool) -> F32:
             n = math.ceil(length * 1.1) + 6
-            lengths, shade, gaps = _teeth_row(cols, self._cx, _INCISOR * mw * (1.0 if upper else 0.8), spec, length)
+            lengths, shade, gaps = _teeth_row(frontal, self._mx, _INCISOR * mw * (1.0 if upper else 0.8), spec, length)
             d = np.arange(n, dtype=np.float32)[:, None] - 2.0  # depth from the lip line, px (2 rows above it)
             # Coverage with a rounded biting edge; the edge itself is translucent (greyer, darker). The lower teeth's
             # roots stay opaque: behind the lower lip, which they meet without a dark seam.
             alpha = np.clip(lengths[None, :] - d + 0.5, 0.0, 1.0) * ((d >= -0.5) | (not upper))
             if not upper:  # the lower teeth hide behind the lower lip and the cheeks sooner
-                alpha = alpha * (1.0 - smoothstep((np.abs(u) - 0.12) / 0.33))[None, :]
+                alpha = alpha * (1.0 - smoothstep((far - np.float32(0.12)) / np.float32(0.33)))[None, :]
             edge = np.exp(-(((lengths[None, :] - d) / max(1.2, 0.12 * length)) ** 2))
             # Enamel is brightest in the middle of its height, a little darker up under the lip.
             vertical = 0.9 + 0.1 * smoothstep(d / max(2.0, 0.35 * length))
@@ -519,7 +526,7 @@ class MouthWarp:
         # Gums: lit like the teeth (side light, the corners in shadow); between the teeth they reach lower.
         incisor = _INCISOR * mw
         edges = np.cumsum([w * incisor for w, _ in _UPPER_TEETH])
-        across = np.abs(cols - self._cx)
+        across = np.abs(frontal - self._mx)
         papilla = np.zeros_like(cols)
         for e in (0.0, *edges[:-1]):
             papilla = np.maximum(papilla, np.exp(-(((across - e) / (0.2 * incisor)) ** 2)))
@@ -539,10 +546,17 @@ class MouthWarp:
     def _corner_y(self, x: F32 | float) -> F32 | float:
         return self._yl + self._slope * (x - self._xl)
 
+    def _across(self, x: F32) -> F32:
+        """Where columns ``x`` lie across the mouth: -1 at the left corner, 0 on the midline, 1 at the right corner."""
+        d = (x - self._mx).astype(np.float32, copy=False)
+        u: F32 = (d * np.where(d < 0, *self._per_px)).astype(np.float32, copy=False)
+        return u
+
     def lip_profile(self, x: F32) -> F32:
-        """1 at the mouth centre, 0 at and beyond the corners (a parabola)."""
-        u = (x - self._cx) / self._hw
-        return np.clip(1.0 - u * u, 0.0, 1.0)
+        """1 on the mouth's midline, 0 at and beyond the corners (a parabola each side)."""
+        u = self._across(x)
+        profile: F32 = np.clip(np.float32(1.0) - u * u, 0.0, 1.0)
+        return profile
 
     def _jaw_profile(self, x: F32) -> F32:
         span = self._jx1 - self._jx0
@@ -659,8 +673,8 @@ class MouthWarp:
         opens = np.zeros(sx.shape, np.float32)
         # The lips part in the middle first: the corners stay together until the mouth opens wide. (A lens, as a
         # speaking mouth opens; the half-ellipse used before opened every mouth from corner to corner.)
-        span = self._hw * (OPEN_SPAN + (1.0 - OPEN_SPAN) * min(1.0, shape.opening))
-        u = (sx[:, c0:c1] - self._cx) / span
+        u = self._across(sx[:, c0:c1])
+        u /= OPEN_SPAN + (1.0 - OPEN_SPAN) * min(1.0, shape.opening)
         opens[:, c0:c1] = np.clip(1.0 - u * u, 0.0, 1.0)
         rest_gap = low - up
         close, drop = self._close_and_drop(shape)
@@ -812,7 +826,7 @@ class MouthWarp:
         # Tongue: a rounded hump low on the floor of the opening (below the photo's own teeth where they stay),
         # highest at the centre, in the upper jaw's shadow: darker than the lips, so its top never reads as the
         # lower lip's edge.
-        u = (sx - self._cx) / (0.75 * self._hw)
+        u = self._across(sx) / 0.75
         hump = 0.55 + 0.25 * np.clip(1.0 - u * u, 0.0, 1.0)
         w = np.clip((Y - top) / np.maximum(low_out - top, 1e-3), 0.0, 1.0)
         tongue = smoothstep((w - (1.0 - hump * TONGUE_HEIGHT)) / 0.12) * 0.9 * side

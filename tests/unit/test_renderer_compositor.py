@@ -208,6 +208,18 @@ def test_a_barely_open_mouth_is_a_dark_slit() -> None:
     assert len(gap) >= 2 and np.median(gap) < 0.35 * lips, column  # it was grey (0.53 of the lips)
 
 
+def test_a_turned_heads_teeth_sit_on_its_midline() -> None:
+    """On a turned head the lips' centre points (the face's midline) lie nearer one corner: the teeth, the opening and
+    the lips' motion are laid out about the midline, not about the corners' midpoint (24 px away here)."""
+    avatar = closed_mouth_avatar(scale=4)  # corners at x = 176 and 336
+    rig = dataclasses.replace(avatar.rig, upper_lip_inner=(232.0, 248.0), lower_lip_inner=(232.0, 248.0))
+    frame = Compositor(dataclasses.replace(avatar, rig=rig)).render(pose(1.0)).astype(int)
+    lower = frame[262:330, 176:336]  # the lower half of the opening
+    teeth = (lower.min(axis=2) > 110) & (lower.max(axis=2) - lower.min(axis=2) < 40)  # bright and grey
+    columns = np.nonzero(teeth)[1] + 176
+    assert len(columns) > 50 and abs(columns.mean() - 232) < 8, columns.mean()  # it was 256
+
+
 def teeth_showing_avatar() -> Avatar:
     """A flat face whose lips rest apart over a band of teeth (the builder closes such photos at rest, but files
     from older builders, and hand-made rigs, still have them)."""
