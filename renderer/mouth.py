@@ -264,7 +264,8 @@ def analyse_photo(
     ]
     skin = np.maximum(beside[0], beside[1])  # the lit side's
     enamel: F32
-    if teeth is not None and len(teeth) == 3:
+    measured = teeth is not None and len(teeth) == 3
+    if measured:
         enamel = np.array(teeth, dtype=np.float32)
     else:
         whites = np.concatenate([_inside_eye(base, e) for e in eyes]) if eyes else np.zeros((0, 3), np.float32)
@@ -304,7 +305,7 @@ def analyse_photo(
         grain=grain,
         light=float(np.clip((right - left) / max(right + left, 1.0) * 3.0, -1.0, 1.0)),
         skin=(float(skin[0]), float(skin[1]), float(skin[2])),
-        teeth_in_mouth=teeth is not None and len(teeth) == 3,
+        teeth_in_mouth=measured,
     )
 
 
@@ -489,8 +490,8 @@ class MouthWarp:
         # What the teeth turn into towards the corners: the warm shadow of the cavity, not a darker grey.
         shadow = tint(lips * np.array([0.3, 0.16, 0.16], np.float32))
         # Inside the mouth the teeth get less light than the face around it (a photo's own teeth already do).
-        light = 1.0 if look.teeth_in_mouth else TEETH_LIGHT
-        enamel = tint(np.array(look.teeth, dtype=np.float32) * np.float32(light))
+        teeth_light = 1.0 if look.teeth_in_mouth else TEETH_LIGHT
+        enamel = tint(np.array(look.teeth, dtype=np.float32) * np.float32(teeth_light))
 
         def layer(spec: tuple[tuple[float, float], ...], length: float, colour: F32, upper: bool) -> F32:
             n = math.ceil(length * 1.1) + 6
