@@ -214,8 +214,7 @@ def test_a_turned_heads_teeth_sit_on_its_midline() -> None:
     avatar = closed_mouth_avatar(scale=4)  # corners at x = 176 and 336
     rig = dataclasses.replace(avatar.rig, upper_lip_inner=(232.0, 248.0), lower_lip_inner=(232.0, 248.0))
     frame = Compositor(dataclasses.replace(avatar, rig=rig)).render(pose(1.0)).astype(int)
-    lower = frame[262:330, 176:336]  # the lower half of the opening
-    teeth = (lower.min(axis=2) > 110) & (lower.max(axis=2) - lower.min(axis=2) < 40)  # bright and grey
+    teeth = grey_above(frame[262:330, 176:336], 110, 40)  # in the lower half of the opening
     columns = np.nonzero(teeth)[1] + 176
     assert len(columns) > 50 and abs(columns.mean() - 232) < 8, columns.mean()  # it was 256
 
