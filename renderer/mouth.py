@@ -555,9 +555,7 @@ class MouthWarp:
 
     def lip_profile(self, x: F32) -> F32:
         """1 on the mouth's midline, 0 at and beyond the corners (a parabola each side)."""
-        u = self._across(x)
-        profile: F32 = np.clip(np.float32(1.0) - u * u, 0.0, 1.0)
-        return profile
+        return _bump(self._across(x))
 
     def _jaw_profile(self, x: F32) -> F32:
         span = self._jx1 - self._jx0
@@ -669,14 +667,14 @@ class MouthWarp:
         # The lip profile is 0 beyond the mouth corners: computed (with the opening's) only on the columns that can
         # read from between them.
         c0, c1 = self._columns(self._cx - self._hw, self._cx + self._hw, shift)
+        u = self._across(sx[:, c0:c1])
         side = np.zeros(sx.shape, np.float32)
-        side[:, c0:c1] = self.lip_profile(sx[:, c0:c1])
+        side[:, c0:c1] = _bump(u)  # the lip profile
         opens = np.zeros(sx.shape, np.float32)
         # The lips part in the middle first: the corners stay together until the mouth opens wide. (A lens, as a
         # speaking mouth opens; the half-ellipse used before opened every mouth from corner to corner.)
-        u = self._across(sx[:, c0:c1])
         u /= OPEN_SPAN + (1.0 - OPEN_SPAN) * min(1.0, shape.opening)
-        opens[:, c0:c1] = np.clip(1.0 - u * u, 0.0, 1.0)
+        opens[:, c0:c1] = _bump(u)
         rest_gap = low - up
         close, drop = self._close_and_drop(shape)
         # Closing the resting gap: the lower lip travels 60 % of the way up, the upper lip 40 % down. Opening, the
@@ -828,7 +826,7 @@ class MouthWarp:
         # highest at the centre, in the upper jaw's shadow: darker than the lips, so its top never reads as the
         # lower lip's edge.
         u = self._across(sx) / 0.75
-        hump = 0.55 + 0.25 * np.clip(1.0 - u * u, 0.0, 1.0)
+        hump = 0.55 + 0.25 * _bump(u)
         w = np.clip((Y - top) / np.maximum(low_out - top, 1e-3), 0.0, 1.0)
         tongue = smoothstep((w - (1.0 - hump * TONGUE_HEIGHT)) / 0.12) * 0.9 * side
         tongue_col = self._tongue_dark + (self._tongue - self._tongue_dark) * np.clip((w - 0.6) / 0.4, 0.0, 1.0)
@@ -911,6 +909,12 @@ class MouthWarp:
         nearest += ax >= 0.5
         sampled += np.take(self._detail, nearest, axis=1)
         return sampled
+
+
+def _bump(u: F32) -> F32:
+    """1 - u^2, clipped to 0..1: 1 at u = 0, 0 from |u| = 1 on."""
+    out: F32 = np.clip(np.float32(1.0) - u * u, 0.0, 1.0)
+    return out
 
 
 def _nonzero_box(a: F32) -> tuple[int, int, int, int] | None:
