@@ -337,12 +337,10 @@ def bench_photo(name: str, track: np.ndarray, rev: str, mesh: FaceMesh) -> None:
             f"{np.mean(g[jaw > 0.6]) / mw if (jaw > 0.6).any() else float('nan'):.2f} of the mouth width; "
             f"regression gap/width = {coef[0]:+.3f} jaw_open {coef[1]:+.3f} lips_closed"
         )
-        t = np.array(teeth)
         cells = []
-        for lo, hi in GAP_BINS[1:]:
-            m = (t[:, 0] >= lo) & (t[:, 0] < hi)
-            height, light = (float(np.nanmedian(t[m, k])) if m.any() else float("nan") for k in (1, 2))
-            cells.append(f"gap {lo:.2f}-{hi:.2f} {height:.3f} {light:.2f} ({int(m.sum())})")
+        for (lo, hi), rows in zip(GAP_BINS[1:], by_gap(np.array(teeth), GAP_BINS[1:]), strict=True):
+            height, light = (per_bin(np.nanmedian, rows, k) for k in (1, 2))
+            cells.append(f"gap {lo:.2f}-{hi:.2f} {height:.3f} {light:.2f} ({len(rows)})")
         print(f"{'':10}lower teeth (height / mouth width, brightest / the upper teeth's): {';  '.join(cells)}")
 
 
@@ -368,6 +366,16 @@ def interior(rgb: np.ndarray, lm: np.ndarray) -> tuple[float, float, float]:
     if inside.size < 20:
         return float("nan"), float("nan"), float("nan")
     return float(np.percentile(inside, 90)) / skin, float(inside.mean()) / skin, float((inside > skin).mean())
+
+
+def by_gap(rows: np.ndarray, bins: tuple[tuple[float, float], ...]) -> list[np.ndarray]:
+    """The rows (inner lip gap in the first column) in each gap bin."""
+    return [rows[(rows[:, 0] >= lo) & (rows[:, 0] < hi)] for lo, hi in bins]
+
+
+def per_bin(stat: Callable[[np.ndarray], float], rows: np.ndarray, column: int) -> float:
+    """``stat`` of one column of a bin's rows; NaN for an empty bin."""
+    return float(stat(rows[:, column])) if len(rows) else float("nan")
 
 
 def lower_teeth(rgb: np.ndarray, lm: np.ndarray) -> tuple[float, float]:
@@ -397,13 +405,11 @@ def interior_table(frames: list[np.ndarray], mesh: FaceMesh) -> list[tuple[int, 
     for f in frames:
         lm = track(f)
         rows.append((lip_gap(lm), *interior(f, lm), *lower_teeth(f, lm)))
-    a = np.array(rows)
     out = []
-    for lo, hi in GAP_BINS:
-        m = (a[:, 0] >= lo) & (a[:, 0] < hi)
-        means = (float(np.nanmean(a[m, k])) if m.any() else float("nan") for k in (1, 2, 3))
-        medians = (float(np.nanmedian(a[m, k])) if m.any() else float("nan") for k in (4, 5))
-        out.append((int(m.sum()), *means, *medians))
+    for binned in by_gap(np.array(rows), GAP_BINS):
+        p90, mean, bright = (per_bin(np.nanmean, binned, k) for k in (1, 2, 3))
+        height, light = (per_bin(np.nanmedian, binned, k) for k in (4, 5))
+        out.append((len(binned), p90, mean, bright, height, light))
     return out
 
 
