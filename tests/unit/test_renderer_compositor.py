@@ -44,6 +44,11 @@ def grey_above(pixels: np.ndarray, floor: int, spread: int) -> np.ndarray:
     return (pixels.min(axis=-1) > floor) & (pixels.max(axis=-1) - pixels.min(axis=-1) < spread)
 
 
+def luma(rgb: np.ndarray | tuple[float, ...]) -> np.ndarray:
+    """Luma (Rec. 601 weights) of RGB colours (colour on the last axis)."""
+    return np.asarray(rgb, np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
 def outside_roi(frame: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndarray:
     y0, y1, x0, x1 = roi
     mask = np.ones(frame.shape[:2], dtype=bool)
@@ -201,7 +206,7 @@ def test_a_barely_open_mouth_is_a_dark_slit() -> None:
     """In real talking clips an opening of a few hundredths of the mouth width shows a dark slit (little light gets
     in), not a grey line of teeth edges."""
     avatar = closed_mouth_avatar(scale=4)
-    frame = Compositor(avatar).render(pose(0.15)).astype(float) @ np.array([0.299, 0.587, 0.114])
+    frame = luma(Compositor(avatar).render(pose(0.15)))
     column = frame[236:268, 240:272].mean(axis=1)  # down the middle of the mouth, across the lip line (y = 248)
     lips = column[0]
     gap = column[column < 0.9 * lips]
@@ -403,7 +408,7 @@ def test_lower_teeth_under_a_photos_own_teeth_are_lit_like_them() -> None:
     column = frame[56:90, 62:67].mean(axis=1).mean(axis=1)  # down the middle of the mouth
     cavity = int(np.argmin(column))
     lower_teeth = column[cavity : cavity + 12].max()  # between the cavity and the lower lip (110)
-    assert lower_teeth > 0.7 * (0.299 * teeth[0] + 0.587 * teeth[1] + 0.114 * teeth[2]), column
+    assert lower_teeth > 0.7 * luma(teeth), column
 
 
 def test_the_upper_lip_lifts_at_its_centre_as_the_jaw_drops() -> None:
@@ -447,7 +452,7 @@ def test_the_lips_part_in_the_middle_first() -> None:
 
 def test_a_black_and_white_photo_opens_a_grey_mouth() -> None:
     avatar = closed_mouth_avatar()
-    grey = avatar.base.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    grey = luma(avatar.base)
     bw = dataclasses.replace(avatar, base=np.repeat(np.rint(grey)[..., None], 3, axis=2).astype(np.uint8))
     frame = Compositor(bw).render(pose(1.0)).astype(int)
     assert np.abs(frame - bw.base.astype(int)).max() > 50  # the mouth opened
